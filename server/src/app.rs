@@ -1,0 +1,222 @@
+//! The server assembled: shared state, the router (`app`) and `serve` with graceful shutdown.
+//! Nothing global is installed here, so tests run many servers in one process.
+
+use std::future::Future;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+
+use crate::auth::Auth;
+use crate::config::ServerConfig;
+use crate::db::Db;
+use crate::error::ApiError;
+use crate::realtime::{self, Realtime};
+use crate::telemetry::metrics::{HTTP_DURATION, HTTP_REQUESTS, ServerMetrics};
+use crate::{boardrooms, bookings, events};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("cannot migrate the database: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+/// Everything a request or a socket handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub db: Db,
+    pub auth: Auth,
+    pub metrics: Arc<ServerMetrics>,
+    pub realtime: Realtime,
+    pub config: ServerConfig,
+    /// Browser origins allowed; empty: any.
+    pub origins: Vec<HeaderValue>,
+    /// True when no secret was configured and one was generated for this process.
+    pub generated_secret: bool,
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Opens and migrates the database and sets up Socket.IO.
+    pub async fn new(config: ServerConfig) -> Result<Self, StartError> {
+        let origins = config
+            .cors_origin
+            .iter()
+            .map(|o| o.trim())
+            .filter(|o| !o.is_empty())
+            .map(|o| {
+                HeaderValue::from_str(o)
+                    .map_err(|_| StartError::Config(format!("bad origin `{o}`")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let db = Db::connect(&config.database_url, config.db_pool_size).await?;
+        db.migrate().await?;
+        let (secret, generated_secret) = match &config.auth_secret {
+            Some(s) if !s.is_empty() => (s.clone(), false),
+            _ => (uuid::Uuid::new_v4().simple().to_string(), true),
+        };
+        let metrics = Arc::new(ServerMetrics::new());
+        let last_seq = events::last_seq(&db.pool).await?;
+        metrics.last_seq.set(last_seq as f64);
+        let realtime = Realtime::new(&config, metrics.clone());
+        let state = AppState(Arc::new(Inner {
+            db,
+            auth: Auth::new(&secret),
+            metrics,
+            realtime,
+            config,
+            origins,
+            generated_secret,
+        }));
+        realtime::register(&state);
+        Ok(state)
+    }
+}
+
+/// The whole HTTP surface: REST API, Socket.IO (`/socket.io/`), health and metrics.
+pub fn app(state: AppState) -> Router {
+    let cors = cors_layer(&state.origins);
+    Router::new()
+        .merge(boardrooms::router())
+        .merge(bookings::router())
+        .merge(events::router())
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), http_metrics))
+        .layer(state.realtime.layer.clone())
+        .layer(cors)
+        .layer(middleware::from_fn_with_state(state.clone(), origin_guard))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, then closes every socket and finishes in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let io = state.realtime.io.clone();
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: closing sockets, finishing requests");
+            io.close().await;
+        })
+        .await
+}
+
+fn cors_layer(origins: &[HeaderValue]) -> CorsLayer {
+    let layer = CorsLayer::new()
+        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            "idempotency-key".parse().expect("valid header name"),
+            "traceparent".parse().expect("valid header name"),
+        ]);
+    if origins.is_empty() {
+        layer.allow_origin(Any)
+    } else {
+        layer.allow_origin(AllowOrigin::list(origins.iter().cloned()))
+    }
+}
+
+/// Socket.IO upgrades and polling from a browser origin outside the allowlist are refused.
+/// Requests without an `Origin` (non-browser clients) pass.
+async fn origin_guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if !state.origins.is_empty() && req.uri().path().starts_with("/socket.io") {
+        if let Some(origin) = req.headers().get(header::ORIGIN) {
+            if !state.origins.contains(origin) {
+                let shown = origin.to_str().unwrap_or("?").to_string();
+                return ApiError::Forbidden(format!("origin `{shown}` is not allowed"))
+                    .into_response();
+            }
+        }
+    }
+    next.run(req).await
+}
+
+async fn http_metrics(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().as_str().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    state
+        .metrics
+        .labelled_counter(
+            HTTP_REQUESTS,
+            &[
+                ("method", method.clone()),
+                ("route", route.clone()),
+                ("status", status),
+            ],
+        )
+        .increment(1);
+    state
+        .metrics
+        .labelled_histogram(HTTP_DURATION, &[("method", method), ("route", route)])
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn ready(State(state): State<AppState>) -> Response {
+    match state.db.ping().await {
+        Ok(()) => Json(json!({ "status": "ready" })).into_response(),
+        Err(e) => ApiError::Unavailable(e.to_string()).into_response(),
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::NotFound(format!(
+        "no route for {} {}",
+        req.method(),
+        req.uri().path()
+    ))
+}
+
+async fn method_not_allowed(req: Request) -> Response {
+    let message = format!("{} is not allowed on {}", req.method(), req.uri().path());
+    let body = json!({ "error": { "code": "method_not_allowed", "message": message } });
+    (StatusCode::METHOD_NOT_ALLOWED, Json(body)).into_response()
+}

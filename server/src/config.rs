@@ -1,0 +1,101 @@
+//! Command-line and environment configuration of the booking server.
+//!
+//! Every flag can also come from the environment, and every default runs on a laptop with
+//! nothing installed: an SQLite file in the working directory, a generated auth secret.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Reference boardroom booking server: REST API, Socket.IO rooms and an event log with replay.
+#[derive(Debug, Parser)]
+#[command(name = "booking-server", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub server: ServerConfig,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print a bearer token signed with the server's secret (for scripts and load tests).
+    MintToken(MintTokenArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MintTokenArgs {
+    /// User id the token speaks for (its `sub` claim).
+    #[arg(long)]
+    pub sub: String,
+    /// Role of the user.
+    #[arg(long, value_enum, default_value_t = crate::auth::Role::User)]
+    pub role: crate::auth::Role,
+    /// Display name stored when the server first sees this user.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Lifetime of the token in seconds.
+    #[arg(long, default_value_t = 7 * 24 * 3600)]
+    pub ttl_secs: u64,
+    /// HS256 secret; must match the server's `--auth-secret`.
+    #[arg(long, env = "AUTH_SECRET", hide_env_values = true)]
+    pub auth_secret: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// How the server listens, stores and authenticates.
+#[derive(Debug, Clone, Args)]
+pub struct ServerConfig {
+    /// TCP port for the REST API, Socket.IO and /metrics.
+    #[arg(long, env = "PORT", default_value_t = 5000)]
+    pub port: u16,
+    /// Address to bind.
+    #[arg(long, env = "BIND", default_value = "127.0.0.1")]
+    pub bind: String,
+    /// `sqlite://bookings.db`, `sqlite::memory:` or `postgres://user@host/db`.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://bookings.db?mode=rwc"
+    )]
+    pub database_url: String,
+    /// Allowed browser origins, comma-separated, for CORS and Socket.IO. Empty: any origin.
+    #[arg(long, env = "CORS_ORIGIN", value_delimiter = ',')]
+    pub cors_origin: Vec<String>,
+    /// HS256 secret for bearer tokens. Unset: a random one is generated and an admin token logged.
+    #[arg(long, env = "AUTH_SECRET", hide_env_values = true)]
+    pub auth_secret: Option<String>,
+    /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `booking_server=debug`.
+    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+    /// Log line format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Packets each socket may have queued before a broadcast skips it (counted on /metrics).
+    #[arg(long, env = "SOCKET_QUEUE_SIZE", default_value_t = 1024)]
+    pub socket_queue_size: usize,
+    /// Largest Socket.IO message accepted from a client, in bytes (both transports).
+    #[arg(long, env = "MAX_SOCKET_MESSAGE_BYTES", default_value_t = 16 * 1024)]
+    pub max_socket_message_bytes: usize,
+    /// Largest REST request body accepted, in bytes.
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    pub max_body_bytes: usize,
+    /// Size of the database connection pool.
+    #[arg(long, env = "DB_POOL_SIZE", default_value_t = 8)]
+    pub db_pool_size: u32,
+}
+
+impl ServerConfig {
+    /// Defaults as the binary would have them with no flags and no environment, for tests and
+    /// embedders (the load generator's embedded server).
+    pub fn for_tests(database_url: &str) -> Self {
+        let mut cfg = Cli::parse_from(["booking-server"]).server;
+        cfg.database_url = database_url.to_string();
+        cfg.port = 0;
+        cfg.auth_secret = Some("test-secret".to_string());
+        cfg
+    }
+}

@@ -1,0 +1,248 @@
+//! The event log: every booking change appends its event in the change's own transaction;
+//! `seq` is the row id. `GET /api/events` replays what a client missed, in `seq` order, with the
+//! same payload it would have received live.
+
+use std::collections::HashMap;
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use sqlx::{AnyConnection, Row};
+
+use crate::app::AppState;
+use crate::auth::AuthUser;
+use crate::db::now_micros;
+use crate::error::{ApiError, ApiQuery, ApiResult};
+use crate::realtime::protocol::{BookingEventKind, BookingEventPayload, EventBody, Room};
+
+pub const DEFAULT_REPLAY_LIMIT: i64 = 500;
+pub const MAX_REPLAY_LIMIT: i64 = 5000;
+/// Most rooms one replay request may name.
+pub const MAX_REPLAY_ROOMS: usize = 100;
+
+/// An event as committed to the log, ready to emit once the transaction commits.
+#[derive(Debug, Clone)]
+pub struct LoggedEvent {
+    pub seq: i64,
+    pub event_id: String,
+    pub kind: BookingEventKind,
+    pub rooms: Vec<String>,
+    pub body: EventBody,
+    pub traceparent: Option<String>,
+    pub created_us: i64,
+}
+
+impl LoggedEvent {
+    pub fn payload(&self, emitted_at: i64, replayed: bool) -> BookingEventPayload {
+        BookingEventPayload {
+            body: self.body.clone(),
+            seq: self.seq,
+            event_id: self.event_id.clone(),
+            emitted_at,
+            traceparent: self.traceparent.clone(),
+            replayed,
+        }
+    }
+}
+
+/// Appends an event in the caller's transaction. `rooms` are deduplicated.
+pub async fn append(
+    conn: &mut AnyConnection,
+    kind: BookingEventKind,
+    booking_id: i64,
+    mut rooms: Vec<String>,
+    body: EventBody,
+    traceparent: Option<String>,
+) -> Result<LoggedEvent, sqlx::Error> {
+    rooms.sort();
+    rooms.dedup();
+    let event_id = uuid::Uuid::new_v4().to_string();
+    let created_us = now_micros();
+    let body_text = serde_json::to_string(&body).expect("event bodies serialize");
+    let seq: i64 = sqlx::query_scalar(
+        "INSERT INTO events (event_id, name, booking_id, body, traceparent, created_us) \
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq",
+    )
+    .bind(&event_id)
+    .bind(kind.name())
+    .bind(booking_id)
+    .bind(body_text)
+    .bind(traceparent.clone())
+    .bind(created_us)
+    .fetch_one(&mut *conn)
+    .await?;
+    for room in &rooms {
+        sqlx::query("INSERT INTO event_rooms (room, seq) VALUES ($1, $2)")
+            .bind(room)
+            .bind(seq)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(LoggedEvent {
+        seq,
+        event_id,
+        kind,
+        rooms,
+        body,
+        traceparent,
+        created_us,
+    })
+}
+
+/// The highest committed `seq` (0 when the log is empty): a join's watermark.
+pub async fn last_seq(pool: &sqlx::AnyPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM events")
+        .fetch_one(pool)
+        .await
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/events", get(replay))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplayQuery {
+    #[serde(default)]
+    after: i64,
+    /// Comma-separated room names; none: every event.
+    rooms: Option<String>,
+    limit: Option<i64>,
+}
+
+/// One replayed event: the live payload plus the rooms it went to.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplayedEvent {
+    pub event: String,
+    pub rooms: Vec<String>,
+    pub payload: BookingEventPayload,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplayPage {
+    pub events: Vec<ReplayedEvent>,
+    /// Pass as `after` to read the next page.
+    pub next_after: i64,
+    pub has_more: bool,
+}
+
+async fn replay(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiQuery(q): ApiQuery<ReplayQuery>,
+) -> ApiResult<Json<ReplayPage>> {
+    state.metrics.replay_requests.increment(1);
+    let limit = q.limit.unwrap_or(DEFAULT_REPLAY_LIMIT);
+    if !(1..=MAX_REPLAY_LIMIT).contains(&limit) {
+        return Err(ApiError::BadRequest(format!(
+            "limit must be between 1 and {MAX_REPLAY_LIMIT}"
+        )));
+    }
+    if q.after < 0 {
+        return Err(ApiError::BadRequest("after must not be negative".into()));
+    }
+    let rooms = match q.rooms.as_deref().filter(|r| !r.is_empty()) {
+        None => None,
+        Some(list) => Some(parse_rooms(list, &user)?),
+    };
+    let mut sql = String::from(
+        "SELECT e.seq, e.event_id, e.name, e.body, e.traceparent, e.created_us FROM events e \
+         WHERE e.seq > $1",
+    );
+    if let Some(rooms) = &rooms {
+        let params: Vec<String> = (0..rooms.len()).map(|i| format!("${}", i + 3)).collect();
+        sql.push_str(&format!(
+            " AND EXISTS (SELECT 1 FROM event_rooms r WHERE r.seq = e.seq AND r.room IN ({}))",
+            params.join(", ")
+        ));
+    }
+    sql.push_str(" ORDER BY e.seq LIMIT $2");
+    let mut query = sqlx::query(&sql).bind(q.after).bind(limit + 1);
+    for room in rooms.iter().flatten() {
+        query = query.bind(room.clone());
+    }
+    let rows = query.fetch_all(&state.db.pool).await?;
+    let has_more = rows.len() as i64 > limit;
+    let rows: Vec<_> = rows.into_iter().take(limit as usize).collect();
+    let mut rooms_of = room_lists(&state.db.pool, &rows).await?;
+    let mut events = Vec::with_capacity(rows.len());
+    for row in rows {
+        let seq: i64 = row.try_get("seq")?;
+        let name: String = row.try_get("name")?;
+        let body: String = row.try_get("body")?;
+        let logged = LoggedEvent {
+            seq,
+            event_id: row.try_get("event_id")?,
+            kind: BookingEventKind::from_name(&name)
+                .ok_or_else(|| ApiError::Internal(format!("unknown event `{name}` in log")))?,
+            rooms: rooms_of.remove(&seq).unwrap_or_default(),
+            body: serde_json::from_str(&body)
+                .map_err(|e| ApiError::Internal(format!("event {seq} body: {e}")))?,
+            traceparent: row.try_get("traceparent")?,
+            created_us: row.try_get("created_us")?,
+        };
+        events.push(ReplayedEvent {
+            event: name,
+            payload: logged.payload(logged.created_us, true),
+            rooms: logged.rooms,
+        });
+    }
+    state.metrics.events_replayed.increment(events.len() as u64);
+    let next_after = events.last().map_or(q.after, |e| e.payload.seq);
+    Ok(Json(ReplayPage {
+        events,
+        next_after,
+        has_more,
+    }))
+}
+
+/// The rooms of every event in `rows`, read in one range query.
+async fn room_lists(
+    pool: &sqlx::AnyPool,
+    rows: &[sqlx::any::AnyRow],
+) -> Result<HashMap<i64, Vec<String>>, sqlx::Error> {
+    let mut rooms_of: HashMap<i64, Vec<String>> = HashMap::new();
+    let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
+        return Ok(rooms_of);
+    };
+    let (first, last): (i64, i64) = (first.try_get("seq")?, last.try_get("seq")?);
+    let pairs: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT seq, room FROM event_rooms WHERE seq >= $1 AND seq <= $2 ORDER BY seq, room",
+    )
+    .bind(first)
+    .bind(last)
+    .fetch_all(pool)
+    .await?;
+    for (seq, room) in pairs {
+        rooms_of.entry(seq).or_default().push(room);
+    }
+    Ok(rooms_of)
+}
+
+/// Parses `rooms=` and checks the caller may read each (a `user-<id>` room is its owner's).
+fn parse_rooms(list: &str, user: &AuthUser) -> ApiResult<Vec<String>> {
+    let names: Vec<&str> = list.split(',').map(str::trim).collect();
+    if names.len() > MAX_REPLAY_ROOMS {
+        return Err(ApiError::BadRequest(format!(
+            "at most {MAX_REPLAY_ROOMS} rooms per replay request"
+        )));
+    }
+    let mut rooms = Vec::with_capacity(names.len());
+    for name in names {
+        let room = Room::parse(name).map_err(ApiError::BadRequest)?;
+        if let Room::User(id) = &room {
+            if *id != user.id && !user.is_admin() {
+                return Err(ApiError::Forbidden(format!(
+                    "room `{name}` belongs to another user"
+                )));
+            }
+        }
+        rooms.push(room.name());
+    }
+    rooms.sort();
+    rooms.dedup();
+    Ok(rooms)
+}

@@ -1,0 +1,69 @@
+//! `booking-server`: parse config, set up logging, open the database, serve until SIGTERM.
+
+use anyhow::Context;
+use booking_server::auth::{Role, mint_with_secret};
+use booking_server::config::{Cli, Command};
+use booking_server::{AppState, serve, telemetry};
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Some(Command::MintToken(args)) = cli.command {
+        let token = mint_with_secret(
+            &args.auth_secret,
+            &args.sub,
+            args.role,
+            args.name.as_deref(),
+            args.ttl_secs,
+        );
+        println!("{token}");
+        return Ok(());
+    }
+    let config = cli.server;
+    telemetry::init_logging(&config.log_level, config.log_format);
+    let addr = format!("{}:{}", config.bind, config.port);
+    let state = AppState::new(config)
+        .await
+        .context("starting the booking server")?;
+    if state.generated_secret {
+        let token = state
+            .auth
+            .mint("admin", Role::Admin, Some("Admin"), 7 * 24 * 3600);
+        tracing::warn!(
+            %token,
+            "no --auth-secret/AUTH_SECRET set: generated one for this run; admin token below"
+        );
+    }
+    if state.origins.is_empty() {
+        tracing::warn!("no --cors-origin/CORS_ORIGIN set: browsers from any origin may connect");
+    }
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    tracing::info!(addr = %listener.local_addr()?, "booking server listening");
+    serve(listener, state, shutdown_signal()).await?;
+    tracing::info!("booking server stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

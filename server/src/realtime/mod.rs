@@ -1,0 +1,262 @@
+//! Socket.IO on the server's port: handshake auth, `join-room` / `leave-room` with their
+//! watermark acks, and the emission of logged booking events to their rooms after commit.
+
+pub mod protocol;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use serde_json::Value;
+use socketioxide::extract::{AckSender, SocketRef, TryData};
+use socketioxide::handler::ConnectHandler;
+use socketioxide::layer::SocketIoLayer;
+use socketioxide::socket::DisconnectReason;
+use socketioxide::{BroadcastError, SocketError, SocketIo};
+
+use crate::app::AppState;
+use crate::auth::AuthUser;
+use crate::boardrooms;
+use crate::config::ServerConfig;
+use crate::db::{EmitTurn, now_micros};
+use crate::events::{self, LoggedEvent};
+use crate::telemetry::metrics::{
+    DISCONNECTS, ROOM_JOINS, ROOM_JOINS_REFUSED, ROOM_LEAVES, ServerMetrics,
+};
+use protocol::{HandshakeAuth, JOIN_ROOM, LEAVE_ROOM, Room, RoomAck};
+
+/// The Socket.IO side of one server.
+pub struct Realtime {
+    pub io: SocketIo,
+    pub layer: SocketIoLayer,
+    metrics: Arc<ServerMetrics>,
+    /// Highest `seq` whose emission this process has finished; emissions are in `seq` order.
+    emitted_through: AtomicI64,
+}
+
+impl Realtime {
+    pub fn new(config: &ServerConfig, metrics: Arc<ServerMetrics>) -> Self {
+        let cap = config.max_socket_message_bytes;
+        let (layer, io) = SocketIo::builder()
+            .max_buffer_size(config.socket_queue_size)
+            .max_payload(cap as u64)
+            .ws_max_message_size(cap)
+            .ws_max_frame_size(cap)
+            .build_layer();
+        Self {
+            io,
+            layer,
+            metrics,
+            emitted_through: AtomicI64::new(0),
+        }
+    }
+
+    /// Emits committed events to their rooms, in order. Taking the [`EmitTurn`] proves the
+    /// caller committed and still holds this process's write turn.
+    pub async fn emit(&self, turn: &EmitTurn, events: &[LoggedEvent]) {
+        for event in events {
+            let rooms = event.rooms.clone();
+            let recipients = self.io.to(rooms.clone()).sockets().len();
+            let payload = event.payload(now_micros(), false);
+            let result = self.io.to(rooms).emit(event.kind.name(), &payload).await;
+            match result {
+                Ok(()) => {}
+                Err(BroadcastError::Socket(errors)) => {
+                    let full = errors
+                        .iter()
+                        .filter(|e| matches!(e, SocketError::InternalChannelFull))
+                        .count();
+                    if full > 0 {
+                        self.metrics.queue_full_skips.increment(full as u64);
+                        tracing::warn!(
+                            seq = event.seq,
+                            skipped = full,
+                            "socket queues full: deliveries skipped"
+                        );
+                    }
+                }
+                Err(e) => {
+                    self.metrics.emission_errors.increment(1);
+                    tracing::error!(seq = event.seq, error = %e, "emission failed");
+                }
+            }
+            let took = turn.committed_at.elapsed();
+            self.metrics.event_emitted(event.kind).increment(1);
+            self.metrics.emission_latency.record(took.as_secs_f64());
+            self.metrics.emission_recipients.record(recipients as f64);
+            self.metrics.last_seq.set(event.seq as f64);
+            self.emitted_through.fetch_max(event.seq, Ordering::Release);
+            tracing::info!(
+                event = event.kind.name(),
+                seq = event.seq,
+                recipients,
+                micros = took.as_micros() as u64,
+                "event emitted"
+            );
+        }
+    }
+
+    pub fn emitted_through(&self) -> i64 {
+        self.emitted_through.load(Ordering::Acquire)
+    }
+}
+
+/// Registers the `/` namespace: auth middleware, connect, join, leave, disconnect.
+pub fn register(state: &AppState) {
+    let st = state.clone();
+    let authenticate = move |s: SocketRef, TryData(auth): TryData<HandshakeAuth>| {
+        let st = st.clone();
+        async move {
+            let user = auth
+                .map_err(|_| "missing auth: connect with `auth: { token }`".to_string())
+                .and_then(|a| st.auth.verify(&a.token).map_err(|e| e.to_string()));
+            let user = match user {
+                Ok(user) => user,
+                Err(reason) => {
+                    st.metrics.connects_refused.increment(1);
+                    tracing::info!(socket = %s.id, %reason, "socket refused");
+                    return Err(reason);
+                }
+            };
+            if let Err(e) = st.auth.ensure_user(&st.db, &user).await {
+                return Err(format!("could not register user: {e}"));
+            }
+            s.extensions.insert(user);
+            Ok(())
+        }
+    };
+    let st = state.clone();
+    let on_connect = move |s: SocketRef| {
+        let st = st.clone();
+        async move { connected(st, s) }
+    };
+    state.realtime.io.ns("/", on_connect.with(authenticate));
+}
+
+fn connected(st: AppState, s: SocketRef) {
+    let user = s.extensions.get::<AuthUser>();
+    st.metrics.connects.increment(1);
+    st.metrics.sockets_connected.increment(1.0);
+    tracing::info!(socket = %s.id, user = user.as_ref().map(|u| u.id.as_str()), "socket connected");
+
+    let st_join = st.clone();
+    s.on(
+        JOIN_ROOM,
+        move |s: SocketRef, TryData(arg): TryData<Value>, ack: AckSender| {
+            let st = st_join.clone();
+            async move {
+                let reply = join(&st, &s, arg.ok()).await;
+                if !reply.ok {
+                    st.metrics
+                        .labelled_counter(ROOM_JOINS_REFUSED, &[])
+                        .increment(1);
+                }
+                let _ = ack.send(&reply);
+            }
+        },
+    );
+    let st_leave = st.clone();
+    s.on(
+        LEAVE_ROOM,
+        move |s: SocketRef, TryData(arg): TryData<Value>, ack: AckSender| {
+            let st = st_leave.clone();
+            async move {
+                let reply = leave(&st, &s, arg.ok());
+                let _ = ack.send(&reply);
+            }
+        },
+    );
+    s.on_disconnect(move |s: SocketRef, reason: DisconnectReason| {
+        let st = st.clone();
+        async move {
+            st.metrics.sockets_connected.decrement(1.0);
+            let label = disconnect_label(reason);
+            st.metrics
+                .labelled_counter(DISCONNECTS, &[("reason", label.to_string())])
+                .increment(1);
+            tracing::info!(socket = %s.id, reason = label, "socket disconnected");
+        }
+    });
+}
+
+/// A room name from the event's argument: `"boardroom-1"` or `{ "room": "boardroom-1" }`.
+fn room_arg(arg: Option<Value>) -> Result<Room, String> {
+    let name = match &arg {
+        Some(Value::String(name)) => Some(name.as_str()),
+        Some(Value::Object(map)) => map.get("room").and_then(Value::as_str),
+        _ => None,
+    };
+    let name = name.ok_or("expected a room name, or an object with `room`")?;
+    Room::parse(name)
+}
+
+async fn join(st: &AppState, s: &SocketRef, arg: Option<Value>) -> RoomAck {
+    let Some(user) = s.extensions.get::<AuthUser>() else {
+        return RoomAck::refused("not authenticated");
+    };
+    let room = match room_arg(arg) {
+        Ok(room) => room,
+        Err(e) => return RoomAck::refused(e),
+    };
+    match &room {
+        Room::User(id) if *id != user.id => {
+            return RoomAck::refused(format!("you may not join `{}`", room.name()));
+        }
+        Room::Boardroom(id) => match boardrooms::find(&st.db.pool, *id).await {
+            Ok(Some(_)) => {}
+            Ok(None) => return RoomAck::refused(format!("unknown boardroom {id}")),
+            Err(e) => return RoomAck::refused(format!("database unavailable: {e}")),
+        },
+        _ => {}
+    }
+    let name = room.name();
+    // Join first, then read the watermark: every event committed after the read is emitted
+    // while the socket is already in the room.
+    s.join(name.clone());
+    let watermark = match events::last_seq(&st.db.pool).await {
+        Ok(seq) => seq,
+        Err(e) => {
+            s.leave(name);
+            return RoomAck::refused(format!("database unavailable: {e}"));
+        }
+    };
+    st.metrics
+        .labelled_counter(ROOM_JOINS, &[("room_kind", room.kind().to_string())])
+        .increment(1);
+    tracing::info!(socket = %s.id, user = %user.id, room = %name, watermark, "room joined");
+    RoomAck::joined(name, watermark)
+}
+
+fn leave(st: &AppState, s: &SocketRef, arg: Option<Value>) -> RoomAck {
+    let room = match room_arg(arg) {
+        Ok(room) => room,
+        Err(e) => return RoomAck::refused(e),
+    };
+    let name = room.name();
+    if !s.rooms().iter().any(|r| *r == name) {
+        return RoomAck::refused(format!("not in room `{name}`"));
+    }
+    // Every event up to this seq was handed to the socket before it left.
+    let through = st.realtime.emitted_through();
+    s.leave(name.clone());
+    st.metrics
+        .labelled_counter(ROOM_LEAVES, &[("room_kind", room.kind().to_string())])
+        .increment(1);
+    tracing::info!(socket = %s.id, room = %name, through, "room left");
+    RoomAck {
+        watermark: Some(through),
+        ..RoomAck::left(name)
+    }
+}
+
+fn disconnect_label(reason: DisconnectReason) -> &'static str {
+    match reason {
+        DisconnectReason::TransportClose => "transport_close",
+        DisconnectReason::MultipleHttpPollingError => "multiple_polling",
+        DisconnectReason::PacketParsingError => "packet_parsing_error",
+        DisconnectReason::TransportError => "transport_error",
+        DisconnectReason::HeartbeatTimeout => "heartbeat_timeout",
+        DisconnectReason::ClientNSDisconnect => "client_disconnect",
+        DisconnectReason::ServerNSDisconnect => "server_disconnect",
+        DisconnectReason::ClosingServer => "server_closing",
+    }
+}

@@ -1,0 +1,259 @@
+//! The Socket.IO protocol of the booking server, defined once: event names, room names,
+//! acks and payloads. The load generator uses these types; nothing re-types the strings.
+
+use serde::{Deserialize, Serialize};
+
+/// Client -> server: join a room; acked with [`RoomAck`].
+pub const JOIN_ROOM: &str = "join-room";
+/// Client -> server: leave a room; acked with [`RoomAck`].
+pub const LEAVE_ROOM: &str = "leave-room";
+
+/// The room every booking event goes to.
+pub const BOOKINGS_ROOM: &str = "bookings";
+const BOARDROOM_PREFIX: &str = "boardroom-";
+const USER_PREFIX: &str = "user-";
+/// Longest user id (and so `user-<id>` room) accepted.
+pub const MAX_USER_ID_LEN: usize = 128;
+
+/// Server -> client booking events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum BookingEventKind {
+    #[serde(rename = "booking-created")]
+    Created,
+    #[serde(rename = "booking-updated")]
+    Updated,
+    #[serde(rename = "booking-cancelled")]
+    Cancelled,
+    #[serde(rename = "booking-deleted")]
+    Deleted,
+}
+
+impl BookingEventKind {
+    pub const ALL: [BookingEventKind; 4] = [
+        BookingEventKind::Created,
+        BookingEventKind::Updated,
+        BookingEventKind::Cancelled,
+        BookingEventKind::Deleted,
+    ];
+
+    /// The Socket.IO event name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Created => "booking-created",
+            Self::Updated => "booking-updated",
+            Self::Cancelled => "booking-cancelled",
+            Self::Deleted => "booking-deleted",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
+/// A room a tab can join.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Room {
+    /// `bookings`: every booking event.
+    Bookings,
+    /// `boardroom-<id>`: the events of one boardroom.
+    Boardroom(i64),
+    /// `user-<id>`: the events that concern one user; only that user may join.
+    User(String),
+}
+
+impl Room {
+    /// Parses a room name; `Err` says why it is not one.
+    pub fn parse(name: &str) -> Result<Room, String> {
+        if name == BOOKINGS_ROOM {
+            return Ok(Room::Bookings);
+        }
+        if let Some(text) = name.strip_prefix(BOARDROOM_PREFIX) {
+            // Canonical digits only, so one boardroom has one room name.
+            return match text.parse::<i64>() {
+                Ok(id) if id > 0 && id.to_string() == text => Ok(Room::Boardroom(id)),
+                _ => Err(format!(
+                    "`{name}` is not a room: boardroom ids are positive integers"
+                )),
+            };
+        }
+        if let Some(id) = name.strip_prefix(USER_PREFIX) {
+            if !id.is_empty() && id.len() <= MAX_USER_ID_LEN {
+                return Ok(Room::User(id.to_string()));
+            }
+        }
+        Err(format!(
+            "`{name}` is not a room: expected `bookings`, `boardroom-<id>` or `user-<id>`"
+        ))
+    }
+
+    pub fn name(&self) -> String {
+        match self {
+            Room::Bookings => BOOKINGS_ROOM.to_string(),
+            Room::Boardroom(id) => format!("{BOARDROOM_PREFIX}{id}"),
+            Room::User(id) => format!("{USER_PREFIX}{id}"),
+        }
+    }
+
+    /// A bounded label for metrics: never one series per room.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Room::Bookings => "bookings",
+            Room::Boardroom(_) => "boardroom",
+            Room::User(_) => "user",
+        }
+    }
+}
+
+/// The Socket.IO handshake `auth` payload.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HandshakeAuth {
+    pub token: String,
+}
+
+/// Ack of `join-room` and `leave-room`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomAck {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<String>,
+    /// On a join: the highest committed `seq` read after the socket was in the room. The tab is
+    /// owed every event of the room with a greater `seq` for as long as it stays joined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watermark: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl RoomAck {
+    pub fn joined(room: String, watermark: i64) -> Self {
+        Self {
+            ok: true,
+            room: Some(room),
+            watermark: Some(watermark),
+            error: None,
+        }
+    }
+
+    pub fn left(room: String) -> Self {
+        Self {
+            ok: true,
+            room: Some(room),
+            watermark: None,
+            error: None,
+        }
+    }
+
+    pub fn refused(error: impl Into<String>) -> Self {
+        Self {
+            ok: false,
+            room: None,
+            watermark: None,
+            error: Some(error.into()),
+        }
+    }
+}
+
+/// What changed in a `booking-updated` event.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Changes {
+    pub boardroom_changed: bool,
+    pub time_changed: bool,
+    pub attendees_changed: bool,
+}
+
+/// Which role cancelled or deleted a booking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActorRole {
+    Admin,
+    User,
+}
+
+/// The body of a booking event as stored in the event log (without delivery fields).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventBody {
+    /// The populated booking after the change (before it, for a delete).
+    pub booking: serde_json::Value,
+    pub boardroom_id: i64,
+    /// Set when an update moved the booking: the boardroom it left.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_boardroom_id: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<Changes>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancelled_by: Option<ActorRole>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_by: Option<ActorRole>,
+}
+
+/// A booking event as a client receives it, live or by replay.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BookingEventPayload {
+    #[serde(flatten)]
+    pub body: EventBody,
+    /// Position in the global event log.
+    pub seq: i64,
+    pub event_id: String,
+    /// Server clock, microseconds since the Unix epoch, when it was emitted (for a replayed
+    /// event: when it was committed).
+    pub emitted_at: i64,
+    /// W3C trace context of the change that caused the event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+    /// Present and true when the event came from `GET /api/events`, not a live emission.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replayed: bool,
+}
+
+/// The few fields a verifier needs from an event, parsed without the booking body.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventStamp {
+    pub seq: i64,
+    pub boardroom_id: i64,
+    pub emitted_at: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_names_round_trip() {
+        for name in ["bookings", "boardroom-7", "user-alice"] {
+            assert_eq!(Room::parse(name).unwrap().name(), name);
+        }
+        assert_eq!(Room::parse("boardroom-7").unwrap(), Room::Boardroom(7));
+    }
+
+    #[test]
+    fn bad_room_names_are_refused_with_a_reason() {
+        for name in [
+            "",
+            "boardroom-",
+            "boardroom-x",
+            "boardroom-0",
+            "boardroom--3",
+            "boardroom-007",
+            "user-",
+            "lobby",
+        ] {
+            let err = Room::parse(name).unwrap_err();
+            assert!(err.contains("is not a room"), "{name}: {err}");
+        }
+        assert!(Room::parse(&format!("user-{}", "x".repeat(MAX_USER_ID_LEN + 1))).is_err());
+    }
+
+    #[test]
+    fn event_kinds_have_their_wire_names() {
+        for kind in BookingEventKind::ALL {
+            assert_eq!(BookingEventKind::from_name(kind.name()), Some(kind));
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.name());
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! The server's Prometheus metrics: names defined once, each with a description, registered on
+//! a recorder owned by one server (no global recorder), so several servers can run in one
+//! process and each `/metrics` shows only its own.
+//!
+//! Labels are bounded: event type, room kind, disconnect reason, route template, status.
+
+use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Level, Metadata, Recorder, Unit};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+
+use crate::realtime::protocol::BookingEventKind;
+
+pub const SOCKETS_CONNECTED: &str = "socketio_sockets_connected";
+pub const CONNECTS: &str = "socketio_connects_total";
+pub const CONNECTS_REFUSED: &str = "socketio_connects_refused_total";
+pub const DISCONNECTS: &str = "socketio_disconnects_total";
+pub const ROOM_JOINS: &str = "socketio_room_joins_total";
+pub const ROOM_JOINS_REFUSED: &str = "socketio_room_joins_refused_total";
+pub const ROOM_LEAVES: &str = "socketio_room_leaves_total";
+pub const QUEUE_FULL_SKIPS: &str = "socketio_queue_full_skips_total";
+pub const EVENTS_EMITTED: &str = "booking_events_emitted_total";
+pub const EMISSION_LATENCY: &str = "booking_emission_latency_seconds";
+pub const EMISSION_RECIPIENTS: &str = "booking_emission_recipients";
+pub const EMISSION_ERRORS: &str = "booking_emission_errors_total";
+pub const LAST_SEQ: &str = "booking_event_log_last_seq";
+pub const CONFLICTS: &str = "booking_conflicts_total";
+pub const REPLAY_REQUESTS: &str = "booking_replay_requests_total";
+pub const EVENTS_REPLAYED: &str = "booking_events_replayed_total";
+pub const HTTP_REQUESTS: &str = "http_requests_total";
+pub const HTTP_DURATION: &str = "http_request_duration_seconds";
+
+/// Every metric: name, kind, unit, description. Dashboards may use only these names.
+pub const CATALOGUE: &[(&str, &str, &str)] = &[
+    (
+        SOCKETS_CONNECTED,
+        "gauge",
+        "Socket.IO sockets connected to this server now",
+    ),
+    (
+        CONNECTS,
+        "counter",
+        "Socket.IO sockets that connected (token accepted)",
+    ),
+    (
+        CONNECTS_REFUSED,
+        "counter",
+        "Socket.IO handshakes refused (missing or invalid token)",
+    ),
+    (DISCONNECTS, "counter", "Socket.IO disconnects, by reason"),
+    (
+        ROOM_JOINS,
+        "counter",
+        "Room joins acknowledged, by room kind",
+    ),
+    (
+        ROOM_JOINS_REFUSED,
+        "counter",
+        "Room joins refused (bad name, unknown boardroom, not allowed)",
+    ),
+    (
+        ROOM_LEAVES,
+        "counter",
+        "Room leaves acknowledged, by room kind",
+    ),
+    (
+        QUEUE_FULL_SKIPS,
+        "counter",
+        "Deliveries skipped because the socket's outgoing queue was full",
+    ),
+    (
+        EVENTS_EMITTED,
+        "counter",
+        "Booking events emitted, by event type",
+    ),
+    (
+        EMISSION_LATENCY,
+        "histogram",
+        "Time from database commit to emission done, seconds",
+    ),
+    (
+        EMISSION_RECIPIENTS,
+        "histogram",
+        "Local sockets addressed by one emission",
+    ),
+    (
+        EMISSION_ERRORS,
+        "counter",
+        "Emissions that failed in the adapter or serializer",
+    ),
+    (
+        LAST_SEQ,
+        "gauge",
+        "Highest event log seq committed by this server",
+    ),
+    (
+        CONFLICTS,
+        "counter",
+        "Booking writes refused because of an overlap (HTTP 409)",
+    ),
+    (
+        REPLAY_REQUESTS,
+        "counter",
+        "Requests to GET /api/events (replay)",
+    ),
+    (
+        EVENTS_REPLAYED,
+        "counter",
+        "Events returned by replay requests",
+    ),
+    (
+        HTTP_REQUESTS,
+        "counter",
+        "HTTP requests, by method, matched route and status",
+    ),
+    (
+        HTTP_DURATION,
+        "histogram",
+        "HTTP request duration, seconds, by method and matched route",
+    ),
+];
+
+static METADATA: Metadata<'static> =
+    Metadata::new("booking_server", Level::INFO, Some("booking_server"));
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0,
+];
+const RECIPIENT_BUCKETS: &[f64] = &[
+    0.0, 1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
+];
+
+pub struct ServerMetrics {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    pub sockets_connected: Gauge,
+    pub connects: Counter,
+    pub connects_refused: Counter,
+    pub queue_full_skips: Counter,
+    pub emission_latency: Histogram,
+    pub emission_recipients: Histogram,
+    pub emission_errors: Counter,
+    pub last_seq: Gauge,
+    pub conflicts: Counter,
+    pub replay_requests: Counter,
+    pub events_replayed: Counter,
+    events_emitted: [Counter; 4],
+}
+
+impl Default for ServerMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ServerMetrics {
+    pub fn new() -> Self {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full(EMISSION_RECIPIENTS.into()),
+                    RECIPIENT_BUCKETS,
+                )
+            })
+            .expect("bucket lists are not empty")
+            .build_recorder();
+        for (name, kind, help) in CATALOGUE {
+            let name = KeyName::from_const_str(name);
+            let unit = name.as_str().ends_with("_seconds").then_some(Unit::Seconds);
+            match *kind {
+                "counter" => recorder.describe_counter(name, unit, (*help).into()),
+                "gauge" => recorder.describe_gauge(name, unit, (*help).into()),
+                _ => recorder.describe_histogram(name, unit, (*help).into()),
+            }
+        }
+        let handle = recorder.handle();
+        let counter =
+            |name: &'static str| recorder.register_counter(&Key::from_static_name(name), &METADATA);
+        let gauge =
+            |name: &'static str| recorder.register_gauge(&Key::from_static_name(name), &METADATA);
+        let histogram = |name: &'static str| {
+            recorder.register_histogram(&Key::from_static_name(name), &METADATA)
+        };
+        let events_emitted = BookingEventKind::ALL.map(|kind| {
+            recorder.register_counter(
+                &Key::from_parts(EVENTS_EMITTED, vec![Label::new("event", kind.name())]),
+                &METADATA,
+            )
+        });
+        Self {
+            sockets_connected: gauge(SOCKETS_CONNECTED),
+            connects: counter(CONNECTS),
+            connects_refused: counter(CONNECTS_REFUSED),
+            queue_full_skips: counter(QUEUE_FULL_SKIPS),
+            emission_latency: histogram(EMISSION_LATENCY),
+            emission_recipients: histogram(EMISSION_RECIPIENTS),
+            emission_errors: counter(EMISSION_ERRORS),
+            last_seq: gauge(LAST_SEQ),
+            conflicts: counter(CONFLICTS),
+            replay_requests: counter(REPLAY_REQUESTS),
+            events_replayed: counter(EVENTS_REPLAYED),
+            events_emitted,
+            recorder,
+            handle,
+        }
+    }
+
+    /// The Prometheus text exposition of this server's metrics.
+    pub fn render(&self) -> String {
+        self.handle.render()
+    }
+
+    pub fn event_emitted(&self, kind: BookingEventKind) -> &Counter {
+        let i = BookingEventKind::ALL
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap_or(0);
+        &self.events_emitted[i]
+    }
+
+    /// A counter with labels; the values must come from bounded sets.
+    pub fn labelled_counter(
+        &self,
+        name: &'static str,
+        labels: &[(&'static str, String)],
+    ) -> Counter {
+        let labels: Vec<Label> = labels
+            .iter()
+            .map(|(k, v)| Label::new(*k, v.clone()))
+            .collect();
+        self.recorder
+            .register_counter(&Key::from_parts(name, labels), &METADATA)
+    }
+
+    /// A histogram with labels; the values must come from bounded sets.
+    pub fn labelled_histogram(
+        &self,
+        name: &'static str,
+        labels: &[(&'static str, String)],
+    ) -> Histogram {
+        let labels: Vec<Label> = labels
+            .iter()
+            .map(|(k, v)| Label::new(*k, v.clone()))
+            .collect();
+        self.recorder
+            .register_histogram(&Key::from_parts(name, labels), &METADATA)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_servers_keep_their_metrics_apart() {
+        let a = ServerMetrics::new();
+        let b = ServerMetrics::new();
+        a.connects.increment(3);
+        assert!(a.render().contains("socketio_connects_total 3"));
+        assert!(!b.render().contains("socketio_connects_total 3"));
+    }
+
+    #[test]
+    fn every_catalogued_name_follows_conventions() {
+        for (name, kind, help) in CATALOGUE {
+            assert!(!help.is_empty());
+            assert_eq!(*kind == "counter", name.ends_with("_total"), "{name}");
+            assert!(
+                name.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{name}"
+            );
+        }
+    }
+}
