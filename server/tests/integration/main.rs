@@ -1,0 +1,9 @@
+//! Integration tests of the booking server: real server on a loopback port, real HTTP and
+//! Socket.IO clients, SQLite and (with `TEST_DATABASE_URL`) PostgreSQL.
+
+mod binary;
+mod postgres;
+mod races;
+mod realtime;
+mod rest;
+mod support;

@@ -1,0 +1,300 @@
+//! Test support: `spawn_app` starts the real server on 127.0.0.1:0 with a database of the
+//! requested backend; `Tab` is a real rust_socketio client over WebSocket.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use booking_server::auth::Role;
+use booking_server::realtime::protocol::{BookingEventKind, BookingEventPayload, JOIN_ROOM, LEAVE_ROOM, RoomAck};
+use booking_server::{AppState, ServerConfig};
+use futures_util::FutureExt;
+use rust_socketio::asynchronous::{Client, ClientBuilder};
+use rust_socketio::{Event, Payload, TransportType};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub struct TestApp {
+    pub base: String,
+    pub state: AppState,
+    pub http: reqwest::Client,
+    pub admin: String,
+    _shutdown: oneshot::Sender<()>,
+    _db: Option<TempDb>,
+}
+
+/// A database created for one test and dropped after it.
+pub enum TempDb {
+    File(std::path::PathBuf),
+    Postgres { admin_url: String, name: String },
+}
+
+impl Drop for TempDb {
+    fn drop(&mut self) {
+        match self {
+            TempDb::File(dir) => {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            TempDb::Postgres { admin_url, name } => {
+                let (admin_url, name) = (admin_url.clone(), name.clone());
+                // Best effort: a leftover database only costs disk.
+                let _ = std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+                    if let Ok(rt) = rt {
+                        rt.block_on(async {
+                            use sqlx::Connection;
+                            if let Ok(mut c) = sqlx::PgConnection::connect(&admin_url).await {
+                                let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                                let _ = sqlx::Executor::execute(&mut c, sql.as_str()).await;
+                            }
+                        });
+                    }
+                })
+                .join();
+            }
+        }
+    }
+}
+
+/// Where a test's data lives.
+pub enum Backend {
+    Memory,
+    /// A fresh SQLite file (several servers can share it).
+    SqliteFile,
+    /// A fresh PostgreSQL database on the server at `TEST_DATABASE_URL`.
+    Postgres,
+}
+
+/// The PostgreSQL server for tests: `TEST_DATABASE_URL`. In CI it is required; elsewhere the
+/// PostgreSQL tests are skipped without it.
+pub fn postgres_url() -> Option<String> {
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("TEST_DATABASE_URL must be set in CI: the PostgreSQL tests are required")
+        }
+        _ => {
+            eprintln!("TEST_DATABASE_URL not set: skipping a PostgreSQL test");
+            None
+        }
+    }
+}
+
+/// Creates a fresh database for one test; returns its URL and the guard that drops it.
+pub async fn temp_database(backend: Backend) -> (String, Option<TempDb>) {
+    match backend {
+        Backend::Memory => ("sqlite::memory:".to_string(), None),
+        Backend::SqliteFile => {
+            let dir = std::env::temp_dir().join(format!("booking-test-{}", uuid::Uuid::new_v4()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let url = format!("sqlite://{}", dir.join("bookings.db").display());
+            (url, Some(TempDb::File(dir)))
+        }
+        Backend::Postgres => {
+            let admin_url = postgres_url().expect("checked by the caller");
+            let name = format!("booking_test_{}", uuid::Uuid::new_v4().simple());
+            use sqlx::Connection;
+            let mut c = sqlx::PgConnection::connect(&admin_url)
+                .await
+                .expect("connect to TEST_DATABASE_URL");
+            sqlx::Executor::execute(&mut c, format!("CREATE DATABASE {name}").as_str())
+                .await
+                .expect("create a test database");
+            let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(b, _)| b);
+            let url = format!("{base}/{name}");
+            (url, Some(TempDb::Postgres { admin_url, name }))
+        }
+    }
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    let (url, db) = temp_database(backend).await;
+    let mut app = spawn_with(ServerConfig::for_tests(&url)).await;
+    app._db = db;
+    app
+}
+
+/// Starts a server with `config` on a free loopback port.
+pub async fn spawn_with(config: ServerConfig) -> TestApp {
+    let state = AppState::new(config).await.expect("server starts");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = oneshot::channel::<()>();
+    let served = state.clone();
+    tokio::spawn(async move {
+        booking_server::serve(listener, served, async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    let admin = state.auth.mint("admin", Role::Admin, Some("Admin"), 3600);
+    TestApp {
+        base,
+        state,
+        http: reqwest::Client::new(),
+        admin,
+        _shutdown: tx,
+        _db: None,
+    }
+}
+
+impl TestApp {
+    pub fn token(&self, user: &str) -> String {
+        self.state.auth.mint(user, Role::User, None, 3600)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sends a JSON request as `token`; returns status and JSON body (Null when empty).
+    pub async fn call(&self, method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self.http.request(method, self.url(path)).bearer_auth(token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let res = req.send().await.expect("request sent");
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn boardroom(&self, name: &str, capacity: i64) -> i64 {
+        let body = json!({ "name": name, "capacity": capacity, "location": "Floor 3" });
+        let (status, room) = self.call("POST", "/api/boardrooms", &self.admin, Some(body)).await;
+        assert_eq!(status, 201, "{room}");
+        room["id"].as_i64().unwrap()
+    }
+
+    /// Creates a booking of `hour` (hours after a fixed day) and returns its JSON.
+    pub async fn book(&self, token: &str, boardroom: i64, hour: u32) -> Value {
+        let (status, booking) = self.call("POST", "/api/bookings", token, Some(booking_body(boardroom, hour, 1))).await;
+        assert_eq!(status, 201, "{booking}");
+        booking
+    }
+}
+
+/// A booking request for `hours` hours starting at `hour` o'clock on 2030-01-01 (day rolls on).
+pub fn booking_body(boardroom: i64, hour: u32, hours: u32) -> Value {
+    let at = |h: u32| format!("2030-01-{:02}T{:02}:00:00Z", 1 + h / 24, h % 24);
+    json!({
+        "boardroomId": boardroom,
+        "title": format!("Meeting at {hour}"),
+        "startTime": at(hour),
+        "endTime": at(hour + hours),
+        "attendees": ["ada", "grace"],
+    })
+}
+
+/// One simulated browser tab: a Socket.IO client that records the booking events it receives.
+pub struct Tab {
+    pub client: Client,
+    events: mpsc::UnboundedReceiver<(BookingEventKind, BookingEventPayload)>,
+}
+
+/// What a refused handshake said.
+#[derive(Debug)]
+pub struct Refused(pub String);
+
+impl Tab {
+    pub async fn connect(app: &TestApp, token: &str) -> Result<Tab, Refused> {
+        Self::connect_with(app, json!({ "token": token })).await
+    }
+
+    pub async fn connect_with(app: &TestApp, auth: Value) -> Result<Tab, Refused> {
+        let (tx, events) = mpsc::unbounded_channel();
+        let (status_tx, mut status_rx) = mpsc::unbounded_channel::<Result<(), String>>();
+        let mut builder = ClientBuilder::new(app.base.clone())
+            .transport_type(TransportType::Websocket)
+            .reconnect(false)
+            .auth(auth);
+        for kind in BookingEventKind::ALL {
+            let tx = tx.clone();
+            builder = builder.on(kind.name(), move |payload, _| {
+                let tx = tx.clone();
+                async move {
+                    if let Payload::Text(values) = payload {
+                        if let Some(v) = values.into_iter().next() {
+                            let parsed = serde_json::from_value(v).expect("event payload parses");
+                            let _ = tx.send((kind, parsed));
+                        }
+                    }
+                }
+                .boxed()
+            });
+        }
+        let ok = status_tx.clone();
+        builder = builder.on(Event::Connect, move |_, _| {
+            let _ = ok.send(Ok(()));
+            async {}.boxed()
+        });
+        builder = builder.on(Event::Error, move |payload, _| {
+            let _ = status_tx.send(Err(format!("{payload:?}")));
+            async {}.boxed()
+        });
+        let client = builder.connect().await.map_err(|e| Refused(e.to_string()))?;
+        match tokio::time::timeout(WAIT, status_rx.recv()).await {
+            Ok(Some(Ok(()))) => Ok(Tab { client, events }),
+            Ok(Some(Err(e))) => Err(Refused(e)),
+            _ => Err(Refused("no connect event in time".into())),
+        }
+    }
+
+    async fn ack(&self, event: &str, arg: Value) -> RoomAck {
+        let (tx, rx) = oneshot::channel();
+        let tx = Arc::new(Mutex::new(Some(tx)));
+        self.client
+            .emit_with_ack(event, arg, WAIT, move |payload, _| {
+                if let Some(tx) = tx.lock().unwrap().take() {
+                    let _ = tx.send(payload);
+                }
+                async {}.boxed()
+            })
+            .await
+            .expect("emit");
+        let payload = tokio::time::timeout(WAIT, rx).await.expect("ack in time").unwrap();
+        match payload {
+            // rust_socketio hands an ack's arguments over as one array.
+            Payload::Text(values) => {
+                let mut value = values[0].clone();
+                while let Value::Array(mut inner) = value {
+                    value = inner.swap_remove(0);
+                }
+                serde_json::from_value(value).expect("an ack")
+            }
+            other => panic!("unexpected ack {other:?}"),
+        }
+    }
+
+    pub async fn join(&self, room: &str) -> RoomAck {
+        self.ack(JOIN_ROOM, json!(room)).await
+    }
+
+    pub async fn join_raw(&self, arg: Value) -> RoomAck {
+        self.ack(JOIN_ROOM, arg).await
+    }
+
+    pub async fn leave(&self, room: &str) -> RoomAck {
+        self.ack(LEAVE_ROOM, json!(room)).await
+    }
+
+    /// The next event, or a panic after [`WAIT`].
+    pub async fn next(&mut self) -> (BookingEventKind, BookingEventPayload) {
+        tokio::time::timeout(WAIT, self.events.recv())
+            .await
+            .expect("an event in time")
+            .expect("client alive")
+    }
+
+    /// The booking id of the next event.
+    pub async fn next_booking(&mut self) -> i64 {
+        self.next().await.1.body.booking["id"].as_i64().unwrap()
+    }
+
+    pub async fn close(self) {
+        let _ = self.client.disconnect().await;
+    }
+}
