@@ -149,14 +149,13 @@ fn cors_layer(origins: &[HeaderValue]) -> CorsLayer {
 /// Socket.IO upgrades and polling from a browser origin outside the allowlist are refused.
 /// Requests without an `Origin` (non-browser clients) pass.
 async fn origin_guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if !state.origins.is_empty() && req.uri().path().starts_with("/socket.io") {
-        if let Some(origin) = req.headers().get(header::ORIGIN) {
-            if !state.origins.contains(origin) {
-                let shown = origin.to_str().unwrap_or("?").to_string();
-                return ApiError::Forbidden(format!("origin `{shown}` is not allowed"))
-                    .into_response();
-            }
-        }
+    if !state.origins.is_empty()
+        && req.uri().path().starts_with("/socket.io")
+        && let Some(origin) = req.headers().get(header::ORIGIN)
+        && !state.origins.contains(origin)
+    {
+        let shown = origin.to_str().unwrap_or("?").to_string();
+        return ApiError::Forbidden(format!("origin `{shown}` is not allowed")).into_response();
     }
     next.run(req).await
 }

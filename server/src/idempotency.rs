@@ -8,7 +8,7 @@ use axum::http::request::Parts;
 use serde_json::Value;
 use sqlx::AnyConnection;
 
-use crate::db::now_micros;
+use crate::db::{Db, WriteTx, now_micros};
 use crate::error::ApiError;
 
 pub const HEADER: &str = "idempotency-key";
@@ -42,6 +42,29 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
 pub fn fingerprint(method_and_path: &str, body: &impl serde::Serialize) -> String {
     let body = serde_json::to_string(body).expect("request bodies serialize");
     format!("{method_and_path} {body}")
+}
+
+/// Either the stored response of an earlier request with the same key, or a fresh write.
+pub enum Begun {
+    Replayed(StatusCode, Value),
+    Fresh(WriteTx),
+}
+
+/// Starts a write guarded by `key`: under the write gate, so a retry racing its first request
+/// waits for it and then gets its response.
+pub async fn begin_write(
+    db: &Db,
+    user_id: &str,
+    key: Option<&str>,
+    request: &str,
+) -> Result<Begun, ApiError> {
+    let mut w = db.begin_write().await?;
+    if let Some(key) = key
+        && let Some((status, body)) = previous_response(&mut w.tx, user_id, key, request).await?
+    {
+        return Ok(Begun::Replayed(status, body));
+    }
+    Ok(Begun::Fresh(w))
 }
 
 /// The stored response for `key` if this request was made before; 422 if the key was used for

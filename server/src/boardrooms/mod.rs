@@ -11,7 +11,7 @@ use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::db::now_micros;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiResult};
-use crate::idempotency::{self, IdempotencyKey};
+use crate::idempotency::{self, Begun, IdempotencyKey};
 
 pub const MAX_NAME_LEN: usize = 100;
 pub const MAX_CAPACITY: i64 = 10_000;
@@ -90,14 +90,11 @@ async fn create(
     }
     input.validate()?;
     let request = idempotency::fingerprint("POST /api/boardrooms", &input);
-    let mut w = state.db.begin_write().await?;
-    if let Some(key) = &key {
-        if let Some((status, body)) =
-            idempotency::previous_response(&mut w.tx, &user.id, key, &request).await?
-        {
-            return Ok((status, Json(body)));
-        }
-    }
+    let mut w =
+        match idempotency::begin_write(&state.db, &user.id, key.as_deref(), &request).await? {
+            Begun::Replayed(status, body) => return Ok((status, Json(body))),
+            Begun::Fresh(w) => w,
+        };
     let name = input.name.trim();
     let taken: Option<i64> = sqlx::query_scalar("SELECT id FROM boardrooms WHERE name = $1")
         .bind(name)

@@ -17,7 +17,7 @@ use crate::boardrooms;
 use crate::db::{WriteTx, now_micros};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
 use crate::events::{self, LoggedEvent};
-use crate::idempotency::{self, IdempotencyKey};
+use crate::idempotency::{self, Begun, IdempotencyKey};
 use crate::realtime::protocol::{ActorRole, BookingEventKind, Changes, EventBody, Room};
 use crate::telemetry::trace::TraceContext;
 use rules::{Window, check_attendees, check_title, parse_instant};
@@ -104,29 +104,6 @@ async fn find_booking(w: &mut WriteTx, id: i64) -> ApiResult<BookingRow> {
         .ok_or_else(|| ApiError::NotFound(format!("booking {id} not found")))
 }
 
-/// Either the stored response of an earlier request with the same key, or a fresh write.
-enum Begun {
-    Replayed((StatusCode, Json<Value>)),
-    Fresh(WriteTx),
-}
-
-async fn begin(
-    state: &AppState,
-    user: &AuthUser,
-    key: Option<&str>,
-    request: &str,
-) -> ApiResult<Begun> {
-    let mut w = state.db.begin_write().await?;
-    if let Some(key) = key {
-        if let Some((status, body)) =
-            idempotency::previous_response(&mut w.tx, &user.id, key, request).await?
-        {
-            return Ok(Begun::Replayed((status, Json(body))));
-        }
-    }
-    Ok(Begun::Fresh(w))
-}
-
 /// Records the idempotency key, commits, then emits the events while this process's write
 /// turn is still held (so emissions leave in `seq` order).
 async fn finish(
@@ -184,10 +161,11 @@ async fn create(
     .map_err(unprocessable)?;
     check_attendees(&input.attendees, i64::MAX).map_err(unprocessable)?;
     let request = idempotency::fingerprint("POST /api/bookings", &input);
-    let mut w = match begin(&state, &user, key.as_deref(), &request).await? {
-        Begun::Replayed(response) => return Ok(response),
-        Begun::Fresh(w) => w,
-    };
+    let mut w =
+        match idempotency::begin_write(&state.db, &user.id, key.as_deref(), &request).await? {
+            Begun::Replayed(status, body) => return Ok((status, Json(body))),
+            Begun::Fresh(w) => w,
+        };
     let boardroom = boardrooms::find(&mut *w.tx, input.boardroom_id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("boardroom {} not found", input.boardroom_id)))?;
@@ -305,10 +283,10 @@ async fn update(
         time_changed: window != old.window(),
         attendees_changed: attendees != old_attendees,
     };
-    if changes.boardroom_changed || changes.time_changed {
-        if let Some(other) = store::find_overlap(&mut w.tx, boardroom_id, window, Some(id)).await? {
-            return Err(state.overlap(other));
-        }
+    if (changes.boardroom_changed || changes.time_changed)
+        && let Some(other) = store::find_overlap(&mut w.tx, boardroom_id, window, Some(id)).await?
+    {
+        return Err(state.overlap(other));
     }
     sqlx::query(
         "UPDATE bookings SET boardroom_id = $1, title = $2, start_us = $3, end_us = $4, \
@@ -356,10 +334,11 @@ async fn cancel(
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let request = format!("POST /api/bookings/{id}/cancel");
-    let mut w = match begin(&state, &user, key.as_deref(), &request).await? {
-        Begun::Replayed(response) => return Ok(response),
-        Begun::Fresh(w) => w,
-    };
+    let mut w =
+        match idempotency::begin_write(&state.db, &user.id, key.as_deref(), &request).await? {
+            Begun::Replayed(status, body) => return Ok((status, Json(body))),
+            Begun::Fresh(w) => w,
+        };
     let old = find_booking(&mut w, id).await?;
     authorize(&user, &old)?;
     if !old.is_active() {
@@ -455,12 +434,13 @@ async fn list(
             "limit must be between 1 and {MAX_LIST_LIMIT}"
         )));
     }
-    if let Some(status) = &q.status {
-        if status != "active" && status != "cancelled" {
-            return Err(ApiError::BadRequest(
-                "status must be `active` or `cancelled`".into(),
-            ));
-        }
+    if let Some(status) = &q.status
+        && status != "active"
+        && status != "cancelled"
+    {
+        return Err(ApiError::BadRequest(
+            "status must be `active` or `cancelled`".into(),
+        ));
     }
     let bad_request = ApiError::BadRequest;
     let filter = store::ListFilter {

@@ -233,12 +233,13 @@ fn parse_rooms(list: &str, user: &AuthUser) -> ApiResult<Vec<String>> {
     let mut rooms = Vec::with_capacity(names.len());
     for name in names {
         let room = Room::parse(name).map_err(ApiError::BadRequest)?;
-        if let Room::User(id) = &room {
-            if *id != user.id && !user.is_admin() {
-                return Err(ApiError::Forbidden(format!(
-                    "room `{name}` belongs to another user"
-                )));
-            }
+        if let Room::User(id) = &room
+            && *id != user.id
+            && !user.is_admin()
+        {
+            return Err(ApiError::Forbidden(format!(
+                "room `{name}` belongs to another user"
+            )));
         }
         rooms.push(room.name());
     }

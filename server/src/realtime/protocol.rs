@@ -77,10 +77,11 @@ impl Room {
                 )),
             };
         }
-        if let Some(id) = name.strip_prefix(USER_PREFIX) {
-            if !id.is_empty() && id.len() <= MAX_USER_ID_LEN {
-                return Ok(Room::User(id.to_string()));
-            }
+        if let Some(id) = name.strip_prefix(USER_PREFIX)
+            && !id.is_empty()
+            && id.len() <= MAX_USER_ID_LEN
+        {
+            return Ok(Room::User(id.to_string()));
         }
         Err(format!(
             "`{name}` is not a room: expected `bookings`, `boardroom-<id>` or `user-<id>`"

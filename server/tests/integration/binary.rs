@@ -9,19 +9,33 @@ const BIN: &str = env!("CARGO_BIN_EXE_booking-server");
 #[test]
 fn mint_token_prints_a_token_the_server_accepts() {
     let out = Command::new(BIN)
-        .args(["mint-token", "--sub", "dana", "--role", "admin", "--auth-secret", "s3"])
+        .args([
+            "mint-token",
+            "--sub",
+            "dana",
+            "--role",
+            "admin",
+            "--auth-secret",
+            "s3",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     let token = String::from_utf8(out.stdout).unwrap();
-    let user = booking_server::auth::Auth::new("s3").verify(token.trim()).unwrap();
+    let user = booking_server::auth::Auth::new("s3")
+        .verify(token.trim())
+        .unwrap();
     assert_eq!(user.id, "dana");
     assert!(user.is_admin());
 }
 
 #[tokio::test]
 async fn serves_until_sigterm_then_exits_zero() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let dir = std::env::temp_dir().join(format!("booking-bin-{port}"));
     std::fs::create_dir_all(&dir).unwrap();
     let child = tokio::process::Command::new(BIN)
@@ -41,11 +55,20 @@ async fn serves_until_sigterm_then_exits_zero() {
             assert_eq!(res.status(), 200);
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(20), "server did not start");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "server did not start"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let pid = child.id().unwrap().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
         .await
         .expect("exits after SIGTERM")
@@ -53,7 +76,10 @@ async fn serves_until_sigterm_then_exits_zero() {
     assert!(out.status.success(), "exit status {:?}", out.status);
     let logs = String::from_utf8_lossy(&out.stdout);
     assert!(logs.contains("booking server listening"), "{logs}");
-    assert!(logs.contains("\"token\""), "a generated secret logs an admin token: {logs}");
+    assert!(
+        logs.contains("\"token\""),
+        "a generated secret logs an admin token: {logs}"
+    );
     assert!(logs.contains("booking server stopped"), "{logs}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -27,15 +27,43 @@ pub async fn race_scenario(apps: &[&TestApp]) {
     let results = join_all(requests).await;
     let created = results.iter().filter(|(s, _)| *s == 201).count();
     let conflicts = results.iter().filter(|(s, _)| *s == 409).count();
-    let others: Vec<_> = results.iter().filter(|(s, _)| *s != 201 && *s != 409).collect();
+    let others: Vec<_> = results
+        .iter()
+        .filter(|(s, _)| *s != 201 && *s != 409)
+        .collect();
     assert!(others.is_empty(), "unexpected responses: {others:?}");
     assert_eq!((created, conflicts), (1, RACERS - 1));
     let admin = &apps[0].admin;
-    let (_, list) = apps[0].call("GET", &format!("/api/bookings?boardroomId={room}"), admin, None).await;
-    assert_eq!(list.as_array().unwrap().len(), 1, "exactly one booking stored");
-    let (_, page) = apps[0].call("GET", &format!("/api/events?rooms=boardroom-{room}"), admin, None).await;
-    assert_eq!(page["events"].as_array().unwrap().len(), 1, "exactly one event logged");
-    eprintln!("race over {} server(s): {created} created, {conflicts} conflicts", apps.len());
+    let (_, list) = apps[0]
+        .call(
+            "GET",
+            &format!("/api/bookings?boardroomId={room}"),
+            admin,
+            None,
+        )
+        .await;
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        1,
+        "exactly one booking stored"
+    );
+    let (_, page) = apps[0]
+        .call(
+            "GET",
+            &format!("/api/events?rooms=boardroom-{room}"),
+            admin,
+            None,
+        )
+        .await;
+    assert_eq!(
+        page["events"].as_array().unwrap().len(),
+        1,
+        "exactly one event logged"
+    );
+    eprintln!(
+        "race over {} server(s): {created} created, {conflicts} conflicts",
+        apps.len()
+    );
 }
 
 #[tokio::test]

@@ -13,7 +13,10 @@ use crate::support::{Backend, Tab, booking_body, spawn_app, spawn_with, temp_dat
 #[tokio::test]
 async fn events_reach_exactly_the_rooms_concerned() {
     let app = spawn_app(Backend::Memory).await;
-    let (one, two) = (app.boardroom("Ada", 4).await, app.boardroom("Turing", 4).await);
+    let (one, two) = (
+        app.boardroom("Ada", 4).await,
+        app.boardroom("Turing", 4).await,
+    );
     let (alice, bob) = (app.token("alice"), app.token("bob"));
     let mut dashboard = Tab::connect(&app, &bob).await.unwrap();
     assert!(dashboard.join("bookings").await.ok);
@@ -35,14 +38,37 @@ async fn events_reach_exactly_the_rooms_concerned() {
     // Sentinels: each tab's next event must be the sentinel, not the boardroom-1 booking.
     let in_two = app.book(&bob, two, 9).await["id"].as_i64().unwrap();
     assert_eq!(dashboard.next_booking().await, in_two);
-    assert_eq!(calendar_two.next_booking().await, in_two, "boardroom-2 never saw boardroom-1");
-    assert_eq!(bob_tab.next_booking().await, in_two, "user-bob never saw alice's booking");
+    assert_eq!(
+        calendar_two.next_booking().await,
+        in_two,
+        "boardroom-2 never saw boardroom-1"
+    );
+    assert_eq!(
+        bob_tab.next_booking().await,
+        in_two,
+        "user-bob never saw alice's booking"
+    );
     assert!(idle.join("bookings").await.ok);
     let last = app.book(&alice, one, 11).await["id"].as_i64().unwrap();
-    assert_eq!(idle.next_booking().await, last, "a tab without rooms received nothing before");
-    assert_eq!(calendar_one.next_booking().await, last, "boardroom-1 never saw boardroom-2");
+    assert_eq!(
+        idle.next_booking().await,
+        last,
+        "a tab without rooms received nothing before"
+    );
+    assert_eq!(
+        calendar_one.next_booking().await,
+        last,
+        "boardroom-1 never saw boardroom-2"
+    );
     assert_eq!(alice_tab.next_booking().await, last);
-    for tab in [dashboard, calendar_one, calendar_two, alice_tab, bob_tab, idle] {
+    for tab in [
+        dashboard,
+        calendar_one,
+        calendar_two,
+        alice_tab,
+        bob_tab,
+        idle,
+    ] {
         tab.close().await;
     }
 }
@@ -50,7 +76,10 @@ async fn events_reach_exactly_the_rooms_concerned() {
 #[tokio::test]
 async fn each_event_type_carries_its_fields_and_a_move_reaches_both_boardrooms() {
     let app = spawn_app(Backend::Memory).await;
-    let (one, two) = (app.boardroom("Ada", 4).await, app.boardroom("Turing", 4).await);
+    let (one, two) = (
+        app.boardroom("Ada", 4).await,
+        app.boardroom("Turing", 4).await,
+    );
     let alice = app.token("alice");
     let mut room_one = Tab::connect(&app, &alice).await.unwrap();
     let mut room_two = Tab::connect(&app, &alice).await.unwrap();
@@ -58,24 +87,43 @@ async fn each_event_type_carries_its_fields_and_a_move_reaches_both_boardrooms()
     assert!(room_two.join(&format!("boardroom-{two}")).await.ok);
     let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
-    let res = app.http.post(app.url("/api/bookings")).bearer_auth(&alice)
-        .header("traceparent", parent).json(&booking_body(one, 9, 1)).send().await.unwrap();
+    let res = app
+        .http
+        .post(app.url("/api/bookings"))
+        .bearer_auth(&alice)
+        .header("traceparent", parent)
+        .json(&booking_body(one, 9, 1))
+        .send()
+        .await
+        .unwrap();
     let booking: serde_json::Value = res.json().await.unwrap();
     let id = booking["id"].as_i64().unwrap();
     let (kind, created) = room_one.next().await;
     assert_eq!(kind, BookingEventKind::Created);
-    assert_eq!(created.body.booking, booking, "the payload carries the populated booking");
+    assert_eq!(
+        created.body.booking, booking,
+        "the payload carries the populated booking"
+    );
     assert_eq!(created.body.boardroom_id, one);
     assert!(created.seq > joined.watermark.unwrap());
     assert!(!created.event_id.is_empty());
     let now = booking_server::db::now_micros();
     assert!(created.emitted_at <= now && created.emitted_at > now - 60_000_000);
     let traceparent = created.traceparent.clone().unwrap();
-    assert!(traceparent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"), "{traceparent}");
+    assert!(
+        traceparent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "{traceparent}"
+    );
     assert!(created.body.changes.is_none() && created.body.cancelled_by.is_none());
 
-    let (status, _) = app.call("PATCH", &format!("/api/bookings/{id}"), &alice,
-        Some(json!({"boardroomId": two, "attendees": ["ada"]}))).await;
+    let (status, _) = app
+        .call(
+            "PATCH",
+            &format!("/api/bookings/{id}"),
+            &alice,
+            Some(json!({"boardroomId": two, "attendees": ["ada"]})),
+        )
+        .await;
     assert_eq!(status, 200);
     for tab in [&mut room_one, &mut room_two] {
         let (kind, moved) = tab.next().await;
@@ -87,13 +135,20 @@ async fn each_event_type_carries_its_fields_and_a_move_reaches_both_boardrooms()
         assert!(moved.seq > created.seq);
     }
 
-    app.call("POST", &format!("/api/bookings/{id}/cancel"), &app.admin, None).await;
+    app.call(
+        "POST",
+        &format!("/api/bookings/{id}/cancel"),
+        &app.admin,
+        None,
+    )
+    .await;
     let (kind, cancelled) = room_two.next().await;
     assert_eq!(kind, BookingEventKind::Cancelled);
     assert_eq!(cancelled.body.cancelled_by, Some(ActorRole::Admin));
     assert_eq!(cancelled.body.booking["status"], "cancelled");
 
-    app.call("DELETE", &format!("/api/bookings/{id}"), &alice, None).await;
+    app.call("DELETE", &format!("/api/bookings/{id}"), &alice, None)
+        .await;
     let (kind, deleted) = room_two.next().await;
     assert_eq!(kind, BookingEventKind::Deleted);
     assert_eq!(deleted.body.deleted_by, Some(ActorRole::User));
@@ -117,10 +172,17 @@ async fn join_watermark_opens_and_leave_closes_what_a_tab_is_owed() {
     assert_eq!(ack.watermark, Some(3), "the highest committed seq");
     app.book(&alice, room, 5).await;
     let (_, event) = tab.next().await;
-    assert_eq!(event.seq, 4, "first owed event: watermark + 1, nothing older replayed live");
+    assert_eq!(
+        event.seq, 4,
+        "first owed event: watermark + 1, nothing older replayed live"
+    );
     let left = tab.leave(&name).await;
     assert!(left.ok);
-    assert_eq!(left.watermark, Some(4), "events through seq 4 were sent before leaving");
+    assert_eq!(
+        left.watermark,
+        Some(4),
+        "events through seq 4 were sent before leaving"
+    );
     app.book(&alice, room, 7).await;
     assert!(tab.join("bookings").await.ok);
     app.book(&alice, room, 9).await;
@@ -149,13 +211,28 @@ async fn a_tab_replays_what_it_missed_while_disconnected() {
     .to_vec();
     let mut back = Tab::connect(&app, &alice).await.unwrap();
     let ack = back.join(&name).await;
-    let (status, page) = app.call("GET", &format!("/api/events?after={last_seen}&rooms={name}"), &alice, None).await;
+    let (status, page) = app
+        .call(
+            "GET",
+            &format!("/api/events?after={last_seen}&rooms={name}"),
+            &alice,
+            None,
+        )
+        .await;
     assert_eq!(status, 200);
-    let replayed: Vec<i64> = page["events"].as_array().unwrap().iter()
-        .map(|e| e["payload"]["booking"]["id"].as_i64().unwrap()).collect();
+    let replayed: Vec<i64> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["payload"]["booking"]["id"].as_i64().unwrap())
+        .collect();
     assert_eq!(replayed, missed, "the gap, in order");
     let last_replayed = page["nextAfter"].as_i64().unwrap();
-    assert_eq!(last_replayed, ack.watermark.unwrap(), "replay up to the watermark closes the gap");
+    assert_eq!(
+        last_replayed,
+        ack.watermark.unwrap(),
+        "replay up to the watermark closes the gap"
+    );
     let next = app.book(&alice, room, 7).await["id"].as_i64().unwrap();
     assert_eq!(back.next_booking().await, next);
     back.close().await;
@@ -165,12 +242,27 @@ async fn a_tab_replays_what_it_missed_while_disconnected() {
 async fn handshakes_and_joins_are_refused_with_reasons() {
     let app = spawn_app(Backend::Memory).await;
     let room = app.boardroom("Ada", 4).await;
-    let err = Tab::connect_with(&app, json!({})).await.err().expect("no token, no socket");
+    let err = Tab::connect_with(&app, json!({}))
+        .await
+        .err()
+        .expect("no token, no socket");
     assert!(err.0.contains("missing auth"), "{err:?}");
-    let err = Tab::connect(&app, "forged").await.err().expect("bad token, no socket");
+    let err = Tab::connect(&app, "forged")
+        .await
+        .err()
+        .expect("bad token, no socket");
     assert!(err.0.contains("invalid bearer token"), "{err:?}");
-    let other = booking_server::auth::mint_with_secret("other", "eve", booking_server::auth::Role::Admin, None, 60);
-    assert!(Tab::connect(&app, &other).await.is_err(), "token of another secret");
+    let other = booking_server::auth::mint_with_secret(
+        "other",
+        "eve",
+        booking_server::auth::Role::Admin,
+        None,
+        60,
+    );
+    assert!(
+        Tab::connect(&app, &other).await.is_err(),
+        "token of another secret"
+    );
 
     let tab = Tab::connect(&app, &app.token("alice")).await.unwrap();
     for (room_arg, needle) in [
@@ -185,13 +277,37 @@ async fn handshakes_and_joins_are_refused_with_reasons() {
         let error = ack.error.unwrap();
         assert!(error.contains(needle), "{room_arg}: {error}");
     }
-    assert!(tab.join_raw(json!({"room": format!("boardroom-{room}")})).await.ok);
+    assert!(
+        tab.join_raw(json!({"room": format!("boardroom-{room}")}))
+            .await
+            .ok
+    );
     assert!(tab.join("user-alice").await.ok);
-    let metrics = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("socketio_connects_refused_total 3"), "{metrics}");
-    assert!(metrics.contains("socketio_room_joins_refused_total 5"), "{metrics}");
-    assert!(metrics.contains("socketio_room_joins_total{room_kind=\"user\"} 1"), "{metrics}");
-    assert!(metrics.contains("socketio_sockets_connected 1"), "{metrics}");
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("socketio_connects_refused_total 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("socketio_room_joins_refused_total 5"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("socketio_room_joins_total{room_kind=\"user\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("socketio_sockets_connected 1"),
+        "{metrics}"
+    );
     tab.close().await;
 }
 
@@ -202,11 +318,26 @@ async fn socket_io_origins_outside_the_allowlist_are_refused() {
     config.cors_origin = vec!["http://allowed.test".into()];
     let app = spawn_with(config).await;
     let poll = app.url("/socket.io/?EIO=4&transport=polling");
-    let res = app.http.get(&poll).header("origin", "http://evil.test").send().await.unwrap();
+    let res = app
+        .http
+        .get(&poll)
+        .header("origin", "http://evil.test")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 403);
-    let res = app.http.get(&poll).header("origin", "http://allowed.test").send().await.unwrap();
+    let res = app
+        .http
+        .get(&poll)
+        .header("origin", "http://allowed.test")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
-    assert_eq!(res.headers()["access-control-allow-origin"], "http://allowed.test");
+    assert_eq!(
+        res.headers()["access-control-allow-origin"],
+        "http://allowed.test"
+    );
     let res = app.http.get(&poll).send().await.unwrap();
     assert_eq!(res.status(), 200, "no Origin: a non-browser client");
 }
@@ -223,18 +354,81 @@ async fn emission_metrics_count_what_was_sent() {
         tabs.push(tab);
     }
     let id = app.book(&alice, room, 9).await["id"].as_i64().unwrap();
-    app.call("POST", &format!("/api/bookings/{id}/cancel"), &alice, None).await;
+    app.call("POST", &format!("/api/bookings/{id}/cancel"), &alice, None)
+        .await;
     for tab in &mut tabs {
         tab.next().await;
         tab.next().await;
     }
-    let metrics = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("booking_events_emitted_total{event=\"booking-created\"} 1"), "{metrics}");
-    assert!(metrics.contains("booking_events_emitted_total{event=\"booking-cancelled\"} 1"), "{metrics}");
-    assert!(metrics.contains("booking_emission_latency_seconds_count 2"), "{metrics}");
-    assert!(metrics.contains("booking_emission_recipients_sum 6"), "3 tabs twice: {metrics}");
-    assert!(metrics.contains("booking_event_log_last_seq 2"), "{metrics}");
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("booking_events_emitted_total{event=\"booking-created\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("booking_events_emitted_total{event=\"booking-cancelled\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("booking_emission_latency_seconds_count 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("booking_emission_recipients_sum 6"),
+        "3 tabs twice: {metrics}"
+    );
+    assert!(
+        metrics.contains("booking_event_log_last_seq 2"),
+        "{metrics}"
+    );
     for tab in tabs {
         tab.close().await;
     }
+}
+
+#[tokio::test]
+async fn an_oversized_websocket_message_closes_that_socket_only() {
+    let app = spawn_app(Backend::Memory).await;
+    let alice = app.token("alice");
+    let keeper = Tab::connect(&app, &alice).await.unwrap();
+    let tab = Tab::connect(&app, &alice).await.unwrap();
+    let huge = "x".repeat(100_000);
+    let _ = tab.client.emit("join-room", json!(huge)).await;
+    let started = std::time::Instant::now();
+    loop {
+        let metrics = app
+            .http
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains("socketio_sockets_connected 1\n") {
+            assert!(
+                metrics.contains("socketio_disconnects_total{reason="),
+                "{metrics}"
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "socket not closed: {metrics}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        keeper.join("bookings").await.ok,
+        "the other socket is unaffected"
+    );
+    keeper.close().await;
 }

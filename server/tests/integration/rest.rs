@@ -19,36 +19,61 @@ pub async fn crud_scenario(app: &TestApp) {
     assert_eq!(booking["startTime"], "2030-01-01T09:00:00Z");
     assert_eq!(booking["attendees"], json!(["ada", "grace"]));
 
-    let (status, read) = app.call("GET", &format!("/api/bookings/{id}"), &bob, None).await;
+    let (status, read) = app
+        .call("GET", &format!("/api/bookings/{id}"), &bob, None)
+        .await;
     assert_eq!((status, &read), (200, &booking));
 
     app.book(&bob, other_room, 9).await;
-    let (status, list) = app.call("GET", &format!("/api/bookings?boardroomId={room}"), &bob, None).await;
+    let (status, list) = app
+        .call(
+            "GET",
+            &format!("/api/bookings?boardroomId={room}"),
+            &bob,
+            None,
+        )
+        .await;
     assert_eq!(status, 200);
     assert_eq!(list.as_array().unwrap().len(), 1);
     let window = "from=2030-01-01T09:30:00Z&to=2030-01-01T09:45:00Z";
-    let (_, list) = app.call("GET", &format!("/api/bookings?{window}"), &bob, None).await;
+    let (_, list) = app
+        .call("GET", &format!("/api/bookings?{window}"), &bob, None)
+        .await;
     assert_eq!(list.as_array().unwrap().len(), 2, "both overlap the window");
-    let (_, list) = app.call("GET", "/api/bookings?from=2030-01-01T10:00:00Z", &bob, None).await;
+    let (_, list) = app
+        .call("GET", "/api/bookings?from=2030-01-01T10:00:00Z", &bob, None)
+        .await;
     assert_eq!(list.as_array().unwrap().len(), 0, "both end at 10:00");
 
     let path = format!("/api/bookings/{id}");
-    let (status, err) = app.call("PATCH", &path, &bob, Some(json!({"title": "Mine now"}))).await;
+    let (status, err) = app
+        .call("PATCH", &path, &bob, Some(json!({"title": "Mine now"})))
+        .await;
     assert_eq!(status, 403, "{err}");
     let (status, updated) = app.call("PATCH", &path, &alice, Some(json!({"title": "Retro", "boardroomId": other_room, "startTime": "2030-01-01T11:00:00Z", "endTime": "2030-01-01T12:00:00Z"}))).await;
     assert_eq!(status, 200, "{updated}");
     assert_eq!(updated["title"], "Retro");
     assert_eq!(updated["boardroom"]["name"], "Turing");
-    let (status, _) = app.call("POST", &format!("{path}/cancel"), &bob, None).await;
+    let (status, _) = app
+        .call("POST", &format!("{path}/cancel"), &bob, None)
+        .await;
     assert_eq!(status, 403);
-    let (status, cancelled) = app.call("POST", &format!("{path}/cancel"), &alice, None).await;
+    let (status, cancelled) = app
+        .call("POST", &format!("{path}/cancel"), &alice, None)
+        .await;
     assert_eq!(status, 200);
     assert_eq!(cancelled["status"], "cancelled");
-    let (status, err) = app.call("POST", &format!("{path}/cancel"), &alice, None).await;
+    let (status, err) = app
+        .call("POST", &format!("{path}/cancel"), &alice, None)
+        .await;
     assert_eq!(status, 409, "{err}");
-    let (status, err) = app.call("PATCH", &path, &alice, Some(json!({"title": "x"}))).await;
+    let (status, err) = app
+        .call("PATCH", &path, &alice, Some(json!({"title": "x"})))
+        .await;
     assert_eq!(status, 409, "a cancelled booking cannot change: {err}");
-    let (_, list) = app.call("GET", "/api/bookings?status=cancelled", &bob, None).await;
+    let (_, list) = app
+        .call("GET", "/api/bookings?status=cancelled", &bob, None)
+        .await;
     assert_eq!(list.as_array().unwrap().len(), 1);
 
     let (status, _) = app.call("DELETE", &path, &bob, None).await;
@@ -66,18 +91,42 @@ pub async fn conflict_scenario(app: &TestApp) {
     let room = app.boardroom("Hopper", 6).await;
     let alice = app.token("alice");
     let first = app.book(&alice, room, 9).await["id"].as_i64().unwrap();
-    let (status, err) = app.call("POST", "/api/bookings", &alice, Some(json!({
+    let (status, err) = app
+        .call(
+            "POST",
+            "/api/bookings",
+            &alice,
+            Some(json!({
         "boardroomId": room, "title": "Clash",
-        "startTime": "2030-01-01T09:30:00Z", "endTime": "2030-01-01T11:00:00Z"}))).await;
+        "startTime": "2030-01-01T09:30:00Z", "endTime": "2030-01-01T11:00:00Z"})),
+        )
+        .await;
     assert_eq!(status, 409, "{err}");
     assert_eq!(err["error"]["conflictingBookingId"], first);
-    assert!(err["error"]["message"].as_str().unwrap().contains(&first.to_string()));
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&first.to_string())
+    );
     app.book(&alice, room, 10).await;
     let second = app.book(&alice, room, 12).await["id"].as_i64().unwrap();
-    let (status, err) = app.call("PATCH", &format!("/api/bookings/{second}"), &alice,
-        Some(json!({"startTime": "2030-01-01T10:30:00Z"}))).await;
+    let (status, err) = app
+        .call(
+            "PATCH",
+            &format!("/api/bookings/{second}"),
+            &alice,
+            Some(json!({"startTime": "2030-01-01T10:30:00Z"})),
+        )
+        .await;
     assert_eq!(status, 409, "moving into another booking: {err}");
-    app.call("POST", &format!("/api/bookings/{first}/cancel"), &alice, None).await;
+    app.call(
+        "POST",
+        &format!("/api/bookings/{first}/cancel"),
+        &alice,
+        None,
+    )
+    .await;
     app.book(&alice, room, 9).await;
 }
 
@@ -97,20 +146,48 @@ pub async fn idempotency_scenario(app: &TestApp) {
     assert_eq!(first.status(), 201);
     let first: serde_json::Value = first.json().await.unwrap();
     let again = send("k-1", 9).await.unwrap();
-    assert_eq!(again.status(), 201, "a retry gets the first response, not a 409");
+    assert_eq!(
+        again.status(),
+        201,
+        "a retry gets the first response, not a 409"
+    );
     assert_eq!(again.json::<serde_json::Value>().await.unwrap(), first);
     let other = send("k-1", 11).await.unwrap();
     assert_eq!(other.status(), 422);
-    let (_, list) = app.call("GET", &format!("/api/bookings?boardroomId={room}"), &alice, None).await;
-    assert_eq!(list.as_array().unwrap().len(), 1, "one booking for two requests");
-    let (_, page) = app.call("GET", "/api/events?rooms=bookings", &alice, None).await;
-    let created: Vec<_> = page["events"].as_array().unwrap().iter()
-        .filter(|e| e["payload"]["booking"]["id"] == first["id"]).collect();
+    let (_, list) = app
+        .call(
+            "GET",
+            &format!("/api/bookings?boardroomId={room}"),
+            &alice,
+            None,
+        )
+        .await;
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        1,
+        "one booking for two requests"
+    );
+    let (_, page) = app
+        .call("GET", "/api/events?rooms=bookings", &alice, None)
+        .await;
+    let created: Vec<_> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["payload"]["booking"]["id"] == first["id"])
+        .collect();
     assert_eq!(created.len(), 1, "one event for two requests");
     // Another user's key space is their own.
     let bob = app.token("bob");
-    let res = app.http.post(app.url("/api/bookings")).bearer_auth(&bob)
-        .header("Idempotency-Key", "k-1").json(&booking_body(room, 13, 1)).send().await.unwrap();
+    let res = app
+        .http
+        .post(app.url("/api/bookings"))
+        .bearer_auth(&bob)
+        .header("Idempotency-Key", "k-1")
+        .json(&booking_body(room, 13, 1))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 201);
 }
 
@@ -135,14 +212,31 @@ async fn health_ready_and_metrics() {
     for (path, body) in [("/health", "ok"), ("/ready", "ready")] {
         let res = app.http.get(app.url(path)).send().await.unwrap();
         assert_eq!(res.status(), 200);
-        assert_eq!(res.json::<serde_json::Value>().await.unwrap()["status"], body);
+        assert_eq!(
+            res.json::<serde_json::Value>().await.unwrap()["status"],
+            body
+        );
     }
-    let text = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let text = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for (name, _, _) in booking_server::telemetry::metrics::CATALOGUE {
-        assert!(text.contains(&format!("# HELP {name}")) || !text.contains(name), "{name} has no HELP");
+        assert!(
+            text.contains(&format!("# HELP {name}")) || !text.contains(name),
+            "{name} has no HELP"
+        );
     }
     assert!(text.contains("socketio_sockets_connected"), "{text}");
-    assert!(text.contains("http_requests_total{method=\"GET\",route=\"/ready\",status=\"200\"} 1"), "{text}");
+    assert!(
+        text.contains("http_requests_total{method=\"GET\",route=\"/ready\",status=\"200\"} 1"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -150,15 +244,33 @@ async fn boardrooms_are_admin_only_and_validated() {
     let app = spawn_app(Backend::Memory).await;
     let user = app.token("carol");
     let body = json!({"name": "Ada", "capacity": 4});
-    let (status, err) = app.call("POST", "/api/boardrooms", &user, Some(body.clone())).await;
+    let (status, err) = app
+        .call("POST", "/api/boardrooms", &user, Some(body.clone()))
+        .await;
     assert_eq!(status, 403, "{err}");
-    let (status, _) = app.call("POST", "/api/boardrooms", &app.admin, Some(body.clone())).await;
+    let (status, _) = app
+        .call("POST", "/api/boardrooms", &app.admin, Some(body.clone()))
+        .await;
     assert_eq!(status, 201);
-    let (status, err) = app.call("POST", "/api/boardrooms", &app.admin, Some(body)).await;
+    let (status, err) = app
+        .call("POST", "/api/boardrooms", &app.admin, Some(body))
+        .await;
     assert_eq!(status, 409, "{err}");
-    let (status, err) = app.call("POST", "/api/boardrooms", &app.admin, Some(json!({"name": "Zero", "capacity": 0}))).await;
+    let (status, err) = app
+        .call(
+            "POST",
+            "/api/boardrooms",
+            &app.admin,
+            Some(json!({"name": "Zero", "capacity": 0})),
+        )
+        .await;
     assert_eq!(status, 422);
-    assert!(err["error"]["message"].as_str().unwrap().contains("capacity"));
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("capacity")
+    );
     let (status, rooms) = app.call("GET", "/api/boardrooms", &user, None).await;
     assert_eq!((status, rooms.as_array().unwrap().len()), (200, 1));
     let (status, _) = app.call("GET", "/api/boardrooms/99", &user, None).await;
@@ -171,8 +283,12 @@ async fn bad_input_gets_a_clear_error() {
     let room = app.boardroom("Ada", 2).await;
     let alice = app.token("alice");
     let post = |body: String, content_type: &'static str| {
-        app.http.post(app.url("/api/bookings")).bearer_auth(&alice)
-            .header("content-type", content_type).body(body).send()
+        app.http
+            .post(app.url("/api/bookings"))
+            .bearer_auth(&alice)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
     };
     let cases: Vec<(String, &str, u16, &str)> = vec![
         ("{bad".into(), "application/json", 400, "parse"),
@@ -192,20 +308,31 @@ async fn bad_input_gets_a_clear_error() {
         assert_eq!(res.status().as_u16(), status, "{needle}");
         let err: serde_json::Value = res.json().await.unwrap();
         let message = err["error"]["message"].as_str().unwrap_or_default();
-        assert!(message.contains(needle), "{status}: `{message}` should mention `{needle}`");
+        assert!(
+            message.contains(needle),
+            "{status}: `{message}` should mention `{needle}`"
+        );
     }
     let (status, err) = app.call("GET", "/api/bookings/abc", &alice, None).await;
     assert_eq!(status, 400, "{err}");
     let (status, _) = app.call("GET", "/api/bookings?limit=0", &alice, None).await;
     assert_eq!(status, 400);
-    let (status, _) = app.call("PATCH", "/api/bookings/1", &alice, Some(json!({}))).await;
+    let (status, _) = app
+        .call("PATCH", "/api/bookings/1", &alice, Some(json!({})))
+        .await;
     assert_eq!(status, 422, "an empty change says what can be changed");
     let (status, err) = app.call("GET", "/api/bookings", "not-a-token", None).await;
-    assert_eq!((status, err["error"]["code"].as_str()), (401, Some("unauthorized")));
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (401, Some("unauthorized"))
+    );
     let res = app.http.get(app.url("/api/bookings")).send().await.unwrap();
     assert_eq!(res.status(), 401);
     let (status, err) = app.call("GET", "/nowhere", &alice, None).await;
-    assert_eq!((status, err["error"]["code"].as_str()), (404, Some("not_found")));
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
     let (status, _) = app.call("PUT", "/api/bookings", &alice, None).await;
     assert_eq!(status, 405);
     // Nothing of the above was stored.
@@ -216,34 +343,72 @@ async fn bad_input_gets_a_clear_error() {
 #[tokio::test]
 async fn replay_pages_through_the_log_and_checks_room_rights() {
     let app = spawn_app(Backend::Memory).await;
-    let (one, two) = (app.boardroom("Ada", 4).await, app.boardroom("Turing", 4).await);
+    let (one, two) = (
+        app.boardroom("Ada", 4).await,
+        app.boardroom("Turing", 4).await,
+    );
     let alice = app.token("alice");
     for hour in 0..5 {
         app.book(&alice, one, hour).await;
         app.book(&alice, two, hour).await;
     }
-    let (status, page) = app.call("GET", "/api/events?after=0&rooms=boardroom-1&limit=3", &alice, None).await;
+    let (status, page) = app
+        .call(
+            "GET",
+            "/api/events?after=0&rooms=boardroom-1&limit=3",
+            &alice,
+            None,
+        )
+        .await;
     assert_eq!(status, 200, "{page}");
-    let seqs: Vec<i64> = page["events"].as_array().unwrap().iter().map(|e| e["payload"]["seq"].as_i64().unwrap()).collect();
+    let seqs: Vec<i64> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["payload"]["seq"].as_i64().unwrap())
+        .collect();
     assert_eq!(seqs, vec![1, 3, 5]);
     assert_eq!(page["hasMore"], true);
     let after = page["nextAfter"].as_i64().unwrap();
-    let (_, page) = app.call("GET", &format!("/api/events?after={after}&rooms=boardroom-1"), &alice, None).await;
-    let seqs: Vec<i64> = page["events"].as_array().unwrap().iter().map(|e| e["payload"]["seq"].as_i64().unwrap()).collect();
+    let (_, page) = app
+        .call(
+            "GET",
+            &format!("/api/events?after={after}&rooms=boardroom-1"),
+            &alice,
+            None,
+        )
+        .await;
+    let seqs: Vec<i64> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["payload"]["seq"].as_i64().unwrap())
+        .collect();
     assert_eq!(seqs, vec![7, 9]);
     assert_eq!(page["hasMore"], false);
     let event = &page["events"][0];
     assert_eq!(event["event"], "booking-created");
-    assert_eq!(event["rooms"], json!(["boardroom-1", "bookings", "user-alice"]));
+    assert_eq!(
+        event["rooms"],
+        json!(["boardroom-1", "bookings", "user-alice"])
+    );
     assert_eq!(event["payload"]["replayed"], true);
     let (_, all) = app.call("GET", "/api/events", &alice, None).await;
     assert_eq!(all["events"].as_array().unwrap().len(), 10);
-    let (status, _) = app.call("GET", "/api/events?rooms=user-alice", &alice, None).await;
+    let (status, _) = app
+        .call("GET", "/api/events?rooms=user-alice", &alice, None)
+        .await;
     assert_eq!(status, 200);
-    let (status, _) = app.call("GET", "/api/events?rooms=user-bob", &alice, None).await;
+    let (status, _) = app
+        .call("GET", "/api/events?rooms=user-bob", &alice, None)
+        .await;
     assert_eq!(status, 403);
-    let (status, _) = app.call("GET", "/api/events?rooms=lobby", &alice, None).await;
+    let (status, _) = app
+        .call("GET", "/api/events?rooms=lobby", &alice, None)
+        .await;
     assert_eq!(status, 400);
-    let (status, _) = app.call("GET", "/api/events?limit=100000", &alice, None).await;
+    let (status, _) = app
+        .call("GET", "/api/events?limit=100000", &alice, None)
+        .await;
     assert_eq!(status, 400);
 }

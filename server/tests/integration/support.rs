@@ -5,7 +5,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use booking_server::auth::Role;
-use booking_server::realtime::protocol::{BookingEventKind, BookingEventPayload, JOIN_ROOM, LEAVE_ROOM, RoomAck};
+use booking_server::realtime::protocol::{
+    BookingEventKind, BookingEventPayload, JOIN_ROOM, LEAVE_ROOM, RoomAck,
+};
 use booking_server::{AppState, ServerConfig};
 use futures_util::FutureExt;
 use rust_socketio::asynchronous::{Client, ClientBuilder};
@@ -40,7 +42,9 @@ impl Drop for TempDb {
                 let (admin_url, name) = (admin_url.clone(), name.clone());
                 // Best effort: a leftover database only costs disk.
                 let _ = std::thread::spawn(move || {
-                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build();
                     if let Ok(rt) = rt {
                         rt.block_on(async {
                             use sqlx::Connection;
@@ -101,7 +105,9 @@ pub async fn temp_database(backend: Backend) -> (String, Option<TempDb>) {
             sqlx::Executor::execute(&mut c, format!("CREATE DATABASE {name}").as_str())
                 .await
                 .expect("create a test database");
-            let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(b, _)| b);
+            let base = admin_url
+                .rsplit_once('/')
+                .map_or(admin_url.as_str(), |(b, _)| b);
             let url = format!("{base}/{name}");
             (url, Some(TempDb::Postgres { admin_url, name }))
         }
@@ -150,7 +156,13 @@ impl TestApp {
     }
 
     /// Sends a JSON request as `token`; returns status and JSON body (Null when empty).
-    pub async fn call(&self, method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let mut req = self.http.request(method, self.url(path)).bearer_auth(token);
         if let Some(body) = body {
@@ -164,14 +176,23 @@ impl TestApp {
 
     pub async fn boardroom(&self, name: &str, capacity: i64) -> i64 {
         let body = json!({ "name": name, "capacity": capacity, "location": "Floor 3" });
-        let (status, room) = self.call("POST", "/api/boardrooms", &self.admin, Some(body)).await;
+        let (status, room) = self
+            .call("POST", "/api/boardrooms", &self.admin, Some(body))
+            .await;
         assert_eq!(status, 201, "{room}");
         room["id"].as_i64().unwrap()
     }
 
     /// Creates a booking of `hour` (hours after a fixed day) and returns its JSON.
     pub async fn book(&self, token: &str, boardroom: i64, hour: u32) -> Value {
-        let (status, booking) = self.call("POST", "/api/bookings", token, Some(booking_body(boardroom, hour, 1))).await;
+        let (status, booking) = self
+            .call(
+                "POST",
+                "/api/bookings",
+                token,
+                Some(booking_body(boardroom, hour, 1)),
+            )
+            .await;
         assert_eq!(status, 201, "{booking}");
         booking
     }
@@ -216,11 +237,11 @@ impl Tab {
             builder = builder.on(kind.name(), move |payload, _| {
                 let tx = tx.clone();
                 async move {
-                    if let Payload::Text(values) = payload {
-                        if let Some(v) = values.into_iter().next() {
-                            let parsed = serde_json::from_value(v).expect("event payload parses");
-                            let _ = tx.send((kind, parsed));
-                        }
+                    if let Payload::Text(values) = payload
+                        && let Some(v) = values.into_iter().next()
+                    {
+                        let parsed = serde_json::from_value(v).expect("event payload parses");
+                        let _ = tx.send((kind, parsed));
                     }
                 }
                 .boxed()
@@ -235,7 +256,10 @@ impl Tab {
             let _ = status_tx.send(Err(format!("{payload:?}")));
             async {}.boxed()
         });
-        let client = builder.connect().await.map_err(|e| Refused(e.to_string()))?;
+        let client = builder
+            .connect()
+            .await
+            .map_err(|e| Refused(e.to_string()))?;
         match tokio::time::timeout(WAIT, status_rx.recv()).await {
             Ok(Some(Ok(()))) => Ok(Tab { client, events }),
             Ok(Some(Err(e))) => Err(Refused(e)),
@@ -255,7 +279,10 @@ impl Tab {
             })
             .await
             .expect("emit");
-        let payload = tokio::time::timeout(WAIT, rx).await.expect("ack in time").unwrap();
+        let payload = tokio::time::timeout(WAIT, rx)
+            .await
+            .expect("ack in time")
+            .unwrap();
         match payload {
             // rust_socketio hands an ack's arguments over as one array.
             Payload::Text(values) => {
