@@ -1,1 +1,365 @@
-//! placeholder
+//! `booking-loadgen`: simulated browser tabs against the booking server, and the verifier that
+//! proves every subscriber got every event it was owed. `run` is the whole load test; the
+//! binary is a thin wrapper that maps its outcome to an exit code.
+
+pub mod actions;
+pub mod config;
+pub mod embedded;
+pub mod latency;
+pub mod ledger;
+pub mod plan;
+pub mod report;
+pub mod run;
+pub mod scenario;
+pub mod tab;
+pub mod verify;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use booking_server::realtime::protocol::BookingEventKind;
+use goose::config::GooseConfiguration;
+use goose::prelude::*;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use config::Config;
+use latency::{Percentiles, histogram};
+use plan::ROOM_CLASSES;
+use report::{Actions, Breakdown, Examples, Gate, LatencyReport, Memory, Report, Throughput};
+use run::{Run, Stats};
+use verify::{RoomRef, Verdict, judge_tab};
+
+/// Why a run could not happen (exit code 2), as opposed to a run whose gates failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Setup(String),
+    #[error("goose: {0}")]
+    Goose(String),
+}
+
+/// What a run produced: its report, and whether goose's own thresholds failed.
+pub struct Outcome {
+    pub report: Report,
+    pub goose_thresholds_failed: bool,
+}
+
+impl Outcome {
+    pub fn passed(&self) -> bool {
+        self.report.passed() && !self.goose_thresholds_failed
+    }
+}
+
+/// Runs one load test: set up, ramp tabs, act, settle, verify, report.
+pub async fn run(config: Config) -> Result<Outcome, RunError> {
+    config.validate().map_err(RunError::Setup)?;
+    let run = Arc::new(Run::setup(config).await?);
+    let ramp = Duration::from_secs_f64(run.tabs.len() as f64 / run.config.ramp_up);
+    let background = spawn_background(&run, ramp);
+
+    let goose_result = goose_attack(&run, ramp).await;
+    let action_window_end = Instant::now();
+    for task in background {
+        task.abort();
+    }
+    let goose_thresholds_failed = match goose_result {
+        Ok(()) => false,
+        Err(GooseError::ThresholdsFailed { .. }) => true,
+        Err(e) => return Err(RunError::Goose(e.to_string())),
+    };
+    tokio::time::sleep(run.config.settle).await;
+    let report = verify_and_report(&run, action_window_end).await;
+    for tab in &run.tabs {
+        tab.disconnect().await;
+    }
+    let server = run.server.lock().expect("poisoned").take();
+    if let Some(server) = server {
+        server.stop().await;
+    }
+    Ok(Outcome {
+        report: report?,
+        goose_thresholds_failed,
+    })
+}
+
+async fn goose_attack(run: &Arc<Run>, ramp: Duration) -> Result<(), GooseError> {
+    let mut goose = GooseConfiguration::default();
+    goose.host = Some(run.hosts[0].clone());
+    goose.users = Some(run.tabs.len());
+    goose.increase_rate = Some(format!("{}", run.config.ramp_up));
+    // goose's run time starts once every user is launched; joins finish a little later.
+    let run_time = run.config.duration + run.config.think_time + Duration::from_secs(2);
+    goose.run_time = Some(format!("{}s", run_time.as_secs().max(1)));
+    goose.report_file = run.config.report_file.clone();
+    goose.threshold = run.config.thresholds.clone();
+    goose.no_print_metrics = !run.config.goose_metrics;
+    goose.quiet = 1;
+    goose.no_telnet = true;
+    let client = goose::client::GooseClientBuilder::new()
+        .without_cookies()
+        .timeout(Duration::from_secs(30));
+    tracing::info!(?ramp, "starting goose");
+    GooseAttack::initialize_with_config(goose)?
+        .register_scenario(scenario::tab_scenario(run))
+        .set_client_builder_without_cookies(client)?
+        .execute()
+        .await
+        .map(|_| ())
+}
+
+/// Progress lines, the start of actions when joins lag, churn and the storm.
+fn spawn_background(run: &Arc<Run>, ramp: Duration) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    let r = run.clone();
+    tasks.push(tokio::spawn(async move {
+        // If some tabs never join, act anyway once the ramp is well over.
+        tokio::time::sleep(ramp + Duration::from_secs(15)).await;
+        if r.actions_started.set(Instant::now()).is_ok() {
+            tracing::warn!("not every tab joined: actions start without them");
+        }
+    }));
+    if !run.config.progress_every.is_zero() {
+        let r = run.clone();
+        tasks.push(tokio::spawn(progress(r)));
+    }
+    if let Some(rate) = run.config.churn {
+        let r = run.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut rng = StdRng::seed_from_u64(r.seed ^ 0xc4u64);
+            let every = Duration::from_secs_f64(1.0 / rate);
+            while r.actions_started.get().is_none() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            loop {
+                tokio::time::sleep(every).await;
+                let tab = &r.tabs[rng.random_range(0..r.tabs.len())];
+                tab.reconnect.store(true, Ordering::Relaxed);
+            }
+        }));
+    }
+    if let Some(at) = run.config.storm_at {
+        let r = run.clone();
+        tasks.push(tokio::spawn(async move {
+            while r.actions_started.get().is_none() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            tokio::time::sleep(at).await;
+            tracing::warn!("storm: every tab drops now");
+            eprintln!("[storm] every tab drops and reconnects");
+            for tab in &r.tabs {
+                tab.reconnect.store(true, Ordering::Relaxed);
+            }
+        }));
+    }
+    tasks
+}
+
+async fn progress(run: Arc<Run>) {
+    let started = Instant::now();
+    let (mut last_actions, mut last_deliveries, mut last_at) = (0, 0, Instant::now());
+    loop {
+        tokio::time::sleep(run.config.progress_every).await;
+        let s = &run.stats;
+        let (actions, deliveries) = (s.actions(), Stats::get(&s.deliveries));
+        let secs = last_at.elapsed().as_secs_f64().max(1e-3);
+        let fanout = Percentiles::of(&run.latency.fanout().total());
+        eprintln!(
+            "[{:>4.0}s] tabs {}/{} joined {} | actions {} ({:.1}/s) | deliveries {} ({:.0}/s) | fan-out p99 {:.2} ms | reconnects {}",
+            started.elapsed().as_secs_f64(),
+            Stats::get(&s.tabs_connected),
+            run.tabs.len(),
+            Stats::get(&s.tabs_joined),
+            actions,
+            (actions - last_actions) as f64 / secs,
+            deliveries,
+            (deliveries - last_deliveries) as f64 / secs,
+            fanout.p99,
+            Stats::get(&s.reconnects),
+        );
+        (last_actions, last_deliveries, last_at) = (actions, deliveries, Instant::now());
+    }
+}
+
+async fn verify_and_report(run: &Arc<Run>, window_end: Instant) -> Result<Report, RunError> {
+    let (events, log_end, mut users) = run.read_log().await?;
+    let mut verdict = Verdict::default();
+    let mut ledger_bytes = 0;
+    for tab in &run.tabs {
+        let joined: Vec<_> = tab
+            .joined
+            .lock()
+            .expect("poisoned")
+            .iter()
+            .map(|(name, j)| match j.room {
+                RoomRef::User(_) => verify::Joined {
+                    room: users.room(name).unwrap_or(j.room),
+                    ..*j
+                },
+                _ => *j,
+            })
+            .collect();
+        let ledger = tab.ledger.lock().expect("poisoned");
+        ledger_bytes += ledger.heap_bytes() as u64;
+        verdict.merge(&judge_tab(tab.index, &joined, &ledger, &events, log_end));
+    }
+
+    let started = run.actions_started.get().copied().unwrap_or(window_end);
+    let window = window_end
+        .saturating_duration_since(started)
+        .min(run.config.duration)
+        .as_secs_f64()
+        .max(1e-3);
+    let fanout = run.latency.fanout();
+    let (mut action, mut spread) = (histogram(), histogram());
+    for timing in run.latency.timings().values() {
+        if let (Some(first), Some(last)) = (timing.first_receipt_us, timing.last_receipt_us) {
+            let _ = spread.record((last - first).max(1) as u64);
+            if let Some(sent) = timing.sent_us {
+                let _ = action.record((last - sent).max(1) as u64);
+            }
+        }
+    }
+    let s = &run.stats;
+    let actions = Actions {
+        created: Stats::get(&s.created),
+        updated: Stats::get(&s.updated),
+        cancelled: Stats::get(&s.cancelled),
+        deleted: Stats::get(&s.deleted),
+        conflicts: Stats::get(&s.conflicts),
+        errors: Stats::get(&s.action_errors),
+    };
+    let latency = LatencyReport {
+        fanout: Percentiles::of(&fanout.total()),
+        action: Percentiles::of(&action),
+        spread: Percentiles::of(&spread),
+        schedule_lag: Percentiles::of(&run.schedule_lag.lock().expect("poisoned")),
+    };
+    let throughput = Throughput {
+        deliveries_per_s: verdict.total.delivered as f64 / window,
+        actions_per_s: s.actions() as f64 / window,
+        target_actions_per_s: run.config.actions_per_sec,
+    };
+    let gates = gates(run, &verdict, &latency, &throughput, &actions);
+    let passed = gates.iter().all(|g| g.passed);
+    let by_event_type = BookingEventKind::ALL
+        .iter()
+        .enumerate()
+        .map(|(k, kind)| {
+            let b = Breakdown {
+                delivery: verdict.by_kind[k],
+                fanout_ms: Percentiles::of(&fanout.by_kind(k)),
+            };
+            (kind.name().to_string(), b)
+        })
+        .collect();
+    let by_room_size = ROOM_CLASSES
+        .iter()
+        .enumerate()
+        .map(|(c, class)| {
+            let b = Breakdown {
+                delivery: verdict.by_class[c],
+                fanout_ms: Percentiles::of(&fanout.by_class(c)),
+            };
+            (class.to_string(), b)
+        })
+        .collect();
+    let rss = report::rss_bytes();
+    let faults_injected = run
+        .server
+        .lock()
+        .expect("poisoned")
+        .as_ref()
+        .map(|server| faults_from_metrics(&server.metrics()))
+        .unwrap_or_default();
+    Ok(Report {
+        verdict: if passed { "pass" } else { "fail" }.to_string(),
+        tabs: run.tabs.len() as u64,
+        tabs_connected: Stats::get(&s.tabs_connected),
+        tabs_joined: Stats::get(&s.tabs_joined),
+        duration_s: window,
+        seed: run.seed,
+        hosts: run.hosts.clone(),
+        embedded_server: run.embedded,
+        actions,
+        delivery: verdict.total,
+        latency_ms: latency,
+        throughput,
+        gates,
+        by_event_type,
+        by_room_size,
+        reconnects: Stats::get(&s.reconnects),
+        events_replayed: Stats::get(&s.replayed),
+        events_logged: events.len() as u64,
+        seq_range: [run.start_seq, log_end],
+        memory: Memory {
+            rss_bytes: rss,
+            rss_per_tab_bytes: rss / run.tabs.len().max(1) as u64,
+            ledger_bytes,
+        },
+        examples: Examples {
+            lost: verdict.lost_examples,
+            unexpected: verdict.unexpected_examples,
+        },
+        faults_injected,
+    })
+}
+
+fn gates(run: &Run, v: &Verdict, l: &LatencyReport, t: &Throughput, a: &Actions) -> Vec<Gate> {
+    let c = &run.config;
+    let mut gates = vec![
+        Gate::at_least(
+            "tabs joined",
+            run.tabs.len() as f64,
+            Stats::get(&run.stats.tabs_joined) as f64,
+        ),
+        Gate::at_most("lost", c.allow_lost as f64, v.total.lost as f64),
+        Gate::at_most(
+            "duplicated",
+            c.allow_duplicated as f64,
+            v.total.duplicated as f64,
+        ),
+        Gate::at_most(
+            "unexpected",
+            c.allow_unexpected as f64,
+            v.total.unexpected as f64,
+        ),
+        Gate::at_most(
+            "out of order",
+            c.allow_out_of_order as f64,
+            v.total.out_of_order as f64,
+        ),
+        Gate::at_most(
+            "action errors",
+            c.allow_action_errors as f64,
+            a.errors as f64,
+        ),
+    ];
+    if let Some(limit) = c.gate_fanout_p99_ms {
+        gates.push(Gate::at_most("fan-out p99 ms", limit, l.fanout.p99));
+    }
+    if let Some(limit) = c.gate_action_p99_ms {
+        gates.push(Gate::at_most("action p99 ms", limit, l.action.p99));
+    }
+    if let Some(limit) = c.gate_min_deliveries_per_sec {
+        gates.push(Gate::at_least(
+            "deliveries per s",
+            limit,
+            t.deliveries_per_s,
+        ));
+    }
+    gates
+}
+
+/// `booking_faults_injected_total{kind=...}` values from a metrics page.
+pub fn faults_from_metrics(text: &str) -> BTreeMap<String, u64> {
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("booking_faults_injected_total{kind=\"")?;
+            let (kind, value) = rest.split_once("\"}")?;
+            Some((kind.to_string(), value.trim().parse::<f64>().ok()? as u64))
+        })
+        .collect()
+}

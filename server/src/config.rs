@@ -83,6 +83,9 @@ pub struct ServerConfig {
     /// Largest REST request body accepted, in bytes.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
+    /// TEST ONLY: inject delivery faults, e.g. `drop=0.02,duplicate=0.01,misroute=0.01,delay=5ms`.
+    #[arg(long, env = "INJECT_FAULTS")]
+    pub inject_faults: Option<crate::realtime::faults::FaultPlan>,
     /// Size of the database connection pool.
     #[arg(long, env = "DB_POOL_SIZE", default_value_t = 8)]
     pub db_pool_size: u32,

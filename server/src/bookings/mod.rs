@@ -5,7 +5,7 @@ pub mod rules;
 pub mod store;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -18,7 +18,9 @@ use crate::db::{WriteTx, now_micros};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
 use crate::events::{self, LoggedEvent};
 use crate::idempotency::{self, Begun, IdempotencyKey};
-use crate::realtime::protocol::{ActorRole, BookingEventKind, Changes, EventBody, Room};
+use crate::realtime::protocol::{
+    ActorRole, BookingEventKind, Changes, EVENT_SEQ_HEADER, EventBody, Room,
+};
 use crate::telemetry::trace::TraceContext;
 use rules::{Window, check_attendees, check_title, parse_instant};
 use store::BookingRow;
@@ -114,13 +116,17 @@ async fn finish(
     status: StatusCode,
     body: Value,
     events: Vec<LoggedEvent>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, HeaderMap, Json<Value>)> {
     if let Some((key, request)) = key {
         idempotency::remember(&mut w.tx, &user.id, key, request, status, &body).await?;
     }
     let turn = w.commit().await?;
     state.realtime.emit(&turn, &events).await;
-    Ok((status, Json(body)))
+    let mut headers = HeaderMap::new();
+    if let Some(last) = events.last() {
+        headers.insert(EVENT_SEQ_HEADER, HeaderValue::from(last.seq));
+    }
+    Ok((status, headers, Json(body)))
 }
 
 impl AppState {
@@ -152,7 +158,7 @@ async fn create(
     IdempotencyKey(key): IdempotencyKey,
     trace: TraceContext,
     ApiJson(input): ApiJson<NewBooking>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, HeaderMap, Json<Value>)> {
     let title = check_title(&input.title).map_err(unprocessable)?;
     let window = Window::new(
         parse_instant("startTime", &input.start_time).map_err(unprocessable)?,
@@ -163,7 +169,7 @@ async fn create(
     let request = idempotency::fingerprint("POST /api/bookings", &input);
     let mut w =
         match idempotency::begin_write(&state.db, &user.id, key.as_deref(), &request).await? {
-            Begun::Replayed(status, body) => return Ok((status, Json(body))),
+            Begun::Replayed(status, body) => return Ok((status, HeaderMap::new(), Json(body))),
             Begun::Fresh(w) => w,
         };
     let boardroom = boardrooms::find(&mut *w.tx, input.boardroom_id)
@@ -228,7 +234,7 @@ async fn update(
     trace: TraceContext,
     ApiPath(id): ApiPath<i64>,
     ApiJson(input): ApiJson<BookingChange>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, HeaderMap, Json<Value>)> {
     if input.boardroom_id.is_none()
         && input.title.is_none()
         && input.start_time.is_none()
@@ -332,11 +338,11 @@ async fn cancel(
     IdempotencyKey(key): IdempotencyKey,
     trace: TraceContext,
     ApiPath(id): ApiPath<i64>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, HeaderMap, Json<Value>)> {
     let request = format!("POST /api/bookings/{id}/cancel");
     let mut w =
         match idempotency::begin_write(&state.db, &user.id, key.as_deref(), &request).await? {
-            Begun::Replayed(status, body) => return Ok((status, Json(body))),
+            Begun::Replayed(status, body) => return Ok((status, HeaderMap::new(), Json(body))),
             Begun::Fresh(w) => w,
         };
     let old = find_booking(&mut w, id).await?;
@@ -381,7 +387,7 @@ async fn delete(
     user: AuthUser,
     trace: TraceContext,
     ApiPath(id): ApiPath<i64>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, HeaderMap, Json<Value>)> {
     let mut w = state.db.begin_write().await?;
     let old = find_booking(&mut w, id).await?;
     authorize(&user, &old)?;

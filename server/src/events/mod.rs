@@ -127,6 +127,8 @@ pub struct ReplayPage {
     /// Pass as `after` to read the next page.
     pub next_after: i64,
     pub has_more: bool,
+    /// The highest committed `seq` when the page was read.
+    pub last_seq: i64,
 }
 
 async fn replay(
@@ -165,6 +167,7 @@ async fn replay(
         query = query.bind(room.clone());
     }
     let rows = query.fetch_all(&state.db.pool).await?;
+    let last_seq = last_seq(&state.db.pool).await?;
     let has_more = rows.len() as i64 > limit;
     let rows: Vec<_> = rows.into_iter().take(limit as usize).collect();
     let mut rooms_of = room_lists(&state.db.pool, &rows).await?;
@@ -196,6 +199,7 @@ async fn replay(
         events,
         next_after,
         has_more,
+        last_seq,
     }))
 }
 

@@ -1,11 +1,14 @@
 //! Socket.IO on the server's port: handshake auth, `join-room` / `leave-room` with their
 //! watermark acks, and the emission of logged booking events to their rooms after commit.
 
+pub mod faults;
 pub mod protocol;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
+use metrics::Counter;
+use rand::Rng;
 use serde_json::Value;
 use socketioxide::extract::{AckSender, SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
@@ -20,8 +23,9 @@ use crate::config::ServerConfig;
 use crate::db::{EmitTurn, now_micros};
 use crate::events::{self, LoggedEvent};
 use crate::telemetry::metrics::{
-    DISCONNECTS, ROOM_JOINS, ROOM_JOINS_REFUSED, ROOM_LEAVES, ServerMetrics,
+    DISCONNECTS, FAULTS_INJECTED, ROOM_JOINS, ROOM_JOINS_REFUSED, ROOM_LEAVES, ServerMetrics,
 };
+use faults::FaultPlan;
 use protocol::{HandshakeAuth, JOIN_ROOM, LEAVE_ROOM, Room, RoomAck};
 
 /// The Socket.IO side of one server.
@@ -31,6 +35,8 @@ pub struct Realtime {
     metrics: Arc<ServerMetrics>,
     /// Highest `seq` whose emission this process has finished; emissions are in `seq` order.
     emitted_through: AtomicI64,
+    /// Test-only delivery faults, with their counters (drop, duplicate, misroute, delay).
+    faults: Option<(FaultPlan, [Counter; 4])>,
 }
 
 impl Realtime {
@@ -42,11 +48,20 @@ impl Realtime {
             .ws_max_message_size(cap)
             .ws_max_frame_size(cap)
             .build_layer();
+        let faults = config.inject_faults.clone().filter(FaultPlan::is_active).map(|plan| {
+            tracing::warn!(%plan, "FAULT INJECTION ON: this server drops, repeats or misroutes deliveries on purpose");
+            let counter = |kind: &str| {
+                metrics.labelled_counter(FAULTS_INJECTED, &[("kind", kind.to_string())])
+            };
+            let counters = ["drop", "duplicate", "misroute", "delay"].map(counter);
+            (plan, counters)
+        });
         Self {
             io,
             layer,
             metrics,
             emitted_through: AtomicI64::new(0),
+            faults,
         }
     }
 
@@ -56,8 +71,13 @@ impl Realtime {
         for event in events {
             let rooms = event.rooms.clone();
             let recipients = self.io.to(rooms.clone()).sockets().len();
-            let payload = event.payload(now_micros(), false);
-            let result = self.io.to(rooms).emit(event.kind.name(), &payload).await;
+            let result = match &self.faults {
+                Some((plan, counters)) => self.emit_with_faults(event, plan, counters).await,
+                None => {
+                    let payload = event.payload(now_micros(), false);
+                    self.io.to(rooms).emit(event.kind.name(), &payload).await
+                }
+            };
             match result {
                 Ok(()) => {}
                 Err(BroadcastError::Socket(errors)) => {
@@ -93,6 +113,54 @@ impl Realtime {
                 "event emitted"
             );
         }
+    }
+
+    /// Emits socket by socket, skipping, repeating or misaddressing single deliveries.
+    async fn emit_with_faults(
+        &self,
+        event: &LoggedEvent,
+        plan: &FaultPlan,
+        [dropped, duplicated, misrouted, delayed]: &[Counter; 4],
+    ) -> Result<(), BroadcastError> {
+        if !plan.delay.is_zero() {
+            tokio::time::sleep(plan.delay).await;
+            delayed.increment(1);
+        }
+        let payload = event.payload(now_micros(), false);
+        let name = event.kind.name();
+        let targets = self.io.to(event.rooms.clone()).sockets();
+        let mut outsiders: Vec<_> = if plan.misroute > 0.0 {
+            let rooms = &event.rooms;
+            self.io
+                .sockets()
+                .into_iter()
+                .filter(|s| !s.rooms().iter().any(|r| rooms.iter().any(|e| e == r)))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut rng = rand::rng();
+        for socket in &targets {
+            if rng.random_bool(plan.drop) {
+                dropped.increment(1);
+                continue;
+            }
+            if socket.emit(name, &payload).is_err() {
+                continue;
+            }
+            if rng.random_bool(plan.duplicate) && socket.emit(name, &payload).is_ok() {
+                duplicated.increment(1);
+            }
+            if !outsiders.is_empty() && rng.random_bool(plan.misroute) {
+                // Without replacement: an outsider gets one stray copy per event at most, so
+                // each misroute is exactly one unexpected delivery.
+                let outsider = outsiders.swap_remove(rng.random_range(0..outsiders.len()));
+                if outsider.emit(name, &payload).is_ok() {
+                    misrouted.increment(1);
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn emitted_through(&self) -> i64 {

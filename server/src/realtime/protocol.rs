@@ -217,8 +217,16 @@ pub struct BookingEventPayload {
 pub struct EventStamp {
     pub seq: i64,
     pub boardroom_id: i64,
+    #[serde(default)]
+    pub previous_boardroom_id: Option<i64>,
     pub emitted_at: i64,
+    #[serde(default)]
+    pub replayed: bool,
 }
+
+/// Response header of a booking change: the `seq` of the event it logged, so a client can
+/// match the events it receives to the request that caused them.
+pub const EVENT_SEQ_HEADER: &str = "event-seq";
 
 #[cfg(test)]
 mod tests {

@@ -27,6 +27,7 @@ pub const LAST_SEQ: &str = "booking_event_log_last_seq";
 pub const CONFLICTS: &str = "booking_conflicts_total";
 pub const REPLAY_REQUESTS: &str = "booking_replay_requests_total";
 pub const EVENTS_REPLAYED: &str = "booking_events_replayed_total";
+pub const FAULTS_INJECTED: &str = "booking_faults_injected_total";
 pub const HTTP_REQUESTS: &str = "http_requests_total";
 pub const HTTP_DURATION: &str = "http_request_duration_seconds";
 
@@ -107,6 +108,11 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
         EVENTS_REPLAYED,
         "counter",
         "Events returned by replay requests",
+    ),
+    (
+        FAULTS_INJECTED,
+        "counter",
+        "Test-only delivery faults injected, by kind (--inject-faults)",
     ),
     (
         HTTP_REQUESTS,

@@ -1,0 +1,360 @@
+//! What acting tabs do: create, update (time, attendees, a move to another boardroom),
+//! cancel and delete their own bookings, and deliberately conflicting creates that must get
+//! 409. Actions follow an open-model schedule: actor `j` of `A` owns tickets `j, j+A, ...` at
+//! `--actions-per-sec`, so a slow server shows up as lag and latency, not as fewer requests
+//! quietly sent.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use booking_server::realtime::protocol::EVENT_SEQ_HEADER;
+use goose::prelude::*;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+
+use crate::run::{Run, now_us};
+
+/// Hours since the Unix epoch of 2030-01-01T00:00Z: bookings are made in the future.
+const BASE_HOUR: i64 = 525_960;
+/// Each run books in its own block of hours, chosen by its id.
+const HOURS_PER_RUN: i64 = 10_000;
+
+#[derive(Clone)]
+struct Owned {
+    id: i64,
+    boardroom: usize,
+    hour: i64,
+}
+
+/// An actor's private state: its random stream, its bookings, its next ticket.
+#[derive(Clone)]
+pub struct Actor {
+    ordinal: usize,
+    rng: StdRng,
+    next_ticket: u64,
+    next_slot: i64,
+    owned: Vec<Owned>,
+}
+
+enum Action {
+    Create,
+    Conflict,
+    Update,
+    Cancel,
+    Delete,
+}
+
+impl Actor {
+    pub fn new(run: &Run, ordinal: usize) -> Actor {
+        Actor {
+            ordinal,
+            rng: StdRng::seed_from_u64(run.seed ^ (0x9e37_79b9_7f4a_7c15 + ordinal as u64)),
+            next_ticket: 0,
+            next_slot: 0,
+            owned: Vec::new(),
+        }
+    }
+
+    /// When this actor's next ticket is due, or `None` past the end of the action window.
+    fn due(&self, run: &Run) -> Option<Instant> {
+        let started = *run.actions_started.get()?;
+        let rate = run.config.actions_per_sec;
+        if rate <= 0.0 {
+            return None;
+        }
+        let n = self.next_ticket * run.actors.len() as u64 + self.ordinal as u64;
+        let offset = Duration::from_secs_f64(n as f64 / rate);
+        (offset < run.config.duration).then(|| started + offset)
+    }
+
+    /// One actor turn: performs every ticket due before `deadline`, then waits for it.
+    pub async fn turn(&mut self, run: &Run, user: &mut GooseUser, tab: usize, deadline: Instant) {
+        while let Some(due) = self.due(run).filter(|d| *d < deadline) {
+            tokio::time::sleep_until(due.into()).await;
+            let lag = due.elapsed().as_micros() as u64;
+            let _ = run
+                .schedule_lag
+                .lock()
+                .expect("poisoned")
+                .record(lag.max(1));
+            self.next_ticket += 1;
+            self.act(run, user, tab).await;
+        }
+        tokio::time::sleep_until(deadline.into()).await;
+    }
+
+    fn pick(&mut self, run: &Run) -> Action {
+        if self.owned.is_empty() {
+            return Action::Create;
+        }
+        let roll = self.rng.random::<f64>();
+        if roll < 0.45 {
+            if self.rng.random::<f64>() < run.config.conflict_share {
+                Action::Conflict
+            } else {
+                Action::Create
+            }
+        } else if roll < 0.70 {
+            Action::Update
+        } else if roll < 0.85 {
+            Action::Cancel
+        } else {
+            Action::Delete
+        }
+    }
+
+    /// A boardroom, popular ones more often (the same skew as the audiences).
+    fn boardroom(&mut self, run: &Run) -> usize {
+        let n = run.boardroom_ids.len();
+        let total: f64 = (0..n).map(|k| 1.0 / (k as f64 + 1.0)).sum();
+        let mut pick = self.rng.random::<f64>() * total;
+        for k in 0..n {
+            pick -= 1.0 / (k as f64 + 1.0);
+            if pick < 0.0 {
+                return k;
+            }
+        }
+        n - 1
+    }
+
+    /// A fresh hour no other actor of this run uses.
+    fn fresh_hour(&mut self, run: &Run) -> i64 {
+        let slot = self.next_slot * run.actors.len() as i64 + self.ordinal as i64;
+        self.next_slot += 1;
+        BASE_HOUR + (run.run_id as i64 % 5_000) * HOURS_PER_RUN + slot
+    }
+
+    async fn act(&mut self, run: &Run, user: &mut GooseUser, tab: usize) {
+        let token = run.tabs[tab].token.clone();
+        match self.pick(run) {
+            Action::Create => {
+                let boardroom = self.boardroom(run);
+                let hour = self.fresh_hour(run);
+                let body = booking_body(run, boardroom, hour, hour + 1, 2);
+                let (status, value) = send(
+                    run,
+                    user,
+                    &token,
+                    GooseMethod::Post,
+                    "/api/bookings",
+                    "create booking",
+                    Some(body),
+                    201,
+                )
+                .await;
+                match status {
+                    Some(201) => {
+                        run.stats.created.fetch_add(1, Ordering::Relaxed);
+                        if let Some(id) = value["id"].as_i64() {
+                            self.owned.push(Owned {
+                                id,
+                                boardroom,
+                                hour,
+                            });
+                        }
+                    }
+                    Some(409) => {
+                        // Another generator booked this hour: a valid answer, not a fault.
+                        run.stats.conflicts.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {
+                        run.stats.action_errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            Action::Conflict => {
+                let i = self.rng.random_range(0..self.owned.len());
+                let (boardroom, hour) = (self.owned[i].boardroom, self.owned[i].hour);
+                // Starts inside an existing booking: must be refused.
+                let mut body = booking_body(run, boardroom, hour, hour + 1, 1);
+                body["startTime"] = json!(instant_at(hour, 30));
+                body["endTime"] = json!(instant_at(hour + 1, 30));
+                let (status, _) = send(
+                    run,
+                    user,
+                    &token,
+                    GooseMethod::Post,
+                    "/api/bookings",
+                    "create booking (conflict)",
+                    Some(body),
+                    409,
+                )
+                .await;
+                let counter = if status == Some(409) {
+                    &run.stats.conflicts
+                } else {
+                    &run.stats.action_errors
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+            Action::Update => {
+                let i = self.rng.random_range(0..self.owned.len());
+                let id = self.owned[i].id;
+                let change = match self.rng.random_range(0..3) {
+                    0 => {
+                        let hour = self.fresh_hour(run);
+                        self.owned[i].hour = hour;
+                        json!({ "startTime": instant(hour), "endTime": instant(hour + 1) })
+                    }
+                    1 => json!({ "attendees": attendees(self.rng.random_range(1..5)) }),
+                    _ => {
+                        let boardroom = self.boardroom(run);
+                        self.owned[i].boardroom = boardroom;
+                        json!({ "boardroomId": run.boardroom_ids[boardroom], "title": "Moved" })
+                    }
+                };
+                let path = format!("/api/bookings/{id}");
+                let (status, _) = send(
+                    run,
+                    user,
+                    &token,
+                    GooseMethod::Patch,
+                    &path,
+                    "update booking",
+                    Some(change),
+                    200,
+                )
+                .await;
+                let counter = if status == Some(200) {
+                    &run.stats.updated
+                } else {
+                    &run.stats.action_errors
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+            action @ (Action::Cancel | Action::Delete) => {
+                let cancel = matches!(action, Action::Cancel);
+                let i = self.rng.random_range(0..self.owned.len());
+                let owned = self.owned.swap_remove(i);
+                let (method, path, name, counter) = if cancel {
+                    (
+                        GooseMethod::Post,
+                        format!("/api/bookings/{}/cancel", owned.id),
+                        "cancel booking",
+                        &run.stats.cancelled,
+                    )
+                } else {
+                    (
+                        GooseMethod::Delete,
+                        format!("/api/bookings/{}", owned.id),
+                        "delete booking",
+                        &run.stats.deleted,
+                    )
+                };
+                let (status, _) = send(run, user, &token, method, &path, name, None, 200).await;
+                let counter = if status == Some(200) {
+                    counter
+                } else {
+                    &run.stats.action_errors
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// RFC 3339 of an hour since the epoch (UTC), plus `minute`, without a date library.
+fn instant_at(hour: i64, minute: u32) -> String {
+    let days = hour.div_euclid(24);
+    let h = hour.rem_euclid(24);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{h:02}:{minute:02}:00Z")
+}
+
+fn instant(hour: i64) -> String {
+    instant_at(hour, 0)
+}
+
+fn attendees(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("guest-{i}")).collect()
+}
+
+fn booking_body(
+    run: &Run,
+    boardroom: usize,
+    start_hour: i64,
+    end_hour: i64,
+    people: usize,
+) -> Value {
+    json!({
+        "boardroomId": run.boardroom_ids[boardroom],
+        "title": format!("Load test {start_hour}"),
+        "startTime": instant(start_hour),
+        "endTime": instant(end_hour),
+        "attendees": attendees(people),
+    })
+}
+
+/// Sends one REST action through goose (so goose times and reports it); returns the status and
+/// body, and records when the request was sent against the `seq` it logged.
+#[allow(clippy::too_many_arguments)]
+async fn send(
+    run: &Run,
+    user: &mut GooseUser,
+    token: &str,
+    method: GooseMethod,
+    path: &str,
+    name: &str,
+    body: Option<Value>,
+    expect: u16,
+) -> (Option<u16>, Value) {
+    let Ok(mut builder) = user.get_request_builder(&method, path) else {
+        return (None, Value::Null);
+    };
+    builder = builder.bearer_auth(token);
+    if let Some(body) = &body {
+        builder = builder.json(body);
+    }
+    let request = GooseRequest::builder()
+        .method(method)
+        .path(path)
+        .name(name)
+        .expect_status_code(expect)
+        .set_request_builder(builder)
+        .build();
+    let sent_us = now_us();
+    let Ok(response) = user.request(request).await else {
+        return (None, Value::Null);
+    };
+    let Ok(response) = response.response else {
+        return (None, Value::Null);
+    };
+    let status = response.status().as_u16();
+    let seq = response
+        .headers()
+        .get(EVENT_SEQ_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i64>().ok());
+    if let Some(seq) = seq {
+        run.latency.sent(seq, sent_us);
+    }
+    let value = response.json::<Value>().await.unwrap_or(Value::Null);
+    (Some(status), value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hours_format_as_rfc3339() {
+        assert_eq!(instant(0), "1970-01-01T00:00:00Z");
+        assert_eq!(instant(BASE_HOUR), "2030-01-01T00:00:00Z");
+        assert_eq!(
+            instant_at(BASE_HOUR + 24 * 59 + 13, 30),
+            "2030-03-01T13:30:00Z"
+        );
+        let far = BASE_HOUR + 5_000 * HOURS_PER_RUN;
+        assert!(instant(far).starts_with("78"), "{}", instant(far));
+    }
+}

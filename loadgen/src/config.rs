@@ -1,0 +1,245 @@
+//! Command line of `loadgen`: every flag also from the environment, defaults that run a real
+//! load test on a laptop with nothing installed (an embedded server on a free loopback port).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use booking_server::realtime::faults::FaultPlan;
+use clap::Parser;
+
+/// Simulated browser tabs that book boardrooms over REST and verify, for every Socket.IO
+/// subscriber, that each booking event it was owed arrived: none lost, duplicated, leaked or
+/// out of order, and how fast.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "loadgen", version, about)]
+pub struct Config {
+    /// Booking server base URL; repeat (or comma-separate) to spread tabs over several servers.
+    /// None: an embedded server (SQLite in memory) on a free loopback port.
+    #[arg(long = "host", env = "LOADGEN_HOST", value_delimiter = ',')]
+    pub hosts: Vec<String>,
+    /// The servers' HS256 secret, to mint one user per tab (and an admin to create boardrooms).
+    #[arg(long, env = "AUTH_SECRET", hide_env_values = true)]
+    pub auth_secret: Option<String>,
+    /// An admin bearer token to use for every tab when the secret is not known.
+    #[arg(long, env = "LOADGEN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Simulated browser tabs (one goose user and one Socket.IO connection each).
+    #[arg(long, env = "LOADGEN_TABS", default_value_t = 100)]
+    pub tabs: usize,
+    /// How long REST actions run once every tab has joined its rooms (e.g. 30s, 2m).
+    #[arg(long, env = "LOADGEN_DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Tabs started per second.
+    #[arg(long, env = "LOADGEN_RAMP_UP", default_value_t = 100.0)]
+    pub ramp_up: f64,
+    /// Boardrooms to create and spread calendar tabs over (popularity is skewed).
+    #[arg(long, env = "LOADGEN_BOARDROOMS", default_value_t = 10)]
+    pub boardrooms: usize,
+    /// REST actions per second, scheduled as an open model: a slow server cannot hide latency.
+    #[arg(long, env = "LOADGEN_ACTIONS_PER_SEC", default_value_t = 20.0)]
+    pub actions_per_sec: f64,
+    /// Share of tabs that also act (create, update, cancel, delete).
+    #[arg(long, env = "LOADGEN_ACTOR_SHARE", default_value_t = 0.1)]
+    pub actor_share: f64,
+    /// Share of tabs showing the dashboard (room `bookings`); the rest show one boardroom.
+    #[arg(long, env = "LOADGEN_DASHBOARD_SHARE", default_value_t = 0.2)]
+    pub dashboard_share: f64,
+    /// Share of creates that deliberately overlap an existing booking and must get 409.
+    #[arg(long, env = "LOADGEN_CONFLICT_SHARE", default_value_t = 0.05)]
+    pub conflict_share: f64,
+    /// Seed of every random choice (rooms, actions); a random one is picked and reported if unset.
+    #[arg(long, env = "LOADGEN_SEED")]
+    pub seed: Option<u64>,
+    /// Wait after the last action before the verdict, for deliveries in flight.
+    #[arg(long, env = "LOADGEN_SETTLE", default_value = "2s", value_parser = parse_duration)]
+    pub settle: Duration,
+    /// Pause of each tab between its turns (reconnect checks, goose records).
+    #[arg(long, env = "LOADGEN_THINK_TIME", default_value = "1s", value_parser = parse_duration)]
+    pub think_time: Duration,
+    /// Write the JSON report here (schema: loadgen/report.schema.json).
+    #[arg(long, env = "LOADGEN_REPORT_JSON")]
+    pub report_json: Option<PathBuf>,
+    /// goose report file(s): .html, .htm, .md or .json; repeatable.
+    #[arg(
+        long = "report-file",
+        env = "LOADGEN_REPORT_FILE",
+        value_delimiter = ','
+    )]
+    pub report_file: Vec<String>,
+    /// goose pass/fail rule(s) over its requests, e.g. "p95<500ms"; repeatable.
+    #[arg(long = "threshold")]
+    pub thresholds: Vec<String>,
+    /// Gate: fan-out latency p99 (server emit -> tab receive) at most this, in ms.
+    #[arg(long, env = "LOADGEN_GATE_FANOUT_P99_MS")]
+    pub gate_fanout_p99_ms: Option<f64>,
+    /// Gate: action latency p99 (REST request sent -> last owed tab received) at most this, in ms.
+    #[arg(long, env = "LOADGEN_GATE_ACTION_P99_MS")]
+    pub gate_action_p99_ms: Option<f64>,
+    /// Gate: at least this many verified deliveries per second.
+    #[arg(long, env = "LOADGEN_GATE_MIN_DELIVERIES_PER_SEC")]
+    pub gate_min_deliveries_per_sec: Option<f64>,
+    /// Gate: lost deliveries allowed.
+    #[arg(long, env = "LOADGEN_ALLOW_LOST", default_value_t = 0)]
+    pub allow_lost: u64,
+    /// Gate: duplicated deliveries allowed.
+    #[arg(long, env = "LOADGEN_ALLOW_DUPLICATED", default_value_t = 0)]
+    pub allow_duplicated: u64,
+    /// Gate: unexpected deliveries (a room the tab never joined) allowed.
+    #[arg(long, env = "LOADGEN_ALLOW_UNEXPECTED", default_value_t = 0)]
+    pub allow_unexpected: u64,
+    /// Gate: out-of-order deliveries allowed.
+    #[arg(long, env = "LOADGEN_ALLOW_OUT_OF_ORDER", default_value_t = 0)]
+    pub allow_out_of_order: u64,
+    /// Gate: failed REST actions (other than the deliberate 409s) allowed.
+    #[arg(long, env = "LOADGEN_ALLOW_ACTION_ERRORS", default_value_t = 0)]
+    pub allow_action_errors: u64,
+    /// Tabs dropped and reconnected per second (each replays what it missed and rejoins).
+    #[arg(long, env = "LOADGEN_CHURN")]
+    pub churn: Option<f64>,
+    /// Drop every tab at once this long after actions start (e.g. 20s).
+    #[arg(long, env = "LOADGEN_STORM_AT", value_parser = parse_duration)]
+    pub storm_at: Option<Duration>,
+    /// TEST ONLY, embedded server: inject delivery faults, e.g. `drop=0.02,duplicate=0.01`.
+    #[arg(long, env = "LOADGEN_INJECT_FAULTS")]
+    pub inject_faults: Option<FaultPlan>,
+    /// Print a progress line this often (0s: never).
+    #[arg(long, env = "LOADGEN_PROGRESS_EVERY", default_value = "5s", value_parser = parse_duration)]
+    pub progress_every: Duration,
+    /// Received events per tab turn also recorded in goose (all are verified regardless).
+    #[arg(long, env = "LOADGEN_GOOSE_SAMPLES", default_value_t = 4)]
+    pub goose_samples_per_turn: usize,
+    /// Also print goose's own request tables at the end.
+    #[arg(long, env = "LOADGEN_GOOSE_METRICS")]
+    pub goose_metrics: bool,
+    /// Log filter for the loadgen and the embedded server.
+    #[arg(long, env = "LOG_LEVEL", default_value = "warn")]
+    pub log_level: String,
+}
+
+impl Config {
+    /// Checks what clap cannot: ranges and combinations.
+    pub fn validate(&self) -> Result<(), String> {
+        let share = |name: &str, v: f64| {
+            if (0.0..=1.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(format!("--{name} must be between 0 and 1"))
+            }
+        };
+        share("actor-share", self.actor_share)?;
+        share("dashboard-share", self.dashboard_share)?;
+        share("conflict-share", self.conflict_share)?;
+        if self.tabs == 0 {
+            return Err("--tabs must be at least 1".into());
+        }
+        if self.boardrooms == 0 {
+            return Err("--boardrooms must be at least 1".into());
+        }
+        if self.ramp_up <= 0.0 {
+            return Err("--ramp-up must be above 0 tabs per second".into());
+        }
+        if self.actions_per_sec < 0.0 {
+            return Err("--actions-per-sec must not be negative".into());
+        }
+        if self.churn.is_some_and(|c| c <= 0.0) {
+            return Err("--churn must be above 0 tabs per second".into());
+        }
+        if !self.hosts.is_empty() && self.auth_secret.is_none() && self.token.is_none() {
+            return Err("a remote --host needs --auth-secret or --token".into());
+        }
+        if !self.hosts.is_empty() && self.inject_faults.is_some() {
+            return Err("--inject-faults applies to the embedded server only: start a remote server with --inject-faults itself".into());
+        }
+        for host in &self.hosts {
+            if !(host.starts_with("http://") || host.starts_with("https://")) {
+                return Err(format!(
+                    "--host `{host}` must be an http:// or https:// URL"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Parses `30s`, `2m`, `500ms`, `1h`, `1m30s`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let mut total = Duration::ZERO;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err("empty duration".into());
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .ok_or_else(|| format!("`{text}`: a duration needs a unit (ms, s, m, h)"))?;
+        let (number, tail) = rest.split_at(digits);
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let value: f64 = number
+            .parse()
+            .map_err(|_| format!("`{text}` is not a duration like 30s"))?;
+        let seconds = match unit {
+            "ms" => value / 1e3,
+            "s" => value,
+            "m" => value * 60.0,
+            "h" => value * 3600.0,
+            _ => return Err(format!("`{text}`: unknown unit `{unit}` (use ms, s, m, h)")),
+        };
+        total += Duration::from_secs_f64(seconds);
+        rest = tail;
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
+        for bad in ["", "30", "3x", "s", "1.2.3s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bad_combinations_are_refused_with_the_flag_named() {
+        let parse = |args: &[&str]| {
+            let mut all = vec!["loadgen"];
+            all.extend_from_slice(args);
+            Config::try_parse_from(all).unwrap().validate()
+        };
+        assert!(parse(&[]).is_ok());
+        assert!(parse(&["--tabs", "0"]).unwrap_err().contains("--tabs"));
+        assert!(
+            parse(&["--actor-share", "2"])
+                .unwrap_err()
+                .contains("--actor-share")
+        );
+        assert!(
+            parse(&["--host", "http://x:1"])
+                .unwrap_err()
+                .contains("--auth-secret")
+        );
+        assert!(
+            parse(&["--host", "x:1", "--token", "t"])
+                .unwrap_err()
+                .contains("http://")
+        );
+        let faults = [
+            "--host",
+            "http://x:1",
+            "--token",
+            "t",
+            "--inject-faults",
+            "drop=0.1",
+        ];
+        assert!(parse(&faults).unwrap_err().contains("embedded"));
+    }
+}

@@ -1,0 +1,215 @@
+//! Latency bookkeeping, in microseconds on the loadgen's clock, in HDR histograms sharded by
+//! tab so Socket.IO callbacks rarely contend: fan-out per event type and room class; and per
+//! event the first and last receipt and, for this run's own actions, when it was sent.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use booking_server::realtime::protocol::BookingEventKind;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::plan::ROOM_CLASSES;
+
+const SHARDS: usize = 16;
+/// Largest latency kept exactly: a minute; anything slower is clamped to it.
+const MAX_MICROS: u64 = 60_000_000;
+
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_MICROS, 2).expect("valid histogram bounds")
+}
+
+pub fn kind_index(kind: BookingEventKind) -> usize {
+    BookingEventKind::ALL
+        .iter()
+        .position(|k| *k == kind)
+        .unwrap_or(0)
+}
+
+/// Fan-out histograms by event type and room class.
+pub struct FanoutGrid(pub Vec<Vec<Histogram<u64>>>);
+
+impl FanoutGrid {
+    fn new() -> Self {
+        Self(
+            (0..4)
+                .map(|_| (0..ROOM_CLASSES.len()).map(|_| histogram()).collect())
+                .collect(),
+        )
+    }
+
+    pub fn record(&mut self, kind: usize, class: usize, micros: u64) {
+        let _ = self.0[kind][class].record(micros.clamp(1, MAX_MICROS));
+    }
+
+    pub fn add(&mut self, other: &FanoutGrid) {
+        for (row, other_row) in self.0.iter_mut().zip(&other.0) {
+            for (h, o) in row.iter_mut().zip(other_row) {
+                let _ = h.add(o);
+            }
+        }
+    }
+
+    /// All fan-out samples merged.
+    pub fn total(&self) -> Histogram<u64> {
+        let mut all = histogram();
+        for h in self.0.iter().flatten() {
+            let _ = all.add(h);
+        }
+        all
+    }
+
+    pub fn by_kind(&self, kind: usize) -> Histogram<u64> {
+        let mut all = histogram();
+        for h in &self.0[kind] {
+            let _ = all.add(h);
+        }
+        all
+    }
+
+    pub fn by_class(&self, class: usize) -> Histogram<u64> {
+        let mut all = histogram();
+        for row in &self.0 {
+            let _ = all.add(&row[class]);
+        }
+        all
+    }
+}
+
+/// Timing of one event across the tabs of this run.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct EventTiming {
+    pub first_receipt_us: Option<i64>,
+    pub last_receipt_us: Option<i64>,
+    /// When this run's action that caused it was sent (wall clock, µs).
+    pub sent_us: Option<i64>,
+}
+
+pub struct Latency {
+    fanout: Vec<Mutex<FanoutGrid>>,
+    timings: Vec<Mutex<HashMap<i64, EventTiming>>>,
+}
+
+impl Default for Latency {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Latency {
+    pub fn new() -> Self {
+        Self {
+            fanout: (0..SHARDS).map(|_| Mutex::new(FanoutGrid::new())).collect(),
+            timings: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+        }
+    }
+
+    fn timing_shard(&self, seq: i64) -> &Mutex<HashMap<i64, EventTiming>> {
+        &self.timings[seq.rem_euclid(SHARDS as i64) as usize]
+    }
+
+    /// A live receipt by tab `tab` of event `seq` at `now_us`, emitted at `emitted_us`.
+    pub fn receipt(
+        &self,
+        tab: usize,
+        kind: usize,
+        class: usize,
+        seq: i64,
+        emitted_us: i64,
+        now_us: i64,
+    ) {
+        let fanout = (now_us - emitted_us).max(0) as u64;
+        self.fanout[tab % SHARDS]
+            .lock()
+            .expect("poisoned")
+            .record(kind, class, fanout);
+        let mut timings = self.timing_shard(seq).lock().expect("poisoned");
+        let t = timings.entry(seq).or_default();
+        t.first_receipt_us = Some(t.first_receipt_us.map_or(now_us, |f| f.min(now_us)));
+        t.last_receipt_us = Some(t.last_receipt_us.map_or(now_us, |l| l.max(now_us)));
+    }
+
+    /// This run sent the action that logged `seq` at `sent_us`.
+    pub fn sent(&self, seq: i64, sent_us: i64) {
+        let mut timings = self.timing_shard(seq).lock().expect("poisoned");
+        timings.entry(seq).or_default().sent_us = Some(sent_us);
+    }
+
+    pub fn fanout(&self) -> FanoutGrid {
+        let mut grid = FanoutGrid::new();
+        for shard in &self.fanout {
+            grid.add(&shard.lock().expect("poisoned"));
+        }
+        grid
+    }
+
+    pub fn timings(&self) -> HashMap<i64, EventTiming> {
+        let mut all = HashMap::new();
+        for shard in &self.timings {
+            all.extend(
+                shard
+                    .lock()
+                    .expect("poisoned")
+                    .iter()
+                    .map(|(k, v)| (*k, *v)),
+            );
+        }
+        all
+    }
+}
+
+/// Percentiles of a histogram in milliseconds.
+#[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize, PartialEq)]
+pub struct Percentiles {
+    pub count: u64,
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+impl Percentiles {
+    pub fn of(h: &Histogram<u64>) -> Self {
+        let ms = |us: u64| us as f64 / 1000.0;
+        if h.is_empty() {
+            return Self::default();
+        }
+        Self {
+            count: h.len(),
+            p50: ms(h.value_at_quantile(0.50)),
+            p95: ms(h.value_at_quantile(0.95)),
+            p99: ms(h.value_at_quantile(0.99)),
+            max: ms(h.max()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receipts_feed_fanout_and_event_timings() {
+        let lat = Latency::new();
+        lat.receipt(0, 0, 1, 7, 1_000, 3_000);
+        lat.receipt(1, 0, 1, 7, 1_000, 5_000);
+        lat.receipt(2, 2, 0, 8, 1_000, 1_500);
+        lat.sent(7, 500);
+        let grid = lat.fanout();
+        let p = Percentiles::of(&grid.total());
+        assert_eq!(p.count, 3);
+        assert!((p.max - 4.0).abs() < 0.05, "{p:?}");
+        assert_eq!(Percentiles::of(&grid.by_kind(2)).count, 1);
+        assert_eq!(Percentiles::of(&grid.by_class(1)).count, 2);
+        let t = lat.timings()[&7];
+        assert_eq!(
+            (t.first_receipt_us, t.last_receipt_us, t.sent_us),
+            (Some(3_000), Some(5_000), Some(500))
+        );
+    }
+
+    #[test]
+    fn empty_histograms_report_zeros() {
+        assert_eq!(Percentiles::of(&histogram()), Percentiles::default());
+    }
+}

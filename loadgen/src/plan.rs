@@ -1,0 +1,145 @@
+//! The seeded plan of a run: which rooms each tab shows, which tabs act, how big each
+//! boardroom's audience is. Pure, so a seed reproduces it exactly.
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+
+/// What page a tab shows, and so which rooms it joins (plus its own `user-<id>` always).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Page {
+    /// The dashboard: room `bookings`.
+    Dashboard,
+    /// The calendar of one boardroom (index into the run's boardrooms).
+    Calendar(usize),
+}
+
+#[derive(Debug, Clone)]
+pub struct TabPlan {
+    pub page: Page,
+    /// Whether this tab also makes bookings.
+    pub actor: bool,
+    /// Index of the server this tab talks to.
+    pub host: usize,
+}
+
+/// Audience size classes of a room, a bounded breakdown for reports.
+pub const ROOM_CLASSES: [&str; 5] = [
+    "bookings",
+    "boardroom-large",
+    "boardroom-medium",
+    "boardroom-small",
+    "user",
+];
+pub const CLASS_BOOKINGS: usize = 0;
+pub const CLASS_USER: usize = 4;
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub tabs: Vec<TabPlan>,
+    /// Calendar tabs per boardroom index.
+    pub audience: Vec<usize>,
+    pub actors: usize,
+}
+
+impl Plan {
+    /// Draws the plan. Boardroom popularity is Zipf-like (weight 1/(k+1)), so a few rooms are
+    /// large; actors are spread at random over all tabs.
+    pub fn draw(
+        seed: u64,
+        tabs: usize,
+        boardrooms: usize,
+        hosts: usize,
+        dashboard_share: f64,
+        actor_share: f64,
+    ) -> Plan {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let weights: Vec<f64> = (0..boardrooms).map(|k| 1.0 / (k as f64 + 1.0)).collect();
+        let total: f64 = weights.iter().sum();
+        let dashboards = (tabs as f64 * dashboard_share).round() as usize;
+        let actors = ((tabs as f64 * actor_share).round() as usize).clamp(1, tabs);
+        let mut order: Vec<usize> = (0..tabs).collect();
+        order.shuffle(&mut rng);
+        let mut is_actor = vec![false; tabs];
+        for &i in &order[..actors] {
+            is_actor[i] = true;
+        }
+        let mut audience = vec![0; boardrooms];
+        let tabs = (0..tabs)
+            .map(|i| {
+                let page = if i < dashboards {
+                    Page::Dashboard
+                } else {
+                    let mut pick = rng.random::<f64>() * total;
+                    let mut k = 0;
+                    while k + 1 < boardrooms && pick >= weights[k] {
+                        pick -= weights[k];
+                        k += 1;
+                    }
+                    audience[k] += 1;
+                    Page::Calendar(k)
+                };
+                TabPlan {
+                    page,
+                    actor: is_actor[i],
+                    host: i % hosts.max(1),
+                }
+            })
+            .collect();
+        Plan {
+            tabs,
+            audience,
+            actors,
+        }
+    }
+
+    /// The size class of boardroom `k`'s room by its planned audience.
+    pub fn boardroom_class(&self, k: usize) -> usize {
+        match self.audience.get(k).copied().unwrap_or(0) {
+            n if n >= 100 => 1,
+            n if n >= 10 => 2,
+            _ => 3,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seed_reproduces_the_plan() {
+        let a = Plan::draw(7, 500, 10, 2, 0.2, 0.1);
+        let b = Plan::draw(7, 500, 10, 2, 0.2, 0.1);
+        assert_eq!(a.audience, b.audience);
+        let c = Plan::draw(8, 500, 10, 2, 0.2, 0.1);
+        assert_ne!(a.audience, c.audience);
+    }
+
+    #[test]
+    fn shares_and_skew_hold() {
+        let plan = Plan::draw(1, 1000, 10, 3, 0.2, 0.1);
+        let dashboards = plan
+            .tabs
+            .iter()
+            .filter(|t| t.page == Page::Dashboard)
+            .count();
+        assert_eq!(dashboards, 200);
+        assert_eq!(plan.tabs.iter().filter(|t| t.actor).count(), 100);
+        assert_eq!(plan.audience.iter().sum::<usize>(), 800);
+        assert!(
+            plan.audience[0] > 3 * plan.audience[9],
+            "{:?}",
+            plan.audience
+        );
+        assert_eq!(plan.boardroom_class(0), 1, "the most popular room is large");
+        assert_eq!(plan.tabs.iter().filter(|t| t.host == 2).count(), 333);
+    }
+
+    #[test]
+    fn one_tab_still_gets_an_actor() {
+        let plan = Plan::draw(1, 1, 1, 1, 0.0, 0.0);
+        assert!(plan.tabs[0].actor);
+        assert_eq!(plan.tabs[0].page, Page::Calendar(0));
+    }
+}

@@ -1,0 +1,247 @@
+//! The run's outcome: the JSON report (stable keys, schema in `report.schema.json`), the gates
+//! that decide the exit code, and the summary a person reads in ten seconds.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use crate::latency::Percentiles;
+use crate::verify::DeliveryCounts;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Report {
+    /// "pass" when every gate passed, else "fail".
+    pub verdict: String,
+    pub tabs: u64,
+    pub tabs_connected: u64,
+    pub tabs_joined: u64,
+    /// Seconds of the action window.
+    pub duration_s: f64,
+    pub seed: u64,
+    pub hosts: Vec<String>,
+    pub embedded_server: bool,
+    pub actions: Actions,
+    pub delivery: DeliveryCounts,
+    pub latency_ms: LatencyReport,
+    pub throughput: Throughput,
+    pub gates: Vec<Gate>,
+    pub by_event_type: BTreeMap<String, Breakdown>,
+    pub by_room_size: BTreeMap<String, Breakdown>,
+    pub reconnects: u64,
+    pub events_replayed: u64,
+    /// Events in the log during the run (all generators), and the `seq` range judged.
+    pub events_logged: u64,
+    pub seq_range: [i64; 2],
+    pub memory: Memory,
+    /// A few lost and unexpected (tab, seq) pairs, to start an investigation.
+    pub examples: Examples,
+    /// Faults the embedded server injected, by kind (only with --inject-faults).
+    pub faults_injected: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Actions {
+    pub created: u64,
+    pub updated: u64,
+    pub cancelled: u64,
+    pub deleted: u64,
+    pub conflicts: u64,
+    pub errors: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct LatencyReport {
+    /// Server `emittedAt` -> tab receipt, every live delivery.
+    pub fanout: Percentiles,
+    /// This run's REST request sent -> last owed tab received, per action.
+    pub action: Percentiles,
+    /// First -> last tab receipt, per event.
+    pub spread: Percentiles,
+    /// Action ticket due -> request sent (open-model lag; high when actors fall behind).
+    pub schedule_lag: Percentiles,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Throughput {
+    pub deliveries_per_s: f64,
+    pub actions_per_s: f64,
+    pub target_actions_per_s: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Gate {
+    pub name: String,
+    pub limit: f64,
+    pub observed: f64,
+    pub passed: bool,
+}
+
+impl Gate {
+    pub fn at_most(name: &str, limit: f64, observed: f64) -> Gate {
+        Gate {
+            name: name.to_string(),
+            limit,
+            observed,
+            passed: observed <= limit,
+        }
+    }
+
+    pub fn at_least(name: &str, limit: f64, observed: f64) -> Gate {
+        Gate {
+            name: name.to_string(),
+            limit,
+            observed,
+            passed: observed >= limit,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Breakdown {
+    pub delivery: DeliveryCounts,
+    pub fanout_ms: Percentiles,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Memory {
+    /// Resident set of the whole process (with the embedded server, when there is one).
+    pub rss_bytes: u64,
+    pub rss_per_tab_bytes: u64,
+    /// Bytes of the delivery ledgers, all tabs.
+    pub ledger_bytes: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Examples {
+    pub lost: Vec<(usize, i64)>,
+    pub unexpected: Vec<(usize, i64)>,
+}
+
+impl Report {
+    pub fn passed(&self) -> bool {
+        self.verdict == "pass"
+    }
+
+    /// The summary printed at the end of a run.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        let d = &self.delivery;
+        let a = &self.actions;
+        let l = &self.latency_ms;
+        let servers = if self.embedded_server {
+            "the embedded server".to_string()
+        } else {
+            format!("{} server(s)", self.hosts.len())
+        };
+        let _ = writeln!(out, "\n== loadgen: {} ==", self.verdict.to_uppercase());
+        let _ = writeln!(
+            out,
+            "tabs       {} ({} connected, {} joined) on {servers}, {:.1} s of actions, seed {}",
+            self.tabs, self.tabs_connected, self.tabs_joined, self.duration_s, self.seed
+        );
+        let _ = writeln!(
+            out,
+            "actions    created {}  updated {}  cancelled {}  deleted {}  conflicts {}  errors {}   {:.1}/s (target {:.1}/s)",
+            a.created,
+            a.updated,
+            a.cancelled,
+            a.deleted,
+            a.conflicts,
+            a.errors,
+            self.throughput.actions_per_s,
+            self.throughput.target_actions_per_s
+        );
+        let _ = writeln!(
+            out,
+            "delivery   owed {}  delivered {}  recovered {}  lost {}  duplicated {}  unexpected {}  out-of-order {}   {:.0}/s",
+            d.owed,
+            d.delivered,
+            d.recovered,
+            d.lost,
+            d.duplicated,
+            d.unexpected,
+            d.out_of_order,
+            self.throughput.deliveries_per_s
+        );
+        let p = |name: &str, p: &Percentiles| {
+            format!(
+                "{name} p50 {:.2}  p95 {:.2}  p99 {:.2}  max {:.2}",
+                p.p50, p.p95, p.p99, p.max
+            )
+        };
+        let _ = writeln!(out, "latency ms {}", p("fan-out", &l.fanout));
+        let _ = writeln!(out, "           {}", p("action ", &l.action));
+        let _ = writeln!(out, "           {}", p("spread ", &l.spread));
+        for (title, rows) in [
+            ("by event", &self.by_event_type),
+            ("by room", &self.by_room_size),
+        ] {
+            for (i, (name, b)) in rows.iter().filter(|(_, b)| b.delivery.owed > 0).enumerate() {
+                let head = if i == 0 { title } else { "" };
+                let _ = writeln!(
+                    out,
+                    "{head:<10} {name:<18} owed {:>8}  lost {:>5}  fan-out p99 {:.2} ms",
+                    b.delivery.owed, b.delivery.lost, b.fanout_ms.p99
+                );
+            }
+        }
+        if self.reconnects > 0 {
+            let _ = writeln!(
+                out,
+                "reconnects {}  (events replayed {})",
+                self.reconnects, self.events_replayed
+            );
+        }
+        for gate in &self.gates {
+            let mark = if gate.passed { "ok  " } else { "FAIL" };
+            let _ = writeln!(
+                out,
+                "gate {mark}  {:<28} observed {} limit {}",
+                gate.name, gate.observed, gate.limit
+            );
+        }
+        if !self.examples.lost.is_empty() {
+            let _ = writeln!(out, "lost (tab, seq), first ones: {:?}", self.examples.lost);
+        }
+        if !self.examples.unexpected.is_empty() {
+            let _ = writeln!(
+                out,
+                "unexpected (tab, seq), first ones: {:?}",
+                self.examples.unexpected
+            );
+        }
+        out
+    }
+}
+
+/// Resident set size of this process, from /proc (0 where there is none).
+pub fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gates_compare_the_right_way() {
+        assert!(Gate::at_most("lost", 0.0, 0.0).passed);
+        assert!(!Gate::at_most("lost", 0.0, 1.0).passed);
+        assert!(Gate::at_least("deliveries/s", 100.0, 150.0).passed);
+        assert!(!Gate::at_least("deliveries/s", 100.0, 50.0).passed);
+    }
+
+    #[test]
+    fn rss_is_read_on_linux() {
+        assert!(rss_bytes() > 0);
+    }
+}

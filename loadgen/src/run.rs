@@ -1,0 +1,451 @@
+//! The state one run shares between its tabs, actors and reporters, and its setup: the
+//! embedded server when no host is given, tokens, boardrooms, the starting `seq`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use booking_server::auth::{Role, mint_with_secret};
+use booking_server::events::ReplayPage;
+use booking_server::realtime::protocol::{BookingEventKind, Room};
+use serde_json::{Value, json};
+
+use crate::config::Config;
+use crate::latency::{Latency, kind_index};
+use crate::plan::{CLASS_BOOKINGS, CLASS_USER, Page, Plan};
+use crate::tab::{Tab, stamp_of};
+use crate::verify::{LogEvent, RoomRef};
+use crate::{RunError, embedded};
+
+/// Counters the progress line and the report read; all monotonic.
+#[derive(Default)]
+pub struct Stats {
+    pub tabs_connected: AtomicU64,
+    pub tabs_joined: AtomicU64,
+    pub connect_failures: AtomicU64,
+    pub join_failures: AtomicU64,
+    pub deliveries: AtomicU64,
+    pub reconnects: AtomicU64,
+    pub replayed: AtomicU64,
+    pub malformed: AtomicU64,
+    pub created: AtomicU64,
+    pub updated: AtomicU64,
+    pub cancelled: AtomicU64,
+    pub deleted: AtomicU64,
+    pub conflicts: AtomicU64,
+    pub action_errors: AtomicU64,
+}
+
+impl Stats {
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    pub fn actions(&self) -> u64 {
+        [
+            &self.created,
+            &self.updated,
+            &self.cancelled,
+            &self.deleted,
+            &self.conflicts,
+            &self.action_errors,
+        ]
+        .iter()
+        .map(|c| Self::get(c))
+        .sum()
+    }
+}
+
+pub struct Run {
+    pub config: Config,
+    pub seed: u64,
+    /// Short id of this run, in user and boardroom names so concurrent runs do not collide.
+    pub run_id: u64,
+    pub hosts: Vec<String>,
+    pub embedded: bool,
+    pub admin_token: String,
+    pub plan: Plan,
+    /// Boardroom id of each plan boardroom index.
+    pub boardroom_ids: Vec<i64>,
+    /// The highest `seq` before the run: every watermark is at or above it.
+    pub start_seq: i64,
+    pub tabs: Vec<Tab>,
+    pub stats: Stats,
+    pub latency: Latency,
+    /// Tab indexes of the actors, in actor order.
+    pub actors: Vec<usize>,
+    /// When every tab had joined its rooms: actions are scheduled from here.
+    pub actions_started: OnceLock<Instant>,
+    /// (ticket due -> request sent) lag of actions, µs.
+    pub schedule_lag: Mutex<hdrhistogram::Histogram<u64>>,
+    pub http: reqwest::Client,
+    /// Keeps the embedded server running for the run.
+    pub server: Mutex<Option<embedded::Embedded>>,
+}
+
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+impl Run {
+    /// Starts or reaches the servers, mints tokens, creates boardrooms, reads the start `seq`.
+    pub async fn setup(config: Config) -> Result<Run, RunError> {
+        let seed = config.seed.unwrap_or_else(rand::random::<u64>);
+        let run_id = seed % 100_000;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| RunError::Setup(format!("http client: {e}")))?;
+        let (hosts, secret, server) = if config.hosts.is_empty() {
+            let server = embedded::Embedded::start(config.inject_faults.clone()).await?;
+            (
+                vec![server.base.clone()],
+                Some(server.secret.clone()),
+                Some(server),
+            )
+        } else {
+            let hosts = config
+                .hosts
+                .iter()
+                .map(|h| h.trim_end_matches('/').to_string())
+                .collect();
+            (hosts, config.auth_secret.clone(), None)
+        };
+        let embedded = server.is_some();
+        let day = 24 * 3600;
+        let admin_token = match (&secret, &config.token) {
+            (_, Some(token)) => token.clone(),
+            (Some(secret), None) => mint_with_secret(
+                secret,
+                &format!("lg{run_id}-admin"),
+                Role::Admin,
+                Some("loadgen admin"),
+                day,
+            ),
+            (None, None) => return Err(RunError::Setup("no --auth-secret or --token".into())),
+        };
+        let plan = Plan::draw(
+            seed,
+            config.tabs,
+            config.boardrooms,
+            hosts.len(),
+            config.dashboard_share,
+            config.actor_share,
+        );
+        for host in &hosts {
+            let ready = http.get(format!("{host}/ready")).send().await;
+            match ready {
+                Ok(r) if r.status().is_success() => {}
+                Ok(r) => {
+                    return Err(RunError::Setup(format!(
+                        "{host}/ready answered {}",
+                        r.status()
+                    )));
+                }
+                Err(e) => return Err(RunError::Setup(format!("{host} is unreachable: {e}"))),
+            }
+        }
+        let start_seq = read_page(&http, &hosts[0], &admin_token, 0, None, 1)
+            .await?
+            .last_seq;
+        let boardroom_ids =
+            create_boardrooms(&http, &hosts[0], &admin_token, run_id, config.boardrooms).await?;
+        let shared_user = config.token.as_deref().map(token_subject).transpose()?;
+        let tabs = plan
+            .tabs
+            .iter()
+            .enumerate()
+            .map(|(i, tab_plan)| {
+                let (user, token) = match (&shared_user, &secret) {
+                    (Some(user), _) => (user.clone(), admin_token.clone()),
+                    (None, Some(secret)) => {
+                        let user = format!("lg{run_id}-{i}");
+                        let token = mint_with_secret(
+                            secret,
+                            &user,
+                            Role::User,
+                            Some(&format!("Tab {i}")),
+                            day,
+                        );
+                        (user, token)
+                    }
+                    (None, None) => unreachable!("checked above"),
+                };
+                Tab::new(i, tab_plan.clone(), user, token, start_seq)
+            })
+            .collect();
+        let actors = plan
+            .tabs
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.actor)
+            .map(|(i, _)| i)
+            .collect();
+        Ok(Run {
+            seed,
+            run_id,
+            hosts,
+            embedded,
+            admin_token,
+            plan,
+            boardroom_ids,
+            start_seq,
+            tabs,
+            stats: Stats::default(),
+            latency: Latency::new(),
+            actors,
+            actions_started: OnceLock::new(),
+            schedule_lag: Mutex::new(crate::latency::histogram()),
+            http,
+            server: Mutex::new(server),
+            config,
+        })
+    }
+
+    /// The rooms a tab's page joins, with their report class: its page room, then its own.
+    pub fn rooms_of(&self, tab: &Tab) -> Vec<(Room, usize)> {
+        let page = match tab.plan.page {
+            Page::Dashboard => (Room::Bookings, CLASS_BOOKINGS),
+            Page::Calendar(k) => (
+                Room::Boardroom(self.boardroom_ids[k]),
+                self.plan.boardroom_class(k),
+            ),
+        };
+        vec![page, (Room::User(tab.user.clone()), CLASS_USER)]
+    }
+
+    /// A live event reached tab `index` (called from its Socket.IO callback: keep it short).
+    pub fn on_event(&self, index: usize, kind: BookingEventKind, value: &Value) {
+        let now = now_us();
+        let Some(stamp) = stamp_of(value) else {
+            self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let tab = &self.tabs[index];
+        tab.ledger.lock().expect("poisoned").record_live(stamp.seq);
+        self.stats.deliveries.fetch_add(1, Ordering::Relaxed);
+        let class = match tab.plan.page {
+            Page::Dashboard => CLASS_BOOKINGS,
+            Page::Calendar(k) => {
+                let id = self.boardroom_ids[k];
+                if stamp.boardroom_id == id || stamp.previous_boardroom_id == Some(id) {
+                    self.plan.boardroom_class(k)
+                } else {
+                    CLASS_USER
+                }
+            }
+        };
+        self.latency.receipt(
+            index,
+            kind_index(kind),
+            class,
+            stamp.seq,
+            stamp.emitted_at,
+            now,
+        );
+        let mut samples = tab.samples.lock().expect("poisoned");
+        if samples.len() < self.config.goose_samples_per_turn {
+            samples.push((kind, (now - stamp.emitted_at).max(0) as u64));
+        }
+    }
+
+    /// Reads the event log from the start `seq` to its end, as the verifier needs it.
+    pub async fn read_log(&self) -> Result<(Vec<LogEvent>, i64, UserIndex), RunError> {
+        let mut users = UserIndex::default();
+        let mut events = Vec::new();
+        let mut after = self.start_seq;
+        let mut log_end = self.start_seq;
+        loop {
+            let page = read_page(
+                &self.http,
+                &self.hosts[0],
+                &self.admin_token,
+                after,
+                None,
+                5000,
+            )
+            .await?;
+            log_end = log_end.max(page.last_seq);
+            for e in &page.events {
+                let kind = BookingEventKind::from_name(&e.event).map_or(0, kind_index);
+                let rooms = e.rooms.iter().filter_map(|r| users.room(r)).collect();
+                events.push(LogEvent {
+                    seq: e.payload.seq,
+                    kind,
+                    rooms,
+                });
+            }
+            after = page.next_after;
+            if !page.has_more {
+                break;
+            }
+        }
+        // Judge only what was read: events committed after the last page are not in `events`.
+        let log_end = events
+            .last()
+            .map_or(self.start_seq, |e| e.seq)
+            .max(after)
+            .min(log_end);
+        Ok((events, log_end, users))
+    }
+}
+
+/// Interns user ids so the verifier compares numbers.
+#[derive(Default)]
+pub struct UserIndex(std::collections::HashMap<String, u32>);
+
+impl UserIndex {
+    pub fn id(&mut self, user: &str) -> u32 {
+        let next = self.0.len() as u32;
+        *self.0.entry(user.to_string()).or_insert(next)
+    }
+
+    pub fn room(&mut self, name: &str) -> Option<RoomRef> {
+        Some(match Room::parse(name).ok()? {
+            Room::Bookings => RoomRef::Bookings,
+            Room::Boardroom(id) => RoomRef::Boardroom(id),
+            Room::User(user) => RoomRef::User(self.id(&user)),
+        })
+    }
+}
+
+pub async fn read_page(
+    http: &reqwest::Client,
+    host: &str,
+    token: &str,
+    after: i64,
+    rooms: Option<&str>,
+    limit: usize,
+) -> Result<ReplayPage, RunError> {
+    let mut url = format!("{host}/api/events?after={after}&limit={limit}");
+    if let Some(rooms) = rooms {
+        url.push_str(&format!("&rooms={rooms}"));
+    }
+    let res = http
+        .get(&url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(|e| RunError::Setup(format!("reading the event log: {e}")))?;
+    if !res.status().is_success() {
+        let status = res.status();
+        let body = res.text().await.unwrap_or_default();
+        return Err(RunError::Setup(format!(
+            "reading the event log: {status} {body}"
+        )));
+    }
+    res.json()
+        .await
+        .map_err(|e| RunError::Setup(format!("event log page: {e}")))
+}
+
+async fn create_boardrooms(
+    http: &reqwest::Client,
+    host: &str,
+    admin: &str,
+    run_id: u64,
+    count: usize,
+) -> Result<Vec<i64>, RunError> {
+    let mut ids = Vec::with_capacity(count);
+    for k in 0..count {
+        let body = json!({ "name": format!("lg{run_id}-room-{k}"), "capacity": 50, "location": "loadgen" });
+        let res = http
+            .post(format!("{host}/api/boardrooms"))
+            .bearer_auth(admin)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| RunError::Setup(format!("creating boardrooms: {e}")))?;
+        let status = res.status();
+        let value: Value = res.json().await.unwrap_or(Value::Null);
+        match status.as_u16() {
+            201 => ids.push(value["id"].as_i64().unwrap_or_default()),
+            409 => {
+                // A run with the same seed made it before: reuse it.
+                let list: Vec<Value> = http
+                    .get(format!("{host}/api/boardrooms"))
+                    .bearer_auth(admin)
+                    .send()
+                    .await
+                    .map_err(|e| RunError::Setup(format!("listing boardrooms: {e}")))?
+                    .json()
+                    .await
+                    .map_err(|e| RunError::Setup(format!("listing boardrooms: {e}")))?;
+                let id = list
+                    .iter()
+                    .find(|b| b["name"] == body["name"])
+                    .and_then(|b| b["id"].as_i64());
+                ids.push(id.ok_or_else(|| RunError::Setup("boardroom vanished".into()))?);
+            }
+            403 => return Err(RunError::Setup(
+                "creating boardrooms needs an admin token (--token of an admin, or --auth-secret)"
+                    .into(),
+            )),
+            _ => {
+                return Err(RunError::Setup(format!(
+                    "creating boardrooms: {status} {value}"
+                )));
+            }
+        }
+    }
+    Ok(ids)
+}
+
+/// The `sub` of a JWT, read without checking it (the server checks it).
+fn token_subject(token: &str) -> Result<String, RunError> {
+    let bad = || RunError::Setup("--token is not a JWT with a `sub`".into());
+    let payload = token.split('.').nth(1).ok_or_else(bad)?;
+    let bytes = base64url(payload).ok_or_else(bad)?;
+    let claims: Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    claims["sub"].as_str().map(str::to_string).ok_or_else(bad)
+}
+
+fn base64url(text: &str) -> Option<Vec<u8>> {
+    let value = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' | b'+' => 62,
+            b'_' | b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in text.bytes().filter(|c| *c != b'=') {
+        acc = (acc << 6) | value(c)?;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_subject_is_read() {
+        let token = mint_with_secret("s", "carol", Role::Admin, None, 60);
+        assert_eq!(token_subject(&token).unwrap(), "carol");
+        assert!(token_subject("nope").is_err());
+    }
+
+    #[test]
+    fn rooms_intern_users() {
+        let mut users = UserIndex::default();
+        assert_eq!(users.room("bookings"), Some(RoomRef::Bookings));
+        assert_eq!(users.room("boardroom-3"), Some(RoomRef::Boardroom(3)));
+        let a = users.room("user-a");
+        assert_eq!(users.room("user-a"), a);
+        assert_ne!(users.room("user-b"), a);
+        assert_eq!(users.room("lobby"), None);
+    }
+}

@@ -1,0 +1,251 @@
+//! The goose side: one goose user per tab. On start a tab connects and joins its rooms; then it
+//! takes turns: reconnect if churn asked it to, act if it is an actor, and hand goose a sample
+//! of what it received. Socket.IO connects, joins, reconnects and receipts are goose custom
+//! requests, so goose's tables, thresholds and reports cover them.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use goose::prelude::*;
+
+use crate::actions::Actor;
+use crate::run::{Run, read_page};
+use crate::tab::Tab;
+use crate::verify::{Joined, RoomRef};
+
+/// Method name goose shows for Socket.IO records.
+const SIO: &str = "SIO";
+
+fn transaction<F>(name: &str, f: F) -> Transaction
+where
+    F: for<'r> Fn(&'r mut GooseUser) -> BoxFuture<'r, TransactionResult> + Send + Sync + 'static,
+{
+    Transaction::new(Arc::new(f)).set_name(name)
+}
+
+/// The tab scenario, bound to this run.
+pub fn tab_scenario(run: &Arc<Run>) -> Scenario {
+    let on_start = run.clone();
+    let on_turn = run.clone();
+    scenario!("Tab")
+        .register_transaction(
+            transaction("open tab", move |user| {
+                let run = on_start.clone();
+                async move { open_tab(&run, user).await }.boxed()
+            })
+            .set_on_start(),
+        )
+        .register_transaction(transaction("tab turn", move |user| {
+            let run = on_turn.clone();
+            async move { turn(&run, user).await }.boxed()
+        }))
+}
+
+/// Per-user state kept by goose between turns.
+#[derive(Clone)]
+struct TabSession {
+    actor: Option<Actor>,
+}
+
+async fn open_tab(run: &Arc<Run>, user: &mut GooseUser) -> TransactionResult {
+    let index = user.weighted_users_index;
+    let Some(tab) = run.tabs.get(index) else {
+        return Ok(());
+    };
+    if run.hosts.len() > 1 {
+        user.set_base_url(&run.hosts[tab.plan.host])?;
+    }
+    let actor = run
+        .actors
+        .iter()
+        .position(|a| *a == index)
+        .map(|ordinal| Actor::new(run, ordinal));
+    user.set_session_data(TabSession { actor });
+    let started = Instant::now();
+    let connected = Tab::connect(run, index).await;
+    let error = connected.as_ref().err().map(String::as_str);
+    user.record_custom_request_duration(
+        SIO,
+        "connect",
+        started.elapsed(),
+        connected.is_ok(),
+        None,
+        error,
+    )
+    .await?;
+    if let Err(e) = connected {
+        run.stats.connect_failures.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(tab = index, error = %e, "tab could not connect");
+        return Ok(());
+    }
+    run.stats.tabs_connected.fetch_add(1, Ordering::Relaxed);
+    let mut all_joined = true;
+    for (room, class) in run.rooms_of(tab) {
+        let started = Instant::now();
+        let name = room.name();
+        let ack = tab.join(&name).await;
+        let ok = matches!(&ack, Ok(a) if a.ok);
+        let error = match &ack {
+            Ok(a) => a.error.clone(),
+            Err(e) => Some(e.clone()),
+        };
+        let label = format!("join {}", room.kind());
+        user.record_custom_request_duration(
+            SIO,
+            &label,
+            started.elapsed(),
+            ok,
+            None,
+            error.as_deref(),
+        )
+        .await?;
+        match ack {
+            Ok(a) if a.ok => {
+                let watermark = a.watermark.unwrap_or(run.start_seq);
+                let room = match room {
+                    booking_server::realtime::protocol::Room::Bookings => RoomRef::Bookings,
+                    booking_server::realtime::protocol::Room::Boardroom(id) => {
+                        RoomRef::Boardroom(id)
+                    }
+                    // Interned when the log is read; stored by name until then.
+                    booking_server::realtime::protocol::Room::User(_) => RoomRef::User(u32::MAX),
+                };
+                tab.joined.lock().expect("poisoned").push((
+                    name,
+                    Joined {
+                        room,
+                        watermark,
+                        class,
+                    },
+                ));
+            }
+            _ => {
+                all_joined = false;
+                run.stats.join_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(tab = index, room = %name, ?error, "tab could not join");
+            }
+        }
+    }
+    if all_joined {
+        let joined = run.stats.tabs_joined.fetch_add(1, Ordering::Relaxed) + 1;
+        if joined as usize == run.tabs.len() {
+            let _ = run.actions_started.set(Instant::now());
+        }
+    }
+    Ok(())
+}
+
+async fn turn(run: &Arc<Run>, user: &mut GooseUser) -> TransactionResult {
+    let index = user.weighted_users_index;
+    let Some(tab) = run.tabs.get(index) else {
+        return Ok(());
+    };
+    let deadline = Instant::now() + run.config.think_time.max(Duration::from_millis(10));
+    if tab.reconnect.swap(false, Ordering::Relaxed) {
+        reconnect(run, user, index).await?;
+    }
+    let samples: Vec<_> = std::mem::take(&mut *tab.samples.lock().expect("poisoned"));
+    for (kind, fanout_us) in samples {
+        let name = format!("receive {}", kind.name());
+        user.record_custom_request_duration(
+            SIO,
+            &name,
+            Duration::from_micros(fanout_us),
+            true,
+            None,
+            None,
+        )
+        .await?;
+    }
+    let actor = user
+        .get_session_data_mut::<TabSession>()
+        .and_then(|s| s.actor.take());
+    match actor {
+        Some(mut actor) => {
+            actor.turn(run, user, index, deadline).await;
+            if let Some(session) = user.get_session_data_mut::<TabSession>() {
+                session.actor = Some(actor);
+            }
+        }
+        None => tokio::time::sleep_until(deadline.into()).await,
+    }
+    Ok(())
+}
+
+/// Drops the connection, reconnects after a jittered pause, rejoins every room and replays what
+/// was missed from the last `seq` received live, like a real client after a network blip.
+async fn reconnect(run: &Arc<Run>, user: &mut GooseUser, index: usize) -> TransactionResult {
+    let tab = &run.tabs[index];
+    let started = Instant::now();
+    tab.disconnect().await;
+    run.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+    let jitter = Duration::from_millis(rand::random::<u64>() % 250);
+    tokio::time::sleep(jitter).await;
+    let mut result = Tab::connect(run, index).await;
+    let mut rejoined_at = run.start_seq;
+    if result.is_ok() {
+        for name in tab.room_names() {
+            match tab.join(&name).await {
+                Ok(ack) if ack.ok => rejoined_at = rejoined_at.max(ack.watermark.unwrap_or(0)),
+                Ok(ack) => result = Err(ack.error.unwrap_or_default()),
+                Err(e) => result = Err(e),
+            }
+        }
+    }
+    if result.is_ok() {
+        result = replay(run, user, tab, rejoined_at).await;
+    }
+    let error = result.as_ref().err().map(String::as_str);
+    user.record_custom_request_duration(
+        SIO,
+        "reconnect",
+        started.elapsed(),
+        result.is_ok(),
+        None,
+        error,
+    )
+    .await?;
+    if let Err(e) = result {
+        tracing::warn!(tab = index, error = %e, "tab could not reconnect");
+    }
+    Ok(())
+}
+
+/// Fetches the events of the tab's rooms after its last live `seq`, up to the rejoin
+/// watermark (from there on the live connection delivers).
+async fn replay(run: &Run, user: &mut GooseUser, tab: &Tab, until: i64) -> Result<(), String> {
+    let rooms = tab.room_names().join(",");
+    let mut after = tab.ledger.lock().expect("poisoned").last_live();
+    let host = &run.hosts[tab.plan.host];
+    while after < until {
+        let started = Instant::now();
+        let page = read_page(&run.http, host, &tab.token, after, Some(&rooms), 1000).await;
+        let ok = page.is_ok();
+        user.record_custom_request_duration(
+            "GET",
+            "replay /api/events",
+            started.elapsed(),
+            ok,
+            None,
+            None,
+        )
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+        let page = page.map_err(|e| e.to_string())?;
+        let mut ledger = tab.ledger.lock().expect("poisoned");
+        for event in &page.events {
+            ledger.record_replayed(event.payload.seq);
+        }
+        run.stats
+            .replayed
+            .fetch_add(page.events.len() as u64, Ordering::Relaxed);
+        if !page.has_more || page.next_after <= after {
+            break;
+        }
+        after = page.next_after;
+    }
+    Ok(())
+}

@@ -1,0 +1,129 @@
+//! Test-only fault injection on emission (`--inject-faults`), to prove that a verifier catches
+//! every kind of delivery fault. Off by default; when on, the server logs it loudly and counts
+//! each injected fault on `/metrics` (`booking_faults_injected_total{kind}`).
+//!
+//! Kinds, each a probability per single delivery (one event to one socket) except `delay`:
+//! - `drop`: the delivery is skipped (the tab loses the event);
+//! - `duplicate`: the delivery is sent twice;
+//! - `misroute`: a copy also goes to one socket outside the event's rooms, if there is one
+//!   (each outside socket at most once per event);
+//! - `delay`: every emission waits this long first (order is kept).
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FaultPlan {
+    pub drop: f64,
+    pub duplicate: f64,
+    pub misroute: f64,
+    pub delay: Duration,
+}
+
+impl FaultPlan {
+    pub fn is_active(&self) -> bool {
+        self.drop > 0.0 || self.duplicate > 0.0 || self.misroute > 0.0 || !self.delay.is_zero()
+    }
+}
+
+impl fmt::Display for FaultPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "drop={},duplicate={},misroute={},delay={}us",
+            self.drop,
+            self.duplicate,
+            self.misroute,
+            self.delay.as_micros()
+        )
+    }
+}
+
+/// Parses `5ms`, `250us`, `1s`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or((text, ""), |i| text.split_at(i));
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like 5ms"))?;
+    let micros = match unit {
+        "us" => value,
+        "ms" => value * 1e3,
+        "s" => value * 1e6,
+        _ => return Err(format!("`{text}`: a delay needs a unit: us, ms or s")),
+    };
+    if !(0.0..=10e6).contains(&micros) {
+        return Err(format!("`{text}`: a delay must be between 0 and 10s"));
+    }
+    Ok(Duration::from_micros(micros as u64))
+}
+
+impl FromStr for FaultPlan {
+    type Err = String;
+
+    fn from_str(spec: &str) -> Result<Self, String> {
+        let mut plan = FaultPlan::default();
+        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (key, value) = part
+                .split_once('=')
+                .ok_or_else(|| format!("`{part}`: expected kind=value"))?;
+            let probability = || -> Result<f64, String> {
+                match value.parse::<f64>() {
+                    Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
+                    _ => Err(format!("`{part}`: a probability between 0 and 1")),
+                }
+            };
+            match key {
+                "drop" => plan.drop = probability()?,
+                "duplicate" => plan.duplicate = probability()?,
+                "misroute" => plan.misroute = probability()?,
+                "delay" => plan.delay = parse_duration(value)?,
+                _ => {
+                    return Err(format!(
+                        "unknown fault `{key}`: use drop, duplicate, misroute or delay"
+                    ));
+                }
+            }
+        }
+        Ok(plan)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_kind() {
+        let plan: FaultPlan = "drop=0.02, duplicate=0.01,misroute=0.5,delay=5ms"
+            .parse()
+            .unwrap();
+        assert_eq!(plan.drop, 0.02);
+        assert_eq!(plan.duplicate, 0.01);
+        assert_eq!(plan.misroute, 0.5);
+        assert_eq!(plan.delay, Duration::from_millis(5));
+        assert!(plan.is_active());
+        assert!(!"".parse::<FaultPlan>().unwrap().is_active());
+        assert_eq!(
+            "delay=250us".parse::<FaultPlan>().unwrap().delay,
+            Duration::from_micros(250)
+        );
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_do() {
+        for bad in [
+            "drop=2",
+            "drop",
+            "lose=0.1",
+            "delay=5",
+            "delay=fast",
+            "duplicate=-1",
+            "delay=1h",
+        ] {
+            assert!(bad.parse::<FaultPlan>().is_err(), "{bad}");
+        }
+    }
+}
