@@ -181,6 +181,8 @@ async fn reconnect(run: &Arc<Run>, user: &mut GooseUser, index: usize) -> Transa
     let tab = &run.tabs[index];
     let started = Instant::now();
     tab.disconnect().await;
+    // Where the replay starts: read now, before the new connection delivers newer events.
+    let replay_from = tab.ledger.lock().expect("poisoned").last_live();
     run.stats.reconnects.fetch_add(1, Ordering::Relaxed);
     let jitter = Duration::from_millis(rand::random::<u64>() % 250);
     tokio::time::sleep(jitter).await;
@@ -196,7 +198,7 @@ async fn reconnect(run: &Arc<Run>, user: &mut GooseUser, index: usize) -> Transa
         }
     }
     if result.is_ok() {
-        result = replay(run, user, tab, rejoined_at).await;
+        result = replay(run, user, tab, replay_from, rejoined_at).await;
     }
     let error = result.as_ref().err().map(String::as_str);
     user.record_custom_request_duration(
@@ -214,11 +216,16 @@ async fn reconnect(run: &Arc<Run>, user: &mut GooseUser, index: usize) -> Transa
     Ok(())
 }
 
-/// Fetches the events of the tab's rooms after its last live `seq`, up to the rejoin
-/// watermark (from there on the live connection delivers).
-async fn replay(run: &Run, user: &mut GooseUser, tab: &Tab, until: i64) -> Result<(), String> {
+/// Fetches the events of the tab's rooms after `after` (its last live `seq` when it dropped),
+/// up to the rejoin watermark (from there on the live connection delivers).
+async fn replay(
+    run: &Run,
+    user: &mut GooseUser,
+    tab: &Tab,
+    mut after: i64,
+    until: i64,
+) -> Result<(), String> {
     let rooms = tab.room_names().join(",");
-    let mut after = tab.ledger.lock().expect("poisoned").last_live();
     let host = &run.hosts[tab.plan.host];
     while after < until {
         let started = Instant::now();

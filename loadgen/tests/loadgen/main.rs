@@ -1,0 +1,40 @@
+//! Loadgen tests: real runs against real servers (embedded, or started here), checked for what
+//! the verifier must see, including faults injected on purpose; the binary's exit codes; the
+//! JSON report against its schema.
+
+mod binary;
+mod runs;
+
+use std::time::Duration;
+
+use booking_loadgen::config::Config;
+use booking_loadgen::report::Report;
+use clap::Parser;
+
+/// A config as the command line would give it, quiet and short.
+pub fn config(args: &[&str]) -> Config {
+    let mut all = vec!["loadgen", "--progress-every", "0s", "--settle", "1s"];
+    all.extend_from_slice(args);
+    Config::try_parse_from(all).expect("valid flags")
+}
+
+/// Checks a report against `report.schema.json`.
+pub fn assert_matches_schema(report: &serde_json::Value) {
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../../report.schema.json")).unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("a valid schema");
+    let errors: Vec<String> = validator
+        .iter_errors(report)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "report does not match its schema: {errors:#?}"
+    );
+}
+
+pub fn as_json(report: &Report) -> serde_json::Value {
+    serde_json::to_value(report).unwrap()
+}
+
+pub const RUN_LIMIT: Duration = Duration::from_secs(120);

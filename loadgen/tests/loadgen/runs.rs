@@ -1,0 +1,206 @@
+//! Whole runs through the library: clean, faulty, churned, and two generators on one server.
+
+use booking_loadgen::Outcome;
+use booking_server::{AppState, ServerConfig};
+
+use crate::{RUN_LIMIT, as_json, assert_matches_schema, config};
+
+async fn run(args: &[&str]) -> Outcome {
+    tokio::time::timeout(RUN_LIMIT, booking_loadgen::run(config(args)))
+        .await
+        .expect("the run ends in time")
+        .expect("the run happens")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_run_delivers_every_owed_event() {
+    let outcome = run(&[
+        "--tabs",
+        "40",
+        "--duration",
+        "4s",
+        "--seed",
+        "11",
+        "--conflict-share",
+        "0.5",
+    ])
+    .await;
+    let r = &outcome.report;
+    assert!(outcome.passed(), "{}", r.summary());
+    assert_eq!((r.tabs, r.tabs_connected, r.tabs_joined), (40, 40, 40));
+    assert!(r.delivery.owed > 100, "{}", r.summary());
+    assert_eq!(r.delivery.delivered, r.delivery.owed);
+    assert_eq!(
+        (
+            r.delivery.lost,
+            r.delivery.duplicated,
+            r.delivery.unexpected
+        ),
+        (0, 0, 0)
+    );
+    assert!(
+        r.actions.created > 0 && r.actions.conflicts > 0,
+        "{:?}",
+        r.actions
+    );
+    assert_eq!(r.actions.errors, 0);
+    assert!(r.latency_ms.fanout.count >= r.delivery.delivered);
+    assert!(r.latency_ms.action.count > 0 && r.latency_ms.action.p50 > 0.0);
+    let by_type: u64 = r.by_event_type.values().map(|b| b.delivery.owed).sum();
+    assert_eq!(by_type, r.delivery.owed, "the breakdown adds up");
+    let by_room: u64 = r.by_room_size.values().map(|b| b.delivery.owed).sum();
+    assert_eq!(by_room, r.delivery.owed);
+    assert!(r.faults_injected.is_empty());
+    assert_matches_schema(&as_json(r));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_faults_are_caught_exactly() {
+    let faults = "drop=0.03,duplicate=0.02,misroute=0.02";
+    let outcome = run(&[
+        "--tabs",
+        "40",
+        "--duration",
+        "4s",
+        "--seed",
+        "12",
+        "--inject-faults",
+        faults,
+    ])
+    .await;
+    let r = &outcome.report;
+    let injected = |kind: &str| r.faults_injected.get(kind).copied().unwrap_or(0);
+    assert!(
+        injected("drop") > 0 && injected("duplicate") > 0 && injected("misroute") > 0,
+        "{:?}",
+        r.faults_injected
+    );
+    assert_eq!(
+        r.delivery.lost,
+        injected("drop"),
+        "every dropped delivery is lost: {}",
+        r.summary()
+    );
+    assert_eq!(
+        r.delivery.duplicated,
+        injected("duplicate"),
+        "{}",
+        r.summary()
+    );
+    assert_eq!(
+        r.delivery.unexpected,
+        injected("misroute"),
+        "{}",
+        r.summary()
+    );
+    assert_eq!(r.delivery.delivered + r.delivery.lost, r.delivery.owed);
+    assert!(!outcome.passed());
+    let failed: Vec<&str> = r
+        .gates
+        .iter()
+        .filter(|g| !g.passed)
+        .map(|g| g.name.as_str())
+        .collect();
+    assert_eq!(failed, ["lost", "duplicated", "unexpected"]);
+    assert!(!r.examples.lost.is_empty() && !r.examples.unexpected.is_empty());
+    assert_matches_schema(&as_json(r));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delayed_server_fails_the_action_latency_gate() {
+    let args = [
+        "--tabs",
+        "20",
+        "--duration",
+        "3s",
+        "--seed",
+        "13",
+        "--inject-faults",
+        "delay=40ms",
+        "--gate-action-p99-ms",
+        "30",
+    ];
+    let outcome = run(&args).await;
+    let r = &outcome.report;
+    assert_eq!(r.delivery.lost, 0);
+    assert!(
+        r.latency_ms.action.p50 >= 40.0,
+        "every action waits 40 ms: {:?}",
+        r.latency_ms.action
+    );
+    let gate = r.gates.iter().find(|g| g.name == "action p99 ms").unwrap();
+    assert!(!gate.passed && gate.observed >= 40.0, "{gate:?}");
+    assert!(!outcome.passed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churn_and_a_storm_lose_nothing_after_replay() {
+    let args = [
+        "--tabs",
+        "30",
+        "--duration",
+        "6s",
+        "--seed",
+        "14",
+        "--churn",
+        "4",
+        "--storm-at",
+        "2s",
+        "--dashboard-share",
+        "0.5",
+    ];
+    let outcome = run(&args).await;
+    let r = &outcome.report;
+    assert!(
+        r.reconnects >= 30,
+        "the storm reconnects every tab: {}",
+        r.summary()
+    );
+    assert_eq!(r.delivery.lost, 0, "{}", r.summary());
+    assert!(
+        r.delivery.recovered > 0,
+        "gaps were closed by replay: {}",
+        r.summary()
+    );
+    assert_eq!(r.delivery.delivered + r.delivery.recovered, r.delivery.owed);
+    assert!(outcome.passed(), "{}", r.summary());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_generators_verify_their_own_tabs_on_one_server() {
+    let mut server = ServerConfig::for_tests("sqlite::memory:");
+    server.auth_secret = Some("shared-secret".into());
+    let state = AppState::new(server).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(booking_server::serve(
+        listener,
+        state,
+        std::future::pending(),
+    ));
+    let common = [
+        "--host",
+        &host,
+        "--auth-secret",
+        "shared-secret",
+        "--tabs",
+        "25",
+        "--duration",
+        "4s",
+    ];
+    let a: Vec<&str> = common.iter().copied().chain(["--seed", "21"]).collect();
+    let b: Vec<&str> = common.iter().copied().chain(["--seed", "22"]).collect();
+    let (a, b) = tokio::join!(run(&a), run(&b));
+    for outcome in [&a, &b] {
+        let r = &outcome.report;
+        assert!(outcome.passed(), "{}", r.summary());
+        assert!(!r.embedded_server);
+        assert_eq!(r.delivery.lost, 0);
+    }
+    // Dashboard tabs of each generator were owed the other's events too.
+    let actions = |o: &Outcome| o.report.actions.created + o.report.actions.updated;
+    assert!(
+        a.report.events_logged > actions(&a),
+        "a saw b's events in the log too"
+    );
+}
