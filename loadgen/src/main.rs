@@ -42,21 +42,9 @@ async fn main() -> ExitCode {
     }
 }
 
-/// Each tab holds a socket; lift the soft open-files limit to the hard one for big runs.
+/// Each tab holds a socket: lift the soft open-files limit as far as the hard one allows.
 fn raise_open_files_limit() {
-    #[cfg(target_os = "linux")]
-    {
-        if let Ok(limits) = std::fs::read_to_string("/proc/self/limits") {
-            let hard = limits
-                .lines()
-                .find(|l| l.starts_with("Max open files"))
-                .and_then(|l| l.split_whitespace().nth(4))
-                .and_then(|v| v.parse::<u64>().ok());
-            if let Some(hard) = hard {
-                let _ = std::process::Command::new("sh")
-                    .args(["-c", &format!("ulimit -n {hard}")])
-                    .status();
-            }
-        }
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        eprintln!("loadgen: could not raise the open-files limit: {e}");
     }
 }

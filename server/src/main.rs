@@ -22,6 +22,11 @@ async fn main() -> anyhow::Result<()> {
     }
     let config = cli.server;
     telemetry::init_logging(&config.log_level, config.log_format);
+    // Each socket is a file: lift the soft limit as far as the hard one allows.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open-files limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-files limit"),
+    }
     let addr = format!("{}:{}", config.bind, config.port);
     let state = AppState::new(config)
         .await

@@ -193,9 +193,13 @@ pub fn register(state: &AppState) {
         }
     };
     let st = state.clone();
+    // socketioxide sends CONNECT, then calls this closure and spawns the future it returns.
+    // Event handlers are registered here, synchronously: registered inside the future, a
+    // `join-room` sent as soon as the client sees CONNECT could arrive first and be dropped
+    // without an ack (seen under load).
     let on_connect = move |s: SocketRef| {
-        let st = st.clone();
-        async move { connected(st, s) }
+        connected(st.clone(), s);
+        std::future::ready(())
     };
     state.realtime.io.ns("/", on_connect.with(authenticate));
 }
