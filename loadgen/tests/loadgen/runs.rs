@@ -1,7 +1,6 @@
 //! Whole runs through the library: clean, faulty, churned, and two generators on one server.
 
 use booking_loadgen::Outcome;
-use booking_server::{AppState, ServerConfig};
 
 use crate::{RUN_LIMIT, as_json, assert_matches_schema, config};
 
@@ -164,43 +163,4 @@ async fn churn_and_a_storm_lose_nothing_after_replay() {
     );
     assert_eq!(r.delivery.delivered + r.delivery.recovered, r.delivery.owed);
     assert!(outcome.passed(), "{}", r.summary());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_generators_verify_their_own_tabs_on_one_server() {
-    let mut server = ServerConfig::for_tests("sqlite::memory:");
-    server.auth_secret = Some("shared-secret".into());
-    let state = AppState::new(server).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let host = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(booking_server::serve(
-        listener,
-        state,
-        std::future::pending(),
-    ));
-    let common = [
-        "--host",
-        &host,
-        "--auth-secret",
-        "shared-secret",
-        "--tabs",
-        "25",
-        "--duration",
-        "4s",
-    ];
-    let a: Vec<&str> = common.iter().copied().chain(["--seed", "21"]).collect();
-    let b: Vec<&str> = common.iter().copied().chain(["--seed", "22"]).collect();
-    let (a, b) = tokio::join!(run(&a), run(&b));
-    for outcome in [&a, &b] {
-        let r = &outcome.report;
-        assert!(outcome.passed(), "{}", r.summary());
-        assert!(!r.embedded_server);
-        assert_eq!(r.delivery.lost, 0);
-    }
-    // Dashboard tabs of each generator were owed the other's events too.
-    let actions = |o: &Outcome| o.report.actions.created + o.report.actions.updated;
-    assert!(
-        a.report.events_logged > actions(&a),
-        "a saw b's events in the log too"
-    );
 }
