@@ -4,7 +4,6 @@
 //! `--actions-per-sec`, so a slow server shows up as lag and latency, not as fewer requests
 //! quietly sent.
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use booking_server::realtime::protocol::EVENT_SEQ_HEADER;
@@ -37,13 +36,38 @@ pub struct Actor {
     owned: Vec<Owned>,
 }
 
-enum Action {
+/// What an actor does; `Conflict` is a create that must be refused with 409.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
     Create,
     Conflict,
     Update,
     Cancel,
     Delete,
 }
+
+impl Action {
+    pub const ALL: [Action; 5] = [
+        Action::Create,
+        Action::Conflict,
+        Action::Update,
+        Action::Cancel,
+        Action::Delete,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Conflict => "conflict",
+            Action::Update => "update",
+            Action::Cancel => "cancel",
+            Action::Delete => "delete",
+        }
+    }
+}
+
+/// How an action ended: the expected answer, a 409 nobody planned, or anything else.
+pub const ACTION_RESULTS: [&str; 3] = ["ok", "conflict", "error"];
 
 impl Actor {
     pub fn new(run: &Run, ordinal: usize) -> Actor {
@@ -143,24 +167,15 @@ impl Actor {
                     201,
                 )
                 .await;
-                match status {
-                    Some(201) => {
-                        run.stats.created.fetch_add(1, Ordering::Relaxed);
-                        if let Some(id) = value["id"].as_i64() {
-                            self.owned.push(Owned {
-                                id,
-                                boardroom,
-                                hour,
-                            });
-                        }
-                    }
-                    Some(409) => {
-                        // Another generator booked this hour: a valid answer, not a fault.
-                        run.stats.conflicts.fetch_add(1, Ordering::Relaxed);
-                    }
-                    _ => {
-                        run.stats.action_errors.fetch_add(1, Ordering::Relaxed);
-                    }
+                // A 409 here means another generator booked this hour: counted as a conflict.
+                if run.stats.action(Action::Create, status, 201)
+                    && let Some(id) = value["id"].as_i64()
+                {
+                    self.owned.push(Owned {
+                        id,
+                        boardroom,
+                        hour,
+                    });
                 }
             }
             Action::Conflict => {
@@ -181,12 +196,7 @@ impl Actor {
                     409,
                 )
                 .await;
-                let counter = if status == Some(409) {
-                    &run.stats.conflicts
-                } else {
-                    &run.stats.action_errors
-                };
-                counter.fetch_add(1, Ordering::Relaxed);
+                run.stats.action(Action::Conflict, status, 409);
             }
             Action::Update => {
                 let i = self.rng.random_range(0..self.owned.len());
@@ -216,39 +226,20 @@ impl Actor {
                     200,
                 )
                 .await;
-                let counter = if status == Some(200) {
-                    &run.stats.updated
-                } else {
-                    &run.stats.action_errors
-                };
-                counter.fetch_add(1, Ordering::Relaxed);
+                run.stats.action(Action::Update, status, 200);
             }
             action @ (Action::Cancel | Action::Delete) => {
-                let cancel = matches!(action, Action::Cancel);
                 let i = self.rng.random_range(0..self.owned.len());
                 let owned = self.owned.swap_remove(i);
-                let (method, path, name, counter) = if cancel {
-                    (
-                        GooseMethod::Post,
-                        format!("/api/bookings/{}/cancel", owned.id),
-                        "cancel booking",
-                        &run.stats.cancelled,
-                    )
+                let (method, path, name) = if action == Action::Cancel {
+                    let path = format!("/api/bookings/{}/cancel", owned.id);
+                    (GooseMethod::Post, path, "cancel booking")
                 } else {
-                    (
-                        GooseMethod::Delete,
-                        format!("/api/bookings/{}", owned.id),
-                        "delete booking",
-                        &run.stats.deleted,
-                    )
+                    let path = format!("/api/bookings/{}", owned.id);
+                    (GooseMethod::Delete, path, "delete booking")
                 };
                 let (status, _) = send(run, user, &token, method, &path, name, None, 200).await;
-                let counter = if status == Some(200) {
-                    counter
-                } else {
-                    &run.stats.action_errors
-                };
-                counter.fetch_add(1, Ordering::Relaxed);
+                run.stats.action(action, status, 200);
             }
         }
     }

@@ -38,7 +38,8 @@ pub struct Config {
     /// REST actions per second, scheduled as an open model: a slow server cannot hide latency.
     #[arg(long, env = "LOADGEN_ACTIONS_PER_SEC", default_value_t = 20.0)]
     pub actions_per_sec: f64,
-    /// Share of tabs that also act (create, update, cancel, delete).
+    /// Share of tabs that also act (create, update, cancel, delete); at most two acting tabs
+    /// per action per second.
     #[arg(long, env = "LOADGEN_ACTOR_SHARE", default_value_t = 0.1)]
     pub actor_share: f64,
     /// Share of tabs showing the dashboard (room `bookings`); the rest show one boardroom.
@@ -108,6 +109,12 @@ pub struct Config {
     /// Received events per tab turn also recorded in goose (all are verified regardless).
     #[arg(long, env = "LOADGEN_GOOSE_SAMPLES", default_value_t = 4)]
     pub goose_samples_per_turn: usize,
+    /// Serve the loadgen's own Prometheus metrics on this address, e.g. 127.0.0.1:9100.
+    #[arg(long, env = "LOADGEN_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Keep serving metrics this long after the verdict, so a scrape sees the final counts.
+    #[arg(long, env = "LOADGEN_METRICS_LINGER", default_value = "0s", value_parser = parse_duration)]
+    pub metrics_linger: Duration,
     /// Also print goose's own request tables at the end.
     #[arg(long, env = "LOADGEN_GOOSE_METRICS")]
     pub goose_metrics: bool,
@@ -117,6 +124,12 @@ pub struct Config {
 }
 
 impl Config {
+    /// Acting tabs at most: two per action per second, so each acts often enough to update,
+    /// cancel and delete what it booked.
+    pub fn max_actors(&self) -> usize {
+        ((self.actions_per_sec * 2.0).ceil() as usize).max(1)
+    }
+
     /// Checks what clap cannot: ranges and combinations.
     pub fn validate(&self) -> Result<(), String> {
         let share = |name: &str, v: f64| {

@@ -7,6 +7,7 @@ pub mod config;
 pub mod embedded;
 pub mod latency;
 pub mod ledger;
+pub mod metrics;
 pub mod plan;
 pub mod report;
 pub mod run;
@@ -25,6 +26,7 @@ use goose::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use actions::Action;
 use config::Config;
 use latency::{Percentiles, histogram};
 use plan::ROOM_CLASSES;
@@ -57,6 +59,14 @@ impl Outcome {
 pub async fn run(config: Config) -> Result<Outcome, RunError> {
     config.validate().map_err(RunError::Setup)?;
     let run = Arc::new(Run::setup(config).await?);
+    let metrics_server = match run.config.metrics_addr {
+        Some(addr) => Some(
+            metrics::serve(addr, run.clone())
+                .await
+                .map_err(|e| RunError::Setup(format!("--metrics-addr {addr}: {e}")))?,
+        ),
+        None => None,
+    };
     let ramp = Duration::from_secs_f64(run.tabs.len() as f64 / run.config.ramp_up);
     let background = spawn_background(&run, ramp);
 
@@ -72,6 +82,10 @@ pub async fn run(config: Config) -> Result<Outcome, RunError> {
     };
     tokio::time::sleep(run.config.settle).await;
     let report = verify_and_report(&run, action_window_end).await;
+    if let Some(server) = metrics_server {
+        tokio::time::sleep(run.config.metrics_linger).await;
+        server.abort();
+    }
     for tab in &run.tabs {
         tab.disconnect().await;
     }
@@ -223,14 +237,22 @@ async fn verify_and_report(run: &Arc<Run>, window_end: Instant) -> Result<Report
         }
     }
     let s = &run.stats;
-    let actions = Actions {
-        created: Stats::get(&s.created),
-        updated: Stats::get(&s.updated),
-        cancelled: Stats::get(&s.cancelled),
-        deleted: Stats::get(&s.deleted),
-        conflicts: Stats::get(&s.conflicts),
-        errors: Stats::get(&s.action_errors),
+    let all = |result: usize| {
+        Action::ALL
+            .iter()
+            .map(|a| s.action_count(*a, result))
+            .sum::<u64>()
     };
+    let actions = Actions {
+        created: s.action_count(Action::Create, 0),
+        updated: s.action_count(Action::Update, 0),
+        cancelled: s.action_count(Action::Cancel, 0),
+        deleted: s.action_count(Action::Delete, 0),
+        // Deliberate conflicts refused as they should be, and 409s nobody planned.
+        conflicts: s.action_count(Action::Conflict, 0) + all(1),
+        errors: all(2),
+    };
+    let _ = s.verdict.set(verdict.total);
     let latency = LatencyReport {
         fanout: Percentiles::of(&fanout.total()),
         action: Percentiles::of(&action),

@@ -44,20 +44,22 @@ pub struct Plan {
 
 impl Plan {
     /// Draws the plan. Boardroom popularity is Zipf-like (weight 1/(k+1)), so a few rooms are
-    /// large; actors are spread at random over all tabs.
+    /// large; actors are spread at random over all tabs, at most `max_actors` of them.
     pub fn draw(
         seed: u64,
         tabs: usize,
         boardrooms: usize,
         hosts: usize,
         dashboard_share: f64,
-        actor_share: f64,
+        (actor_share, max_actors): (f64, usize),
     ) -> Plan {
         let mut rng = StdRng::seed_from_u64(seed);
         let weights: Vec<f64> = (0..boardrooms).map(|k| 1.0 / (k as f64 + 1.0)).collect();
         let total: f64 = weights.iter().sum();
         let dashboards = (tabs as f64 * dashboard_share).round() as usize;
-        let actors = ((tabs as f64 * actor_share).round() as usize).clamp(1, tabs);
+        let actors = ((tabs as f64 * actor_share).round() as usize)
+            .min(max_actors)
+            .clamp(1, tabs);
         let mut order: Vec<usize> = (0..tabs).collect();
         order.shuffle(&mut rng);
         let mut is_actor = vec![false; tabs];
@@ -109,16 +111,16 @@ mod tests {
 
     #[test]
     fn a_seed_reproduces_the_plan() {
-        let a = Plan::draw(7, 500, 10, 2, 0.2, 0.1);
-        let b = Plan::draw(7, 500, 10, 2, 0.2, 0.1);
+        let a = Plan::draw(7, 500, 10, 2, 0.2, (0.1, 500));
+        let b = Plan::draw(7, 500, 10, 2, 0.2, (0.1, 500));
         assert_eq!(a.audience, b.audience);
-        let c = Plan::draw(8, 500, 10, 2, 0.2, 0.1);
+        let c = Plan::draw(8, 500, 10, 2, 0.2, (0.1, 500));
         assert_ne!(a.audience, c.audience);
     }
 
     #[test]
     fn shares_and_skew_hold() {
-        let plan = Plan::draw(1, 1000, 10, 3, 0.2, 0.1);
+        let plan = Plan::draw(1, 1000, 10, 3, 0.2, (0.1, 1000));
         let dashboards = plan
             .tabs
             .iter()
@@ -137,8 +139,15 @@ mod tests {
     }
 
     #[test]
+    fn actors_are_capped() {
+        let plan = Plan::draw(1, 5000, 10, 1, 0.2, (0.1, 24));
+        assert_eq!(plan.actors, 24);
+        assert_eq!(plan.tabs.iter().filter(|t| t.actor).count(), 24);
+    }
+
+    #[test]
     fn one_tab_still_gets_an_actor() {
-        let plan = Plan::draw(1, 1, 1, 1, 0.0, 0.0);
+        let plan = Plan::draw(1, 1, 1, 1, 0.0, (0.0, 0));
         assert!(plan.tabs[0].actor);
         assert_eq!(plan.tabs[0].page, Page::Calendar(0));
     }

@@ -10,6 +10,7 @@ use booking_server::events::ReplayPage;
 use booking_server::realtime::protocol::{BookingEventKind, Room};
 use serde_json::{Value, json};
 
+use crate::actions::Action;
 use crate::config::Config;
 use crate::latency::{Latency, kind_index};
 use crate::plan::{CLASS_BOOKINGS, CLASS_USER, Page, Plan};
@@ -28,12 +29,15 @@ pub struct Stats {
     pub reconnects: AtomicU64,
     pub replayed: AtomicU64,
     pub malformed: AtomicU64,
-    pub created: AtomicU64,
-    pub updated: AtomicU64,
-    pub cancelled: AtomicU64,
-    pub deleted: AtomicU64,
-    pub conflicts: AtomicU64,
-    pub action_errors: AtomicU64,
+    /// Live receipts that repeated one already received, and that came out of `seq` order.
+    pub duplicates: AtomicU64,
+    pub out_of_order: AtomicU64,
+    /// Room joins by room kind (bookings, boardroom, user) and result (ok, refused).
+    pub joins: [[AtomicU64; 2]; 3],
+    /// Actions by `Action` and result (`ACTION_RESULTS`).
+    pub actions: [[AtomicU64; 3]; 5],
+    /// The verdict's counts, once the run is judged (for /metrics after the run).
+    pub verdict: OnceLock<crate::verify::DeliveryCounts>,
 }
 
 impl Stats {
@@ -42,17 +46,23 @@ impl Stats {
     }
 
     pub fn actions(&self) -> u64 {
-        [
-            &self.created,
-            &self.updated,
-            &self.cancelled,
-            &self.deleted,
-            &self.conflicts,
-            &self.action_errors,
-        ]
-        .iter()
-        .map(|c| Self::get(c))
-        .sum()
+        self.actions.iter().flatten().map(Self::get).sum()
+    }
+
+    /// Counts an action's answer; true when it was the expected one.
+    pub fn action(&self, action: Action, status: Option<u16>, expected: u16) -> bool {
+        let result = match status {
+            Some(s) if s == expected => 0,
+            Some(409) => 1,
+            _ => 2,
+        };
+        self.actions[action as usize][result].fetch_add(1, Ordering::Relaxed);
+        result == 0
+    }
+
+    /// Actions of one kind with one result (indexes into `ACTION_RESULTS`).
+    pub fn action_count(&self, action: Action, result: usize) -> u64 {
+        Self::get(&self.actions[action as usize][result])
     }
 }
 
@@ -132,7 +142,7 @@ impl Run {
             config.boardrooms,
             hosts.len(),
             config.dashboard_share,
-            config.actor_share,
+            (config.actor_share, config.max_actors()),
         );
         for host in &hosts {
             let ready = http.get(format!("{host}/ready")).send().await;
@@ -224,8 +234,18 @@ impl Run {
             return;
         };
         let tab = &self.tabs[index];
-        tab.ledger.lock().expect("poisoned").record_live(stamp.seq);
+        let (receipt, in_order) = {
+            let mut ledger = tab.ledger.lock().expect("poisoned");
+            let in_order = stamp.seq >= ledger.last_live();
+            (ledger.record_live(stamp.seq), in_order)
+        };
         self.stats.deliveries.fetch_add(1, Ordering::Relaxed);
+        if receipt == crate::ledger::Receipt::Duplicate {
+            self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+        }
+        if !in_order {
+            self.stats.out_of_order.fetch_add(1, Ordering::Relaxed);
+        }
         let class = match tab.plan.page {
             Page::Dashboard => CLASS_BOOKINGS,
             Page::Calendar(k) => {

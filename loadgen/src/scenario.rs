@@ -93,6 +93,12 @@ async fn open_tab(run: &Arc<Run>, user: &mut GooseUser) -> TransactionResult {
             Err(e) => Some(e.clone()),
         };
         let label = format!("join {}", room.kind());
+        let kind = match room.kind() {
+            "bookings" => 0,
+            "boardroom" => 1,
+            _ => 2,
+        };
+        run.stats.joins[kind][usize::from(!ok)].fetch_add(1, Ordering::Relaxed);
         user.record_custom_request_duration(
             SIO,
             &label,

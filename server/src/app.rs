@@ -21,7 +21,9 @@ use crate::config::ServerConfig;
 use crate::db::Db;
 use crate::error::ApiError;
 use crate::realtime::{self, Realtime};
-use crate::telemetry::metrics::{HTTP_DURATION, HTTP_REQUESTS, ServerMetrics};
+use crate::telemetry::metrics::{
+    DB_POOL, HTTP_DURATION, HTTP_REQUESTS, ROOM_MEMBERS, ROOMS, ServerMetrics,
+};
 use crate::{boardrooms, bookings, events};
 
 #[derive(Debug, thiserror::Error)]
@@ -199,6 +201,18 @@ async fn ready(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    let m = &state.metrics;
+    for (class, rooms, members) in state.realtime.room_sizes().await {
+        m.labelled_gauge(ROOMS, &[("size_class", class.to_string())])
+            .set(rooms as f64);
+        m.labelled_gauge(ROOM_MEMBERS, &[("size_class", class.to_string())])
+            .set(members as f64);
+    }
+    let (idle, busy) = state.db.pool_use();
+    m.labelled_gauge(DB_POOL, &[("state", "idle".to_string())])
+        .set(idle as f64);
+    m.labelled_gauge(DB_POOL, &[("state", "busy".to_string())])
+        .set(busy as f64);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

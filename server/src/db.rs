@@ -33,6 +33,7 @@ pub struct Db {
 pub struct WriteTx {
     pub tx: Transaction<'static, Any>,
     gate: OwnedMutexGuard<()>,
+    began_at: Instant,
 }
 
 /// Held after commit while the change's events are emitted; dropping it lets the next write in.
@@ -40,6 +41,8 @@ pub struct EmitTurn {
     _gate: OwnedMutexGuard<()>,
     /// When the transaction committed: the start of emission latency.
     pub committed_at: Instant,
+    /// How long the transaction took, BEGIN to COMMIT.
+    pub took: Duration,
 }
 
 impl WriteTx {
@@ -48,6 +51,7 @@ impl WriteTx {
         Ok(EmitTurn {
             _gate: self.gate,
             committed_at: Instant::now(),
+            took: self.began_at.elapsed(),
         })
     }
 }
@@ -118,11 +122,18 @@ impl Db {
 
     pub async fn begin_write(&self) -> Result<WriteTx, sqlx::Error> {
         let gate = self.write_gate.clone().lock_owned().await;
+        let began_at = Instant::now();
         let tx = match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
         };
-        Ok(WriteTx { tx, gate })
+        Ok(WriteTx { tx, gate, began_at })
+    }
+
+    /// (idle, busy) connections of the pool now.
+    pub fn pool_use(&self) -> (usize, usize) {
+        let idle = self.pool.num_idle();
+        (idle, (self.pool.size() as usize).saturating_sub(idle))
     }
 
     /// Whether the database answers a trivial query (readiness).

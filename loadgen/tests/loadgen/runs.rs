@@ -164,3 +164,74 @@ async fn churn_and_a_storm_lose_nothing_after_replay() {
     assert_eq!(r.delivery.delivered + r.delivery.recovered, r.delivery.owed);
     assert!(outcome.passed(), "{}", r.summary());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_served_during_the_run_and_end_with_the_verdict() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let args = [
+        "--tabs",
+        "20",
+        "--duration",
+        "3s",
+        "--seed",
+        "15",
+        "--metrics-addr",
+        &addr,
+        "--metrics-linger",
+        "3s",
+    ];
+    let config = config(&args);
+    let run = tokio::spawn(booking_loadgen::run(config));
+    let url = format!("http://{addr}/metrics");
+    let (mut peak_tabs, mut last) = (0u64, String::new());
+    while !run.is_finished() {
+        if let Ok(res) = reqwest::get(&url).await {
+            last = res.text().await.unwrap();
+            let tabs = last
+                .lines()
+                .find_map(|l| l.strip_prefix("loadgen_tabs_connected "))
+                .and_then(|v| v.parse().ok());
+            peak_tabs = peak_tabs.max(tabs.unwrap_or(0));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let outcome = run.await.unwrap().unwrap();
+    let r = &outcome.report;
+    assert!(outcome.passed(), "{}", r.summary());
+    assert_eq!(peak_tabs, 20, "tabs seen connected while the run went on");
+    for line in [
+        format!(
+            "loadgen_deliveries_total{{outcome=\"delivered\"}} {}",
+            r.delivery.delivered
+        ),
+        format!(
+            "loadgen_deliveries_total{{outcome=\"lost\"}} {}",
+            r.delivery.lost
+        ),
+        format!(
+            "loadgen_actions_total{{action=\"create\",result=\"ok\"}} {}",
+            r.actions.created
+        ),
+        format!(
+            "loadgen_action_latency_seconds_count {}",
+            r.latency_ms.action.count
+        ),
+        "loadgen_tabs_joined 20".to_string(),
+    ] {
+        assert!(
+            last.contains(&line),
+            "the last scrape has `{line}`:\n{last}"
+        );
+    }
+    let fanout: u64 = last
+        .lines()
+        .filter(|l| l.starts_with("loadgen_fanout_latency_seconds_count"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(fanout, r.latency_ms.fanout.count);
+}

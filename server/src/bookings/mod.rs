@@ -121,6 +121,7 @@ async fn finish(
         idempotency::remember(&mut w.tx, &user.id, key, request, status, &body).await?;
     }
     let turn = w.commit().await?;
+    state.metrics.db_transaction.record(turn.took.as_secs_f64());
     state.realtime.emit(&turn, &events).await;
     let mut headers = HeaderMap::new();
     if let Some(last) = events.last() {

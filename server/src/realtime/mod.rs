@@ -23,7 +23,8 @@ use crate::config::ServerConfig;
 use crate::db::{EmitTurn, now_micros};
 use crate::events::{self, LoggedEvent};
 use crate::telemetry::metrics::{
-    DISCONNECTS, FAULTS_INJECTED, ROOM_JOINS, ROOM_JOINS_REFUSED, ROOM_LEAVES, ServerMetrics,
+    DISCONNECT_REASONS, DISCONNECTS, FAULTS_INJECTED, ROOM_JOINS, ROOM_JOINS_REFUSED, ROOM_LEAVES,
+    ServerMetrics,
 };
 use faults::FaultPlan;
 use protocol::{HandshakeAuth, JOIN_ROOM, LEAVE_ROOM, Room, RoomAck};
@@ -161,6 +162,27 @@ impl Realtime {
             }
         }
         Ok(())
+    }
+
+    /// Rooms and their members on this server, by size class (small < 10 <= medium < 100 <=
+    /// large), as (class, rooms, members).
+    pub async fn room_sizes(&self) -> [(&'static str, usize, usize); 3] {
+        let mut sizes = [("small", 0, 0), ("medium", 0, 0), ("large", 0, 0)];
+        let Some(ns) = self.io.of("/") else {
+            return sizes;
+        };
+        let rooms = ns.clone().rooms().await.unwrap_or_default();
+        for room in rooms {
+            let members = ns.clone().within(room).sockets().len();
+            let class = match members {
+                0..=9 => 0,
+                10..=99 => 1,
+                _ => 2,
+            };
+            sizes[class].1 += 1;
+            sizes[class].2 += members;
+        }
+        sizes
     }
 
     pub fn emitted_through(&self) -> i64 {
@@ -321,14 +343,15 @@ fn leave(st: &AppState, s: &SocketRef, arg: Option<Value>) -> RoomAck {
 }
 
 fn disconnect_label(reason: DisconnectReason) -> &'static str {
-    match reason {
-        DisconnectReason::TransportClose => "transport_close",
-        DisconnectReason::MultipleHttpPollingError => "multiple_polling",
-        DisconnectReason::PacketParsingError => "packet_parsing_error",
-        DisconnectReason::TransportError => "transport_error",
-        DisconnectReason::HeartbeatTimeout => "heartbeat_timeout",
-        DisconnectReason::ClientNSDisconnect => "client_disconnect",
-        DisconnectReason::ServerNSDisconnect => "server_disconnect",
-        DisconnectReason::ClosingServer => "server_closing",
-    }
+    let i = match reason {
+        DisconnectReason::TransportClose => 0,
+        DisconnectReason::MultipleHttpPollingError => 1,
+        DisconnectReason::PacketParsingError => 2,
+        DisconnectReason::TransportError => 3,
+        DisconnectReason::HeartbeatTimeout => 4,
+        DisconnectReason::ClientNSDisconnect => 5,
+        DisconnectReason::ServerNSDisconnect => 6,
+        DisconnectReason::ClosingServer => 7,
+    };
+    DISCONNECT_REASONS[i]
 }

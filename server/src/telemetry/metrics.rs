@@ -28,6 +28,11 @@ pub const CONFLICTS: &str = "booking_conflicts_total";
 pub const REPLAY_REQUESTS: &str = "booking_replay_requests_total";
 pub const EVENTS_REPLAYED: &str = "booking_events_replayed_total";
 pub const FAULTS_INJECTED: &str = "booking_faults_injected_total";
+pub const ROOMS: &str = "socketio_rooms";
+pub const ROOM_MEMBERS: &str = "socketio_room_members";
+pub const DB_TRANSACTION: &str = "booking_db_transaction_duration_seconds";
+pub const DB_POOL: &str = "booking_db_pool_connections";
+pub const BUILD_INFO: &str = "booking_build_info";
 pub const HTTP_REQUESTS: &str = "http_requests_total";
 pub const HTTP_DURATION: &str = "http_request_duration_seconds";
 
@@ -110,6 +115,31 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
         "Events returned by replay requests",
     ),
     (
+        ROOMS,
+        "gauge",
+        "Rooms with members on this server, by size class",
+    ),
+    (
+        ROOM_MEMBERS,
+        "gauge",
+        "Sockets in rooms on this server, by room size class",
+    ),
+    (
+        DB_TRANSACTION,
+        "histogram",
+        "Write transaction time, BEGIN to COMMIT, seconds",
+    ),
+    (
+        DB_POOL,
+        "gauge",
+        "Database pool connections, by state (idle, busy)",
+    ),
+    (
+        BUILD_INFO,
+        "gauge",
+        "Always 1; the version label says which build runs",
+    ),
+    (
         FAULTS_INJECTED,
         "counter",
         "Test-only delivery faults injected, by kind (--inject-faults)",
@@ -124,6 +154,18 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
         "histogram",
         "HTTP request duration, seconds, by method and matched route",
     ),
+];
+
+/// Every `reason` label of `socketio_disconnects_total`.
+pub const DISCONNECT_REASONS: [&str; 8] = [
+    "transport_close",
+    "multiple_polling",
+    "packet_parsing_error",
+    "transport_error",
+    "heartbeat_timeout",
+    "client_disconnect",
+    "server_disconnect",
+    "server_closing",
 ];
 
 static METADATA: Metadata<'static> =
@@ -151,6 +193,7 @@ pub struct ServerMetrics {
     pub conflicts: Counter,
     pub replay_requests: Counter,
     pub events_replayed: Counter,
+    pub db_transaction: Histogram,
     events_emitted: [Counter; 4],
 }
 
@@ -182,6 +225,15 @@ impl ServerMetrics {
             }
         }
         let handle = recorder.handle();
+        recorder
+            .register_gauge(
+                &Key::from_parts(
+                    BUILD_INFO,
+                    vec![Label::new("version", env!("CARGO_PKG_VERSION"))],
+                ),
+                &METADATA,
+            )
+            .set(1.0);
         let counter =
             |name: &'static str| recorder.register_counter(&Key::from_static_name(name), &METADATA);
         let gauge =
@@ -195,6 +247,18 @@ impl ServerMetrics {
                 &METADATA,
             )
         });
+        // Series of bounded labels exist from the start, so rates and dashboards read 0, not
+        // "no data", before the first join, leave or disconnect.
+        for kind in ["bookings", "boardroom", "user"] {
+            for name in [ROOM_JOINS, ROOM_LEAVES] {
+                let key = Key::from_parts(name, vec![Label::new("room_kind", kind)]);
+                recorder.register_counter(&key, &METADATA).increment(0);
+            }
+        }
+        for reason in DISCONNECT_REASONS {
+            let key = Key::from_parts(DISCONNECTS, vec![Label::new("reason", reason)]);
+            recorder.register_counter(&key, &METADATA).increment(0);
+        }
         Self {
             sockets_connected: gauge(SOCKETS_CONNECTED),
             connects: counter(CONNECTS),
@@ -207,6 +271,7 @@ impl ServerMetrics {
             conflicts: counter(CONFLICTS),
             replay_requests: counter(REPLAY_REQUESTS),
             events_replayed: counter(EVENTS_REPLAYED),
+            db_transaction: histogram(DB_TRANSACTION),
             events_emitted,
             recorder,
             handle,
@@ -238,6 +303,16 @@ impl ServerMetrics {
             .collect();
         self.recorder
             .register_counter(&Key::from_parts(name, labels), &METADATA)
+    }
+
+    /// A gauge with labels; the values must come from bounded sets.
+    pub fn labelled_gauge(&self, name: &'static str, labels: &[(&'static str, String)]) -> Gauge {
+        let labels: Vec<Label> = labels
+            .iter()
+            .map(|(k, v)| Label::new(*k, v.clone()))
+            .collect();
+        self.recorder
+            .register_gauge(&Key::from_parts(name, labels), &METADATA)
     }
 
     /// A histogram with labels; the values must come from bounded sets.

@@ -389,6 +389,18 @@ async fn emission_metrics_count_what_was_sent() {
         metrics.contains("booking_event_log_last_seq 2"),
         "{metrics}"
     );
+    for line in [
+        "booking_db_transaction_duration_seconds_count 2",
+        "socketio_room_members{size_class=\"small\"} 3",
+        "socketio_rooms{size_class=\"small\"} 1",
+        "booking_db_pool_connections{state=\"idle\"} 1",
+        &format!(
+            "booking_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        ),
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
     for tab in tabs {
         tab.close().await;
     }

@@ -1,0 +1,243 @@
+//! The loadgen's own `/metrics` (`--metrics-addr`), so Prometheus scrapes load and server side
+//! by side during a run. Rendered from the run's counters and histograms at each scrape; the
+//! delivery outcomes are live counts during the run and the verdict's counts once judged.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use booking_server::realtime::protocol::BookingEventKind;
+use hdrhistogram::Histogram;
+
+use crate::actions::{ACTION_RESULTS, Action};
+use crate::latency::histogram;
+use crate::run::{Run, Stats};
+
+pub const TABS_CONNECTED: &str = "loadgen_tabs_connected";
+pub const TABS_JOINED: &str = "loadgen_tabs_joined";
+pub const ROOM_JOINS: &str = "loadgen_room_joins_total";
+pub const ACTIONS: &str = "loadgen_actions_total";
+pub const DELIVERIES: &str = "loadgen_deliveries_total";
+pub const FANOUT: &str = "loadgen_fanout_latency_seconds";
+pub const ACTION_LATENCY: &str = "loadgen_action_latency_seconds";
+pub const RECONNECTS: &str = "loadgen_reconnects_total";
+pub const REPLAYED: &str = "loadgen_events_replayed_total";
+
+/// Histogram bucket bounds, seconds.
+const BUCKETS: [f64; 15] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+fn head(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn histogram_lines(out: &mut String, name: &str, labels: &str, h: &Histogram<u64>) {
+    let sep = if labels.is_empty() { "" } else { "," };
+    for bound in BUCKETS {
+        let count = h.count_between(0, (bound * 1e6) as u64);
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {count}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", h.len());
+    let sum = h.mean() * h.len() as f64 / 1e6;
+    let braces = if labels.is_empty() {
+        String::new()
+    } else {
+        format!("{{{labels}}}")
+    };
+    let _ = writeln!(out, "{name}_sum{braces} {sum}");
+    let _ = writeln!(out, "{name}_count{braces} {}", h.len());
+}
+
+/// The Prometheus text exposition of the run now.
+pub fn render(run: &Run) -> String {
+    let s = &run.stats;
+    let mut out = String::new();
+    head(
+        &mut out,
+        TABS_CONNECTED,
+        "gauge",
+        "Tabs with an open Socket.IO connection",
+    );
+    let connected = run
+        .tabs
+        .iter()
+        .filter(|t| t.connected.load(Ordering::Relaxed))
+        .count();
+    let _ = writeln!(out, "{TABS_CONNECTED} {connected}");
+    head(
+        &mut out,
+        TABS_JOINED,
+        "gauge",
+        "Tabs that joined all their rooms",
+    );
+    let _ = writeln!(out, "{TABS_JOINED} {}", Stats::get(&s.tabs_joined));
+    head(
+        &mut out,
+        ROOM_JOINS,
+        "counter",
+        "Room joins, by room kind and result",
+    );
+    for (k, kind) in ["bookings", "boardroom", "user"].iter().enumerate() {
+        for (r, result) in ["ok", "refused"].iter().enumerate() {
+            let n = Stats::get(&s.joins[k][r]);
+            let _ = writeln!(
+                out,
+                "{ROOM_JOINS}{{room_kind=\"{kind}\",result=\"{result}\"}} {n}"
+            );
+        }
+    }
+    head(
+        &mut out,
+        ACTIONS,
+        "counter",
+        "REST actions, by action and result (ok, conflict, error)",
+    );
+    for action in Action::ALL {
+        for (r, result) in ACTION_RESULTS.iter().enumerate() {
+            let n = s.action_count(action, r);
+            let _ = writeln!(
+                out,
+                "{ACTIONS}{{action=\"{}\",result=\"{result}\"}} {n}",
+                action.label()
+            );
+        }
+    }
+    head(
+        &mut out,
+        DELIVERIES,
+        "counter",
+        "Deliveries by outcome: live counts, then the verdict's",
+    );
+    let outcomes: [(&str, u64); 6] = match s.verdict.get() {
+        Some(v) => [
+            ("delivered", v.delivered),
+            ("recovered", v.recovered),
+            ("lost", v.lost),
+            ("duplicated", v.duplicated),
+            ("unexpected", v.unexpected),
+            ("out_of_order", v.out_of_order),
+        ],
+        None => {
+            let duplicates = Stats::get(&s.duplicates);
+            [
+                ("delivered", Stats::get(&s.deliveries) - duplicates),
+                ("recovered", 0),
+                ("lost", 0),
+                ("duplicated", duplicates),
+                ("unexpected", 0),
+                ("out_of_order", Stats::get(&s.out_of_order)),
+            ]
+        }
+    };
+    for (outcome, n) in outcomes {
+        let _ = writeln!(out, "{DELIVERIES}{{outcome=\"{outcome}\"}} {n}");
+    }
+    head(
+        &mut out,
+        FANOUT,
+        "histogram",
+        "Server emit to tab receipt, seconds, by event",
+    );
+    let grid = run.latency.fanout();
+    for (k, kind) in BookingEventKind::ALL.iter().enumerate() {
+        histogram_lines(
+            &mut out,
+            FANOUT,
+            &format!("event=\"{}\"", kind.name()),
+            &grid.by_kind(k),
+        );
+    }
+    head(
+        &mut out,
+        ACTION_LATENCY,
+        "histogram",
+        "REST request sent to last owed tab received, seconds",
+    );
+    let mut action = histogram();
+    for t in run.latency.timings().values() {
+        if let (Some(sent), Some(last)) = (t.sent_us, t.last_receipt_us) {
+            let _ = action.record((last - sent).max(1) as u64);
+        }
+    }
+    histogram_lines(&mut out, ACTION_LATENCY, "", &action);
+    head(
+        &mut out,
+        RECONNECTS,
+        "counter",
+        "Tab reconnects (churn, storm)",
+    );
+    let _ = writeln!(out, "{RECONNECTS} {}", Stats::get(&s.reconnects));
+    head(
+        &mut out,
+        REPLAYED,
+        "counter",
+        "Events fetched by replay after reconnects",
+    );
+    let _ = writeln!(out, "{REPLAYED} {}", Stats::get(&s.replayed));
+    out
+}
+
+async fn metrics(State(run): State<Arc<Run>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        render(&run),
+    )
+}
+
+/// Serves `/metrics` on `addr` until the task is aborted.
+pub async fn serve(
+    addr: SocketAddr,
+    run: Arc<Run>,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(run);
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "loadgen metrics server failed");
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_render_cumulative_buckets() {
+        let mut h = histogram();
+        for us in [300, 700, 2_000, 40_000] {
+            h.record(us).unwrap();
+        }
+        let mut out = String::new();
+        histogram_lines(&mut out, "x_seconds", "event=\"e\"", &h);
+        assert!(
+            out.contains("x_seconds_bucket{event=\"e\",le=\"0.0005\"} 1\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("x_seconds_bucket{event=\"e\",le=\"0.0025\"} 3\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("x_seconds_bucket{event=\"e\",le=\"+Inf\"} 4\n"),
+            "{out}"
+        );
+        assert!(out.contains("x_seconds_count{event=\"e\"} 4\n"), "{out}");
+        let mut plain = String::new();
+        histogram_lines(&mut plain, "y_seconds", "", &h);
+        assert!(
+            plain.contains("y_seconds_bucket{le=\"+Inf\"} 4\n")
+                && plain.contains("y_seconds_count 4\n"),
+            "{plain}"
+        );
+    }
+}
