@@ -3,6 +3,7 @@
 //! JSON report against its schema.
 
 mod binary;
+mod observability;
 mod runs;
 
 use std::time::Duration;

@@ -23,8 +23,7 @@ use crate::config::ServerConfig;
 use crate::db::{EmitTurn, now_micros};
 use crate::events::{self, LoggedEvent};
 use crate::telemetry::metrics::{
-    DISCONNECT_REASONS, DISCONNECTS, FAULTS_INJECTED, ROOM_JOINS, ROOM_JOINS_REFUSED, ROOM_LEAVES,
-    ServerMetrics,
+    DISCONNECT_REASONS, DISCONNECTS, FAULTS_INJECTED, ROOM_JOINS, ROOM_LEAVES, ServerMetrics,
 };
 use faults::FaultPlan;
 use protocol::{HandshakeAuth, JOIN_ROOM, LEAVE_ROOM, Room, RoomAck};
@@ -240,9 +239,7 @@ fn connected(st: AppState, s: SocketRef) {
             async move {
                 let reply = join(&st, &s, arg.ok()).await;
                 if !reply.ok {
-                    st.metrics
-                        .labelled_counter(ROOM_JOINS_REFUSED, &[])
-                        .increment(1);
+                    st.metrics.room_joins_refused.increment(1);
                 }
                 let _ = ack.send(&reply);
             }
