@@ -115,6 +115,10 @@ pub struct Config {
     /// Keep serving metrics this long after the verdict, so a scrape sees the final counts.
     #[arg(long, env = "LOADGEN_METRICS_LINGER", default_value = "0s", value_parser = parse_duration)]
     pub metrics_linger: Duration,
+    /// With traces on (OTEL_EXPORTER_OTLP_ENDPOINT), one live receipt in this many becomes a
+    /// `socketio.receive` span under the server's emission span.
+    #[arg(long, env = "LOADGEN_TRACE_EVERY", default_value_t = 100)]
+    pub trace_every: u64,
     /// Also print goose's own request tables at the end.
     #[arg(long, env = "LOADGEN_GOOSE_METRICS")]
     pub goose_metrics: bool,

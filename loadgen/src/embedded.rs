@@ -18,7 +18,7 @@ pub struct Embedded {
 impl Embedded {
     pub async fn start(faults: Option<FaultPlan>) -> Result<Embedded, RunError> {
         let secret = format!("embedded-{:032x}", rand::random::<u128>());
-        let mut config = ServerConfig::for_tests("sqlite::memory:");
+        let mut config = ServerConfig::defaults_for("sqlite::memory:");
         config.auth_secret = Some(secret.clone());
         config.inject_faults = faults;
         // A dashboard tab may be sent bursts of events; give each socket room for them.

@@ -13,6 +13,7 @@ pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod tab;
+pub mod traces;
 pub mod verify;
 
 use std::collections::BTreeMap;
@@ -55,10 +56,28 @@ impl Outcome {
     }
 }
 
-/// Runs one load test: set up, ramp tabs, act, settle, verify, report.
+/// Runs one load test: set up, ramp tabs, act, settle, verify, report. Receive spans are
+/// exported when the standard `OTEL_*` variables ask for it.
 pub async fn run(config: Config) -> Result<Outcome, RunError> {
+    let traces = booking_server::telemetry::otel::provider_from_env("booking-loadgen")
+        .map_err(RunError::Setup)?;
+    let outcome = run_with_traces(config, traces.clone()).await;
+    if let Some(traces) = traces {
+        let _ = traces.shutdown();
+    }
+    outcome
+}
+
+/// [`run`] with receive spans going to `traces` (a test's in-memory exporter, say).
+pub async fn run_with_traces(
+    config: Config,
+    traces: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+) -> Result<Outcome, RunError> {
     config.validate().map_err(RunError::Setup)?;
-    let run = Arc::new(Run::setup(config).await?);
+    let every = config.trace_every;
+    let mut run = Run::setup(config).await?;
+    run.traces = traces.map(|p| traces::ReceiveSpans::new(p, every));
+    let run = Arc::new(run);
     let metrics_server = match run.config.metrics_addr {
         Some(addr) => Some(
             metrics::serve(addr, run.clone())
@@ -82,6 +101,9 @@ pub async fn run(config: Config) -> Result<Outcome, RunError> {
     };
     tokio::time::sleep(run.config.settle).await;
     let report = verify_and_report(&run, action_window_end).await;
+    if let Some(traces) = &run.traces {
+        let _ = traces.provider.force_flush();
+    }
     if let Some(server) = metrics_server {
         tokio::time::sleep(run.config.metrics_linger).await;
         server.abort();

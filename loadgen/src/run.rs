@@ -89,6 +89,8 @@ pub struct Run {
     /// (ticket due -> request sent) lag of actions, µs.
     pub schedule_lag: Mutex<hdrhistogram::Histogram<u64>>,
     pub http: reqwest::Client,
+    /// Receive spans, when traces are on.
+    pub traces: Option<crate::traces::ReceiveSpans>,
     /// Keeps the embedded server running for the run.
     pub server: Mutex<Option<embedded::Embedded>>,
 }
@@ -210,6 +212,7 @@ impl Run {
             schedule_lag: Mutex::new(crate::latency::histogram()),
             http,
             server: Mutex::new(server),
+            traces: None,
             config,
         })
     }
@@ -239,7 +242,13 @@ impl Run {
             let in_order = stamp.seq >= ledger.last_live();
             (ledger.record_live(stamp.seq), in_order)
         };
-        self.stats.deliveries.fetch_add(1, Ordering::Relaxed);
+        let nth = self.stats.deliveries.fetch_add(1, Ordering::Relaxed);
+        if let Some(traces) = &self.traces
+            && nth.is_multiple_of(traces.every)
+            && let Some(traceparent) = value.get("traceparent").and_then(Value::as_str)
+        {
+            traces.receipt(traceparent, index, stamp.seq, stamp.emitted_at, now);
+        }
         if receipt == crate::ledger::Receipt::Duplicate {
             self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
         }

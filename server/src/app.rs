@@ -15,6 +15,8 @@ use axum::{Json, Router};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::auth::Auth;
 use crate::config::ServerConfig;
@@ -24,6 +26,7 @@ use crate::realtime::{self, Realtime};
 use crate::telemetry::metrics::{
     DB_POOL, HTTP_DURATION, HTTP_REQUESTS, ROOM_MEMBERS, ROOMS, ServerMetrics,
 };
+use crate::telemetry::otel;
 use crate::{boardrooms, bookings, events};
 
 #[derive(Debug, thiserror::Error)]
@@ -169,7 +172,16 @@ async fn http_metrics(State(state): State<AppState>, req: Request, next: Next) -
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
-    let response = next.run(req).await;
+    let span = tracing::info_span!(
+        "http.request",
+        otel.kind = "server",
+        http.request.method = %method,
+        http.route = %route,
+        http.response.status_code = tracing::field::Empty,
+    );
+    let _ = span.set_parent(otel::remote_parent(req.headers()));
+    let response = next.run(req).instrument(span.clone()).await;
+    span.record("http.response.status_code", response.status().as_u16());
     let status = response.status().as_u16().to_string();
     state
         .metrics

@@ -92,9 +92,10 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
-    /// Defaults as the binary would have them with no flags and no environment, for tests and
-    /// embedders (the load generator's embedded server).
-    pub fn for_tests(database_url: &str) -> Self {
+    /// The binary's defaults (flags unset; the environment still applies) on `database_url`,
+    /// port 0 and a fixed secret: for tests and embedders (the load generator's embedded
+    /// server), which override what they need.
+    pub fn defaults_for(database_url: &str) -> Self {
         let mut cfg = Cli::parse_from(["booking-server"]).server;
         cfg.database_url = database_url.to_string();
         cfg.port = 0;

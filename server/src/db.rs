@@ -34,6 +34,8 @@ pub struct WriteTx {
     pub tx: Transaction<'static, Any>,
     gate: OwnedMutexGuard<()>,
     began_at: Instant,
+    /// Open from BEGIN to COMMIT (or rollback, when the transaction is dropped).
+    _span: tracing::Span,
 }
 
 /// Held after commit while the change's events are emitted; dropping it lets the next write in.
@@ -123,11 +125,17 @@ impl Db {
     pub async fn begin_write(&self) -> Result<WriteTx, sqlx::Error> {
         let gate = self.write_gate.clone().lock_owned().await;
         let began_at = Instant::now();
+        let span = tracing::info_span!("db.transaction", db.system = ?self.backend);
         let tx = match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
         };
-        Ok(WriteTx { tx, gate, began_at })
+        Ok(WriteTx {
+            tx,
+            gate,
+            began_at,
+            _span: span,
+        })
     }
 
     /// (idle, busy) connections of the pool now.

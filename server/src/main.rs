@@ -21,7 +21,12 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let config = cli.server;
-    telemetry::init_logging(&config.log_level, config.log_format);
+    let traces =
+        telemetry::otel::provider_from_env("booking-server").map_err(anyhow::Error::msg)?;
+    telemetry::init_logging(&config.log_level, config.log_format, traces.as_ref());
+    if traces.is_some() {
+        tracing::info!("exporting traces over OTLP");
+    }
     // Each socket is a file: lift the soft limit as far as the hard one allows.
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) => tracing::debug!(limit, "open-files limit"),
@@ -48,6 +53,9 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("binding {addr}"))?;
     tracing::info!(addr = %listener.local_addr()?, "booking server listening");
     serve(listener, state, shutdown_signal()).await?;
+    if let Some(traces) = traces {
+        let _ = traces.shutdown();
+    }
     tracing::info!("booking server stopped");
     Ok(())
 }

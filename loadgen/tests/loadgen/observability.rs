@@ -204,7 +204,7 @@ async fn prometheus_returns_data_for_every_panel_and_recording_rule() {
 
     // A real server (with fault injection on, so its fault counters exist) and a loadgen
     // run serving its own metrics.
-    let mut server = booking_server::ServerConfig::for_tests("sqlite::memory:");
+    let mut server = booking_server::ServerConfig::defaults_for("sqlite::memory:");
     server.auth_secret = Some("prom-secret".into());
     server.inject_faults = Some("delay=1ms".parse().unwrap());
     let state = booking_server::AppState::new(server).await.unwrap();
@@ -342,6 +342,8 @@ fn the_compose_stack_runs_commands_the_binaries_accept() {
         "server-1",
         "server-2",
         "prometheus",
+        "otel-collector",
+        "jaeger",
         "grafana",
         "loadgen",
     ] {
@@ -369,11 +371,13 @@ fn the_compose_stack_runs_commands_the_binaries_accept() {
     );
     // Every server variable is one the server reads.
     let server = booking_server::config::Cli::command();
-    let known: Vec<String> = server
+    let mut known: Vec<String> = server
         .get_arguments()
         .filter_map(|a| a.get_env())
         .map(|e| e.to_string_lossy().to_string())
         .collect();
+    // Read by the OpenTelemetry exporter (telemetry::otel), not by clap.
+    known.extend(["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SERVICE_NAME"].map(String::from));
     for service in ["server-1", "server-2"] {
         let env = compose["services"][service]["environment"]
             .as_mapping()
@@ -410,6 +414,20 @@ fn the_compose_stack_runs_commands_the_binaries_accept() {
             "Prometheus scrapes {target}, not a compose service"
         );
     }
+    // The collector forwards the OTLP it receives to the Jaeger service.
+    let collector = std::fs::read_to_string(repo().join("deploy/otel-collector.yml")).unwrap();
+    let collector: serde_yaml::Value = serde_yaml::from_str(&collector).unwrap();
+    let jaeger = collector["exporters"]["otlp/jaeger"]["endpoint"]
+        .as_str()
+        .unwrap();
+    assert!(
+        services.contains_key(jaeger.split(':').next().unwrap()),
+        "{jaeger}"
+    );
+    assert_eq!(
+        collector["service"]["pipelines"]["traces"]["exporters"][0],
+        "otlp/jaeger"
+    );
     for file in [
         "dashboards/provisioning/datasources/prometheus.yml",
         "dashboards/provisioning/dashboards/dashboards.yml",

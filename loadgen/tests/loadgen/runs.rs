@@ -235,3 +235,68 @@ async fn metrics_are_served_during_the_run_and_end_with_the_verdict() {
         .sum();
     assert_eq!(fanout, r.latency_ms.fanout.count);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_receipt_can_be_a_span_under_the_event_that_caused_it() {
+    use opentelemetry::trace::SpanId;
+    use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let args = [
+        "--tabs",
+        "15",
+        "--duration",
+        "2s",
+        "--seed",
+        "16",
+        "--trace-every",
+        "1",
+        "--actions-per-sec",
+        "5",
+    ];
+    let outcome = tokio::time::timeout(
+        RUN_LIMIT,
+        booking_loadgen::run_with_traces(config(&args), Some(provider)),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let r = &outcome.report;
+    assert!(outcome.passed(), "{}", r.summary());
+    let spans = exporter.get_finished_spans().unwrap();
+    let receives: Vec<_> = spans
+        .iter()
+        .filter(|s| s.name == "socketio.receive")
+        .collect();
+    assert_eq!(
+        receives.len() as u64,
+        r.latency_ms.fanout.count,
+        "one span per live receipt"
+    );
+    let mut by_event = std::collections::HashMap::new();
+    for span in &receives {
+        assert_ne!(
+            span.parent_span_id,
+            SpanId::INVALID,
+            "each receipt continues its event's trace"
+        );
+        assert!(span.end_time >= span.start_time);
+        let seq = span
+            .attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == "seq")
+            .unwrap()
+            .value
+            .to_string();
+        let key = (span.span_context.trace_id(), span.parent_span_id);
+        let seen = by_event.entry(key).or_insert((seq.clone(), 0));
+        assert_eq!(seen.0, seq, "one parent span, one event");
+        seen.1 += 1;
+    }
+    assert!(
+        by_event.values().any(|(_, n)| *n >= 2),
+        "an event reaching several tabs is one trace"
+    );
+}

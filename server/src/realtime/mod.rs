@@ -15,6 +15,7 @@ use socketioxide::handler::ConnectHandler;
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::socket::DisconnectReason;
 use socketioxide::{BroadcastError, SocketError, SocketIo};
+use tracing::Instrument;
 
 use crate::app::AppState;
 use crate::auth::AuthUser;
@@ -25,6 +26,7 @@ use crate::events::{self, LoggedEvent};
 use crate::telemetry::metrics::{
     DISCONNECT_REASONS, DISCONNECTS, FAULTS_INJECTED, ROOM_JOINS, ROOM_LEAVES, ServerMetrics,
 };
+use crate::telemetry::otel;
 use faults::FaultPlan;
 use protocol::{HandshakeAuth, JOIN_ROOM, LEAVE_ROOM, Room, RoomAck};
 
@@ -71,13 +73,29 @@ impl Realtime {
         for event in events {
             let rooms = event.rooms.clone();
             let recipients = self.io.to(rooms.clone()).sockets().len();
-            let result = match &self.faults {
-                Some((plan, counters)) => self.emit_with_faults(event, plan, counters).await,
-                None => {
-                    let payload = event.payload(now_micros(), false);
-                    self.io.to(rooms).emit(event.kind.name(), &payload).await
+            let span = tracing::info_span!(
+                "socketio.emit",
+                otel.kind = "producer",
+                event = event.kind.name(),
+                seq = event.seq,
+                recipients,
+            );
+            // With traces on, receivers continue this span; without, the request's context.
+            let traceparent = otel::traceparent_of(&span).or_else(|| event.traceparent.clone());
+            let emission = async {
+                match &self.faults {
+                    Some((plan, counters)) => {
+                        self.emit_with_faults(event, traceparent, plan, counters)
+                            .await
+                    }
+                    None => {
+                        let mut payload = event.payload(now_micros(), false);
+                        payload.traceparent = traceparent;
+                        self.io.to(rooms).emit(event.kind.name(), &payload).await
+                    }
                 }
             };
+            let result = emission.instrument(span).await;
             match result {
                 Ok(()) => {}
                 Err(BroadcastError::Socket(errors)) => {
@@ -119,6 +137,7 @@ impl Realtime {
     async fn emit_with_faults(
         &self,
         event: &LoggedEvent,
+        traceparent: Option<String>,
         plan: &FaultPlan,
         [dropped, duplicated, misrouted, delayed]: &[Counter; 4],
     ) -> Result<(), BroadcastError> {
@@ -126,7 +145,8 @@ impl Realtime {
             tokio::time::sleep(plan.delay).await;
             delayed.increment(1);
         }
-        let payload = event.payload(now_micros(), false);
+        let mut payload = event.payload(now_micros(), false);
+        payload.traceparent = traceparent;
         let name = event.kind.name();
         let targets = self.io.to(event.rooms.clone()).sockets();
         let mut outsiders: Vec<_> = if plan.misroute > 0.0 {

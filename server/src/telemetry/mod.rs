@@ -2,17 +2,31 @@
 //! binary (the library installs nothing global).
 
 pub mod metrics;
+pub mod otel;
 pub mod trace;
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 use crate::config::LogFormat;
 
-/// Installs the global tracing subscriber; called by binaries, never by `app`.
-pub fn init_logging(filter: &str, format: LogFormat) {
+/// Installs the global tracing subscriber (logs, and spans to OpenTelemetry when `traces` is
+/// given); called by binaries, never by `app`.
+pub fn init_logging(filter: &str, format: LogFormat, traces: Option<&SdkTracerProvider>) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
+    let logs = match format {
+        LogFormat::Json => tracing_subscriber::fmt::layer().json().boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer().boxed(),
     };
+    let spans =
+        traces.map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("booking-server")));
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(logs)
+        .with(spans)
+        .try_init();
 }

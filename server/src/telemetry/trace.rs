@@ -1,6 +1,7 @@
 //! W3C trace context for booking changes. A change continues the caller's `traceparent`
 //! header when it sent one, or starts a trace; the events it causes carry a child context, so
-//! a receiver can link what it got to the request that caused it.
+//! a receiver can link what it got to the request that caused it. With OpenTelemetry on, the
+//! request's own span is that context.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -53,6 +54,11 @@ impl<S: Send + Sync> FromRequestParts<S> for TraceContext {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        // With traces on, the request's own span (which already continues the header).
+        let current = super::otel::traceparent_of(&tracing::Span::current());
+        if let Some((trace_id, span_id)) = current.as_deref().and_then(Self::parse) {
+            return Ok(Self { trace_id, span_id });
+        }
         let header = parts
             .headers
             .get("traceparent")

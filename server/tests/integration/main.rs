@@ -8,3 +8,4 @@ mod races;
 mod realtime;
 mod rest;
 mod support;
+mod traces;

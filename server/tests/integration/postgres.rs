@@ -43,7 +43,7 @@ async fn fifty_way_race_on_postgres_two_servers() {
         return;
     }
     let (url, _guard) = temp_database(Backend::Postgres).await;
-    let a = spawn_with(booking_server::ServerConfig::for_tests(&url)).await;
-    let b = spawn_with(booking_server::ServerConfig::for_tests(&url)).await;
+    let a = spawn_with(booking_server::ServerConfig::defaults_for(&url)).await;
+    let b = spawn_with(booking_server::ServerConfig::defaults_for(&url)).await;
     race_scenario(&[&a, &b]).await;
 }

@@ -74,7 +74,7 @@ async fn fifty_way_race_on_sqlite_one_server() {
 #[tokio::test]
 async fn fifty_way_race_on_sqlite_two_servers_one_file() {
     let (url, _guard) = temp_database(Backend::SqliteFile).await;
-    let a = spawn_with(booking_server::ServerConfig::for_tests(&url)).await;
-    let b = spawn_with(booking_server::ServerConfig::for_tests(&url)).await;
+    let a = spawn_with(booking_server::ServerConfig::defaults_for(&url)).await;
+    let b = spawn_with(booking_server::ServerConfig::defaults_for(&url)).await;
     race_scenario(&[&a, &b]).await;
 }

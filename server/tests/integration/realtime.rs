@@ -283,15 +283,7 @@ async fn handshakes_and_joins_are_refused_with_reasons() {
             .ok
     );
     assert!(tab.join("user-alice").await.ok);
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("socketio_connects_refused_total 3"),
         "{metrics}"
@@ -314,7 +306,7 @@ async fn handshakes_and_joins_are_refused_with_reasons() {
 #[tokio::test]
 async fn socket_io_origins_outside_the_allowlist_are_refused() {
     let (url, _guard) = temp_database(Backend::Memory).await;
-    let mut config = booking_server::ServerConfig::for_tests(&url);
+    let mut config = booking_server::ServerConfig::defaults_for(&url);
     config.cors_origin = vec!["http://allowed.test".into()];
     let app = spawn_with(config).await;
     let poll = app.url("/socket.io/?EIO=4&transport=polling");
@@ -360,15 +352,7 @@ async fn emission_metrics_count_what_was_sent() {
         tab.next().await;
         tab.next().await;
     }
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("booking_events_emitted_total{event=\"booking-created\"} 1"),
         "{metrics}"
@@ -416,15 +400,7 @@ async fn an_oversized_websocket_message_closes_that_socket_only() {
     let _ = tab.client.emit("join-room", json!(huge)).await;
     let started = std::time::Instant::now();
     loop {
-        let metrics = app
-            .http
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = app.metrics().await;
         if metrics.contains("socketio_sockets_connected 1\n") {
             assert!(
                 metrics.contains("socketio_disconnects_total{reason="),

@@ -217,15 +217,7 @@ async fn health_ready_and_metrics() {
             body
         );
     }
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     for (name, _, _) in booking_server::telemetry::metrics::CATALOGUE {
         assert!(
             text.contains(&format!("# HELP {name}")) || !text.contains(name),
@@ -395,20 +387,15 @@ async fn replay_pages_through_the_log_and_checks_room_rights() {
     assert_eq!(event["payload"]["replayed"], true);
     let (_, all) = app.call("GET", "/api/events", &alice, None).await;
     assert_eq!(all["events"].as_array().unwrap().len(), 10);
-    let (status, _) = app
-        .call("GET", "/api/events?rooms=user-alice", &alice, None)
-        .await;
-    assert_eq!(status, 200);
-    let (status, _) = app
-        .call("GET", "/api/events?rooms=user-bob", &alice, None)
-        .await;
-    assert_eq!(status, 403);
-    let (status, _) = app
-        .call("GET", "/api/events?rooms=lobby", &alice, None)
-        .await;
-    assert_eq!(status, 400);
-    let (status, _) = app
-        .call("GET", "/api/events?limit=100000", &alice, None)
-        .await;
-    assert_eq!(status, 400);
+    for (query, expected) in [
+        ("rooms=user-alice", 200),
+        ("rooms=user-bob", 403),
+        ("rooms=lobby", 400),
+        ("limit=100000", 400),
+    ] {
+        let (status, body) = app
+            .call("GET", &format!("/api/events?{query}"), &alice, None)
+            .await;
+        assert_eq!(status, expected, "{query}: {body}");
+    }
 }

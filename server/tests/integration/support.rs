@@ -116,7 +116,7 @@ pub async fn temp_database(backend: Backend) -> (String, Option<TempDb>) {
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
     let (url, db) = temp_database(backend).await;
-    let mut app = spawn_with(ServerConfig::for_tests(&url)).await;
+    let mut app = spawn_with(ServerConfig::defaults_for(&url)).await;
     app._db = db;
     app
 }
@@ -172,6 +172,17 @@ impl TestApp {
         let status = res.status().as_u16();
         let text = res.text().await.unwrap();
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// The server's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        let res = self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("scrape");
+        res.text().await.unwrap()
     }
 
     pub async fn boardroom(&self, name: &str, capacity: i64) -> i64 {
