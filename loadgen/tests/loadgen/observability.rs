@@ -339,6 +339,7 @@ fn the_compose_stack_runs_commands_the_binaries_accept() {
     let services = compose["services"].as_mapping().unwrap();
     for name in [
         "postgres",
+        "redis",
         "server-1",
         "server-2",
         "prometheus",
