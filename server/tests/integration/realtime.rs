@@ -8,7 +8,7 @@
 use booking_server::realtime::protocol::{ActorRole, BookingEventKind};
 use serde_json::json;
 
-use crate::support::{Backend, Tab, booking_body, spawn_app, spawn_with, temp_database};
+use crate::support::{Backend, Tab, spawn_app, spawn_with, temp_database};
 
 #[tokio::test]
 async fn events_reach_exactly_the_rooms_concerned() {
@@ -87,15 +87,7 @@ async fn each_event_type_carries_its_fields_and_a_move_reaches_both_boardrooms()
     assert!(room_two.join(&format!("boardroom-{two}")).await.ok);
     let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
-    let res = app
-        .http
-        .post(app.url("/api/bookings"))
-        .bearer_auth(&alice)
-        .header("traceparent", parent)
-        .json(&booking_body(one, 9, 1))
-        .send()
-        .await
-        .unwrap();
+    let res = app.book_traced(&alice, one, 9, parent).await;
     let booking: serde_json::Value = res.json().await.unwrap();
     let id = booking["id"].as_i64().unwrap();
     let (kind, created) = room_one.next().await;

@@ -174,6 +174,21 @@ impl TestApp {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// Creates a booking like [`TestApp::book`], sending `traceparent`; returns the response.
+    pub async fn book_traced(
+        &self,
+        token: &str,
+        boardroom: i64,
+        hour: u32,
+        traceparent: &str,
+    ) -> reqwest::Response {
+        let request = self.http.post(self.url("/api/bookings")).bearer_auth(token);
+        let request = request
+            .header("traceparent", traceparent)
+            .json(&booking_body(boardroom, hour, 1));
+        request.send().await.expect("request sent")
+    }
+
     /// The server's `/metrics` text.
     pub async fn metrics(&self) -> String {
         let res = self
