@@ -12,6 +12,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
+use crate::plan::popular_boardroom;
 use crate::run::{Run, now_us};
 
 /// Hours since the Unix epoch of 2030-01-01T00:00Z: bookings are made in the future.
@@ -128,20 +129,6 @@ impl Actor {
         }
     }
 
-    /// A boardroom, popular ones more often (the same skew as the audiences).
-    fn boardroom(&mut self, run: &Run) -> usize {
-        let n = run.boardroom_ids.len();
-        let total: f64 = (0..n).map(|k| 1.0 / (k as f64 + 1.0)).sum();
-        let mut pick = self.rng.random::<f64>() * total;
-        for k in 0..n {
-            pick -= 1.0 / (k as f64 + 1.0);
-            if pick < 0.0 {
-                return k;
-            }
-        }
-        n - 1
-    }
-
     /// A fresh hour no other actor of this run uses.
     fn fresh_hour(&mut self, run: &Run) -> i64 {
         let slot = self.next_slot * run.actors.len() as i64 + self.ordinal as i64;
@@ -153,7 +140,7 @@ impl Actor {
         let token = run.tabs[tab].token.clone();
         match self.pick(run) {
             Action::Create => {
-                let boardroom = self.boardroom(run);
+                let boardroom = popular_boardroom(&mut self.rng, run.boardroom_ids.len());
                 let hour = self.fresh_hour(run);
                 let body = booking_body(run, boardroom, hour, hour + 1, 2);
                 let (status, value) = send(
@@ -209,7 +196,7 @@ impl Actor {
                     }
                     1 => json!({ "attendees": attendees(self.rng.random_range(1..5)) }),
                     _ => {
-                        let boardroom = self.boardroom(run);
+                        let boardroom = popular_boardroom(&mut self.rng, run.boardroom_ids.len());
                         self.owned[i].boardroom = boardroom;
                         json!({ "boardroomId": run.boardroom_ids[boardroom], "title": "Moved" })
                     }

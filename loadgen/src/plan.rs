@@ -23,6 +23,18 @@ pub struct TabPlan {
     pub host: usize,
 }
 
+/// A boardroom index in `0..n`, popular ones more often: Zipf-like, weight 1/(k+1).
+pub fn popular_boardroom(rng: &mut impl Rng, n: usize) -> usize {
+    let weight = |k: usize| 1.0 / (k as f64 + 1.0);
+    let mut pick = rng.random::<f64>() * (0..n).map(weight).sum::<f64>();
+    let mut k = 0;
+    while k + 1 < n && pick >= weight(k) {
+        pick -= weight(k);
+        k += 1;
+    }
+    k
+}
+
 /// Audience size classes of a room, a bounded breakdown for reports.
 pub const ROOM_CLASSES: [&str; 5] = [
     "bookings",
@@ -54,8 +66,6 @@ impl Plan {
         (actor_share, max_actors): (f64, usize),
     ) -> Plan {
         let mut rng = StdRng::seed_from_u64(seed);
-        let weights: Vec<f64> = (0..boardrooms).map(|k| 1.0 / (k as f64 + 1.0)).collect();
-        let total: f64 = weights.iter().sum();
         let dashboards = (tabs as f64 * dashboard_share).round() as usize;
         let actors = ((tabs as f64 * actor_share).round() as usize)
             .min(max_actors)
@@ -72,12 +82,7 @@ impl Plan {
                 let page = if i < dashboards {
                     Page::Dashboard
                 } else {
-                    let mut pick = rng.random::<f64>() * total;
-                    let mut k = 0;
-                    while k + 1 < boardrooms && pick >= weights[k] {
-                        pick -= weights[k];
-                        k += 1;
-                    }
+                    let k = popular_boardroom(&mut rng, boardrooms);
                     audience[k] += 1;
                     Page::Calendar(k)
                 };

@@ -77,7 +77,6 @@ async fn open_tab(run: &Arc<Run>, user: &mut GooseUser) -> TransactionResult {
     )
     .await?;
     if let Err(e) = connected {
-        run.stats.connect_failures.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(tab = index, error = %e, "tab could not connect");
         return Ok(());
     }
@@ -130,7 +129,6 @@ async fn open_tab(run: &Arc<Run>, user: &mut GooseUser) -> TransactionResult {
             }
             _ => {
                 all_joined = false;
-                run.stats.join_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(tab = index, room = %name, ?error, "tab could not join");
             }
         }

@@ -332,6 +332,15 @@ async fn bad_input_gets_a_clear_error() {
     assert_eq!(list, json!([]));
 }
 
+/// The `seq`s of a replay page, in order.
+fn seqs_of(page: &serde_json::Value) -> Vec<i64> {
+    let events = page["events"].as_array().unwrap();
+    events
+        .iter()
+        .map(|e| e["payload"]["seq"].as_i64().unwrap())
+        .collect()
+}
+
 #[tokio::test]
 async fn replay_pages_through_the_log_and_checks_room_rights() {
     let app = spawn_app(Backend::Memory).await;
@@ -353,13 +362,7 @@ async fn replay_pages_through_the_log_and_checks_room_rights() {
         )
         .await;
     assert_eq!(status, 200, "{page}");
-    let seqs: Vec<i64> = page["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["payload"]["seq"].as_i64().unwrap())
-        .collect();
-    assert_eq!(seqs, vec![1, 3, 5]);
+    assert_eq!(seqs_of(&page), vec![1, 3, 5]);
     assert_eq!(page["hasMore"], true);
     let after = page["nextAfter"].as_i64().unwrap();
     let (_, page) = app
@@ -370,13 +373,7 @@ async fn replay_pages_through_the_log_and_checks_room_rights() {
             None,
         )
         .await;
-    let seqs: Vec<i64> = page["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["payload"]["seq"].as_i64().unwrap())
-        .collect();
-    assert_eq!(seqs, vec![7, 9]);
+    assert_eq!(seqs_of(&page), vec![7, 9]);
     assert_eq!(page["hasMore"], false);
     let event = &page["events"][0];
     assert_eq!(event["event"], "booking-created");
