@@ -63,6 +63,15 @@ impl Deref for AppState {
 }
 
 impl AppState {
+    /// A handle that does not keep the server alive (for its background tasks).
+    pub fn downgrade(&self) -> std::sync::Weak<Inner> {
+        Arc::downgrade(&self.0)
+    }
+
+    pub fn upgrade(weak: &std::sync::Weak<Inner>) -> Option<Self> {
+        weak.upgrade().map(AppState)
+    }
+
     /// Opens and migrates the database and sets up Socket.IO.
     pub async fn new(config: ServerConfig) -> Result<Self, StartError> {
         let origins = config
@@ -84,7 +93,7 @@ impl AppState {
         let metrics = Arc::new(ServerMetrics::new());
         let last_seq = events::last_seq(&db.pool).await?;
         metrics.last_seq.set(last_seq as f64);
-        let realtime = Realtime::new(&config, metrics.clone());
+        let realtime = Realtime::new(&config, metrics.clone())?;
         let state = AppState(Arc::new(Inner {
             db,
             auth: Auth::new(&secret),
@@ -94,7 +103,12 @@ impl AppState {
             origins,
             generated_secret,
         }));
-        realtime::register(&state);
+        realtime::register(&state).await?;
+        tracing::info!(
+            node = state.realtime.node(),
+            redis = state.realtime.link.is_clustered(),
+            "server state ready"
+        );
         Ok(state)
     }
 }
@@ -205,11 +219,41 @@ async fn health() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
+/// 200 when this server can do its whole job: the database answers and, with Redis, the link
+/// to the other servers is up; 503 otherwise, saying which part is missing.
 async fn ready(State(state): State<AppState>) -> Response {
-    match state.db.ping().await {
-        Ok(()) => Json(json!({ "status": "ready" })).into_response(),
-        Err(e) => ApiError::Unavailable(e.to_string()).into_response(),
+    let database = state.db.ping().await;
+    let link = *state.realtime.link.state().borrow();
+    let adapter = match (state.realtime.link.is_clustered(), link.up) {
+        (false, _) => "local",
+        (true, true) => "up",
+        (true, false) => "down",
+    };
+    let node = state.realtime.node();
+    let body = |status: &str| {
+        json!({
+            "status": status,
+            "node": node,
+            "database": if database.is_ok() { "up" } else { "down" },
+            "adapter": adapter,
+        })
+    };
+    if database.is_ok() && adapter != "down" {
+        return Json(body("ready")).into_response();
     }
+    let mut reasons = Vec::new();
+    if let Err(e) = &database {
+        reasons.push(format!("database unavailable: {e}"));
+    }
+    if adapter == "down" {
+        reasons.push(format!(
+            "redis link down for {:.1} s: events reach this server's sockets only",
+            link.since.elapsed().as_secs_f64()
+        ));
+    }
+    let mut body = body("unavailable");
+    body["error"] = json!({ "code": "unavailable", "message": reasons.join("; ") });
+    (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

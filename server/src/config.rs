@@ -86,6 +86,16 @@ pub struct ServerConfig {
     /// TEST ONLY: inject delivery faults, e.g. `drop=0.02,duplicate=0.01,misroute=0.01,delay=5ms`.
     #[arg(long, env = "INJECT_FAULTS")]
     pub inject_faults: Option<crate::realtime::faults::FaultPlan>,
+    /// Redis for several servers behind one load balancer, e.g. `redis://127.0.0.1:6379`: events
+    /// committed on one server reach the sockets of all. Unset: a single server.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Prefix of the Redis channels, so several clusters can share one Redis.
+    #[arg(long, env = "REDIS_PREFIX", default_value = "socket.io")]
+    pub redis_prefix: String,
+    /// Name of this server in logs, acks, events and /ready. Unset: `node-` and 8 random hex.
+    #[arg(long, env = "NODE_ID")]
+    pub node_id: Option<String>,
     /// Size of the database connection pool.
     #[arg(long, env = "DB_POOL_SIZE", default_value_t = 8)]
     pub db_pool_size: u32,
@@ -100,6 +110,7 @@ impl ServerConfig {
         cfg.database_url = database_url.to_string();
         cfg.port = 0;
         cfg.auth_secret = Some("test-secret".to_string());
+        cfg.redis_url = None;
         cfg
     }
 }

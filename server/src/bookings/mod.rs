@@ -208,6 +208,7 @@ async fn create(
     };
     let event = events::append(
         &mut w.tx,
+        state.realtime.node(),
         BookingEventKind::Created,
         id,
         rooms_for(&row, None),
@@ -322,6 +323,7 @@ async fn update(
     };
     let event = events::append(
         &mut w.tx,
+        state.realtime.node(),
         BookingEventKind::Updated,
         id,
         rooms_for(&row, previous),
@@ -371,6 +373,7 @@ async fn cancel(
     };
     let event = events::append(
         &mut w.tx,
+        state.realtime.node(),
         BookingEventKind::Cancelled,
         id,
         rooms_for(&row, None),
@@ -407,6 +410,7 @@ async fn delete(
     };
     let event = events::append(
         &mut w.tx,
+        state.realtime.node(),
         BookingEventKind::Deleted,
         id,
         rooms_for(&old, None),

@@ -31,6 +31,8 @@ pub struct LoggedEvent {
     pub body: EventBody,
     pub traceparent: Option<String>,
     pub created_us: i64,
+    /// The server node that committed it.
+    pub node: Option<String>,
 }
 
 impl LoggedEvent {
@@ -42,6 +44,7 @@ impl LoggedEvent {
             emitted_at,
             traceparent: self.traceparent.clone(),
             replayed,
+            node: self.node.clone(),
         }
     }
 }
@@ -49,6 +52,7 @@ impl LoggedEvent {
 /// Appends an event in the caller's transaction. `rooms` are deduplicated.
 pub async fn append(
     conn: &mut AnyConnection,
+    node: &str,
     kind: BookingEventKind,
     booking_id: i64,
     mut rooms: Vec<String>,
@@ -61,8 +65,8 @@ pub async fn append(
     let created_us = now_micros();
     let body_text = serde_json::to_string(&body).expect("event bodies serialize");
     let seq: i64 = sqlx::query_scalar(
-        "INSERT INTO events (event_id, name, booking_id, body, traceparent, created_us) \
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq",
+        "INSERT INTO events (event_id, name, booking_id, body, traceparent, created_us, node) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq",
     )
     .bind(&event_id)
     .bind(kind.name())
@@ -70,6 +74,7 @@ pub async fn append(
     .bind(body_text)
     .bind(traceparent.clone())
     .bind(created_us)
+    .bind(node)
     .fetch_one(&mut *conn)
     .await?;
     for room in &rooms {
@@ -87,6 +92,7 @@ pub async fn append(
         body,
         traceparent,
         created_us,
+        node: Some(node.to_string()),
     })
 }
 
@@ -151,7 +157,8 @@ async fn replay(
         Some(list) => Some(parse_rooms(list, &user)?),
     };
     let mut sql = String::from(
-        "SELECT e.seq, e.event_id, e.name, e.body, e.traceparent, e.created_us FROM events e \
+        "SELECT e.seq, e.event_id, e.name, e.body, e.traceparent, e.created_us, e.node \
+         FROM events e \
          WHERE e.seq > $1",
     );
     if let Some(rooms) = &rooms {
@@ -186,6 +193,7 @@ async fn replay(
                 .map_err(|e| ApiError::Internal(format!("event {seq} body: {e}")))?,
             traceparent: row.try_get("traceparent")?,
             created_us: row.try_get("created_us")?,
+            node: row.try_get("node")?,
         };
         events.push(ReplayedEvent {
             event: name,

@@ -1,23 +1,26 @@
 //! Socket.IO on the server's port: handshake auth, `join-room` / `leave-room` with their
 //! watermark acks, and the emission of logged booking events to their rooms after commit.
 
+pub mod cluster;
 pub mod faults;
 pub mod protocol;
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
 
 use metrics::Counter;
 use rand::Rng;
 use serde_json::Value;
-use socketioxide::extract::{AckSender, SocketRef, TryData};
+use socketioxide::extract::TryData;
 use socketioxide::handler::ConnectHandler;
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::socket::DisconnectReason;
 use socketioxide::{BroadcastError, SocketError, SocketIo};
 use tracing::Instrument;
 
-use crate::app::AppState;
+use crate::app::{AppState, StartError};
 use crate::auth::AuthUser;
 use crate::boardrooms;
 use crate::config::ServerConfig;
@@ -27,13 +30,26 @@ use crate::telemetry::metrics::{
     DISCONNECT_REASONS, DISCONNECTS, FAULTS_INJECTED, ROOM_JOINS, ROOM_LEAVES, ServerMetrics,
 };
 use crate::telemetry::otel;
+use cluster::{ClusterAdapter, ClusterLink, RedisLink};
 use faults::FaultPlan;
-use protocol::{HandshakeAuth, JOIN_ROOM, LEAVE_ROOM, Room, RoomAck};
+use protocol::{HandshakeAuth, JOIN_ROOM, LEAVE_ROOM, RESYNC, Resync, Room, RoomAck};
+
+/// A connected socket of this server.
+pub type SocketRef = socketioxide::extract::SocketRef<ClusterAdapter>;
+type AckSender = socketioxide::extract::AckSender<ClusterAdapter>;
+
+/// How far back a resync reaches before the moment the link was found down: covers the time
+/// to notice (a missed ping) and events committed just before that were still being emitted.
+const RESYNC_MARGIN: Duration = Duration::from_secs(5);
 
 /// The Socket.IO side of one server.
 pub struct Realtime {
-    pub io: SocketIo,
-    pub layer: SocketIoLayer,
+    pub io: SocketIo<ClusterAdapter>,
+    pub layer: SocketIoLayer<ClusterAdapter>,
+    /// The link to the other servers (a no-op for a single server).
+    pub link: ClusterLink,
+    /// This server's name in acks, events and `/ready`.
+    node: String,
     metrics: Arc<ServerMetrics>,
     /// Highest `seq` whose emission this process has finished; emissions are in `seq` order.
     emitted_through: AtomicI64,
@@ -42,9 +58,19 @@ pub struct Realtime {
 }
 
 impl Realtime {
-    pub fn new(config: &ServerConfig, metrics: Arc<ServerMetrics>) -> Self {
+    pub fn new(config: &ServerConfig, metrics: Arc<ServerMetrics>) -> Result<Self, StartError> {
         let cap = config.max_socket_message_bytes;
+        let link = match &config.redis_url {
+            Some(url) => RedisLink::start(url, metrics.adapter_overflow.clone())
+                .map_err(|e| StartError::Config(format!("bad --redis-url `{url}`: {e}")))?,
+            None => ClusterLink::Single,
+        };
+        let node = config.node_id.clone().unwrap_or_else(|| {
+            let id = uuid::Uuid::new_v4().simple().to_string();
+            format!("node-{}", &id[..8])
+        });
         let (layer, io) = SocketIo::builder()
+            .with_adapter::<ClusterAdapter>(link.adapter(&config.redis_prefix))
             .max_buffer_size(config.socket_queue_size)
             .max_payload(cap as u64)
             .ws_max_message_size(cap)
@@ -58,13 +84,40 @@ impl Realtime {
             let counters = ["drop", "duplicate", "misroute", "delay"].map(counter);
             (plan, counters)
         });
-        Self {
+        Ok(Self {
             io,
             layer,
+            link,
+            node,
             metrics,
             emitted_through: AtomicI64::new(0),
             faults,
+        })
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Tells this server's sockets that events with `seq > after` may not have reached them.
+    async fn resync(&self, after: i64, down: Duration) {
+        let notice = Resync {
+            after,
+            node: self.node.clone(),
+            reason: "adapter-recovered".into(),
+            down_ms: down.as_millis() as u64,
+        };
+        let sockets = self.io.local().sockets().len();
+        if let Err(e) = self.io.local().emit(RESYNC, &notice).await {
+            tracing::warn!(error = %e, "resync notice not sent");
         }
+        self.metrics.resyncs.increment(1);
+        tracing::warn!(
+            after,
+            sockets,
+            down_ms = notice.down_ms,
+            "resync sent: clients replay what the link missed"
+        );
     }
 
     /// Emits committed events to their rooms, in order. Taking the [`EmitTurn`] proves the
@@ -91,7 +144,17 @@ impl Realtime {
                     None => {
                         let mut payload = event.payload(now_micros(), false);
                         payload.traceparent = traceparent;
-                        self.io.to(rooms).emit(event.kind.name(), &payload).await
+                        let name = event.kind.name();
+                        match self.io.to(rooms.clone()).emit(name, &payload).await {
+                            // The adapter publishes first and gives up on its own sockets when
+                            // that fails: deliver here; other servers' clients will replay.
+                            Err(BroadcastError::Adapter(e)) => {
+                                self.metrics.adapter_publish_failures.increment(1);
+                                tracing::warn!(seq = event.seq, error = %e, "publish failed: delivering to this server's sockets only");
+                                self.io.local().to(rooms).emit(name, &payload).await
+                            }
+                            other => other,
+                        }
                     }
                 }
             };
@@ -187,7 +250,7 @@ impl Realtime {
     /// large), as (class, rooms, members).
     pub async fn room_sizes(&self) -> [(&'static str, usize, usize); 3] {
         let mut sizes = [("small", 0, 0), ("medium", 0, 0), ("large", 0, 0)];
-        let Some(ns) = self.io.of("/") else {
+        let Some(ns) = self.io.of("/").map(|ns| ns.local()) else {
             return sizes;
         };
         let rooms = ns.clone().rooms().await.unwrap_or_default();
@@ -209,8 +272,9 @@ impl Realtime {
     }
 }
 
-/// Registers the `/` namespace: auth middleware, connect, join, leave, disconnect.
-pub fn register(state: &AppState) {
+/// Registers the `/` namespace: auth middleware, connect, join, leave, disconnect; with Redis,
+/// the adapter's channels are subscribed in the background (the link may be down at start).
+pub async fn register(state: &AppState) -> Result<(), StartError> {
     let st = state.clone();
     let authenticate = move |s: SocketRef, TryData(auth): TryData<HandshakeAuth>| {
         let st = st.clone();
@@ -242,7 +306,83 @@ pub fn register(state: &AppState) {
         connected(st.clone(), s);
         std::future::ready(())
     };
-    state.realtime.io.ns("/", on_connect.with(authenticate));
+    state
+        .realtime
+        .io
+        .ns("/", on_connect.with(authenticate))
+        .await
+        .map_err(|e| StartError::Config(format!("socket.io adapter: {e}")))?;
+    let start_seq = events::last_seq(&state.db.pool).await?;
+    watch_link(state, start_seq);
+    Ok(())
+}
+
+/// Follows the link to the other servers: the `socketio_adapter_up` gauge, logs, and a resync
+/// notice to this server's sockets each time the link comes back. The notice reaches back to
+/// the log's watermark as it was [`RESYNC_MARGIN`] before the outage was noticed (sampled every
+/// second), or to the watermark at start when the link was down from the start.
+fn watch_link(state: &AppState, start_seq: i64) {
+    state.metrics.adapter_up.set(1.0);
+    if !state.realtime.link.is_clustered() {
+        return;
+    }
+    state.metrics.adapter_up.set(0.0);
+    let mut link = state.realtime.link.state();
+    let weak = state.downgrade();
+    tokio::spawn(async move {
+        let mut samples: VecDeque<(Instant, i64)> = VecDeque::new();
+        // Where the next resync starts, while an outage is open.
+        let mut gap_from = Some(start_seq);
+        let mut down_at = Some(Instant::now());
+        let mut seen_ups = 0;
+        let mut was_up = false;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                changed = link.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let now = *link.borrow_and_update();
+                    let Some(st) = AppState::upgrade(&weak) else { return };
+                    st.metrics.adapter_up.set(if now.up { 1.0 } else { 0.0 });
+                    // A flap between two looks still counts as an outage.
+                    let went_down = !now.up || (was_up && now.ups > seen_ups);
+                    if went_down {
+                        let cutoff = Instant::now().checked_sub(RESYNC_MARGIN);
+                        let before = samples
+                            .iter()
+                            .rev()
+                            .find(|(at, _)| cutoff.is_some_and(|c| *at <= c))
+                            .or(samples.front())
+                            .map_or(start_seq, |(_, seq)| *seq);
+                        gap_from = Some(gap_from.map_or(before, |g| g.min(before)));
+                        down_at.get_or_insert_with(Instant::now);
+                    }
+                    if now.up && now.ups > seen_ups {
+                        if seen_ups > 0 {
+                            st.metrics.adapter_recoveries.increment(1);
+                        }
+                        if let Some(after) = gap_from.take() {
+                            let down = down_at.take().map_or(Duration::ZERO, |d| d.elapsed());
+                            st.realtime.resync(after, down).await;
+                        }
+                    }
+                    seen_ups = now.ups;
+                    was_up = now.up;
+                }
+                _ = tick.tick() => {
+                    let Some(st) = AppState::upgrade(&weak) else { return };
+                    if let Ok(seq) = events::last_seq(&st.db.pool).await {
+                        samples.push_back((Instant::now(), seq));
+                        if samples.len() > 30 {
+                            samples.pop_front();
+                        }
+                    }
+                }
+            }
+        }
+    });
 }
 
 fn connected(st: AppState, s: SocketRef) {
@@ -334,7 +474,10 @@ async fn join(st: &AppState, s: &SocketRef, arg: Option<Value>) -> RoomAck {
         .labelled_counter(ROOM_JOINS, &[("room_kind", room.kind().to_string())])
         .increment(1);
     tracing::info!(socket = %s.id, user = %user.id, room = %name, watermark, "room joined");
-    RoomAck::joined(name, watermark)
+    RoomAck {
+        node: Some(st.realtime.node().to_string()),
+        ..RoomAck::joined(name, watermark)
+    }
 }
 
 fn leave(st: &AppState, s: &SocketRef, arg: Option<Value>) -> RoomAck {
@@ -355,6 +498,7 @@ fn leave(st: &AppState, s: &SocketRef, arg: Option<Value>) -> RoomAck {
     tracing::info!(socket = %s.id, room = %name, through, "room left");
     RoomAck {
         watermark: Some(through),
+        node: Some(st.realtime.node().to_string()),
         ..RoomAck::left(name)
     }
 }

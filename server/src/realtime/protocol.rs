@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 pub const JOIN_ROOM: &str = "join-room";
 /// Client -> server: leave a room; acked with [`RoomAck`].
 pub const LEAVE_ROOM: &str = "leave-room";
+/// Server -> client: this connection may have missed events with `seq > after` (the link to
+/// the other servers was down); replay them with `GET /api/events?after=...`. See [`Resync`].
+pub const RESYNC: &str = "resync";
 
 /// The room every booking event goes to.
 pub const BOOKINGS_ROOM: &str = "bookings";
@@ -125,6 +128,9 @@ pub struct RoomAck {
     pub watermark: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Id of the server node that handled the join (its `--node-id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 impl RoomAck {
@@ -134,6 +140,7 @@ impl RoomAck {
             room: Some(room),
             watermark: Some(watermark),
             error: None,
+            node: None,
         }
     }
 
@@ -143,6 +150,7 @@ impl RoomAck {
             room: Some(room),
             watermark: None,
             error: None,
+            node: None,
         }
     }
 
@@ -152,6 +160,7 @@ impl RoomAck {
             room: None,
             watermark: None,
             error: Some(error.into()),
+            node: None,
         }
     }
 }
@@ -209,6 +218,9 @@ pub struct BookingEventPayload {
     /// Present and true when the event came from `GET /api/events`, not a live emission.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub replayed: bool,
+    /// Id of the server node that committed the change (absent in logs written before nodes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// The few fields a verifier needs from an event, parsed without the booking body.
@@ -227,6 +239,22 @@ pub struct EventStamp {
 /// Response header of a booking change: the `seq` of the event it logged, so a client can
 /// match the events it receives to the request that caused them.
 pub const EVENT_SEQ_HEADER: &str = "event-seq";
+
+/// Payload of [`RESYNC`]: sent by a server to its own sockets when its link to the other
+/// servers comes back after an outage. Events committed elsewhere while the link was down
+/// never reached this server; a client closes the gap by replaying its rooms from `after`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Resync {
+    /// Every event with a higher `seq` may have been missed on this connection.
+    pub after: i64,
+    /// The node sending it.
+    pub node: String,
+    /// Why: `adapter-recovered`.
+    pub reason: String,
+    /// How long the link was down, in milliseconds.
+    pub down_ms: u64,
+}
 
 #[cfg(test)]
 mod tests {

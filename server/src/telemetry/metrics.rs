@@ -33,6 +33,11 @@ pub const ROOM_MEMBERS: &str = "socketio_room_members";
 pub const DB_TRANSACTION: &str = "booking_db_transaction_duration_seconds";
 pub const DB_POOL: &str = "booking_db_pool_connections";
 pub const BUILD_INFO: &str = "booking_build_info";
+pub const ADAPTER_UP: &str = "socketio_adapter_up";
+pub const ADAPTER_RECOVERIES: &str = "socketio_adapter_recoveries_total";
+pub const ADAPTER_PUBLISH_FAILURES: &str = "socketio_adapter_publish_failures_total";
+pub const ADAPTER_OVERFLOW: &str = "socketio_adapter_overflow_total";
+pub const RESYNCS: &str = "socketio_resyncs_total";
 pub const HTTP_REQUESTS: &str = "http_requests_total";
 pub const HTTP_DURATION: &str = "http_request_duration_seconds";
 
@@ -145,6 +150,31 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
         "Test-only delivery faults injected, by kind (--inject-faults)",
     ),
     (
+        ADAPTER_UP,
+        "gauge",
+        "1 while the Redis link to the other servers is up (always 1 for a single server)",
+    ),
+    (
+        ADAPTER_RECOVERIES,
+        "counter",
+        "Times the Redis link came back after an outage",
+    ),
+    (
+        ADAPTER_PUBLISH_FAILURES,
+        "counter",
+        "Events delivered to this server's sockets only: publishing to the others failed",
+    ),
+    (
+        ADAPTER_OVERFLOW,
+        "counter",
+        "Messages from other servers dropped because the adapter's queue was full",
+    ),
+    (
+        RESYNCS,
+        "counter",
+        "Resync notices broadcast to this server's sockets after the link came back",
+    ),
+    (
         HTTP_REQUESTS,
         "counter",
         "HTTP requests, by method, matched route and status",
@@ -195,6 +225,11 @@ pub struct ServerMetrics {
     pub replay_requests: Counter,
     pub events_replayed: Counter,
     pub db_transaction: Histogram,
+    pub adapter_up: Gauge,
+    pub adapter_recoveries: Counter,
+    pub adapter_publish_failures: Counter,
+    pub adapter_overflow: Counter,
+    pub resyncs: Counter,
     events_emitted: [Counter; 4],
 }
 
@@ -274,6 +309,11 @@ impl ServerMetrics {
             replay_requests: counter(REPLAY_REQUESTS),
             events_replayed: counter(EVENTS_REPLAYED),
             db_transaction: histogram(DB_TRANSACTION),
+            adapter_up: gauge(ADAPTER_UP),
+            adapter_recoveries: counter(ADAPTER_RECOVERIES),
+            adapter_publish_failures: counter(ADAPTER_PUBLISH_FAILURES),
+            adapter_overflow: counter(ADAPTER_OVERFLOW),
+            resyncs: counter(RESYNCS),
             events_emitted,
             recorder,
             handle,

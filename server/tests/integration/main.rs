@@ -2,6 +2,7 @@
 //! Socket.IO clients, SQLite and (with `TEST_DATABASE_URL`) PostgreSQL.
 
 mod binary;
+mod cluster;
 mod interop;
 mod postgres;
 mod races;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use booking_server::auth::Role;
 use booking_server::realtime::protocol::{
-    BookingEventKind, BookingEventPayload, JOIN_ROOM, LEAVE_ROOM, RoomAck,
+    BookingEventKind, BookingEventPayload, JOIN_ROOM, LEAVE_ROOM, RESYNC, Resync, RoomAck,
 };
 use booking_server::{AppState, ServerConfig};
 use futures_util::FutureExt;
@@ -240,6 +240,7 @@ pub fn booking_body(boardroom: i64, hour: u32, hours: u32) -> Value {
 pub struct Tab {
     pub client: Client,
     events: mpsc::UnboundedReceiver<(BookingEventKind, BookingEventPayload)>,
+    resyncs: mpsc::UnboundedReceiver<Resync>,
 }
 
 /// What a refused handshake said.
@@ -273,6 +274,15 @@ impl Tab {
                 .boxed()
             });
         }
+        let (resync_tx, resyncs) = mpsc::unbounded_channel();
+        builder = builder.on(RESYNC, move |payload, _| {
+            if let Payload::Text(values) = payload
+                && let Some(v) = values.into_iter().next()
+            {
+                let _ = resync_tx.send(serde_json::from_value(v).expect("resync parses"));
+            }
+            async {}.boxed()
+        });
         let ok = status_tx.clone();
         builder = builder.on(Event::Connect, move |_, _| {
             let _ = ok.send(Ok(()));
@@ -287,7 +297,11 @@ impl Tab {
             .await
             .map_err(|e| Refused(e.to_string()))?;
         match tokio::time::timeout(WAIT, status_rx.recv()).await {
-            Ok(Some(Ok(()))) => Ok(Tab { client, events }),
+            Ok(Some(Ok(()))) => Ok(Tab {
+                client,
+                events,
+                resyncs,
+            }),
             Ok(Some(Err(e))) => Err(Refused(e)),
             _ => Err(Refused("no connect event in time".into())),
         }
@@ -340,6 +354,25 @@ impl Tab {
             .await
             .expect("an event in time")
             .expect("client alive")
+    }
+
+    /// The next resync notice, or a panic after [`WAIT`].
+    pub async fn next_resync(&mut self) -> Resync {
+        tokio::time::timeout(WAIT, self.resyncs.recv())
+            .await
+            .expect("a resync in time")
+            .expect("client alive")
+    }
+
+    /// An event if one arrives within `within`.
+    pub async fn try_next(
+        &mut self,
+        within: Duration,
+    ) -> Option<(BookingEventKind, BookingEventPayload)> {
+        tokio::time::timeout(within, self.events.recv())
+            .await
+            .ok()
+            .flatten()
     }
 
     /// The booking id of the next event.

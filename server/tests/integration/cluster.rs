@@ -1,0 +1,177 @@
+//! Several servers on one PostgreSQL and one Redis: events cross nodes through the Redis
+//! adapter, and a Redis outage neither stops a node's own deliveries nor ends cross-node
+//! fan-out for good (the link heals and clients are told to replay).
+
+use std::time::Duration;
+
+use booking_server::ServerConfig;
+use serde_json::Value;
+use testkit::{PrivateRedis, shared_redis_url, wait_until};
+
+use crate::support::{Backend, Tab, TestApp, postgres_url, spawn_with, temp_database};
+
+/// A node named `node` of a cluster on `database` and `redis`; channels under `prefix`.
+async fn node(database: &str, redis: &str, prefix: &str, node: &str) -> TestApp {
+    let mut config = ServerConfig::defaults_for(database);
+    config.redis_url = Some(redis.to_string());
+    config.redis_prefix = prefix.to_string();
+    config.node_id = Some(node.to_string());
+    spawn_with(config).await
+}
+
+async fn ready(app: &TestApp) -> (u16, Value) {
+    let res = app.http.get(app.url("/ready")).send().await.unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+async fn wait_ready(app: &TestApp, adapter: &str) {
+    let what = format!("{} reports adapter {adapter}", app.base);
+    wait_until(&what, Duration::from_secs(15), || async {
+        ready(app).await.1["adapter"] == adapter
+    })
+    .await;
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing from /metrics"))
+}
+
+fn unique_prefix() -> String {
+    format!("test-{}", uuid::Uuid::new_v4().simple())
+}
+
+#[tokio::test]
+async fn an_event_committed_on_one_node_reaches_tabs_on_the_other() {
+    let (Some(_), Some(redis)) = (postgres_url(), shared_redis_url()) else {
+        return;
+    };
+    let (db, _guard) = temp_database(Backend::Postgres).await;
+    let prefix = unique_prefix();
+    let a = node(&db, &redis, &prefix, "node-a").await;
+    let b = node(&db, &redis, &prefix, "node-b").await;
+    wait_ready(&a, "up").await;
+    wait_ready(&b, "up").await;
+    let (status, body) = ready(&b).await;
+    assert_eq!(
+        (status, body["node"].as_str()),
+        (200, Some("node-b")),
+        "{body}"
+    );
+
+    let room = a.boardroom("Shared", 8).await;
+    let mut on_a = Tab::connect(&a, &a.token("ann")).await.unwrap();
+    let mut on_b = Tab::connect(&b, &b.token("bob")).await.unwrap();
+    for (tab, node) in [(&on_a, "node-a"), (&on_b, "node-b")] {
+        let ack = tab.join(&format!("boardroom-{room}")).await;
+        assert!(ack.ok, "{ack:?}");
+        assert_eq!(ack.node.as_deref(), Some(node));
+    }
+
+    let booked = a.book(&a.token("ann"), room, 9).await;
+    for tab in [&mut on_a, &mut on_b] {
+        let (_, event) = tab.next().await;
+        assert_eq!(event.body.booking["id"], booked["id"]);
+        assert_eq!(event.node.as_deref(), Some("node-a"));
+    }
+    let booked = b.book(&b.token("bob"), room, 11).await;
+    for tab in [&mut on_a, &mut on_b] {
+        let (_, event) = tab.next().await;
+        assert_eq!(event.body.booking["id"], booked["id"]);
+        assert_eq!(event.node.as_deref(), Some("node-b"));
+    }
+    assert_eq!(metric(&a.metrics().await, "socketio_adapter_up"), 1.0);
+    on_a.close().await;
+    on_b.close().await;
+}
+
+#[tokio::test]
+async fn a_redis_outage_keeps_local_delivery_and_ends_in_a_resync() {
+    if postgres_url().is_none() {
+        return;
+    }
+    let mut redis = PrivateRedis::start().await;
+    let (db, _guard) = temp_database(Backend::Postgres).await;
+    let prefix = unique_prefix();
+    let a = node(&db, &redis.url(), &prefix, "node-a").await;
+    let b = node(&db, &redis.url(), &prefix, "node-b").await;
+    wait_ready(&a, "up").await;
+    wait_ready(&b, "up").await;
+    let mut on_a = Tab::connect(&a, &a.token("ann")).await.unwrap();
+    let mut on_b = Tab::connect(&b, &b.token("bob")).await.unwrap();
+    for tab in [&on_a, &on_b] {
+        assert!(tab.join("bookings").await.ok);
+    }
+    let room = a.boardroom("Outage", 8).await;
+    a.book(&a.token("ann"), room, 8).await;
+    on_a.next().await;
+    on_b.next().await;
+
+    redis.kill();
+    wait_ready(&a, "down").await;
+    let (status, body) = ready(&a).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("redis link down"),
+        "{body}"
+    );
+    assert_eq!(metric(&a.metrics().await, "socketio_adapter_up"), 0.0);
+
+    // Node A still serves its own tabs; node B cannot hear about it.
+    let missed = a.book(&a.token("ann"), room, 10).await;
+    let (_, live) = on_a.next().await;
+    assert_eq!(live.body.booking["id"], missed["id"]);
+    let missed_seq = live.seq;
+    assert!(on_b.try_next(Duration::from_millis(500)).await.is_none());
+    assert!(
+        metric(
+            &a.metrics().await,
+            "socketio_adapter_publish_failures_total"
+        ) >= 1.0
+    );
+
+    redis.restart().await;
+    wait_ready(&a, "up").await;
+    wait_ready(&b, "up").await;
+    let resync = on_b.next_resync().await;
+    assert_eq!(resync.node, "node-b");
+    assert!(
+        resync.after < missed_seq,
+        "{resync:?} must reach back before {missed_seq}"
+    );
+    let (status, page) = b
+        .call(
+            "GET",
+            &format!("/api/events?after={}&rooms=bookings", resync.after),
+            &b.token("bob"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let replayed: Vec<i64> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["payload"]["seq"].as_i64().unwrap())
+        .collect();
+    assert!(
+        replayed.contains(&missed_seq),
+        "{replayed:?} lacks {missed_seq}"
+    );
+
+    // Fan-out across nodes is back without a restart.
+    let after = a.book(&a.token("ann"), room, 12).await;
+    let (_, event) = on_b.next().await;
+    assert_eq!(event.body.booking["id"], after["id"]);
+    assert_eq!(event.node.as_deref(), Some("node-a"));
+    for app in [&a, &b] {
+        assert!(metric(&app.metrics().await, "socketio_adapter_recoveries_total") >= 1.0);
+    }
+    on_a.close().await;
+    on_b.close().await;
+}

@@ -1,0 +1,452 @@
+//! Real services for multi-node and fault tests, each on a free loopback port of its own so a
+//! test may kill, pause or restart it without touching the machine's shared ones:
+//! [`PrivateRedis`], [`PrivatePostgres`] and [`ServerProcess`] (the `booking-server` binary).
+//! Every wait is bounded; every process is killed when its handle drops.
+//!
+//! The shared services the rest of the suite uses: [`shared_postgres_url`] and
+//! [`shared_redis_url`]. With `CI` set they are required (a missing one fails the test);
+//! elsewhere a test without them is skipped with a note.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a service may take to come up.
+pub const START_WITHIN: Duration = Duration::from_secs(30);
+
+fn required_or_skip(what: &str, var: &str) -> Option<String> {
+    if std::env::var_os("CI").is_some() {
+        panic!("{var} must be set in CI: the {what} tests are required");
+    }
+    eprintln!("{var} not set: skipping a {what} test");
+    None
+}
+
+/// The shared PostgreSQL server for tests (`TEST_DATABASE_URL`).
+pub fn shared_postgres_url() -> Option<String> {
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => required_or_skip("PostgreSQL", "TEST_DATABASE_URL"),
+    }
+}
+
+/// The shared Redis server for tests (`TEST_REDIS_URL`).
+pub fn shared_redis_url() -> Option<String> {
+    match std::env::var("TEST_REDIS_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => required_or_skip("Redis", "TEST_REDIS_URL"),
+    }
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// A fresh scratch directory under the system temp dir.
+pub fn scratch_dir(what: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let dir = std::env::temp_dir().join(format!("{what}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create a scratch dir");
+    dir
+}
+
+/// Sends `signal` (`KILL`, `STOP`, `CONT`, `TERM`) to `pid` with kill(1).
+pub fn signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} {pid} failed");
+}
+
+/// Waits until `ready` says yes, polling every 50 ms; panics with `what` after `within`.
+pub async fn wait_until<F, Fut>(what: &str, within: Duration, mut ready: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !ready().await {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn port_open(port: u16) -> bool {
+    std::net::TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(200),
+    )
+    .is_ok()
+}
+
+fn kill_child(child: &mut Option<Child>) {
+    if let Some(mut c) = child.take() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+/// A `redis-server` of the test's own, without persistence.
+pub struct PrivateRedis {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    pub async fn start() -> Self {
+        let mut redis = Self {
+            port: free_port(),
+            child: None,
+        };
+        redis.restart().await;
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("redis is running").id()
+    }
+
+    /// (Re)starts it on the same port and waits until it accepts connections.
+    pub async fn restart(&mut self) {
+        kill_child(&mut self.child);
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server (Debian package redis-server)");
+        self.child = Some(child);
+        let port = self.port;
+        wait_until("private redis accepts connections", START_WITHIN, || {
+            std::future::ready(port_open(port))
+        })
+        .await;
+    }
+
+    /// SIGKILL: gone at once, every connection reset.
+    pub fn kill(&mut self) {
+        kill_child(&mut self.child);
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        kill_child(&mut self.child);
+    }
+}
+
+/// A PostgreSQL cluster of the test's own (initdb in a scratch dir, trust auth, one port), run
+/// as the `postgres` user when the test runs as root. Database `postgres`, user `postgres`.
+pub struct PrivatePostgres {
+    pub port: u16,
+    dir: PathBuf,
+    bin: PathBuf,
+}
+
+impl PrivatePostgres {
+    pub async fn start() -> Self {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .and_then(|versions| {
+                versions
+                    .filter_map(|v| v.ok().map(|v| v.path().join("bin")))
+                    .find(|b| b.join("initdb").exists())
+            })
+            .expect("PostgreSQL server binaries under /usr/lib/postgresql/<version>/bin");
+        let dir = scratch_dir("testkit-pg");
+        let pg = Self {
+            port: free_port(),
+            dir,
+            bin,
+        };
+        chown_to_postgres(&pg.dir);
+        pg.run(
+            "initdb",
+            &[
+                "-D",
+                pg.data().to_str().unwrap(),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+            ],
+        );
+        pg.start_server().await;
+        pg
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) {
+        let path = self.bin.join(tool);
+        let mut cmd = if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&path);
+            c
+        } else {
+            Command::new(&path)
+        };
+        let out = cmd.args(args).output().expect("run a PostgreSQL tool");
+        assert!(
+            out.status.success(),
+            "{tool} {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn pg_ctl(&self, action: &str, extra: &[&str]) {
+        let data = self.data();
+        let log = self.dir.join("server.log");
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.display()
+        );
+        let mut args = vec![
+            action,
+            "-D",
+            data.to_str().unwrap(),
+            "-l",
+            log.to_str().unwrap(),
+            "-o",
+            &options,
+            "-w",
+            "-t",
+            "30",
+        ];
+        args.extend_from_slice(extra);
+        self.run("pg_ctl", &args);
+    }
+
+    async fn start_server(&self) {
+        self.pg_ctl("start", &[]);
+        let port = self.port;
+        wait_until("private postgres accepts connections", START_WITHIN, || {
+            std::future::ready(port_open(port))
+        })
+        .await;
+    }
+
+    /// Stops it (fast shutdown: sessions are cut).
+    pub fn stop(&self) {
+        self.pg_ctl("stop", &["-m", "fast"]);
+    }
+
+    /// Starts it again after [`stop`](Self::stop).
+    pub async fn start_again(&self) {
+        self.start_server().await;
+    }
+
+    /// The commands a shell would run to stop and start it (for a loadgen fault scenario).
+    pub fn shell_commands(&self) -> (String, String) {
+        let ctl = self.bin.join("pg_ctl");
+        let prefix = if is_root() {
+            "runuser -u postgres -- "
+        } else {
+            ""
+        };
+        let data = self.data();
+        let stop = format!(
+            "{prefix}{} stop -D {} -m fast -w",
+            ctl.display(),
+            data.display()
+        );
+        let start = format!(
+            "{prefix}{} start -D {} -l {} -w -t 30 -o '-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off'",
+            ctl.display(),
+            data.display(),
+            self.dir.join("server.log").display(),
+            self.port,
+            self.dir.display()
+        );
+        (stop, start)
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let data = self.data();
+        let path = self.bin.join("pg_ctl");
+        let mut cmd = if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&path);
+            c
+        } else {
+            Command::new(&path)
+        };
+        let _ = cmd
+            .args(["stop", "-D", data.to_str().unwrap_or(""), "-m", "immediate"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+fn chown_to_postgres(dir: &Path) {
+    if is_root() {
+        let status = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(dir)
+            .status()
+            .expect("run chown");
+        assert!(
+            status.success(),
+            "chown {} to postgres failed",
+            dir.display()
+        );
+    }
+}
+
+/// The `booking-server` binary of this build (target/<profile>/booking-server), next to the
+/// test binary's own `deps` directory.
+pub fn server_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binaries live in target/<profile>/deps");
+    let bin = profile_dir.join("booking-server");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (`cargo test --workspace` or `cargo build -p booking-server`)",
+        bin.display()
+    );
+    bin
+}
+
+/// A `booking-server` process on a free port, its output in a log file.
+pub struct ServerProcess {
+    pub port: u16,
+    pub log: PathBuf,
+    env: Vec<(String, String)>,
+    child: Option<Child>,
+}
+
+impl ServerProcess {
+    /// Starts the binary with `env` (e.g. `DATABASE_URL`, `REDIS_URL`, `AUTH_SECRET`) and waits
+    /// until `/health` answers.
+    pub async fn start(env: &[(&str, &str)]) -> Self {
+        let mut server = Self {
+            port: free_port(),
+            log: scratch_dir("testkit-server").join("server.log"),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            child: None,
+        };
+        server.restart().await;
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("server is running").id()
+    }
+
+    /// (Re)starts it on the same port; output is appended to [`log`](Self::log).
+    pub async fn restart(&mut self) {
+        kill_child(&mut self.child);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("open the server log");
+        let child = Command::new(server_binary())
+            .env("PORT", self.port.to_string())
+            .env("BIND", "127.0.0.1")
+            .env("LOG_LEVEL", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .spawn()
+            .expect("start booking-server");
+        self.child = Some(child);
+        let health = format!("{}/health", self.url());
+        let http = reqwest::Client::new();
+        let log = self.log.clone();
+        let deadline = Instant::now() + START_WITHIN;
+        loop {
+            let up = http
+                .get(&health)
+                .timeout(Duration::from_secs(1))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if up {
+                break;
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "booking-server exited with {status} at start:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "booking-server not healthy within {START_WITHIN:?}; log {}",
+                log.display()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILL: no shutdown, sockets reset.
+    pub fn kill(&mut self) {
+        kill_child(&mut self.child);
+    }
+
+    /// The tail of its log, for assertion messages.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        kill_child(&mut self.child);
+        if let Some(dir) = self.log.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
