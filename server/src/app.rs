@@ -84,7 +84,10 @@ impl AppState {
                     .map_err(|_| StartError::Config(format!("bad origin `{o}`")))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let db = Db::connect(&config.database_url, config.db_pool_size).await?;
+        let mut db = Db::connect(&config.database_url, config.db_pool_size).await?;
+        if config.redis_url.is_some() {
+            db.order_across_cluster();
+        }
         db.migrate().await?;
         let (secret, generated_secret) = match &config.auth_secret {
             Some(s) if !s.is_empty() => (s.clone(), false),

@@ -7,11 +7,17 @@
 //! commits and emits in `seq` order. Overlaps are still refused by the database itself (a
 //! trigger on SQLite, an exclusion constraint on PostgreSQL), so several processes sharing
 //! one database cannot double book either.
+//!
+//! Several servers in one cluster (PostgreSQL and Redis) also order their writes among
+//! themselves: a write takes a PostgreSQL session advisory lock before BEGIN and gives it back
+//! once its events are published ([`EmitTurn::release`]), so events leave the cluster in `seq`
+//! order. A server that dies while holding it ends its session, and PostgreSQL lets go.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyPool, Executor, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
@@ -27,12 +33,57 @@ pub struct Db {
     pub backend: Backend,
     /// Serialises this process's writes from BEGIN to the end of their emission.
     write_gate: Arc<Mutex<()>>,
+    /// Serialise writes across the servers of a cluster too (PostgreSQL only).
+    cluster_order: bool,
+}
+
+/// The advisory lock key of the cluster's write turn ("booking" in ASCII).
+const CLUSTER_TURN_KEY: i64 = 0x626f_6f6b_696e_67;
+
+/// The cluster-wide write turn: a pooled connection holding the advisory lock. Dropped
+/// without [`release`](ClusterTurn::release) (an error path), its connection is closed instead
+/// of pooled, which ends the session and so frees the lock.
+/// (In a mutex only so that an [`EmitTurn`] can be shared while events are emitted.)
+struct ClusterTurn(std::sync::Mutex<Option<PoolConnection<Any>>>);
+
+impl ClusterTurn {
+    async fn take(pool: &AnyPool) -> Result<Self, sqlx::Error> {
+        let mut conn = pool.acquire().await?;
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(CLUSTER_TURN_KEY)
+            .execute(&mut *conn)
+            .await?;
+        Ok(Self(std::sync::Mutex::new(Some(conn))))
+    }
+
+    async fn release(self) {
+        let conn = self.0.lock().ok().and_then(|mut c| c.take());
+        if let Some(mut conn) = conn {
+            let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(CLUSTER_TURN_KEY)
+                .execute(&mut *conn)
+                .await;
+            if let Err(e) = unlocked {
+                tracing::warn!(error = %e, "cluster write turn not released: closing its session");
+                drop(conn.detach());
+            }
+        }
+    }
+}
+
+impl Drop for ClusterTurn {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.lock().ok().and_then(|mut c| c.take()) {
+            drop(conn.detach());
+        }
+    }
 }
 
 /// A write transaction holding the process write gate.
 pub struct WriteTx {
     pub tx: Transaction<'static, Any>,
     gate: OwnedMutexGuard<()>,
+    cluster: Option<ClusterTurn>,
     began_at: Instant,
     /// Open from BEGIN to COMMIT (or rollback, when the transaction is dropped).
     _span: tracing::Span,
@@ -41,6 +92,7 @@ pub struct WriteTx {
 /// Held after commit while the change's events are emitted; dropping it lets the next write in.
 pub struct EmitTurn {
     _gate: OwnedMutexGuard<()>,
+    cluster: Option<ClusterTurn>,
     /// When the transaction committed: the start of emission latency.
     pub committed_at: Instant,
     /// How long the transaction took, BEGIN to COMMIT.
@@ -52,9 +104,19 @@ impl WriteTx {
         self.tx.commit().await?;
         Ok(EmitTurn {
             _gate: self.gate,
+            cluster: self.cluster,
             committed_at: Instant::now(),
             took: self.began_at.elapsed(),
         })
+    }
+}
+
+impl EmitTurn {
+    /// Ends the turn once the change's events are out, letting the next write in.
+    pub async fn release(mut self) {
+        if let Some(cluster) = self.cluster.take() {
+            cluster.release().await;
+        }
     }
 }
 
@@ -112,7 +174,14 @@ impl Db {
             pool,
             backend,
             write_gate: Arc::new(Mutex::new(())),
+            cluster_order: false,
         })
+    }
+
+    /// Orders writes across the servers of a cluster (PostgreSQL only; no-op on SQLite, whose
+    /// file lock already admits one writer at a time on one machine).
+    pub fn order_across_cluster(&mut self) {
+        self.cluster_order = self.backend == Backend::Postgres;
     }
 
     pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
@@ -126,6 +195,10 @@ impl Db {
         let gate = self.write_gate.clone().lock_owned().await;
         let began_at = Instant::now();
         let span = tracing::info_span!("db.transaction", db.system = ?self.backend);
+        let cluster = match self.cluster_order {
+            true => Some(ClusterTurn::take(&self.pool).await?),
+            false => None,
+        };
         let tx = match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
@@ -133,6 +206,7 @@ impl Db {
         Ok(WriteTx {
             tx,
             gate,
+            cluster,
             began_at,
             _span: span,
         })

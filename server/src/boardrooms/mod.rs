@@ -134,7 +134,7 @@ async fn create(
         )
         .await?;
     }
-    w.commit().await?;
+    w.commit().await?.release().await;
     tracing::info!(boardroom = id, name, "boardroom created");
     Ok((StatusCode::CREATED, Json(body)))
 }

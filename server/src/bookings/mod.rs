@@ -123,6 +123,7 @@ async fn finish(
     let turn = w.commit().await?;
     state.metrics.db_transaction.record(turn.took.as_secs_f64());
     state.realtime.emit(&turn, &events).await;
+    turn.release().await;
     let mut headers = HeaderMap::new();
     if let Some(last) = events.last() {
         headers.insert(EVENT_SEQ_HEADER, HeaderValue::from(last.seq));
