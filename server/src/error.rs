@@ -75,12 +75,21 @@ impl ApiError {
     }
 }
 
-/// Pool and connection failures mean the database is away, not that the request was wrong.
-fn is_unavailable(e: &sqlx::Error) -> bool {
-    matches!(
-        e,
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
-    )
+/// Pool and connection failures mean the database is away, not that the request was wrong:
+/// besides a pool or socket failure, PostgreSQL's SQLSTATE classes 08 (connection exception)
+/// and 57P (shutting down, restarting, not accepting connections yet), and 53300 (too many
+/// connections), as seen while it restarts.
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "53300"),
+        _ => false,
+    }
 }
 
 impl IntoResponse for ApiError {

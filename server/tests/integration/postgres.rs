@@ -47,3 +47,57 @@ async fn fifty_way_race_on_postgres_two_servers() {
     let b = spawn_with(booking_server::ServerConfig::defaults_for(&url)).await;
     race_scenario(&[&a, &b]).await;
 }
+
+#[tokio::test]
+async fn a_postgres_restart_answers_503_and_the_pool_recovers() {
+    if postgres_url().is_none() {
+        return;
+    }
+    // A PostgreSQL of this test's own: stopping the shared one would break the other tests.
+    let pg = testkit::PrivatePostgres::start().await;
+    let app = spawn_with(booking_server::ServerConfig::defaults_for(&pg.url())).await;
+    let room = app.boardroom("Restart", 6).await;
+    let token = app.token("rita");
+    let before = app.book(&token, room, 9).await;
+
+    pg.stop();
+    let (status, body) = app
+        .call(
+            "POST",
+            "/api/bookings",
+            &token,
+            Some(crate::support::booking_body(room, 11, 1)),
+        )
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "unavailable", "{body}");
+    let ready = app.http.get(app.url("/ready")).send().await.unwrap();
+    assert_eq!(ready.status().as_u16(), 503);
+    let ready: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(ready["database"], "down", "{ready}");
+
+    pg.start_again().await;
+    testkit::wait_until(
+        "the pool serves again",
+        std::time::Duration::from_secs(20),
+        || async {
+            let res = app.http.get(app.url("/ready")).send().await;
+            res.is_ok_and(|r| r.status().is_success())
+        },
+    )
+    .await;
+    let after = app.book(&token, room, 13).await;
+    assert!(after["id"].as_i64() > before["id"].as_i64());
+    // What was acknowledged before the restart is still there, and nothing else was written.
+    let (status, list) = app
+        .call(
+            "GET",
+            &format!("/api/bookings?boardroomId={room}"),
+            &token,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{list}");
+    let text = list.to_string();
+    assert!(text.contains(&format!("\"id\":{}", before["id"])), "{text}");
+}
