@@ -67,8 +67,11 @@ impl Action {
     }
 }
 
-/// How an action ended: the expected answer, a 409 nobody planned, or anything else.
-pub const ACTION_RESULTS: [&str; 3] = ["ok", "conflict", "error"];
+/// How an action ended: the expected answer, a 409 nobody planned, anything else, or no
+/// answer / 503 (the server was down or said so: counted apart, a fault scenario expects it).
+pub const ACTION_RESULTS: [&str; 4] = ["ok", "conflict", "error", "unavailable"];
+/// Index of "unavailable" in [`ACTION_RESULTS`].
+pub const UNAVAILABLE: usize = 3;
 
 impl Actor {
     pub fn new(run: &Run, ordinal: usize) -> Actor {
@@ -93,10 +96,13 @@ impl Actor {
         (offset < run.config.duration).then(|| started + offset)
     }
 
-    /// One actor turn: performs every ticket due before `deadline`, then waits for it.
+    /// One actor turn: performs every ticket due before `deadline`, then waits for it. Ends
+    /// early when the tab is woken to reconnect or resync (its tickets then run late).
     pub async fn turn(&mut self, run: &Run, user: &mut GooseUser, tab: usize, deadline: Instant) {
         while let Some(due) = self.due(run).filter(|d| *d < deadline) {
-            tokio::time::sleep_until(due.into()).await;
+            if !run.tabs[tab].pause_until(due).await {
+                return;
+            }
             let lag = due.elapsed().as_micros() as u64;
             let _ = run
                 .schedule_lag
@@ -106,7 +112,7 @@ impl Actor {
             self.next_ticket += 1;
             self.act(run, user, tab).await;
         }
-        tokio::time::sleep_until(deadline.into()).await;
+        run.tabs[tab].pause_until(deadline).await;
     }
 
     fn pick(&mut self, run: &Run) -> Action {
@@ -315,6 +321,12 @@ async fn send(
         .and_then(|v| v.parse::<i64>().ok());
     if let Some(seq) = seq {
         run.latency.sent(seq, sent_us);
+    }
+    if response.status().is_success() {
+        run.fault.write_ok();
+        if let Some(seq) = seq {
+            run.acked.lock().expect("poisoned").push(seq);
+        }
     }
     let value = response.json::<Value>().await.unwrap_or(Value::Null);
     (Some(status), value)

@@ -7,6 +7,8 @@ use std::time::Duration;
 use booking_server::realtime::faults::FaultPlan;
 use clap::Parser;
 
+use crate::fault::{FaultFlags, Scenario};
+
 /// Simulated browser tabs that book boardrooms over REST and verify, for every Socket.IO
 /// subscriber, that each booking event it was owed arrived: none lost, duplicated, leaked or
 /// out of order, and how fast.
@@ -100,6 +102,22 @@ pub struct Config {
     /// Drop every tab at once this long after actions start (e.g. 20s).
     #[arg(long, env = "LOADGEN_STORM_AT", value_parser = parse_duration)]
     pub storm_at: Option<Duration>,
+    /// Fault scenario to run and measure: none, redis-restart, redis-pause, node-kill or
+    /// db-restart. Needs --fault-cmd and --heal-cmd; the name decides what the report measures.
+    #[arg(long, env = "LOADGEN_SCENARIO", value_enum, default_value_t = Scenario::None)]
+    pub scenario: Scenario,
+    /// When the fault starts, counted from the start of actions (default: a third of --duration).
+    #[arg(long, env = "LOADGEN_FAULT_AT", value_parser = parse_duration)]
+    pub fault_at: Option<Duration>,
+    /// How long after --fault-cmd started --heal-cmd runs.
+    #[arg(long, env = "LOADGEN_FAULT_FOR", default_value = "5s", value_parser = parse_duration)]
+    pub fault_for: Duration,
+    /// Shell command (run with `sh -c`) that starts the fault, e.g. `docker compose kill server-2`.
+    #[arg(long, env = "LOADGEN_FAULT_CMD")]
+    pub fault_cmd: Option<String>,
+    /// Shell command (run with `sh -c`) that heals the fault, e.g. `docker compose start server-2`.
+    #[arg(long, env = "LOADGEN_HEAL_CMD")]
+    pub heal_cmd: Option<String>,
     /// TEST ONLY, embedded server: inject delivery faults, e.g. `drop=0.02,duplicate=0.01`.
     #[arg(long, env = "LOADGEN_INJECT_FAULTS")]
     pub inject_faults: Option<FaultPlan>,
@@ -167,6 +185,7 @@ impl Config {
         if !self.hosts.is_empty() && self.inject_faults.is_some() {
             return Err("--inject-faults applies to the embedded server only: start a remote server with --inject-faults itself".into());
         }
+        self.fault_flags().validate()?;
         for host in &self.hosts {
             if !(host.starts_with("http://") || host.starts_with("https://")) {
                 return Err(format!(
@@ -175,6 +194,20 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+impl Config {
+    /// The fault scenario's flags, together.
+    pub fn fault_flags(&self) -> FaultFlags<'_> {
+        FaultFlags {
+            scenario: self.scenario,
+            fault_at: self.fault_at,
+            fault_for: self.fault_for,
+            fault_cmd: self.fault_cmd.as_deref(),
+            heal_cmd: self.heal_cmd.as_deref(),
+            duration: self.duration,
+        }
     }
 }
 
@@ -258,5 +291,16 @@ mod tests {
             "drop=0.1",
         ];
         assert!(parse(&faults).unwrap_err().contains("embedded"));
+        let kill = ["--scenario", "node-kill", "--fault-cmd", "kill 1"];
+        assert!(parse(&kill).unwrap_err().contains("--heal-cmd"));
+        let kill = [&kill[..], &["--heal-cmd", "start 1", "--fault-at", "20s"]].concat();
+        assert!(parse(&kill).is_ok());
+        assert!(
+            parse(&["--heal-cmd", "x"])
+                .unwrap_err()
+                .contains("--scenario")
+        );
+        let unknown = Config::try_parse_from(["loadgen", "--scenario", "meteor"]);
+        assert!(unknown.is_err(), "scenario names are checked by clap");
     }
 }

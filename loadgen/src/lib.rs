@@ -5,10 +5,12 @@
 pub mod actions;
 pub mod config;
 pub mod embedded;
+pub mod fault;
 pub mod latency;
 pub mod ledger;
 pub mod metrics;
 pub mod plan;
+pub mod reconnect;
 pub mod report;
 pub mod run;
 pub mod scenario;
@@ -27,13 +29,16 @@ use goose::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use actions::Action;
+use actions::{Action, UNAVAILABLE};
 use config::Config;
+use fault::Scenario;
 use latency::{Percentiles, histogram};
 use plan::ROOM_CLASSES;
-use report::{Actions, Breakdown, Examples, Gate, LatencyReport, Memory, Report, Throughput};
+use report::{
+    Actions, Breakdown, Examples, FaultReport, Gate, LatencyReport, Memory, Report, Throughput,
+};
 use run::{Run, Stats};
-use verify::{RoomRef, Verdict, judge_tab};
+use verify::{LogEvent, PATHS, RoomRef, Verdict, judge_tab};
 
 /// Why a run could not happen (exit code 2), as opposed to a run whose gates failed.
 #[derive(Debug, thiserror::Error)]
@@ -88,11 +93,23 @@ pub async fn run_with_traces(
     };
     let ramp = Duration::from_secs_f64(run.tabs.len() as f64 / run.config.ramp_up);
     let background = spawn_background(&run, ramp);
+    let fault = (run.config.scenario != Scenario::None)
+        .then(|| tokio::spawn(fault::run_fault(run.clone())));
 
     let goose_result = goose_attack(&run, ramp).await;
     let action_window_end = Instant::now();
     for task in background {
         task.abort();
+    }
+    if let Some(fault) = fault {
+        // Never leave the system broken: let a heal command still running finish.
+        let healed = async {
+            while !run.fault.heal_done() && !fault.is_finished() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(150), healed).await;
+        fault.abort();
     }
     let goose_thresholds_failed = match goose_result {
         Ok(()) => false,
@@ -203,7 +220,7 @@ async fn progress(run: Arc<Run>) {
         let secs = last_at.elapsed().as_secs_f64().max(1e-3);
         let fanout = Percentiles::of(&run.latency.fanout().total());
         eprintln!(
-            "[{:>4.0}s] tabs {}/{} joined {} | actions {} ({:.1}/s) | deliveries {} ({:.0}/s) | fan-out p99 {:.2} ms | reconnects {}",
+            "[{:>4.0}s] tabs {}/{} joined {} | actions {} ({:.1}/s) | deliveries {} ({:.0}/s) | fan-out p99 {:.2} ms | reconnects {} | down {}",
             started.elapsed().as_secs_f64(),
             Stats::get(&s.tabs_connected),
             run.tabs.len(),
@@ -214,6 +231,7 @@ async fn progress(run: Arc<Run>) {
             (deliveries - last_deliveries) as f64 / secs,
             fanout.p99,
             Stats::get(&s.reconnects),
+            s.tabs_down.load(Ordering::Relaxed),
         );
         (last_actions, last_deliveries, last_at) = (actions, deliveries, Instant::now());
     }
@@ -224,6 +242,11 @@ async fn verify_and_report(run: &Arc<Run>, window_end: Instant) -> Result<Report
     let mut verdict = Verdict::default();
     let mut ledger_bytes = 0;
     for tab in &run.tabs {
+        let nodes: Vec<_> = tab
+            .node_segments()
+            .into_iter()
+            .map(|(from, node)| (from, node.map(|n| users.node(&n))))
+            .collect();
         let joined: Vec<_> = tab
             .joined
             .lock()
@@ -239,7 +262,9 @@ async fn verify_and_report(run: &Arc<Run>, window_end: Instant) -> Result<Report
             .collect();
         let ledger = tab.ledger.lock().expect("poisoned");
         ledger_bytes += ledger.heap_bytes() as u64;
-        verdict.merge(&judge_tab(tab.index, &joined, &ledger, &events, log_end));
+        verdict.merge(&judge_tab(
+            tab.index, &joined, &nodes, &ledger, &events, log_end,
+        ));
     }
 
     let started = run.actions_started.get().copied().unwrap_or(window_end);
@@ -273,7 +298,10 @@ async fn verify_and_report(run: &Arc<Run>, window_end: Instant) -> Result<Report
         // Deliberate conflicts refused as they should be, and 409s nobody planned.
         conflicts: s.action_count(Action::Conflict, 0) + all(1),
         errors: all(2),
+        unavailable: all(UNAVAILABLE),
     };
+    let acked = run.acked.lock().expect("poisoned").clone();
+    let acked_missing = missing_from_log(&acked, &events);
     let _ = s.verdict.set(verdict.total);
     let latency = LatencyReport {
         fanout: Percentiles::of(&fanout.total()),
@@ -286,7 +314,16 @@ async fn verify_and_report(run: &Arc<Run>, window_end: Instant) -> Result<Report
         actions_per_s: s.actions() as f64 / window,
         target_actions_per_s: run.config.actions_per_sec,
     };
-    let gates = gates(run, &verdict, &latency, &throughput, &actions);
+    let fault = fault_report(run, &verdict, &actions, acked.len() as u64, acked_missing);
+    let mut gates = gates(run, &verdict, &latency, &throughput, &actions);
+    gates.push(Gate::at_most(
+        "acked writes not in log",
+        0.0,
+        acked_missing as f64,
+    ));
+    if let Some(f) = &fault {
+        gates.extend(fault_gates(run.config.scenario, f));
+    }
     let passed = gates.iter().all(|g| g.passed);
     let by_event_type = BookingEventKind::ALL
         .iter()
@@ -334,7 +371,14 @@ async fn verify_and_report(run: &Arc<Run>, window_end: Instant) -> Result<Report
         gates,
         by_event_type,
         by_room_size,
+        by_node: PATHS
+            .iter()
+            .zip(verdict.by_path)
+            .map(|(path, counts)| (path.to_string(), counts.into()))
+            .collect(),
         reconnects: Stats::get(&s.reconnects),
+        drops: Stats::get(&s.drops),
+        resyncs: Stats::get(&s.resyncs),
         events_replayed: Stats::get(&s.replayed),
         events_logged: events.len() as u64,
         seq_range: [run.start_seq, log_end],
@@ -348,7 +392,88 @@ async fn verify_and_report(run: &Arc<Run>, window_end: Instant) -> Result<Report
             unexpected: verdict.unexpected_examples,
         },
         faults_injected,
+        fault,
     })
+}
+
+/// `seq`s of acknowledged writes that are not in the log (`events` ascending by `seq`).
+fn missing_from_log(acked: &[i64], events: &[LogEvent]) -> u64 {
+    acked
+        .iter()
+        .filter(|seq| events.binary_search_by_key(*seq, |e| e.seq).is_err())
+        .count() as u64
+}
+
+/// The fault section of the report, with a scenario.
+fn fault_report(
+    run: &Run,
+    verdict: &Verdict,
+    actions: &Actions,
+    acked_writes: u64,
+    acked_writes_missing: u64,
+) -> Option<FaultReport> {
+    let scenario = run.config.scenario;
+    if scenario == Scenario::None {
+        return None;
+    }
+    let t = &run.fault;
+    let started = run.actions_started.get().copied();
+    let since = |at: Option<Instant>| Some(at?.saturating_duration_since(started?).as_secs_f64());
+    let (fault_at, heal_at) = (t.fault_at.get().copied(), t.heal_at.get().copied());
+    let recovered = t.recovered_at(scenario);
+    let after =
+        |from: Option<Instant>| Some(recovered?.saturating_duration_since(from?).as_secs_f64());
+    let (after_fault, after_heal) = (after(fault_at), after(heal_at));
+    let mut recovery_ms = histogram();
+    for d in run.recoveries.lock().expect("poisoned").iter() {
+        let _ = recovery_ms.record((d.as_micros() as u64).max(1));
+    }
+    let s = &run.stats;
+    Some(FaultReport {
+        scenario: scenario.name().to_string(),
+        fault_at_s: since(fault_at),
+        heal_at_s: since(heal_at),
+        recovery_measure: scenario.recovery_measure().to_string(),
+        recovery_s: match scenario {
+            Scenario::RedisRestart | Scenario::RedisPause => after_heal,
+            _ => after_fault,
+        },
+        recovery_after_fault_s: after_fault,
+        recovery_after_heal_s: after_heal,
+        drops: Stats::get(&s.drops),
+        reconnects: Stats::get(&s.reconnects),
+        tabs_not_recovered: s.tabs_down.load(Ordering::Relaxed).max(0) as u64,
+        tab_recovery_ms: Percentiles::of(&recovery_ms),
+        resyncs: Stats::get(&s.resyncs),
+        resync_recovered: Stats::get(&s.resync_recovered),
+        unavailable: actions.unavailable,
+        acked_writes,
+        acked_writes_missing,
+        delivery: verdict.total.into(),
+        commands: t.commands.lock().expect("poisoned").clone(),
+    })
+}
+
+/// What a fault scenario must show besides no lost deliveries: its commands ran, its recovery
+/// was observed, and (node-kill) every dropped tab got back.
+fn fault_gates(scenario: Scenario, f: &FaultReport) -> Vec<Gate> {
+    let failed = f.commands.iter().filter(|c| !c.ok).count();
+    let mut gates = vec![
+        Gate::at_most("fault commands failed", 0.0, failed as f64),
+        Gate::at_least(
+            "fault recovery observed",
+            1.0,
+            f64::from(u8::from(f.recovery_s.is_some())),
+        ),
+    ];
+    if scenario == Scenario::NodeKill {
+        gates.push(Gate::at_most(
+            "dropped tabs not recovered",
+            0.0,
+            f.tabs_not_recovered as f64,
+        ));
+    }
+    gates
 }
 
 fn gates(run: &Run, v: &Verdict, l: &LatencyReport, t: &Throughput, a: &Actions) -> Vec<Gate> {
@@ -375,10 +500,17 @@ fn gates(run: &Run, v: &Verdict, l: &LatencyReport, t: &Throughput, a: &Actions)
             c.allow_out_of_order as f64,
             v.total.out_of_order as f64,
         ),
+        // In a fault scenario the server being down is the point: "unavailable" is reported
+        // in the fault section instead.
         Gate::at_most(
             "action errors",
             c.allow_action_errors as f64,
-            a.errors as f64,
+            (a.errors
+                + if c.scenario == Scenario::None {
+                    a.unavailable
+                } else {
+                    0
+                }) as f64,
         ),
     ];
     if let Some(limit) = c.gate_fanout_p99_ms {

@@ -16,8 +16,10 @@ use booking_server::realtime::protocol::BookingEventKind;
 use hdrhistogram::Histogram;
 
 use crate::actions::{ACTION_RESULTS, Action};
+use crate::fault::PHASES;
 use crate::latency::histogram;
 use crate::run::{Run, Stats};
+use crate::verify::PATHS;
 
 pub const TABS_CONNECTED: &str = "loadgen_tabs_connected";
 pub const TABS_JOINED: &str = "loadgen_tabs_joined";
@@ -28,6 +30,11 @@ pub const FANOUT: &str = "loadgen_fanout_latency_seconds";
 pub const ACTION_LATENCY: &str = "loadgen_action_latency_seconds";
 pub const RECONNECTS: &str = "loadgen_reconnects_total";
 pub const REPLAYED: &str = "loadgen_events_replayed_total";
+pub const LIVE_BY_PATH: &str = "loadgen_live_deliveries_by_path_total";
+pub const DROPS: &str = "loadgen_tab_drops_total";
+pub const TABS_DOWN: &str = "loadgen_tabs_down";
+pub const RESYNCS: &str = "loadgen_resyncs_total";
+pub const FAULT_PHASE: &str = "loadgen_fault_phase";
 
 /// Histogram bucket bounds, seconds.
 const BUCKETS: [f64; 15] = [
@@ -171,7 +178,7 @@ pub fn render(run: &Run) -> String {
         &mut out,
         RECONNECTS,
         "counter",
-        "Tab reconnects (churn, storm)",
+        "Tab reconnects (churn, storm, dropped connections)",
     );
     let _ = writeln!(out, "{RECONNECTS} {}", Stats::get(&s.reconnects));
     head(
@@ -181,6 +188,50 @@ pub fn render(run: &Run) -> String {
         "Events fetched by replay after reconnects",
     );
     let _ = writeln!(out, "{REPLAYED} {}", Stats::get(&s.replayed));
+    head(
+        &mut out,
+        LIVE_BY_PATH,
+        "counter",
+        "Live receipts by path: same-node, cross-node (through the servers' link), unknown",
+    );
+    for (path, n) in PATHS.iter().zip(&s.live_by_path) {
+        let _ = writeln!(out, "{LIVE_BY_PATH}{{path=\"{path}\"}} {}", Stats::get(n));
+    }
+    head(
+        &mut out,
+        DROPS,
+        "counter",
+        "Tab connections the server closed or lost",
+    );
+    let _ = writeln!(out, "{DROPS} {}", Stats::get(&s.drops));
+    head(
+        &mut out,
+        TABS_DOWN,
+        "gauge",
+        "Dropped tabs not yet rejoined and replayed",
+    );
+    let _ = writeln!(out, "{TABS_DOWN} {}", s.tabs_down.load(Ordering::Relaxed));
+    head(
+        &mut out,
+        RESYNCS,
+        "counter",
+        "Resync events received from servers",
+    );
+    let _ = writeln!(out, "{RESYNCS} {}", Stats::get(&s.resyncs));
+    head(
+        &mut out,
+        FAULT_PHASE,
+        "gauge",
+        "Fault scenario phase (1 for the current one): before, fault, healed, recovered",
+    );
+    let now = run.fault.phase.load(Ordering::Relaxed) as usize;
+    for (i, phase) in PHASES.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "{FAULT_PHASE}{{phase=\"{phase}\"}} {}",
+            u8::from(i == now)
+        );
+    }
     out
 }
 

@@ -6,8 +6,9 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use crate::fault::CommandRun;
 use crate::latency::Percentiles;
-use crate::verify::DeliveryCounts;
+use crate::verify::{DeliveryCounts, OwedCounts};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Report {
@@ -28,7 +29,14 @@ pub struct Report {
     pub gates: Vec<Gate>,
     pub by_event_type: BTreeMap<String, Breakdown>,
     pub by_room_size: BTreeMap<String, Breakdown>,
+    /// Owed deliveries by path: "same-node" (committed on the node the tab was on), "cross-node"
+    /// (through the servers' fan-out link), "unknown" (the server did not name its node).
+    pub by_node: BTreeMap<String, OwedCounts>,
     pub reconnects: u64,
+    /// Connections the server closed or lost (the loadgen did not close them); each reconnects.
+    pub drops: u64,
+    /// `resync` events received (a server's link to the others came back).
+    pub resyncs: u64,
     pub events_replayed: u64,
     /// Events in the log during the run (all generators), and the `seq` range judged.
     pub events_logged: u64,
@@ -38,6 +46,43 @@ pub struct Report {
     pub examples: Examples,
     /// Faults the embedded server injected, by kind (only with --inject-faults).
     pub faults_injected: BTreeMap<String, u64>,
+    /// The fault scenario and what it measured (only with --scenario).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<FaultReport>,
+}
+
+/// What a fault scenario broke, when, and how the tabs and servers came back.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct FaultReport {
+    pub scenario: String,
+    /// Seconds after the start of actions the fault command and the heal command started
+    /// (none: not reached).
+    pub fault_at_s: Option<f64>,
+    pub heal_at_s: Option<f64>,
+    /// What `recovery_s` measures for this scenario.
+    pub recovery_measure: String,
+    /// The scenario's recovery time, seconds (none: not observed during the run).
+    pub recovery_s: Option<f64>,
+    /// When the recovery was observed, counted from the fault and from the heal.
+    pub recovery_after_fault_s: Option<f64>,
+    pub recovery_after_heal_s: Option<f64>,
+    pub drops: u64,
+    pub reconnects: u64,
+    /// Dropped tabs that never got back (rejoined and replayed) before the run ended.
+    pub tabs_not_recovered: u64,
+    /// Drop -> rejoined and replayed, per dropped tab.
+    pub tab_recovery_ms: Percentiles,
+    pub resyncs: u64,
+    /// Events the resync replays fetched that the tabs had not received.
+    pub resync_recovered: u64,
+    /// REST actions answered 503 or not at all (not failures of the verdict in a scenario).
+    pub unavailable: u64,
+    /// Writes answered 2xx with an `Event-Seq`, and those of them missing from the log.
+    pub acked_writes: u64,
+    pub acked_writes_missing: u64,
+    /// The run's owed deliveries, all of them: lost must be 0 after replay.
+    pub delivery: OwedCounts,
+    pub commands: Vec<CommandRun>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -48,6 +93,8 @@ pub struct Actions {
     pub deleted: u64,
     pub conflicts: u64,
     pub errors: u64,
+    /// Answered 503 or not at all: the server was down or said so.
+    pub unavailable: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -142,13 +189,14 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "actions    created {}  updated {}  cancelled {}  deleted {}  conflicts {}  errors {}   {:.1}/s (target {:.1}/s)",
+            "actions    created {}  updated {}  cancelled {}  deleted {}  conflicts {}  errors {}  unavailable {}   {:.1}/s (target {:.1}/s)",
             a.created,
             a.updated,
             a.cancelled,
             a.deleted,
             a.conflicts,
             a.errors,
+            a.unavailable,
             self.throughput.actions_per_s,
             self.throughput.target_actions_per_s
         );
@@ -186,12 +234,26 @@ impl Report {
                 );
             }
         }
-        if self.reconnects > 0 {
+        let known = self.by_node.iter().filter(|(k, _)| *k != "unknown");
+        if known.clone().any(|(_, c)| c.owed > 0) {
+            for (i, (path, c)) in self.by_node.iter().filter(|(_, c)| c.owed > 0).enumerate() {
+                let head = if i == 0 { "by node" } else { "" };
+                let _ = writeln!(
+                    out,
+                    "{head:<10} {path:<18} owed {:>8}  delivered {:>8}  recovered {:>6}  lost {:>5}",
+                    c.owed, c.delivered, c.recovered, c.lost
+                );
+            }
+        }
+        if self.reconnects > 0 || self.resyncs > 0 {
             let _ = writeln!(
                 out,
-                "reconnects {}  (events replayed {})",
-                self.reconnects, self.events_replayed
+                "reconnects {}  (dropped by the server {}, resyncs {}, events replayed {})",
+                self.reconnects, self.drops, self.resyncs, self.events_replayed
             );
+        }
+        if let Some(f) = &self.fault {
+            f.summary(&mut out);
         }
         for gate in &self.gates {
             let mark = if gate.passed { "ok  " } else { "FAIL" };
@@ -212,6 +274,51 @@ impl Report {
             );
         }
         out
+    }
+}
+
+impl FaultReport {
+    fn summary(&self, out: &mut String) {
+        let secs = |s: Option<f64>| s.map_or("-".to_string(), |s| format!("{s:.1}s"));
+        let _ = writeln!(
+            out,
+            "fault      {}: fault at {}, heal at {}; recovery {} ({})",
+            self.scenario,
+            secs(self.fault_at_s),
+            secs(self.heal_at_s),
+            self.recovery_s
+                .map_or("NOT OBSERVED".to_string(), |s| format!("{s:.2}s")),
+            self.recovery_measure
+        );
+        let r = &self.tab_recovery_ms;
+        let _ = writeln!(
+            out,
+            "           drops {}  reconnects {}  not recovered {}  tab recovery p50 {:.0} ms max {:.0} ms  resyncs {} (recovered {})  unavailable {}",
+            self.drops,
+            self.reconnects,
+            self.tabs_not_recovered,
+            r.p50,
+            r.max,
+            self.resyncs,
+            self.resync_recovered,
+            self.unavailable
+        );
+        let d = &self.delivery;
+        let _ = writeln!(
+            out,
+            "           owed {}  delivered {}  recovered {}  lost {}   acknowledged writes {} (missing from the log {})",
+            d.owed, d.delivered, d.recovered, d.lost, self.acked_writes, self.acked_writes_missing
+        );
+        for c in self.commands.iter().filter(|c| !c.ok) {
+            let _ = writeln!(
+                out,
+                "           {} command FAILED (exit {:?}): {}\n             {}",
+                c.step,
+                c.exit_code,
+                c.command,
+                c.output.replace('\n', "\n             ")
+            );
+        }
     }
 }
 

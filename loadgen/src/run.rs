@@ -1,7 +1,7 @@
 //! The state one run shares between its tabs, actors and reporters, and its setup: the
 //! embedded server when no host is given, tokens, boardrooms, the starting `seq`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -10,12 +10,13 @@ use booking_server::events::ReplayPage;
 use booking_server::realtime::protocol::{BookingEventKind, Room};
 use serde_json::{Value, json};
 
-use crate::actions::Action;
+use crate::actions::{ACTION_RESULTS, Action, UNAVAILABLE};
 use crate::config::Config;
+use crate::fault::FaultTracker;
 use crate::latency::{Latency, kind_index};
 use crate::plan::{CLASS_BOOKINGS, CLASS_USER, Page, Plan};
 use crate::tab::{Tab, stamp_of};
-use crate::verify::{LogEvent, RoomRef};
+use crate::verify::{LogEvent, PATH_CROSS, PATHS, RoomRef, path};
 use crate::{RunError, embedded};
 
 /// Counters the progress line and the report read; all monotonic.
@@ -26,13 +27,24 @@ pub struct Stats {
     pub deliveries: AtomicU64,
     pub reconnects: AtomicU64,
     pub replayed: AtomicU64,
+    /// Connections the server closed or lost (the loadgen did not close them).
+    pub drops: AtomicU64,
+    /// Tabs dropped and not yet back (rejoined and replayed).
+    pub tabs_down: AtomicI64,
+    /// Tabs that gave up reconnecting when the run ended.
+    pub gave_up: AtomicU64,
+    /// `resync` events received, and the events their replays recovered.
+    pub resyncs: AtomicU64,
+    pub resync_recovered: AtomicU64,
+    /// Live receipts by path (`verify::PATHS`), as they arrive.
+    pub live_by_path: [AtomicU64; PATHS.len()],
     /// Live receipts that repeated one already received, and that came out of `seq` order.
     pub duplicates: AtomicU64,
     pub out_of_order: AtomicU64,
     /// Room joins by room kind (bookings, boardroom, user) and result (ok, refused).
     pub joins: [[AtomicU64; 2]; 3],
     /// Actions by `Action` and result (`ACTION_RESULTS`).
-    pub actions: [[AtomicU64; 3]; 5],
+    pub actions: [[AtomicU64; ACTION_RESULTS.len()]; 5],
     /// The verdict's counts, once the run is judged (for /metrics after the run).
     pub verdict: OnceLock<crate::verify::DeliveryCounts>,
 }
@@ -46,15 +58,31 @@ impl Stats {
         self.actions.iter().flatten().map(Self::get).sum()
     }
 
-    /// Counts an action's answer; true when it was the expected one.
+    /// Counts an action's answer; true when it was the expected one. No answer at all and 503
+    /// are "unavailable": the server was down or said so (a fault scenario expects them).
     pub fn action(&self, action: Action, status: Option<u16>, expected: u16) -> bool {
         let result = match status {
             Some(s) if s == expected => 0,
             Some(409) => 1,
+            None | Some(503) => UNAVAILABLE,
             _ => 2,
         };
         self.actions[action as usize][result].fetch_add(1, Ordering::Relaxed);
         result == 0
+    }
+
+    /// Actions answered "unavailable", all kinds.
+    pub fn unavailable(&self) -> u64 {
+        self.actions
+            .iter()
+            .map(|a| Self::get(&a[UNAVAILABLE]))
+            .sum()
+    }
+
+    /// A tab's connection dropped.
+    pub fn dropped(&self) {
+        self.drops.fetch_add(1, Ordering::Relaxed);
+        self.tabs_down.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Actions of one kind with one result (indexes into `ACTION_RESULTS`).
@@ -90,6 +118,12 @@ pub struct Run {
     pub traces: Option<crate::traces::ReceiveSpans>,
     /// Keeps the embedded server running for the run.
     pub server: Mutex<Option<embedded::Embedded>>,
+    /// The fault scenario's timeline (`--scenario`).
+    pub fault: FaultTracker,
+    /// How long each dropped tab took to rejoin and replay.
+    pub recoveries: Mutex<Vec<Duration>>,
+    /// `seq`s of this run's writes answered 2xx: each must be in the log at the end.
+    pub acked: Mutex<Vec<i64>>,
 }
 
 pub fn now_us() -> i64 {
@@ -210,6 +244,9 @@ impl Run {
             http,
             server: Mutex::new(server),
             traces: None,
+            fault: FaultTracker::new(),
+            recoveries: Mutex::new(Vec::new()),
+            acked: Mutex::new(Vec::new()),
             config,
         })
     }
@@ -241,8 +278,14 @@ impl Run {
         let (receipt, in_order) = {
             let mut ledger = tab.ledger.lock().expect("poisoned");
             let in_order = stamp.seq >= ledger.last_live();
-            (ledger.record_live(stamp.seq), in_order)
+            (ledger.record_live_at(stamp.seq, now), in_order)
         };
+        let event_node = value.get("node").and_then(Value::as_str);
+        let path = tab.with_node(|tab_node| path(event_node, tab_node));
+        self.stats.live_by_path[path].fetch_add(1, Ordering::Relaxed);
+        if path == PATH_CROSS {
+            self.fault.cross_node_delivery(stamp.seq, stamp.emitted_at);
+        }
         let nth = self.stats.deliveries.fetch_add(1, Ordering::Relaxed);
         if let Some(traces) = &self.traces
             && nth.is_multiple_of(traces.every)
@@ -281,30 +324,105 @@ impl Run {
         }
     }
 
-    /// Reads the event log from the start `seq` to its end, as the verifier needs it.
-    pub async fn read_log(&self) -> Result<(Vec<LogEvent>, i64, UserIndex), RunError> {
-        let mut users = UserIndex::default();
-        let mut events = Vec::new();
-        let mut after = self.start_seq;
-        let mut log_end = self.start_seq;
-        loop {
-            let page = read_page(
+    /// When goose's run ends (about): a tab still reconnecting then gives up.
+    pub fn end_at(&self) -> Option<Instant> {
+        let c = &self.config;
+        let started = *self.actions_started.get()?;
+        Some(started + c.duration + c.think_time + Duration::from_secs(2))
+    }
+
+    pub fn past_end(&self) -> bool {
+        self.end_at().is_some_and(|end| Instant::now() >= end)
+    }
+
+    /// A dropped tab's reconnect, started at `dropped`, ended (`ok`: rejoined and replayed).
+    pub fn recovered(&self, dropped: Instant, ok: bool) {
+        if !ok {
+            self.stats.gave_up.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.recoveries
+            .lock()
+            .expect("poisoned")
+            .push(dropped.elapsed());
+        let down = self.stats.tabs_down.fetch_sub(1, Ordering::Relaxed) - 1;
+        if down <= 0 && self.fault.fault_at.get().is_some() {
+            *self.fault.all_recovered.lock().expect("poisoned") = Some(Instant::now());
+        }
+    }
+
+    /// One page of the log from the first host that answers, trying `hosts[*first]` first
+    /// (and remembering which one answered).
+    async fn read_page_any(
+        &self,
+        first: &mut usize,
+        after: i64,
+        limit: usize,
+    ) -> Result<ReplayPage, RunError> {
+        let mut last = None;
+        for k in 0..self.hosts.len() {
+            let i = (*first + k) % self.hosts.len();
+            match read_page(
                 &self.http,
-                &self.hosts[0],
+                &self.hosts[i],
                 &self.admin_token,
                 after,
                 None,
-                5000,
+                limit,
             )
-            .await?;
+            .await
+            {
+                Ok(page) => {
+                    *first = i;
+                    return Ok(page);
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| RunError::Setup("no host".into())))
+    }
+
+    /// The highest committed `seq` now, from any host, if one answers within a moment.
+    pub async fn read_last_seq(&self) -> Option<i64> {
+        let mut first = 0;
+        let read = self.read_page_any(&mut first, 0, 1);
+        match tokio::time::timeout(Duration::from_secs(2), read).await {
+            Ok(Ok(page)) => Some(page.last_seq),
+            _ => None,
+        }
+    }
+
+    /// Reads the event log from the start `seq` to its end, as the verifier needs it, from the
+    /// first host that answers (a node may have been killed; the database may still be coming
+    /// back, so a failed read is retried for a while).
+    pub async fn read_log(&self) -> Result<(Vec<LogEvent>, i64, LogNames), RunError> {
+        let mut names = LogNames::default();
+        let mut events = Vec::new();
+        let mut after = self.start_seq;
+        let mut log_end = self.start_seq;
+        let mut host = 0;
+        let mut retries = 0;
+        loop {
+            let page = match self.read_page_any(&mut host, after, 5000).await {
+                Ok(page) => page,
+                Err(e) if retries < LOG_READ_RETRIES => {
+                    retries += 1;
+                    tracing::warn!(error = %e, "reading the event log failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             log_end = log_end.max(page.last_seq);
             for e in &page.events {
                 let kind = BookingEventKind::from_name(&e.event).map_or(0, kind_index);
-                let rooms = e.rooms.iter().filter_map(|r| users.room(r)).collect();
+                let rooms = e.rooms.iter().filter_map(|r| names.room(r)).collect();
+                let node = e.payload.node.as_deref().map(|n| names.node(n));
                 events.push(LogEvent {
                     seq: e.payload.seq,
                     kind,
                     rooms,
+                    node,
                 });
             }
             after = page.next_after;
@@ -318,18 +436,29 @@ impl Run {
             .map_or(self.start_seq, |e| e.seq)
             .max(after)
             .min(log_end);
-        Ok((events, log_end, users))
+        Ok((events, log_end, names))
     }
 }
 
-/// Interns user ids so the verifier compares numbers.
-#[derive(Default)]
-pub struct UserIndex(std::collections::HashMap<String, u32>);
+/// Reads of the event log at the end are retried this many times, a second apart.
+const LOG_READ_RETRIES: u32 = 15;
 
-impl UserIndex {
+/// Interns user ids and node ids so the verifier compares numbers.
+#[derive(Default)]
+pub struct LogNames {
+    users: std::collections::HashMap<String, u32>,
+    nodes: std::collections::HashMap<String, u32>,
+}
+
+impl LogNames {
     pub fn id(&mut self, user: &str) -> u32 {
-        let next = self.0.len() as u32;
-        *self.0.entry(user.to_string()).or_insert(next)
+        let next = self.users.len() as u32;
+        *self.users.entry(user.to_string()).or_insert(next)
+    }
+
+    pub fn node(&mut self, node: &str) -> u32 {
+        let next = self.nodes.len() as u32;
+        *self.nodes.entry(node.to_string()).or_insert(next)
     }
 
     pub fn room(&mut self, name: &str) -> Option<RoomRef> {
@@ -470,7 +599,9 @@ mod tests {
 
     #[test]
     fn rooms_intern_users() {
-        let mut users = UserIndex::default();
+        let mut users = LogNames::default();
+        assert_eq!(users.node("n1"), users.node("n1"));
+        assert_ne!(users.node("n1"), users.node("n2"));
         assert_eq!(users.room("bookings"), Some(RoomRef::Bookings));
         assert_eq!(users.room("boardroom-3"), Some(RoomRef::Boardroom(3)));
         let a = users.room("user-a");

@@ -1,7 +1,8 @@
 //! The goose side: one goose user per tab. On start a tab connects and joins its rooms; then it
-//! takes turns: reconnect if churn asked it to, act if it is an actor, and hand goose a sample
-//! of what it received. Socket.IO connects, joins, reconnects and receipts are goose custom
-//! requests, so goose's tables, thresholds and reports cover them.
+//! takes turns: reconnect if churn or a dropped connection asked it to, replay if a server sent
+//! a resync, act if it is an actor, and hand goose a sample of what it received. A turn's pause
+//! ends early when the tab must reconnect or resync. Socket.IO connects, joins, reconnects and
+//! receipts are goose custom requests, so goose's tables, thresholds and reports cover them.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -12,12 +13,10 @@ use futures_util::future::BoxFuture;
 use goose::prelude::*;
 
 use crate::actions::Actor;
-use crate::run::{Run, read_page};
+use crate::reconnect::{SIO, reconnect, resync};
+use crate::run::Run;
 use crate::tab::Tab;
 use crate::verify::{Joined, RoomRef};
-
-/// Method name goose shows for Socket.IO records.
-const SIO: &str = "SIO";
 
 fn transaction<F>(name: &str, f: F) -> Transaction
 where
@@ -48,6 +47,8 @@ pub fn tab_scenario(run: &Arc<Run>) -> Scenario {
 #[derive(Clone)]
 struct TabSession {
     actor: Option<Actor>,
+    /// The host goose sends this tab's REST requests to (follows the tab's Socket.IO host).
+    host: usize,
 }
 
 async fn open_tab(run: &Arc<Run>, user: &mut GooseUser) -> TransactionResult {
@@ -63,7 +64,10 @@ async fn open_tab(run: &Arc<Run>, user: &mut GooseUser) -> TransactionResult {
         .iter()
         .position(|a| *a == index)
         .map(|ordinal| Actor::new(run, ordinal));
-    user.set_session_data(TabSession { actor });
+    user.set_session_data(TabSession {
+        actor,
+        host: tab.host(),
+    });
     let started = Instant::now();
     let connected = Tab::connect(run, index).await;
     let error = connected.as_ref().err().map(String::as_str);
@@ -82,6 +86,7 @@ async fn open_tab(run: &Arc<Run>, user: &mut GooseUser) -> TransactionResult {
     }
     run.stats.tabs_connected.fetch_add(1, Ordering::Relaxed);
     let mut all_joined = true;
+    let (mut lowest, mut node) = (i64::MAX, None);
     for (room, class) in run.rooms_of(tab) {
         let started = Instant::now();
         let name = room.name();
@@ -110,6 +115,8 @@ async fn open_tab(run: &Arc<Run>, user: &mut GooseUser) -> TransactionResult {
         match ack {
             Ok(a) if a.ok => {
                 let watermark = a.watermark.unwrap_or(run.start_seq);
+                lowest = lowest.min(watermark);
+                node = node.or(a.node);
                 let room = match room {
                     booking_server::realtime::protocol::Room::Bookings => RoomRef::Bookings,
                     booking_server::realtime::protocol::Room::Boardroom(id) => {
@@ -133,6 +140,9 @@ async fn open_tab(run: &Arc<Run>, user: &mut GooseUser) -> TransactionResult {
             }
         }
     }
+    if lowest != i64::MAX {
+        tab.on_node(lowest, node);
+    }
     if all_joined {
         let joined = run.stats.tabs_joined.fetch_add(1, Ordering::Relaxed) + 1;
         if joined as usize == run.tabs.len() {
@@ -151,6 +161,10 @@ async fn turn(run: &Arc<Run>, user: &mut GooseUser) -> TransactionResult {
     if tab.reconnect.swap(false, Ordering::Relaxed) {
         reconnect(run, user, index).await?;
     }
+    if let Some(after) = tab.take_resync() {
+        resync(run, user, tab, after).await;
+    }
+    follow_host(run, user, tab)?;
     let samples: Vec<_> = std::mem::take(&mut *tab.samples.lock().expect("poisoned"));
     for (kind, fanout_us) in samples {
         let name = format!("receive {}", kind.name());
@@ -174,89 +188,23 @@ async fn turn(run: &Arc<Run>, user: &mut GooseUser) -> TransactionResult {
                 session.actor = Some(actor);
             }
         }
-        None => tokio::time::sleep_until(deadline.into()).await,
+        None => {
+            tab.pause_until(deadline).await;
+        }
     }
     Ok(())
 }
 
-/// Drops the connection, reconnects after a jittered pause, rejoins every room and replays what
-/// was missed from the last `seq` received live, like a real client after a network blip.
-async fn reconnect(run: &Arc<Run>, user: &mut GooseUser, index: usize) -> TransactionResult {
-    let tab = &run.tabs[index];
-    let started = Instant::now();
-    tab.disconnect().await;
-    // Where the replay starts: read now, before the new connection delivers newer events.
-    let replay_from = tab.ledger.lock().expect("poisoned").last_live();
-    run.stats.reconnects.fetch_add(1, Ordering::Relaxed);
-    let jitter = Duration::from_millis(rand::random::<u64>() % 250);
-    tokio::time::sleep(jitter).await;
-    let mut result = Tab::connect(run, index).await;
-    let mut rejoined_at = run.start_seq;
-    if result.is_ok() {
-        for name in tab.room_names() {
-            match tab.join(&name).await {
-                Ok(ack) if ack.ok => rejoined_at = rejoined_at.max(ack.watermark.unwrap_or(0)),
-                Ok(ack) => result = Err(ack.error.unwrap_or_default()),
-                Err(e) => result = Err(e),
-            }
-        }
-    }
-    if result.is_ok() {
-        result = replay(run, user, tab, replay_from, rejoined_at).await;
-    }
-    let error = result.as_ref().err().map(String::as_str);
-    user.record_custom_request_duration(
-        SIO,
-        "reconnect",
-        started.elapsed(),
-        result.is_ok(),
-        None,
-        error,
-    )
-    .await?;
-    if let Err(e) = result {
-        tracing::warn!(tab = index, error = %e, "tab could not reconnect");
-    }
-    Ok(())
-}
-
-/// Fetches the events of the tab's rooms after `after` (its last live `seq` when it dropped),
-/// up to the rejoin watermark (from there on the live connection delivers).
-async fn replay(
-    run: &Run,
-    user: &mut GooseUser,
-    tab: &Tab,
-    mut after: i64,
-    until: i64,
-) -> Result<(), String> {
-    let rooms = tab.room_names().join(",");
-    let host = &run.hosts[tab.plan.host];
-    while after < until {
-        let started = Instant::now();
-        let page = read_page(&run.http, host, &tab.token, after, Some(&rooms), 1000).await;
-        let ok = page.is_ok();
-        user.record_custom_request_duration(
-            "GET",
-            "replay /api/events",
-            started.elapsed(),
-            ok,
-            None,
-            None,
-        )
-        .await
-        .map_err(|e| format!("{e:?}"))?;
-        let page = page.map_err(|e| e.to_string())?;
-        let mut ledger = tab.ledger.lock().expect("poisoned");
-        for event in &page.events {
-            ledger.record_replayed(event.payload.seq);
-        }
-        run.stats
-            .replayed
-            .fetch_add(page.events.len() as u64, Ordering::Relaxed);
-        if !page.has_more || page.next_after <= after {
-            break;
-        }
-        after = page.next_after;
+/// After a reconnect moved the tab to another server, its REST requests go there too.
+fn follow_host(run: &Run, user: &mut GooseUser, tab: &Tab) -> Result<(), Box<TransactionError>> {
+    let host = tab.host();
+    let moved = user
+        .get_session_data_mut::<TabSession>()
+        .filter(|s| s.host != host)
+        .map(|s| s.host = host)
+        .is_some();
+    if moved {
+        user.set_base_url(&run.hosts[host])?;
     }
     Ok(())
 }

@@ -1,17 +1,21 @@
 //! One simulated browser tab: its Socket.IO connection (rust_socketio, async, WebSocket), the
-//! rooms it joined with their watermarks, and the ledger of what it received.
+//! rooms it joined with their watermarks, the server nodes it was on, and the ledger of what it
+//! received. A connection the server closes or loses is noticed here and handed to the tab's
+//! turn to reconnect (rust_socketio's own reconnect is off: it would not rejoin or replay).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use booking_server::realtime::protocol::{BookingEventKind, EventStamp, JOIN_ROOM, RoomAck};
+use booking_server::realtime::protocol::{
+    BookingEventKind, EventStamp, JOIN_ROOM, RESYNC, Resync, RoomAck,
+};
 use futures_util::FutureExt;
 use rust_socketio::asynchronous::{Client, ClientBuilder};
 use rust_socketio::{Event, Payload, TransportType};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::ledger::Ledger;
 use crate::plan::TabPlan;
@@ -29,9 +33,23 @@ pub struct Tab {
     pub ledger: Mutex<Ledger>,
     /// Rooms joined, with the watermark of the first join (kept across reconnects).
     pub joined: Mutex<Vec<(String, Joined)>>,
-    /// Set by churn or a storm: the tab reconnects on its next turn.
+    /// Set by churn, a storm or a dropped connection: the tab reconnects on its next turn.
     pub reconnect: AtomicBool,
     pub connected: AtomicBool,
+    /// When the server closed or lost the connection (the loadgen did not close it itself).
+    pub dropped_at: Mutex<Option<Instant>>,
+    /// A resync asked for: replay from this `seq` on the next turn (the lowest if several).
+    resync_after: Mutex<Option<i64>>,
+    /// Wakes the tab's turn from its pause when it must reconnect or resync.
+    pub wake: Notify,
+    /// Index of the host the tab talks to now: its plan's at first, the next one after each
+    /// failed reconnect attempt.
+    host: AtomicUsize,
+    /// Which connection is current: bumped by every connect and every close the loadgen makes,
+    /// so callbacks of a connection already replaced or closed on purpose are ignored.
+    generation: AtomicU64,
+    /// The nodes the tab was on: from each connection's lowest join watermark on, (seq, node).
+    nodes: Mutex<Vec<(i64, Option<String>)>>,
     client: tokio::sync::Mutex<Option<Client>>,
     /// Receipts waiting to be recorded in goose: (event kind, fan-out µs).
     pub samples: Mutex<Vec<(BookingEventKind, u64)>>,
@@ -39,6 +57,7 @@ pub struct Tab {
 
 impl Tab {
     pub fn new(index: usize, plan: TabPlan, user: String, token: String, base_seq: i64) -> Self {
+        let host = plan.host;
         Self {
             index,
             plan,
@@ -48,6 +67,12 @@ impl Tab {
             joined: Mutex::new(Vec::new()),
             reconnect: AtomicBool::new(false),
             connected: AtomicBool::new(false),
+            dropped_at: Mutex::new(None),
+            resync_after: Mutex::new(None),
+            wake: Notify::new(),
+            host: AtomicUsize::new(host),
+            generation: AtomicU64::new(0),
+            nodes: Mutex::new(Vec::new()),
             client: tokio::sync::Mutex::new(None),
             samples: Mutex::new(Vec::new()),
         }
@@ -57,8 +82,9 @@ impl Tab {
     /// before it is lost, see DESIGN.md).
     pub async fn connect(run: &Arc<Run>, index: usize) -> Result<(), String> {
         let tab = &run.tabs[index];
+        let generation = tab.generation.fetch_add(1, Ordering::SeqCst) + 1;
         let (tx, mut rx) = mpsc::unbounded_channel::<Result<(), String>>();
-        let mut builder = ClientBuilder::new(run.hosts[tab.plan.host].clone())
+        let mut builder = ClientBuilder::new(run.hosts[tab.host()].clone())
             .transport_type(TransportType::Websocket)
             .reconnect(false)
             .auth(json!({ "token": tab.token }));
@@ -78,13 +104,24 @@ impl Tab {
             let _ = connected.send(Ok(()));
             async {}.boxed()
         });
+        let resync = run.clone();
+        builder = builder.on(RESYNC, move |payload, _| {
+            resync.tabs[index].on_resync(&resync, generation, payload);
+            async {}.boxed()
+        });
+        // rust_socketio reports a lost transport (node killed, connection reset) as an error,
+        // and fires Close only when the server sends a Socket.IO disconnect.
+        let failed = run.clone();
         builder = builder.on(Event::Error, move |payload, _| {
-            let _ = tx.send(Err(format!("{payload:?}")));
+            let tab = &failed.tabs[index];
+            if !tab.on_drop(&failed, generation, &format!("{payload:?}")) {
+                let _ = tx.send(Err(format!("{payload:?}")));
+            }
             async {}.boxed()
         });
         let closed = run.clone();
         builder = builder.on(Event::Close, move |_, _| {
-            closed.tabs[index].connected.store(false, Ordering::Relaxed);
+            closed.tabs[index].on_drop(&closed, generation, "closed by the server");
             async {}.boxed()
         });
         let client = tokio::time::timeout(SOCKET_TIMEOUT, builder.connect())
@@ -129,13 +166,105 @@ impl Tab {
         parse_ack(payload)
     }
 
-    /// Closes the connection (churn, storm, end of run).
+    /// Closes the connection (churn, storm, end of run, or what is left of a dropped one).
     pub async fn disconnect(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
         let client = self.client.lock().await.take();
         self.connected.store(false, Ordering::Relaxed);
         if let Some(client) = client {
             let _ = tokio::time::timeout(Duration::from_secs(5), client.disconnect()).await;
         }
+    }
+
+    /// The connection `generation` failed or was closed by the server. Returns false when it
+    /// is not the tab's open connection (connecting, replaced, or closed on purpose).
+    fn on_drop(&self, run: &crate::run::Run, generation: u64, why: &str) -> bool {
+        if self.generation.load(Ordering::SeqCst) != generation
+            || !self.connected.swap(false, Ordering::SeqCst)
+        {
+            return false;
+        }
+        tracing::info!(tab = self.index, why, "connection dropped");
+        self.dropped_at
+            .lock()
+            .expect("poisoned")
+            .get_or_insert_with(Instant::now);
+        run.stats.dropped();
+        self.reconnect.store(true, Ordering::Relaxed);
+        self.wake.notify_one();
+        true
+    }
+
+    fn on_resync(&self, run: &crate::run::Run, generation: u64, payload: Payload) {
+        if self.generation.load(Ordering::SeqCst) != generation {
+            return;
+        }
+        let resync = match payload {
+            Payload::Text(values) => values
+                .into_iter()
+                .next()
+                .and_then(|v| Resync::deserialize(&v).ok()),
+            _ => None,
+        };
+        let Some(resync) = resync else {
+            tracing::warn!(tab = self.index, "a resync without a readable payload");
+            return;
+        };
+        run.stats.resyncs.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(tab = self.index, after = resync.after, node = %resync.node, "resync");
+        self.request_resync(resync.after);
+    }
+
+    /// Waits until `at`; false when woken earlier to reconnect or resync.
+    pub async fn pause_until(&self, at: Instant) -> bool {
+        tokio::select! {
+            () = tokio::time::sleep_until(at.into()) => true,
+            () = self.wake.notified() => false,
+        }
+    }
+
+    /// Asks the tab's next turn to replay from `after`.
+    pub fn request_resync(&self, after: i64) {
+        let mut pending = self.resync_after.lock().expect("poisoned");
+        *pending = Some(pending.map_or(after, |p| p.min(after)));
+        self.wake.notify_one();
+    }
+
+    pub fn take_resync(&self) -> Option<i64> {
+        self.resync_after.lock().expect("poisoned").take()
+    }
+
+    /// Index into the run's hosts of the server the tab talks to now.
+    pub fn host(&self) -> usize {
+        self.host.load(Ordering::Relaxed)
+    }
+
+    /// Moves the tab to the next of `hosts` servers (after a failed reconnect attempt).
+    pub fn next_host(&self, hosts: usize) {
+        let next = (self.host() + 1) % hosts.max(1);
+        self.host.store(next, Ordering::Relaxed);
+    }
+
+    /// The tab's joins from `from_seq` on were handled by `node`.
+    pub fn on_node(&self, from_seq: i64, node: Option<String>) {
+        self.nodes.lock().expect("poisoned").push((from_seq, node));
+    }
+
+    /// Runs `f` with the node the tab is on now (`None`: unknown).
+    pub fn with_node<T>(&self, f: impl FnOnce(Option<&str>) -> T) -> T {
+        let nodes = self.nodes.lock().expect("poisoned");
+        f(nodes.last().and_then(|(_, n)| n.as_deref()))
+    }
+
+    /// The node segments so far, for the verdict.
+    pub fn node_segments(&self) -> Vec<(i64, Option<String>)> {
+        self.nodes.lock().expect("poisoned").clone()
+    }
+
+    /// The lowest watermark of the tab's joins: from there on it is owed events.
+    pub fn first_watermark(&self) -> Option<i64> {
+        let joined = self.joined.lock().expect("poisoned");
+        joined.iter().map(|(_, j)| j.watermark).min()
     }
 
     /// Room names this tab joined.

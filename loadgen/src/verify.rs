@@ -6,6 +6,10 @@
 //! duplicated, out of order, or unexpected (of an event none of whose rooms it joined).
 //! Only events up to the last `seq` read from the log are judged, so events of other
 //! generators still in flight at the end are not miscounted.
+//!
+//! With several servers, each owed pair is also classed by the path the event took: committed
+//! on the node the tab was on then (same-node), on another (cross-node, through the servers'
+//! fan-out link), or unknown (a server that does not say which node it is).
 
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +31,30 @@ pub struct LogEvent {
     /// Index in `BookingEventKind::ALL`.
     pub kind: usize,
     pub rooms: Vec<RoomRef>,
+    /// The node that committed it, interned; `None` when the server did not say.
+    pub node: Option<u32>,
+}
+
+/// The paths an event takes to a tab, in report order.
+pub const PATHS: [&str; 3] = ["same-node", "cross-node", "unknown"];
+pub const PATH_SAME: usize = 0;
+pub const PATH_CROSS: usize = 1;
+pub const PATH_UNKNOWN: usize = 2;
+
+/// The path of an event committed on `event_node` to a tab on `tab_node`.
+pub fn path<T: PartialEq>(event_node: Option<T>, tab_node: Option<T>) -> usize {
+    match (event_node, tab_node) {
+        (Some(e), Some(t)) if e == t => PATH_SAME,
+        (Some(_), Some(_)) => PATH_CROSS,
+        _ => PATH_UNKNOWN,
+    }
+}
+
+/// The node a tab was on for event `seq`, from its segments `(from_seq, node)` in join
+/// order: the last segment that starts below `seq` (the first one for earlier events).
+pub fn node_at(segments: &[(i64, Option<u32>)], seq: i64) -> Option<u32> {
+    let after = segments.partition_point(|(from, _)| *from < seq);
+    segments.get(after.saturating_sub(1)).and_then(|(_, n)| *n)
 }
 
 /// A room a tab joined: from `watermark` on, it is owed the room's events.
@@ -49,6 +77,26 @@ pub struct DeliveryCounts {
     pub out_of_order: u64,
 }
 
+/// The owed side of [`DeliveryCounts`], for breakdowns where receipts are not split.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OwedCounts {
+    pub owed: u64,
+    pub delivered: u64,
+    pub recovered: u64,
+    pub lost: u64,
+}
+
+impl From<DeliveryCounts> for OwedCounts {
+    fn from(d: DeliveryCounts) -> Self {
+        Self {
+            owed: d.owed,
+            delivered: d.delivered,
+            recovered: d.recovered,
+            lost: d.lost,
+        }
+    }
+}
+
 impl DeliveryCounts {
     fn add(&mut self, o: &DeliveryCounts) {
         self.owed += o.owed;
@@ -66,6 +114,8 @@ pub struct Verdict {
     pub total: DeliveryCounts,
     pub by_kind: [DeliveryCounts; 4],
     pub by_class: [DeliveryCounts; ROOM_CLASSES.len()],
+    /// Owed pairs by [`PATHS`].
+    pub by_path: [DeliveryCounts; PATHS.len()],
     /// A few (tab, seq) pairs that were lost, for the report.
     pub lost_examples: Vec<(usize, i64)>,
     pub unexpected_examples: Vec<(usize, i64)>,
@@ -82,6 +132,9 @@ impl Verdict {
         for (a, b) in self.by_class.iter_mut().zip(&other.by_class) {
             a.add(b);
         }
+        for (a, b) in self.by_path.iter_mut().zip(&other.by_path) {
+            a.add(b);
+        }
         for (mine, theirs) in [
             (&mut self.lost_examples, &other.lost_examples),
             (&mut self.unexpected_examples, &other.unexpected_examples),
@@ -92,10 +145,12 @@ impl Verdict {
     }
 }
 
-/// Judges one tab against the log (`events` ascending by `seq`, complete up to `log_end`).
+/// Judges one tab against the log (`events` ascending by `seq`, complete up to `log_end`);
+/// `nodes` are the tab's node segments (see [`node_at`]).
 pub fn judge_tab(
     tab: usize,
     joined: &[Joined],
+    nodes: &[(i64, Option<u32>)],
     ledger: &Ledger,
     events: &[LogEvent],
     log_end: i64,
@@ -134,6 +189,7 @@ pub fn judge_tab(
             v.total.add(&outcome);
             v.by_kind[event.kind].add(&outcome);
             v.by_class[j.class].add(&outcome);
+            v.by_path[path(event.node, node_at(nodes, event.seq))].add(&outcome);
         }
     }
     for seq in ledger.live_seqs().filter(|s| *s <= log_end) {
@@ -164,6 +220,7 @@ mod tests {
             seq,
             kind: 0,
             rooms: rooms.to_vec(),
+            node: Some(seq as u32 % 2),
         }
     }
 
@@ -201,7 +258,7 @@ mod tests {
         let mut ledger = Ledger::new(10);
         ledger.record_live(11);
         ledger.record_replayed(13);
-        let v = judge_tab(0, &calendar(10), &ledger, &log(), 15);
+        let v = judge_tab(0, &calendar(10), &[], &ledger, &log(), 15);
         assert_eq!(v.total.owed, 3, "11, 13 and 14 are boardroom-1 or mine");
         assert_eq!(
             (v.total.delivered, v.total.recovered, v.total.lost),
@@ -217,7 +274,7 @@ mod tests {
     #[test]
     fn the_watermark_and_the_log_end_bound_what_is_owed() {
         let ledger = Ledger::new(10);
-        let v = judge_tab(0, &calendar(11), &ledger, &log(), 13);
+        let v = judge_tab(0, &calendar(11), &[], &ledger, &log(), 13);
         assert_eq!(
             v.total.owed, 1,
             "only 13: 11 is at the watermark, 14 past the log end"
@@ -231,7 +288,7 @@ mod tests {
             ledger.record_live(seq);
         }
         ledger.record_live(11);
-        let v = judge_tab(3, &calendar(10), &ledger, &log(), 15);
+        let v = judge_tab(3, &calendar(10), &[], &ledger, &log(), 15);
         assert_eq!(
             v.total.unexpected, 1,
             "12 is boardroom-2 only; 99 is past the log end"
@@ -246,7 +303,53 @@ mod tests {
         let mut ledger = Ledger::new(10);
         ledger.record_live(13);
         ledger.record_live(11);
-        let v = judge_tab(0, &calendar(10), &ledger, &log(), 15);
+        let v = judge_tab(0, &calendar(10), &[], &ledger, &log(), 15);
         assert_eq!(v.total.out_of_order, 1);
+    }
+
+    #[test]
+    fn owed_pairs_are_split_by_the_node_the_tab_was_on_then() {
+        // Events alternate nodes: odd seqs on node 1, even on node 0. The tab is on node 1
+        // until it moves to node 0 with a join at watermark 12.
+        let mut ledger = Ledger::new(10);
+        for seq in [11, 13, 14] {
+            ledger.record_live(seq);
+        }
+        let nodes = [(10, Some(1)), (12, Some(0))];
+        let v = judge_tab(0, &calendar(10), &nodes, &ledger, &log(), 15);
+        assert_eq!(v.total.owed, 3);
+        let same = v.by_path[PATH_SAME];
+        let cross = v.by_path[PATH_CROSS];
+        assert_eq!(
+            (same.owed, same.delivered),
+            (2, 2),
+            "11 on node 1, 14 on node 0"
+        );
+        assert_eq!(
+            (cross.owed, cross.delivered),
+            (1, 1),
+            "13 on node 1, tab on 0"
+        );
+        let unknown = judge_tab(0, &calendar(10), &[(10, None)], &ledger, &log(), 15);
+        assert_eq!(unknown.by_path[PATH_UNKNOWN].owed, 3, "a node-less server");
+    }
+
+    #[test]
+    fn paths_and_segments() {
+        assert_eq!(path(Some("a"), Some("a")), PATH_SAME);
+        assert_eq!(path(Some("a"), Some("b")), PATH_CROSS);
+        assert_eq!(path(None, Some("b")), PATH_UNKNOWN);
+        assert_eq!(path(Some("a"), None), PATH_UNKNOWN);
+        let segs = [(10, Some(1)), (20, Some(2)), (30, None)];
+        assert_eq!(node_at(&segs, 5), Some(1), "before the first: the first");
+        assert_eq!(node_at(&segs, 11), Some(1));
+        assert_eq!(
+            node_at(&segs, 20),
+            Some(1),
+            "the watermark itself is not owed by it"
+        );
+        assert_eq!(node_at(&segs, 21), Some(2));
+        assert_eq!(node_at(&segs, 31), None);
+        assert_eq!(node_at(&[], 31), None);
     }
 }

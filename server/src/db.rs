@@ -38,7 +38,7 @@ pub struct Db {
 }
 
 /// The advisory lock key of the cluster's write turn ("booking" in ASCII).
-const CLUSTER_TURN_KEY: i64 = 0x626f_6f6b_696e_67;
+const CLUSTER_TURN_KEY: i64 = 0x0062_6f6f_6b69_6e67;
 
 /// The cluster-wide write turn: a pooled connection holding the advisory lock. Dropped
 /// without [`release`](ClusterTurn::release) (an error path), its connection is closed instead

@@ -3,6 +3,7 @@
 //! JSON report against its schema.
 
 mod binary;
+mod faults;
 mod observability;
 mod runs;
 
