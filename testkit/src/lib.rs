@@ -100,13 +100,17 @@ fn kill_child(child: &mut Option<Child>) {
 pub struct PrivateRedis {
     pub port: u16,
     child: Option<Child>,
+    /// Where a restart by [`shell_restart`](Self::shell_restart) leaves its pid.
+    pid_file: PathBuf,
 }
 
 impl PrivateRedis {
     pub async fn start() -> Self {
+        let port = free_port();
         let mut redis = Self {
-            port: free_port(),
+            port,
             child: None,
+            pid_file: std::env::temp_dir().join(format!("testkit-redis-{port}.pid")),
         };
         redis.restart().await;
         redis
@@ -142,11 +146,26 @@ impl PrivateRedis {
     pub fn kill(&mut self) {
         kill_child(&mut self.child);
     }
+
+    /// A shell command that starts it again on the same port as a daemon (for a loadgen
+    /// `--heal-cmd` after a `kill -9`); that daemon is killed when this handle drops.
+    pub fn shell_restart(&self) -> String {
+        format!(
+            "redis-server --port {} --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
+             --pidfile '{}' --logfile ''",
+            self.port,
+            self.pid_file.display()
+        )
+    }
 }
 
 impl Drop for PrivateRedis {
     fn drop(&mut self) {
         kill_child(&mut self.child);
+        if let Ok(pid) = std::fs::read_to_string(&self.pid_file) {
+            let _ = Command::new("kill").args(["-9", pid.trim()]).status();
+        }
+        let _ = std::fs::remove_file(&self.pid_file);
     }
 }
 
@@ -345,6 +364,50 @@ pub fn server_binary() -> PathBuf {
     bin
 }
 
+/// A database of its own on the PostgreSQL server at `admin_url`, dropped with the guard.
+pub struct FreshDatabase {
+    pub url: String,
+    admin_url: String,
+    name: String,
+}
+
+impl FreshDatabase {
+    pub fn create(admin_url: &str) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let name = format!("testkit_{}_{nanos}", std::process::id());
+        psql(admin_url, &format!("CREATE DATABASE {name}"));
+        let base = admin_url.rsplit_once('/').map_or(admin_url, |(b, _)| b);
+        Self {
+            url: format!("{base}/{name}"),
+            admin_url: admin_url.to_string(),
+            name,
+        }
+    }
+}
+
+impl Drop for FreshDatabase {
+    fn drop(&mut self) {
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        let _ = Command::new("psql")
+            .args([self.admin_url.as_str(), "-q", "-c", sql.as_str()])
+            .output();
+    }
+}
+
+fn psql(url: &str, sql: &str) {
+    let out = Command::new("psql")
+        .args([url, "-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()
+        .expect("run psql (Debian package postgresql-client)");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A `booking-server` process on a free port, its output in a log file.
 pub struct ServerProcess {
     pub port: u16,
@@ -434,6 +497,34 @@ impl ServerProcess {
         kill_child(&mut self.child);
     }
 
+    /// A shell command that starts this server again in the background, as it was started
+    /// (for a loadgen `--heal-cmd`); the process it starts is killed when this handle drops.
+    pub fn shell_restart(&self) -> String {
+        let mut line = String::from("env");
+        let port = self.port.to_string();
+        let fixed = [
+            ("PORT", port.as_str()),
+            ("BIND", "127.0.0.1"),
+            ("LOG_LEVEL", "info"),
+        ];
+        for (k, v) in fixed
+            .into_iter()
+            .chain(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        {
+            line.push_str(&format!(" {k}='{v}'"));
+        }
+        format!(
+            "{line} '{}' >> '{}' 2>&1 & echo $! > '{}'",
+            server_binary().display(),
+            self.log.display(),
+            self.pid_file().display()
+        )
+    }
+
+    fn pid_file(&self) -> PathBuf {
+        self.log.with_file_name("restarted.pid")
+    }
+
     /// The tail of its log, for assertion messages.
     pub fn log_tail(&self, lines: usize) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
@@ -445,6 +536,9 @@ impl ServerProcess {
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         kill_child(&mut self.child);
+        if let Ok(pid) = std::fs::read_to_string(self.pid_file()) {
+            let _ = Command::new("kill").args(["-9", pid.trim()]).status();
+        }
         if let Some(dir) = self.log.parent() {
             let _ = std::fs::remove_dir_all(dir);
         }

@@ -3,6 +3,7 @@
 //! JSON report against its schema.
 
 mod binary;
+mod cluster;
 mod faults;
 mod observability;
 mod runs;

@@ -9,8 +9,19 @@
 //! While the link is down, publishing fails at once (no waiting on a dead socket) and the
 //! caller delivers to its own sockets only; the realtime module tells its clients to replay once
 //! the link is back (see `Resync` in the protocol).
+//!
+//! Order across servers. The adapter publishes an event, then hands it to its own sockets at
+//! once, while events of other servers reach those sockets through the subscription, a few
+//! hops later. Writes take turns across the cluster (see `db`), so an event of another server
+//! with a lower `seq` was published first; but without more, it could still be on its way
+//! through this server's subscription when the newer local event is handed out. So a publish
+//! on a channel this server listens to returns only once its own copy has come back through
+//! the subscription and the adapter has taken it from its queue: Redis keeps one connection's
+//! messages in order, so everything published before it has then been handed out here too.
 
 use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,7 +31,7 @@ use redis::aio::MultiplexedConnection;
 use socketioxide::adapter::Emitter;
 use socketioxide_redis::drivers::{ChanItem, Driver, MessageStream};
 use socketioxide_redis::{CustomRedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// The adapter every server runs: the Redis adapter over [`ClusterLink`].
 pub type ClusterAdapter = CustomRedisAdapter<Emitter, ClusterLink>;
@@ -130,10 +141,19 @@ enum Command {
     Unsubscribe(String),
 }
 
+/// Where the messages of one channel go: the adapter's queue, and how many were put in it.
+struct Handler {
+    tx: mpsc::Sender<ChanItem>,
+    relayed: Arc<AtomicU64>,
+}
+
 /// What the supervisor task shares with the driver's clones.
 struct Shared {
     client: redis::Client,
-    handlers: Mutex<HashMap<String, mpsc::Sender<ChanItem>>>,
+    handlers: Mutex<HashMap<String, Handler>>,
+    /// Own publishes waiting for their copy to come back, by hash of the payload: the sender
+    /// gets the copy's number in its channel's queue.
+    echoes: Mutex<HashMap<u64, oneshot::Sender<u64>>>,
     publisher: Mutex<Option<MultiplexedConnection>>,
     /// Messages from Redis dropped because the adapter's queue was full.
     overflow: metrics::Counter,
@@ -154,6 +174,7 @@ impl RedisLink {
         let shared = Arc::new(Shared {
             client,
             handlers: Mutex::new(HashMap::new()),
+            echoes: Mutex::new(HashMap::new()),
             publisher: Mutex::new(None),
             overflow,
         });
@@ -174,17 +195,62 @@ impl RedisLink {
     async fn publish(&self, chan: String, val: Vec<u8>) -> Result<(), LinkError> {
         let conn = self.shared.publisher.lock().expect("poisoned").clone();
         let mut conn = conn.ok_or(LinkError::Down)?;
-        let publish = redis::cmd("PUBLISH").arg(chan).arg(val).to_owned();
-        match tokio::time::timeout(ANSWER_WITHIN, publish.query_async::<i64>(&mut conn)).await {
-            Ok(result) => result.map(|_| ()).map_err(LinkError::from),
-            Err(_) => Err(LinkError::Timeout(ANSWER_WITHIN)),
+        let key = payload_key(&val);
+        let listening = self
+            .shared
+            .handlers
+            .lock()
+            .expect("poisoned")
+            .contains_key(&chan);
+        let echo = listening.then(|| {
+            let (tx, rx) = oneshot::channel();
+            self.shared.echoes.lock().expect("poisoned").insert(key, tx);
+            rx
+        });
+        let publish = redis::cmd("PUBLISH").arg(&chan).arg(val).to_owned();
+        let published = within(publish.query_async::<i64>(&mut conn))
+            .await
+            .map(|_| ());
+        if let Some(echo) = echo {
+            if published.is_ok() {
+                self.wait_taken(&chan, echo).await;
+            }
+            self.shared.echoes.lock().expect("poisoned").remove(&key);
+        }
+        published
+    }
+
+    /// Waits (at most [`ANSWER_WITHIN`]) until the copy of an own publish came back and the
+    /// adapter took it from its queue; it handles queued messages one by one, so every message
+    /// ahead of the copy has been handed to this server's sockets by then.
+    async fn wait_taken(&self, chan: &str, echo: oneshot::Receiver<u64>) {
+        let deadline = tokio::time::Instant::now() + ANSWER_WITHIN;
+        let Ok(Ok(number)) = tokio::time::timeout_at(deadline, echo).await else {
+            tracing::debug!(chan, "own publish did not come back in time");
+            return;
+        };
+        loop {
+            let taken = {
+                let handlers = self.shared.handlers.lock().expect("poisoned");
+                let Some(h) = handlers.get(chan) else { return };
+                // Relayed first, queued second: a message relayed in between makes this
+                // count low (one more turn), never high.
+                let relayed = h.relayed.load(Ordering::Acquire);
+                let queued = (h.tx.max_capacity() - h.tx.capacity()) as u64;
+                relayed.saturating_sub(queued)
+            };
+            if taken >= number || tokio::time::Instant::now() >= deadline {
+                return;
+            }
+            tokio::task::yield_now().await;
         }
     }
 
     fn subscribe(&self, chan: String, size: usize) -> MessageStream<ChanItem> {
         let (tx, rx) = mpsc::channel(size.max(1));
         let mut handlers = self.shared.handlers.lock().expect("poisoned");
-        handlers.insert(chan.clone(), tx);
+        let relayed = Arc::new(AtomicU64::new(0));
+        handlers.insert(chan.clone(), Handler { tx, relayed });
         let _ = self.commands.send(Command::Subscribe(chan));
         MessageStream::new(rx)
     }
@@ -308,20 +374,33 @@ async fn within<T>(what: impl Future<Output = redis::RedisResult<T>>) -> Result<
     }
 }
 
+/// Identifies an own publish when its copy comes back.
+fn payload_key(payload: &[u8]) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    payload.hash(&mut hasher);
+    hasher.finish()
+}
+
 fn relay(shared: &Shared, msg: &redis::Msg) {
     let chan = msg.get_channel_name();
+    let payload = msg.get_payload_bytes();
     let handlers = shared.handlers.lock().expect("poisoned");
-    let Some(tx) = handlers.get(chan) else {
+    let Some(h) = handlers.get(chan) else {
         return;
     };
-    if tx
-        .try_send((chan.to_string(), msg.get_payload_bytes().to_vec()))
-        .is_err()
-    {
+    if h.tx.try_send((chan.to_string(), payload.to_vec())).is_err() {
         shared.overflow.increment(1);
         tracing::warn!(
             chan,
             "adapter queue full: a message from another server was dropped"
         );
+        return;
+    }
+    let number = h.relayed.fetch_add(1, Ordering::AcqRel) + 1;
+    let mut echoes = shared.echoes.lock().expect("poisoned");
+    if !echoes.is_empty()
+        && let Some(waiting) = echoes.remove(&payload_key(payload))
+    {
+        let _ = waiting.send(number);
     }
 }
