@@ -99,7 +99,9 @@ impl Realtime {
         &self.node
     }
 
-    /// Tells this server's sockets that events with `seq > after` may not have reached them.
+    /// Tells every socket of the cluster that events with `seq > after` may not have reached
+    /// it: this server's sockets missed what the others published while its link was down, and
+    /// the others' sockets missed what this server could deliver only locally meanwhile.
     async fn resync(&self, after: i64, down: Duration) {
         let notice = Resync {
             after,
@@ -108,8 +110,11 @@ impl Realtime {
             down_ms: down.as_millis() as u64,
         };
         let sockets = self.io.local().sockets().len();
-        if let Err(e) = self.io.local().emit(RESYNC, &notice).await {
-            tracing::warn!(error = %e, "resync notice not sent");
+        if let Err(e) = self.io.emit(RESYNC, &notice).await {
+            tracing::warn!(error = %e, "resync notice not published: sending it to this server's sockets only");
+            if let Err(e) = self.io.local().emit(RESYNC, &notice).await {
+                tracing::warn!(error = %e, "resync notice not sent");
+            }
         }
         self.metrics.resyncs.increment(1);
         tracing::warn!(

@@ -240,15 +240,16 @@ pub struct EventStamp {
 /// match the events it receives to the request that caused them.
 pub const EVENT_SEQ_HEADER: &str = "event-seq";
 
-/// Payload of [`RESYNC`]: sent by a server to its own sockets when its link to the other
-/// servers comes back after an outage. Events committed elsewhere while the link was down
-/// never reached this server; a client closes the gap by replaying its rooms from `after`.
+/// Payload of [`RESYNC`]: sent by a server to every socket of the cluster when its link to the
+/// other servers comes back after an outage. Events committed elsewhere while the link was down
+/// never reached its sockets, and what it committed meanwhile reached its own sockets only; a
+/// client closes the gap by replaying its rooms from `after`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Resync {
     /// Every event with a higher `seq` may have been missed on this connection.
     pub after: i64,
-    /// The node sending it.
+    /// The node whose link came back.
     pub node: String,
     /// Why: `adapter-recovered`.
     pub reason: String,
