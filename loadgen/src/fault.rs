@@ -285,7 +285,11 @@ pub async fn run_fault(run: Arc<Run>) {
     tracker.commands.lock().expect("poisoned").push(result);
 
     tokio::time::sleep_until((fault_at + c.fault_for).into()).await;
-    let heal_seq = run.read_last_seq().await;
+    // Bounded: with the database down the read can only wait, and the heal must not.
+    let heal_seq = tokio::time::timeout(Duration::from_millis(500), run.read_last_seq())
+        .await
+        .ok()
+        .flatten();
     let heal_at = Instant::now();
     tracker.heal_us.store(now_us(), Ordering::Relaxed);
     if let Some(seq) = heal_seq {

@@ -84,7 +84,12 @@ impl AppState {
                     .map_err(|_| StartError::Config(format!("bad origin `{o}`")))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let mut db = Db::connect(&config.database_url, config.db_pool_size).await?;
+        let mut db = Db::connect(
+            &config.database_url,
+            config.db_pool_size,
+            config.db_acquire_timeout,
+        )
+        .await?;
         if config.redis_url.is_some() {
             db.order_across_cluster();
         }

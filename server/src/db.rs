@@ -132,7 +132,11 @@ fn normalise_url(url: &str) -> String {
 }
 
 impl Db {
-    pub async fn connect(url: &str, pool_size: u32) -> Result<Self, sqlx::Error> {
+    pub async fn connect(
+        url: &str,
+        pool_size: u32,
+        acquire_timeout: Duration,
+    ) -> Result<Self, sqlx::Error> {
         sqlx::any::install_default_drivers();
         let url = normalise_url(url);
         let backend = if url.starts_with("sqlite:") {
@@ -149,7 +153,7 @@ impl Db {
         let in_memory = url.contains(":memory:");
         let mut pool = AnyPoolOptions::new()
             .max_connections(if in_memory { 1 } else { pool_size.max(1) })
-            .acquire_timeout(Duration::from_secs(5));
+            .acquire_timeout(acquire_timeout);
         if in_memory {
             // The in-memory database lives as long as its last connection: keep one forever.
             pool = pool

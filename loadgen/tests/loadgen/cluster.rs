@@ -240,8 +240,9 @@ async fn a_postgres_restart_mid_run_answers_503_and_loses_no_acknowledged_write(
     let pg = PrivatePostgres::start().await;
     let [a, b] = two_nodes(&pg.url(), &redis).await;
     let (stop, start) = pg.shell_commands();
+    // Down longer than the servers wait for a connection (--db-acquire-timeout, 2 s).
     let mut args = vec!["--seed", "36", "--scenario", "db-restart"];
-    args.extend(FAULT_TIMELINE);
+    args.extend(["--duration", "12s", "--fault-at", "3s", "--fault-for", "5s"]);
     args.extend(["--fault-cmd", &stop, "--heal-cmd", &start]);
     let outcome = run(&[&a, &b], &args).await;
     assert_recovered(&outcome, &[&a, &b]);
