@@ -35,6 +35,8 @@ pub struct Db {
     write_gate: Arc<Mutex<()>>,
     /// Serialise writes across the servers of a cluster too (PostgreSQL only).
     cluster_order: bool,
+    /// Longest wait for the write turn or a connection before giving up (503).
+    acquire_timeout: Duration,
 }
 
 /// The advisory lock key of the cluster's write turn ("booking" in ASCII).
@@ -179,6 +181,7 @@ impl Db {
             backend,
             write_gate: Arc::new(Mutex::new(())),
             cluster_order: false,
+            acquire_timeout,
         })
     }
 
@@ -196,7 +199,11 @@ impl Db {
     }
 
     pub async fn begin_write(&self) -> Result<WriteTx, sqlx::Error> {
-        let gate = self.write_gate.clone().lock_owned().await;
+        // Bounded like a pool checkout: while the database is away, writes queued behind the
+        // one waiting for a connection get their 503 as soon, instead of one by one.
+        let gate = tokio::time::timeout(self.acquire_timeout, self.write_gate.clone().lock_owned())
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)?;
         let began_at = Instant::now();
         let span = tracing::info_span!("db.transaction", db.system = ?self.backend);
         let cluster = match self.cluster_order {
