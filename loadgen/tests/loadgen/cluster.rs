@@ -13,7 +13,7 @@ use testkit::{
     shared_redis_url,
 };
 
-use crate::{RUN_LIMIT, as_json, assert_matches_schema, config};
+use crate::{as_json, assert_matches_schema, run};
 
 const SECRET: &str = "cluster-test-secret";
 
@@ -62,7 +62,7 @@ async fn wait_adapter_up(node: &ServerProcess) {
     .await;
 }
 
-async fn run(nodes: &[&ServerProcess], extra: &[&str]) -> Outcome {
+async fn run_on(nodes: &[&ServerProcess], extra: &[&str]) -> Outcome {
     let urls: Vec<String> = nodes.iter().map(|n| n.url()).collect();
     let mut args: Vec<&str> = Vec::new();
     for url in &urls {
@@ -70,10 +70,7 @@ async fn run(nodes: &[&ServerProcess], extra: &[&str]) -> Outcome {
     }
     args.extend(["--auth-secret", SECRET, "--tabs", "40", "--boardrooms", "6"]);
     args.extend_from_slice(extra);
-    tokio::time::timeout(RUN_LIMIT, booking_loadgen::run(config(&args)))
-        .await
-        .expect("the run ends in time")
-        .expect("the run happens")
+    run(&args).await
 }
 
 /// The warnings and errors each server logged, for failure messages.
@@ -127,7 +124,7 @@ async fn two_servers_on_redis_deliver_across_nodes_in_order() {
     };
     let db = FreshDatabase::create(&pg);
     let [a, b] = two_nodes(&db.url, &redis).await;
-    let outcome = run(&[&a, &b], &["--duration", "5s", "--seed", "31"]).await;
+    let outcome = run_on(&[&a, &b], &["--duration", "5s", "--seed", "31"]).await;
     let r = &outcome.report;
     assert!(outcome.passed(), "{}\n{}", r.summary(), logs(&[&a, &b]));
     assert_clean_across_nodes(r, &[&a, &b]);
@@ -162,7 +159,8 @@ const FAULT_TIMELINE: [&str; 6] = ["--duration", "12s", "--fault-at", "3s", "--f
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_restart_mid_run_loses_nothing_once_tabs_resync() {
-    let Some(pg) = shared_postgres_url() else {
+    // TEST_REDIS_URL set says this machine has Redis (redis-server included).
+    let (Some(pg), Some(_)) = (shared_postgres_url(), shared_redis_url()) else {
         return;
     };
     let redis = PrivateRedis::start().await;
@@ -173,7 +171,7 @@ async fn a_redis_restart_mid_run_loses_nothing_once_tabs_resync() {
     let mut args = vec!["--seed", "32", "--scenario", "redis-restart"];
     args.extend(FAULT_TIMELINE);
     args.extend(["--fault-cmd", &kill, "--heal-cmd", &restart]);
-    let outcome = run(&[&a, &b], &args).await;
+    let outcome = run_on(&[&a, &b], &args).await;
     assert_recovered(&outcome, &[&a, &b]);
     let f = outcome.report.fault.as_ref().unwrap();
     assert!(f.resyncs > 0, "{}", outcome.report.summary());
@@ -186,7 +184,8 @@ async fn a_redis_restart_mid_run_loses_nothing_once_tabs_resync() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_redis_mid_run_loses_nothing_once_tabs_resync() {
-    let Some(pg) = shared_postgres_url() else {
+    // TEST_REDIS_URL set says this machine has Redis (redis-server included).
+    let (Some(pg), Some(_)) = (shared_postgres_url(), shared_redis_url()) else {
         return;
     };
     let redis = PrivateRedis::start().await;
@@ -197,7 +196,7 @@ async fn a_paused_redis_mid_run_loses_nothing_once_tabs_resync() {
     let mut args = vec!["--seed", "33", "--scenario", "redis-pause"];
     args.extend(FAULT_TIMELINE);
     args.extend(["--fault-cmd", &stop, "--heal-cmd", &cont]);
-    let outcome = run(&[&a, &b], &args).await;
+    let outcome = run_on(&[&a, &b], &args).await;
     assert_recovered(&outcome, &[&a, &b]);
     assert!(outcome.report.resyncs > 0, "{}", outcome.report.summary());
 }
@@ -214,7 +213,7 @@ async fn one_of_two_servers_killed_its_tabs_move_and_it_rejoins_the_cluster() {
     let mut args = vec!["--seed", "34", "--scenario", "node-kill"];
     args.extend(FAULT_TIMELINE);
     args.extend(["--fault-cmd", &kill, "--heal-cmd", &restart]);
-    let outcome = run(&[&a, &b], &args).await;
+    let outcome = run_on(&[&a, &b], &args).await;
     assert_recovered(&outcome, &[&a, &b]);
     let f = outcome.report.fault.as_ref().unwrap();
     assert!(
@@ -224,7 +223,7 @@ async fn one_of_two_servers_killed_its_tabs_move_and_it_rejoins_the_cluster() {
     );
     // The restarted node is back in the cluster: a second run spreads over both again.
     wait_adapter_up(&b).await;
-    let again = run(&[&a, &b], &["--duration", "3s", "--seed", "35"]).await;
+    let again = run_on(&[&a, &b], &["--duration", "3s", "--seed", "35"]).await;
     assert!(again.passed(), "{}", again.report.summary());
     assert_clean_across_nodes(&again.report, &[&a, &b]);
 }
@@ -244,7 +243,7 @@ async fn a_postgres_restart_mid_run_answers_503_and_loses_no_acknowledged_write(
     let mut args = vec!["--seed", "36", "--scenario", "db-restart"];
     args.extend(["--duration", "12s", "--fault-at", "3s", "--fault-for", "5s"]);
     args.extend(["--fault-cmd", &stop, "--heal-cmd", &start]);
-    let outcome = run(&[&a, &b], &args).await;
+    let outcome = run_on(&[&a, &b], &args).await;
     assert_recovered(&outcome, &[&a, &b]);
     let f = outcome.report.fault.as_ref().unwrap();
     assert!(

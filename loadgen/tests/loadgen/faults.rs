@@ -5,16 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use booking_loadgen::Outcome;
-
-use crate::{RUN_LIMIT, as_json, assert_matches_schema, config};
-
-async fn run(args: &[&str]) -> Outcome {
-    tokio::time::timeout(RUN_LIMIT, booking_loadgen::run(config(args)))
-        .await
-        .expect("the run ends")
-        .expect("the run happens")
-}
+use crate::{as_json, assert_matches_schema, run};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_db_restart_scenario_times_its_commands_and_checks_acknowledged_writes() {

@@ -41,3 +41,11 @@ pub fn as_json(report: &Report) -> serde_json::Value {
 }
 
 pub const RUN_LIMIT: Duration = Duration::from_secs(120);
+
+/// A whole run through the library with these flags, bounded by [`RUN_LIMIT`].
+pub async fn run(args: &[&str]) -> booking_loadgen::Outcome {
+    tokio::time::timeout(RUN_LIMIT, booking_loadgen::run(config(args)))
+        .await
+        .expect("the run ends in time")
+        .expect("the run happens")
+}

@@ -1,15 +1,6 @@
 //! Whole runs through the library: clean, faulty, churned, and two generators on one server.
 
-use booking_loadgen::Outcome;
-
-use crate::{RUN_LIMIT, as_json, assert_matches_schema, config};
-
-async fn run(args: &[&str]) -> Outcome {
-    tokio::time::timeout(RUN_LIMIT, booking_loadgen::run(config(args)))
-        .await
-        .expect("the run ends in time")
-        .expect("the run happens")
-}
+use crate::{RUN_LIMIT, as_json, assert_matches_schema, config, run};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clean_run_delivers_every_owed_event() {

@@ -8,7 +8,7 @@ use booking_server::ServerConfig;
 use serde_json::Value;
 use testkit::{PrivateRedis, shared_redis_url, wait_until};
 
-use crate::support::{Backend, Tab, TestApp, postgres_url, spawn_with, temp_database};
+use crate::support::{Backend, Tab, TempDb, TestApp, postgres_url, spawn_with, temp_database};
 
 /// A node named `node` of a cluster on `database` and `redis`; channels under `prefix`.
 async fn node(database: &str, redis: &str, prefix: &str, node: &str) -> TestApp {
@@ -17,6 +17,17 @@ async fn node(database: &str, redis: &str, prefix: &str, node: &str) -> TestApp 
     config.redis_prefix = prefix.to_string();
     config.node_id = Some(node.to_string());
     spawn_with(config).await
+}
+
+/// `node-a` and `node-b` on a fresh PostgreSQL database and `redis`, both links up.
+async fn pair(redis: &str) -> (TestApp, TestApp, Option<TempDb>) {
+    let (db, guard) = temp_database(Backend::Postgres).await;
+    let prefix = unique_prefix();
+    let a = node(&db, redis, &prefix, "node-a").await;
+    let b = node(&db, redis, &prefix, "node-b").await;
+    wait_ready(&a, "up").await;
+    wait_ready(&b, "up").await;
+    (a, b, guard)
 }
 
 async fn ready(app: &TestApp) -> (u16, Value) {
@@ -48,12 +59,7 @@ async fn an_event_committed_on_one_node_reaches_tabs_on_the_other() {
     let (Some(_), Some(redis)) = (postgres_url(), shared_redis_url()) else {
         return;
     };
-    let (db, _guard) = temp_database(Backend::Postgres).await;
-    let prefix = unique_prefix();
-    let a = node(&db, &redis, &prefix, "node-a").await;
-    let b = node(&db, &redis, &prefix, "node-b").await;
-    wait_ready(&a, "up").await;
-    wait_ready(&b, "up").await;
+    let (a, b, _guard) = pair(&redis).await;
     let (status, body) = ready(&b).await;
     assert_eq!(
         (status, body["node"].as_str()),
@@ -89,16 +95,12 @@ async fn an_event_committed_on_one_node_reaches_tabs_on_the_other() {
 
 #[tokio::test]
 async fn a_redis_outage_keeps_local_delivery_and_ends_in_a_resync() {
-    if postgres_url().is_none() {
+    // TEST_REDIS_URL set says this machine has Redis (redis-server included).
+    if postgres_url().is_none() || shared_redis_url().is_none() {
         return;
     }
     let mut redis = PrivateRedis::start().await;
-    let (db, _guard) = temp_database(Backend::Postgres).await;
-    let prefix = unique_prefix();
-    let a = node(&db, &redis.url(), &prefix, "node-a").await;
-    let b = node(&db, &redis.url(), &prefix, "node-b").await;
-    wait_ready(&a, "up").await;
-    wait_ready(&b, "up").await;
+    let (a, b, _guard) = pair(&redis.url()).await;
     let mut on_a = Tab::connect(&a, &a.token("ann")).await.unwrap();
     let mut on_b = Tab::connect(&b, &b.token("bob")).await.unwrap();
     for tab in [&on_a, &on_b] {
@@ -182,16 +184,12 @@ async fn a_redis_outage_keeps_local_delivery_and_ends_in_a_resync() {
 
 #[tokio::test]
 async fn a_paused_redis_is_noticed_by_ping_and_the_link_heals() {
-    if postgres_url().is_none() {
+    // TEST_REDIS_URL set says this machine has Redis (redis-server included).
+    if postgres_url().is_none() || shared_redis_url().is_none() {
         return;
     }
     let redis = PrivateRedis::start().await;
-    let (db, _guard) = temp_database(Backend::Postgres).await;
-    let prefix = unique_prefix();
-    let a = node(&db, &redis.url(), &prefix, "node-a").await;
-    let b = node(&db, &redis.url(), &prefix, "node-b").await;
-    wait_ready(&a, "up").await;
-    wait_ready(&b, "up").await;
+    let (a, b, _guard) = pair(&redis.url()).await;
     let mut on_b = Tab::connect(&b, &b.token("bob")).await.unwrap();
     assert!(on_b.join("bookings").await.ok);
     let room = a.boardroom("Paused", 8).await;
