@@ -333,6 +333,8 @@ fn watch_link(state: &AppState, start_seq: i64) {
     }
     state.metrics.adapter_up.set(0.0);
     let mut link = state.realtime.link.state();
+    // The link may be up already: look at its state as it is now, then at each change.
+    link.mark_changed();
     let weak = state.downgrade();
     tokio::spawn(async move {
         let mut samples: VecDeque<(Instant, i64)> = VecDeque::new();
