@@ -2,9 +2,6 @@
 //! output, and a server killed under the tabs (a real `booking-server` process, SIGKILL) loses
 //! nothing once the tabs have reconnected, rejoined and replayed.
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
-
 use crate::{as_json, assert_matches_schema, run};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,81 +100,20 @@ async fn a_failing_heal_command_fails_the_run_with_its_output() {
     assert_matches_schema(&as_json(r));
 }
 
-/// The `booking-server` binary next to this test's, if the workspace built it.
-fn server_binary() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let bin = exe.parent()?.parent()?.join("booking-server");
-    bin.exists().then_some(bin)
-}
-
-/// Kills the server process a test started, however the test ends.
-struct Killer(PathBuf);
-
-impl Drop for Killer {
-    fn drop(&mut self) {
-        if let Ok(pid) = std::fs::read_to_string(&self.0) {
-            let _ = std::process::Command::new("kill")
-                .args(["-9", pid.trim()])
-                .status();
-        }
-    }
-}
-
-fn write_start_script(dir: &Path, bin: &Path, port: u16, secret: &str) -> PathBuf {
-    let script = dir.join("start.sh");
-    let db = dir.join("bookings.db");
-    std::fs::write(
-        &script,
-        format!(
-            "cd '{dir}' && nohup '{bin}' --port {port} --database-url 'sqlite://{db}?mode=rwc' \
-             --auth-secret '{secret}' --node-id node-a --log-level warn >> server.log 2>&1 &\n\
-             echo $! > '{dir}/pid'\n",
-            dir = dir.display(),
-            bin = bin.display(),
-            db = db.display(),
-        ),
-    )
-    .unwrap();
-    script
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tabs_of_a_killed_server_reconnect_rejoin_and_replay() {
-    let Some(bin) = server_binary() else {
-        eprintln!("skipped: no booking-server binary built next to the tests");
-        return;
-    };
-    let dir = std::env::temp_dir().join(format!("loadgen-node-kill-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let dir = testkit::scratch_dir("loadgen-node-kill");
+    let database = format!("sqlite://{}?mode=rwc", dir.join("bookings.db").display());
     let secret = "node-kill-test-secret";
-    let start = write_start_script(&dir, &bin, port, secret);
-    let _killer = Killer(dir.join("pid"));
-    let started = std::process::Command::new("sh")
-        .arg(&start)
-        .status()
-        .unwrap();
-    assert!(started.success());
-    let host = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    let mut ready = false;
-    for _ in 0..100 {
-        if let Ok(r) = http.get(format!("{host}/ready")).send().await {
-            ready = r.status().is_success();
-            if ready {
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(ready, "the server did not come up: see {}", dir.display());
-    let fault_cmd = format!("kill -9 $(cat '{}/pid')", dir.display());
-    let heal_cmd = format!("sh '{}'", start.display());
+    let server = testkit::ServerProcess::start(&[
+        ("DATABASE_URL", database.as_str()),
+        ("AUTH_SECRET", secret),
+        ("NODE_ID", "node-a"),
+    ])
+    .await;
+    let host = server.url();
+    let fault_cmd = format!("kill -9 {}", server.pid());
+    let heal_cmd = server.shell_restart();
     let args = [
         "--host",
         &host,
@@ -219,6 +155,5 @@ async fn tabs_of_a_killed_server_reconnect_rejoin_and_replay() {
     );
     assert!(outcome.passed(), "{}", r.summary());
     assert_matches_schema(&as_json(r));
-    println!("{}", r.summary());
     let _ = std::fs::remove_dir_all(&dir);
 }
