@@ -391,6 +391,30 @@ fn the_compose_stack_runs_commands_the_binaries_accept() {
             );
         }
     }
+    // The images build: the Dockerfile copies every workspace member (or the workspace
+    // manifest does not load) and has the stage each service builds.
+    let dockerfile = std::fs::read_to_string(repo().join("Dockerfile")).unwrap();
+    let manifest = std::fs::read_to_string(repo().join("Cargo.toml")).unwrap();
+    let members = manifest
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("members = "))
+        .expect("workspace members");
+    for member in members.trim_matches(['[', ']']).split(',') {
+        let member = member.trim().trim_matches('"');
+        assert!(
+            dockerfile.contains(&format!("COPY {member} ./{member}")),
+            "the Dockerfile does not copy workspace member {member}"
+        );
+    }
+    for service in ["server-1", "server-2", "loadgen"] {
+        let target = compose["services"][service]["build"]["target"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{service} builds a target of the Dockerfile"));
+        assert!(
+            dockerfile.contains(&format!(" AS {target}\n")),
+            "{service} builds stage {target}, which the Dockerfile lacks"
+        );
+    }
     // Prometheus scrapes the services compose defines, and loads the rules the tests check.
     let prom: serde_yaml::Value = serde_yaml::from_str(
         &std::fs::read_to_string(repo().join("deploy/prometheus.yml")).unwrap(),
