@@ -29,34 +29,16 @@ pub struct TestApp {
 /// A database created for one test and dropped after it.
 pub enum TempDb {
     File(std::path::PathBuf),
-    Postgres { admin_url: String, name: String },
+    /// Dropped with the guard.
+    Postgres {
+        _guard: testkit::FreshDatabase,
+    },
 }
 
 impl Drop for TempDb {
     fn drop(&mut self) {
-        match self {
-            TempDb::File(dir) => {
-                let _ = std::fs::remove_dir_all(dir);
-            }
-            TempDb::Postgres { admin_url, name } => {
-                let (admin_url, name) = (admin_url.clone(), name.clone());
-                // Best effort: a leftover database only costs disk.
-                let _ = std::thread::spawn(move || {
-                    let rt = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build();
-                    if let Ok(rt) = rt {
-                        rt.block_on(async {
-                            use sqlx::Connection;
-                            if let Ok(mut c) = sqlx::PgConnection::connect(&admin_url).await {
-                                let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                                let _ = sqlx::Executor::execute(&mut c, sql.as_str()).await;
-                            }
-                        });
-                    }
-                })
-                .join();
-            }
+        if let TempDb::File(dir) = self {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }
@@ -72,18 +54,7 @@ pub enum Backend {
 
 /// The PostgreSQL server for tests: `TEST_DATABASE_URL`. In CI it is required; elsewhere the
 /// PostgreSQL tests are skipped without it.
-pub fn postgres_url() -> Option<String> {
-    match std::env::var("TEST_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("TEST_DATABASE_URL must be set in CI: the PostgreSQL tests are required")
-        }
-        _ => {
-            eprintln!("TEST_DATABASE_URL not set: skipping a PostgreSQL test");
-            None
-        }
-    }
-}
+pub use testkit::shared_postgres_url as postgres_url;
 
 /// Creates a fresh database for one test; returns its URL and the guard that drops it.
 pub async fn temp_database(backend: Backend) -> (String, Option<TempDb>) {
@@ -97,19 +68,8 @@ pub async fn temp_database(backend: Backend) -> (String, Option<TempDb>) {
         }
         Backend::Postgres => {
             let admin_url = postgres_url().expect("checked by the caller");
-            let name = format!("booking_test_{}", uuid::Uuid::new_v4().simple());
-            use sqlx::Connection;
-            let mut c = sqlx::PgConnection::connect(&admin_url)
-                .await
-                .expect("connect to TEST_DATABASE_URL");
-            sqlx::Executor::execute(&mut c, format!("CREATE DATABASE {name}").as_str())
-                .await
-                .expect("create a test database");
-            let base = admin_url
-                .rsplit_once('/')
-                .map_or(admin_url.as_str(), |(b, _)| b);
-            let url = format!("{base}/{name}");
-            (url, Some(TempDb::Postgres { admin_url, name }))
+            let db = testkit::FreshDatabase::create(&admin_url);
+            (db.url.clone(), Some(TempDb::Postgres { _guard: db }))
         }
     }
 }
