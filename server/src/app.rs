@@ -231,11 +231,11 @@ async fn health() -> Json<serde_json::Value> {
 /// to the other servers is up; 503 otherwise, saying which part is missing.
 async fn ready(State(state): State<AppState>) -> Response {
     let database = state.db.ping().await;
-    let link = *state.realtime.link.state().borrow();
-    let adapter = match (state.realtime.link.is_clustered(), link.up) {
-        (false, _) => "local",
-        (true, true) => "up",
-        (true, false) => "down",
+    let link = state.realtime.link.state().map(|l| *l.borrow());
+    let adapter = match link {
+        None => "local",
+        Some(l) if l.up => "up",
+        Some(_) => "down",
     };
     let node = state.realtime.node();
     let body = |status: &str| {
@@ -253,10 +253,10 @@ async fn ready(State(state): State<AppState>) -> Response {
     if let Err(e) = &database {
         reasons.push(format!("database unavailable: {e}"));
     }
-    if adapter == "down" {
+    if let Some(l) = link.filter(|l| !l.up) {
         reasons.push(format!(
             "redis link down for {:.1} s: events reach this server's sockets only",
-            link.since.elapsed().as_secs_f64()
+            l.since.elapsed().as_secs_f64()
         ));
     }
     let mut body = body("unavailable");

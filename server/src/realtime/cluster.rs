@@ -79,18 +79,11 @@ impl ClusterLink {
         RedisAdapterCtr::new_with_driver(self.clone(), config)
     }
 
-    /// The link's state, for readiness and metrics; a single server is always up.
-    pub fn state(&self) -> watch::Receiver<LinkState> {
+    /// The link's state and its changes; `None` for a single server, which has no link.
+    pub fn state(&self) -> Option<watch::Receiver<LinkState>> {
         match self {
-            ClusterLink::Single => {
-                watch::channel(LinkState {
-                    up: true,
-                    since: Instant::now(),
-                    ups: 1,
-                })
-                .1
-            }
-            ClusterLink::Redis(link) => link.state.subscribe(),
+            ClusterLink::Single => None,
+            ClusterLink::Redis(link) => Some(link.state.subscribe()),
         }
     }
 

@@ -327,12 +327,10 @@ pub async fn register(state: &AppState) -> Result<(), StartError> {
 /// the log's watermark as it was [`RESYNC_MARGIN`] before the outage was noticed (sampled every
 /// second), or to the watermark at start when the link was down from the start.
 fn watch_link(state: &AppState, start_seq: i64) {
-    state.metrics.adapter_up.set(1.0);
-    if !state.realtime.link.is_clustered() {
+    let Some(mut link) = state.realtime.link.state() else {
+        state.metrics.adapter_up.set(1.0);
         return;
-    }
-    state.metrics.adapter_up.set(0.0);
-    let mut link = state.realtime.link.state();
+    };
     // The link may be up already: look at its state as it is now, then at each change.
     link.mark_changed();
     let weak = state.downgrade();
