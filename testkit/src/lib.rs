@@ -194,18 +194,9 @@ impl PrivatePostgres {
             bin,
         };
         chown_to_postgres(&pg.dir);
-        pg.run(
-            "initdb",
-            &[
-                "-D",
-                pg.data().to_str().unwrap(),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-            ],
-        );
+        let data = pg.data().display().to_string();
+        let initdb = ["-D", &data, "-U", "postgres", "--auth=trust", "-E", "UTF8"];
+        pg.run("initdb", &initdb.map(String::from));
         pg.start_server().await;
         pg
     }
@@ -218,16 +209,25 @@ impl PrivatePostgres {
         self.dir.join("data")
     }
 
-    fn run(&self, tool: &str, args: &[&str]) {
+    /// A PostgreSQL tool, run as the `postgres` user when this process is root (initdb and
+    /// the server refuse to run as root).
+    fn tool(&self, tool: &str) -> Command {
         let path = self.bin.join(tool);
-        let mut cmd = if is_root() {
+        if is_root() {
             let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(&path);
+            c.args(["-u", "postgres", "--"]).arg(path);
             c
         } else {
-            Command::new(&path)
-        };
-        let out = cmd.args(args).output().expect("run a PostgreSQL tool");
+            Command::new(path)
+        }
+    }
+
+    fn run(&self, tool: &str, args: &[String]) {
+        let out = self
+            .tool(tool)
+            .args(args)
+            .output()
+            .expect("run a PostgreSQL tool");
         assert!(
             out.status.success(),
             "{tool} {args:?} failed: {}{}",
@@ -236,28 +236,27 @@ impl PrivatePostgres {
         );
     }
 
-    fn pg_ctl(&self, action: &str, extra: &[&str]) {
-        let data = self.data();
-        let log = self.dir.join("server.log");
+    /// `pg_ctl` arguments for `action` on this cluster (the tests and the shell commands).
+    fn pg_ctl_args(&self, action: &str, extra: &[&str]) -> Vec<String> {
         let options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
             self.port,
             self.dir.display()
         );
+        let log = self.dir.join("server.log");
         let mut args = vec![
-            action,
-            "-D",
-            data.to_str().unwrap(),
-            "-l",
-            log.to_str().unwrap(),
-            "-o",
-            &options,
-            "-w",
-            "-t",
-            "30",
+            action.to_string(),
+            "-D".into(),
+            self.data().display().to_string(),
         ];
-        args.extend_from_slice(extra);
-        self.run("pg_ctl", &args);
+        args.extend(["-l".into(), log.display().to_string(), "-o".into(), options]);
+        args.extend(["-w", "-t", "30"].map(String::from));
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args
+    }
+
+    fn pg_ctl(&self, action: &str, extra: &[&str]) {
+        self.run("pg_ctl", &self.pg_ctl_args(action, extra));
     }
 
     async fn start_server(&self) {
@@ -281,43 +280,31 @@ impl PrivatePostgres {
 
     /// The commands a shell would run to stop and start it (for a loadgen fault scenario).
     pub fn shell_commands(&self) -> (String, String) {
-        let ctl = self.bin.join("pg_ctl");
-        let prefix = if is_root() {
-            "runuser -u postgres -- "
-        } else {
-            ""
+        let line = |action: &str, extra: &[&str]| {
+            let mut words = Vec::new();
+            if is_root() {
+                words.extend(["runuser", "-u", "postgres", "--"].map(String::from));
+            }
+            words.push(self.bin.join("pg_ctl").display().to_string());
+            words.extend(self.pg_ctl_args(action, extra));
+            let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
+            quoted.join(" ")
         };
-        let data = self.data();
-        let stop = format!(
-            "{prefix}{} stop -D {} -m fast -w",
-            ctl.display(),
-            data.display()
-        );
-        let start = format!(
-            "{prefix}{} start -D {} -l {} -w -t 30 -o '-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off'",
-            ctl.display(),
-            data.display(),
-            self.dir.join("server.log").display(),
-            self.port,
-            self.dir.display()
-        );
-        (stop, start)
+        (line("stop", &["-m", "fast"]), line("start", &[]))
     }
 }
 
 impl Drop for PrivatePostgres {
     fn drop(&mut self) {
-        let data = self.data();
-        let path = self.bin.join("pg_ctl");
-        let mut cmd = if is_root() {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(&path);
-            c
-        } else {
-            Command::new(&path)
-        };
-        let _ = cmd
-            .args(["stop", "-D", data.to_str().unwrap_or(""), "-m", "immediate"])
+        let _ = self
+            .tool("pg_ctl")
+            .args([
+                "stop",
+                "-D",
+                &self.data().display().to_string(),
+                "-m",
+                "immediate",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
