@@ -27,7 +27,7 @@ use crate::telemetry::metrics::{
     DB_POOL, HTTP_DURATION, HTTP_REQUESTS, ROOM_MEMBERS, ROOMS, ServerMetrics,
 };
 use crate::telemetry::otel;
-use crate::{boardrooms, bookings, events};
+use crate::{auth, boardrooms, bookings, events, web};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -128,6 +128,8 @@ pub fn app(state: AppState) -> Router {
         .merge(boardrooms::router())
         .merge(bookings::router())
         .merge(events::router())
+        .merge(auth::session::router())
+        .merge(web::router())
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
@@ -284,12 +286,18 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn not_found(req: Request) -> ApiError {
+async fn not_found(req: Request) -> Response {
+    if matches!(*req.method(), Method::GET | Method::HEAD)
+        && let Some(file) = web::top_level_file(req.uri())
+    {
+        return file;
+    }
     ApiError::NotFound(format!(
         "no route for {} {}",
         req.method(),
         req.uri().path()
     ))
+    .into_response()
 }
 
 async fn method_not_allowed(req: Request) -> Response {

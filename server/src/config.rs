@@ -83,6 +83,10 @@ pub struct ServerConfig {
     /// Largest REST request body accepted, in bytes.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
+    /// Local development: `POST /api/auth/dev-login` signs anyone in by name, as a user or an
+    /// admin, with no secret (the web app shows a sign-in form). Never on a shared server.
+    #[arg(long, env = "DEV_LOGIN")]
+    pub dev_login: bool,
     /// TEST ONLY: inject delivery faults, e.g. `drop=0.02,duplicate=0.01,misroute=0.01,delay=5ms`.
     #[arg(long, env = "INJECT_FAULTS")]
     pub inject_faults: Option<crate::realtime::faults::FaultPlan>,

@@ -14,6 +14,7 @@ pub mod events;
 pub mod idempotency;
 pub mod realtime;
 pub mod telemetry;
+pub mod web;
 
 pub use app::{AppState, StartError, app, serve};
 pub use config::ServerConfig;

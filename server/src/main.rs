@@ -36,6 +36,34 @@ async fn main() -> anyhow::Result<()> {
     let state = AppState::new(config)
         .await
         .context("starting the booking server")?;
+    if state.origins.is_empty() {
+        tracing::warn!("no --cors-origin/CORS_ORIGIN set: browsers from any origin may connect");
+    }
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    let local = listener.local_addr()?;
+    tracing::info!(addr = %local, "booking server listening");
+    announce_web_app(&state, local);
+    serve(listener, state, shutdown_signal()).await?;
+    if let Some(traces) = traces {
+        let _ = traces.shutdown();
+    }
+    tracing::info!("booking server stopped");
+    Ok(())
+}
+
+/// Tells the person who started the server where the web app is and how to sign in.
+fn announce_web_app(state: &AppState, addr: std::net::SocketAddr) {
+    let host = if addr.ip().is_unspecified() {
+        format!("127.0.0.1:{}", addr.port())
+    } else {
+        addr.to_string()
+    };
+    let url = format!("http://{host}/");
+    if state.config.dev_login {
+        tracing::warn!("--dev-login is on: anyone who reaches this server can sign in as anyone");
+    }
     if state.generated_secret {
         let token = state
             .auth
@@ -44,20 +72,18 @@ async fn main() -> anyhow::Result<()> {
             %token,
             "no --auth-secret/AUTH_SECRET set: generated one for this run; admin token below"
         );
+        if booking_server::web::is_built() {
+            println!("web app: {url}#token={token}  (signed in as Admin)");
+        }
     }
-    if state.origins.is_empty() {
-        tracing::warn!("no --cors-origin/CORS_ORIGIN set: browsers from any origin may connect");
+    if booking_server::web::is_built() {
+        let how = if state.config.dev_login {
+            "sign in with any name"
+        } else {
+            "sign in with a token, or restart with --dev-login to sign in by name"
+        };
+        println!("web app: {url}  ({how})");
     }
-    let listener = tokio::net::TcpListener::bind(&addr)
-        .await
-        .with_context(|| format!("binding {addr}"))?;
-    tracing::info!(addr = %listener.local_addr()?, "booking server listening");
-    serve(listener, state, shutdown_signal()).await?;
-    if let Some(traces) = traces {
-        let _ = traces.shutdown();
-    }
-    tracing::info!("booking server stopped");
-    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -3,6 +3,8 @@
 //! Tokens are HS256 JWTs with `sub` (the user id), `role` and an optional `name`. A valid token
 //! for a user the server has not seen creates that user, so load tests need no user setup.
 
+pub mod session;
+
 use std::collections::HashSet;
 use std::sync::Mutex;
 

@@ -2,6 +2,7 @@
 //! watermark acks, and the emission of logged booking events to their rooms after commit.
 
 pub mod cluster;
+pub mod editing;
 pub mod faults;
 pub mod protocol;
 
@@ -32,7 +33,9 @@ use crate::telemetry::metrics::{
 use crate::telemetry::otel;
 use cluster::{ClusterAdapter, ClusterLink, RedisLink};
 use faults::FaultPlan;
-use protocol::{HandshakeAuth, JOIN_ROOM, LEAVE_ROOM, RESYNC, Resync, Room, RoomAck};
+use protocol::{
+    EDITING, EditingSignal, HandshakeAuth, JOIN_ROOM, LEAVE_ROOM, RESYNC, Resync, Room, RoomAck,
+};
 
 /// A connected socket of this server.
 pub type SocketRef = socketioxide::extract::SocketRef<ClusterAdapter>;
@@ -299,6 +302,7 @@ pub async fn register(state: &AppState) -> Result<(), StartError> {
                 return Err(format!("could not register user: {e}"));
             }
             s.extensions.insert(user);
+            s.extensions.insert(editing::EditingThrottle::default());
             Ok(())
         }
     };
@@ -417,6 +421,17 @@ fn connected(st: AppState, s: SocketRef) {
             let st = st_leave.clone();
             async move {
                 let reply = leave(&st, &s, arg.ok());
+                let _ = ack.send(&reply);
+            }
+        },
+    );
+    let st_editing = st.clone();
+    s.on(
+        EDITING,
+        move |s: SocketRef, TryData(arg): TryData<EditingSignal>, ack: AckSender| {
+            let st = st_editing.clone();
+            async move {
+                let reply = editing::relay(&st, &s, arg.ok()).await;
                 let _ = ack.send(&reply);
             }
         },

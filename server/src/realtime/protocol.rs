@@ -11,6 +11,11 @@ pub const LEAVE_ROOM: &str = "leave-room";
 /// the other servers was down); replay them with `GET /api/events?after=...`. See [`Resync`].
 pub const RESYNC: &str = "resync";
 
+/// Client -> server, and server -> the other sockets of a boardroom's room: someone is editing
+/// a booking there. Volatile: not logged, not replayed, dropped rather than queued. See
+/// [`EditingSignal`] and [`Editing`].
+pub const EDITING: &str = "editing";
+
 /// The room every booking event goes to.
 pub const BOOKINGS_ROOM: &str = "bookings";
 const BOARDROOM_PREFIX: &str = "boardroom-";
@@ -163,6 +168,50 @@ impl RoomAck {
             node: None,
         }
     }
+}
+
+/// What a client sends with [`EDITING`]: the boardroom whose room is told, and the booking
+/// being edited (none while a new one is being filled in).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EditingSignal {
+    pub boardroom_id: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub booking_id: Option<i64>,
+}
+
+/// Who is editing, as the other sockets of the boardroom's room receive it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EditingUser {
+    pub id: String,
+    pub name: String,
+}
+
+/// Server -> client [`EDITING`]: shown as "Alice is editing" until `ttl_ms` after it arrived,
+/// unless a newer one refreshes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Editing {
+    pub user: EditingUser,
+    pub boardroom_id: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub booking_id: Option<i64>,
+    pub ttl_ms: u64,
+    /// Server clock, microseconds since the Unix epoch, when it was relayed.
+    pub sent_at: i64,
+    /// The node that relayed it.
+    pub node: String,
+}
+
+/// Ack of [`EDITING`] when the client asks for one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EditingAck {
+    pub ok: bool,
+    /// True when the signal came sooner than the per-socket limit allows and was not relayed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub throttled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// What changed in a `booking-updated` event.

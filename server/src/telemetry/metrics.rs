@@ -38,6 +38,7 @@ pub const ADAPTER_RECOVERIES: &str = "socketio_adapter_recoveries_total";
 pub const ADAPTER_PUBLISH_FAILURES: &str = "socketio_adapter_publish_failures_total";
 pub const ADAPTER_OVERFLOW: &str = "socketio_adapter_overflow_total";
 pub const RESYNCS: &str = "socketio_resyncs_total";
+pub const EDITING_SIGNALS: &str = "socketio_editing_signals_total";
 pub const HTTP_REQUESTS: &str = "http_requests_total";
 pub const HTTP_DURATION: &str = "http_request_duration_seconds";
 
@@ -175,6 +176,11 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
         "Resync notices broadcast to this server's sockets after the link came back",
     ),
     (
+        EDITING_SIGNALS,
+        "counter",
+        "Volatile `editing` signals from clients, by result (relayed, partial, throttled, refused)",
+    ),
+    (
         HTTP_REQUESTS,
         "counter",
         "HTTP requests, by method, matched route and status",
@@ -290,6 +296,10 @@ impl ServerMetrics {
                 let key = Key::from_parts(name, vec![Label::new("room_kind", kind)]);
                 recorder.register_counter(&key, &METADATA).increment(0);
             }
+        }
+        for result in crate::realtime::editing::RESULTS {
+            let key = Key::from_parts(EDITING_SIGNALS, vec![Label::new("result", result)]);
+            recorder.register_counter(&key, &METADATA).increment(0);
         }
         for reason in DISCONNECT_REASONS {
             let key = Key::from_parts(DISCONNECTS, vec![Label::new("reason", reason)]);
