@@ -11,6 +11,8 @@ COPY Cargo.toml Cargo.lock ./
 COPY server ./server
 COPY loadgen ./loadgen
 COPY testkit ./testkit
+# The web app's committed build, embedded in booking-server by server/build.rs.
+COPY web/dist ./web/dist
 # target/ lives in a cache mount, so copy the binaries out within the same step.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \

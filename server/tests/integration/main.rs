@@ -10,3 +10,4 @@ mod realtime;
 mod rest;
 mod support;
 mod traces;
+mod webapp;

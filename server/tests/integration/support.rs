@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use booking_server::auth::Role;
 use booking_server::realtime::protocol::{
-    BookingEventKind, BookingEventPayload, JOIN_ROOM, LEAVE_ROOM, RESYNC, Resync, RoomAck,
+    BookingEventKind, BookingEventPayload, EDITING, Editing, JOIN_ROOM, LEAVE_ROOM, RESYNC, Resync,
+    RoomAck,
 };
 use booking_server::{AppState, ServerConfig};
 use futures_util::FutureExt;
@@ -201,6 +202,7 @@ pub struct Tab {
     pub client: Client,
     events: mpsc::UnboundedReceiver<(BookingEventKind, BookingEventPayload)>,
     resyncs: mpsc::UnboundedReceiver<Resync>,
+    editing: mpsc::UnboundedReceiver<Editing>,
 }
 
 /// What a refused handshake said.
@@ -243,6 +245,15 @@ impl Tab {
             }
             async {}.boxed()
         });
+        let (editing_tx, editing) = mpsc::unbounded_channel();
+        builder = builder.on(EDITING, move |payload, _| {
+            if let Payload::Text(values) = payload
+                && let Some(v) = values.into_iter().next()
+            {
+                let _ = editing_tx.send(serde_json::from_value(v).expect("editing parses"));
+            }
+            async {}.boxed()
+        });
         let ok = status_tx.clone();
         builder = builder.on(Event::Connect, move |_, _| {
             let _ = ok.send(Ok(()));
@@ -261,13 +272,14 @@ impl Tab {
                 client,
                 events,
                 resyncs,
+                editing,
             }),
             Ok(Some(Err(e))) => Err(Refused(e)),
             _ => Err(Refused("no connect event in time".into())),
         }
     }
 
-    async fn ack(&self, event: &str, arg: Value) -> RoomAck {
+    async fn ack<T: serde::de::DeserializeOwned>(&self, event: &str, arg: Value) -> T {
         let (tx, rx) = oneshot::channel();
         let tx = Arc::new(Mutex::new(Some(tx)));
         self.client
@@ -314,6 +326,19 @@ impl Tab {
             .await
             .expect("an event in time")
             .expect("client alive")
+    }
+
+    /// Sends an `editing` signal and returns its ack.
+    pub async fn editing(&self, arg: Value) -> Value {
+        self.ack(EDITING, arg).await
+    }
+
+    /// The next `editing` notice if one arrives within `within`.
+    pub async fn next_editing(&mut self, within: Duration) -> Option<Editing> {
+        tokio::time::timeout(within, self.editing.recv())
+            .await
+            .ok()
+            .flatten()
     }
 
     /// The next resync notice, or a panic after [`WAIT`].
