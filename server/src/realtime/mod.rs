@@ -234,6 +234,14 @@ impl Realtime {
         for socket in &targets {
             if rng.random_bool(plan.drop) {
                 dropped.increment(1);
+                // Named per socket so a test can tell whose deliveries were dropped.
+                let user = socket.extensions.get::<AuthUser>().map(|u| u.id);
+                tracing::info!(
+                    seq = event.seq,
+                    socket = %socket.id,
+                    user = %user.as_deref().unwrap_or("-"),
+                    "fault injected: delivery dropped"
+                );
                 continue;
             }
             if socket.emit(name, &payload).is_err() {

@@ -20,7 +20,10 @@ pub fn init_logging(filter: &str, format: LogFormat, traces: Option<&SdkTracerPr
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let logs = match format {
         LogFormat::Json => tracing_subscriber::fmt::layer().json().boxed(),
-        LogFormat::Text => tracing_subscriber::fmt::layer().boxed(),
+        // Colours only on a terminal: a log file or a collector gets plain text.
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .boxed(),
     };
     let spans =
         traces.map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("booking-server")));
