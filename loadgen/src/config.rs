@@ -28,6 +28,14 @@ pub struct Config {
     /// Simulated browser tabs (one goose user and one Socket.IO connection each).
     #[arg(long, env = "LOADGEN_TABS", default_value_t = 100)]
     pub tabs: usize,
+    /// Real headless Chromium pages of the web app, opened among the protocol tabs and judged
+    /// by the same rules from what each page rendered (needs Chromium; see `--chromium`).
+    #[arg(long, env = "LOADGEN_BROWSER_TABS", default_value_t = 0)]
+    pub browser_tabs: usize,
+    /// The Chromium (or Chrome) executable for `--browser-tabs`. None: `chromium`,
+    /// `chromium-browser`, `google-chrome` or `google-chrome-stable` on the PATH.
+    #[arg(long, env = "CHROMIUM")]
+    pub chromium: Option<PathBuf>,
     /// How long REST actions run once every tab has joined its rooms (e.g. 30s, 2m).
     #[arg(long, env = "LOADGEN_DURATION", default_value = "30s", value_parser = parse_duration)]
     pub duration: Duration,

@@ -3,6 +3,7 @@
 //! binary is a thin wrapper that maps its outcome to an exit code.
 
 pub mod actions;
+pub mod browser;
 pub mod config;
 pub mod embedded;
 pub mod fault;
@@ -30,12 +31,14 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use actions::{Action, UNAVAILABLE};
+use browser::{Browser, BrowserTab, Harness};
 use config::Config;
 use fault::Scenario;
 use latency::{Percentiles, histogram};
 use plan::ROOM_CLASSES;
 use report::{
-    Actions, Breakdown, Examples, FaultReport, Gate, LatencyReport, Memory, Report, Throughput,
+    Actions, Breakdown, ClientRow, Examples, FaultReport, Gate, LatencyReport, Memory, Report,
+    Throughput,
 };
 use run::{Run, Stats};
 use verify::{LogEvent, PATHS, RoomRef, Verdict, judge_tab};
@@ -79,10 +82,18 @@ pub async fn run_with_traces(
     traces: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
 ) -> Result<Outcome, RunError> {
     config.validate().map_err(RunError::Setup)?;
+    let chromium = match config.browser_tabs {
+        0 => None,
+        _ => Some(browser::find_chromium(config.chromium.as_deref()).map_err(RunError::Setup)?),
+    };
     let every = config.trace_every;
     let mut run = Run::setup(config).await?;
     run.traces = traces.map(|p| traces::ReceiveSpans::new(p, every));
     let run = Arc::new(run);
+    let browser = match &chromium {
+        Some(chromium) => Some(open_browser_tabs(&run, chromium).await?),
+        None => None,
+    };
     let metrics_server = match run.config.metrics_addr {
         Some(addr) => Some(
             metrics::serve(addr, run.clone())
@@ -117,7 +128,12 @@ pub async fn run_with_traces(
         Err(e) => return Err(RunError::Goose(e.to_string())),
     };
     tokio::time::sleep(run.config.settle).await;
-    let report = verify_and_report(&run, action_window_end).await;
+    let pages = match &browser {
+        Some(b) => Some((&b.tabs[..], b.snapshots().await)),
+        None => None,
+    };
+    let report = verify_and_report(&run, action_window_end, pages).await;
+    drop(browser);
     if let Some(traces) = &run.traces {
         let _ = traces.provider.force_flush();
     }
@@ -136,6 +152,26 @@ pub async fn run_with_traces(
         report: report?,
         goose_thresholds_failed,
     })
+}
+
+/// Starts Chromium with the run's pages and waits until each has joined its rooms, so the
+/// pages are owed the whole action window, like the protocol tabs.
+async fn open_browser_tabs(run: &Run, chromium: &std::path::Path) -> Result<Browser, RunError> {
+    let started = Instant::now();
+    let browser = Browser::open(run, chromium)
+        .await
+        .map_err(|e| RunError::Setup(format!("--browser-tabs: {e}")))?;
+    browser
+        .wait_joined()
+        .await
+        .map_err(|e| RunError::Setup(format!("--browser-tabs: {e}")))?;
+    eprintln!(
+        "[browser] {} pages of the web app open and joined in {:.1} s ({})",
+        browser.tabs.len(),
+        started.elapsed().as_secs_f64(),
+        chromium.display()
+    );
+    Ok(browser)
 }
 
 async fn goose_attack(run: &Arc<Run>, ramp: Duration) -> Result<(), GooseError> {
@@ -237,7 +273,11 @@ async fn progress(run: Arc<Run>) {
     }
 }
 
-async fn verify_and_report(run: &Arc<Run>, window_end: Instant) -> Result<Report, RunError> {
+async fn verify_and_report(
+    run: &Arc<Run>,
+    window_end: Instant,
+    pages: Option<(&[BrowserTab], Vec<Harness>)>,
+) -> Result<Report, RunError> {
     let (events, log_end, mut users) = run.read_log().await?;
     let mut verdict = Verdict::default();
     let mut ledger_bytes = 0;
@@ -265,6 +305,23 @@ async fn verify_and_report(run: &Arc<Run>, window_end: Instant) -> Result<Report
         verdict.merge(&judge_tab(
             tab.index, &joined, &nodes, &ledger, &events, log_end,
         ));
+    }
+
+    let protocol = verdict.total;
+    let browser = pages.map(|(tabs, pages)| {
+        let first = run.tabs.len();
+        browser::judge(
+            tabs,
+            &pages,
+            run.start_seq,
+            first,
+            &events,
+            log_end,
+            &mut users,
+        )
+    });
+    if let Some(b) = &browser {
+        verdict.merge(&b.verdict);
     }
 
     let started = run.actions_started.get().copied().unwrap_or(window_end);
@@ -316,6 +373,17 @@ async fn verify_and_report(run: &Arc<Run>, window_end: Instant) -> Result<Report
     };
     let fault = fault_report(run, &verdict, &actions, acked.len() as u64, acked_missing);
     let mut gates = gates(run, &verdict, &latency, &throughput, &actions);
+    if let Some(b) = &browser {
+        gates.insert(
+            1,
+            Gate::at_least(
+                "browser tabs joined",
+                run.config.browser_tabs as f64,
+                b.joined as f64,
+            ),
+        );
+    }
+    let by_client = by_client(run, protocol, &latency, browser);
     gates.push(Gate::at_most(
         "acked writes not in log",
         0.0,
@@ -376,6 +444,7 @@ async fn verify_and_report(run: &Arc<Run>, window_end: Instant) -> Result<Report
             .zip(verdict.by_path)
             .map(|(path, counts)| (path.to_string(), counts.into()))
             .collect(),
+        by_client,
         reconnects: Stats::get(&s.reconnects),
         drops: Stats::get(&s.drops),
         resyncs: Stats::get(&s.resyncs),
@@ -394,6 +463,39 @@ async fn verify_and_report(run: &Arc<Run>, window_end: Instant) -> Result<Report
         faults_injected,
         fault,
     })
+}
+
+/// The by-client rows: the generator's protocol tabs, and the browser pages when there are.
+fn by_client(
+    run: &Run,
+    protocol: verify::DeliveryCounts,
+    latency: &LatencyReport,
+    browser: Option<browser::BrowserVerdict>,
+) -> BTreeMap<String, ClientRow> {
+    let mut rows = BTreeMap::new();
+    rows.insert(
+        "protocol".to_string(),
+        ClientRow {
+            tabs: run.tabs.len() as u64,
+            tabs_joined: Stats::get(&run.stats.tabs_joined),
+            delivery: protocol,
+            fanout_ms: latency.fanout,
+            ..ClientRow::default()
+        },
+    );
+    let b = browser.unwrap_or_default();
+    rows.insert(
+        "browser".to_string(),
+        ClientRow {
+            tabs: run.config.browser_tabs as u64,
+            tabs_joined: b.joined,
+            delivery: b.verdict.total,
+            fanout_ms: b.fanout.as_ref().map(Percentiles::of).unwrap_or_default(),
+            not_rendered: b.not_rendered,
+            editing_received: b.editing,
+        },
+    );
+    rows
 }
 
 /// `seq`s of acknowledged writes that are not in the log (`events` ascending by `seq`).

@@ -32,6 +32,10 @@ pub struct Report {
     /// Owed deliveries by path: "same-node" (committed on the node the tab was on), "cross-node"
     /// (through the servers' fan-out link), "unknown" (the server did not name its node).
     pub by_node: BTreeMap<String, OwedCounts>,
+    /// Deliveries by kind of client: "protocol" (the generator's Socket.IO tabs, fan-out to
+    /// receipt) and "browser" (real pages of the web app, `--browser-tabs`, fan-out to render).
+    /// `delivery` above is their sum.
+    pub by_client: BTreeMap<String, ClientRow>,
     pub reconnects: u64,
     /// Connections the server closed or lost (the loadgen did not close them); each reconnects.
     pub drops: u64,
@@ -150,6 +154,20 @@ pub struct Breakdown {
     pub fanout_ms: Percentiles,
 }
 
+/// One kind of client's share of the run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ClientRow {
+    pub tabs: u64,
+    pub tabs_joined: u64,
+    pub delivery: DeliveryCounts,
+    /// Protocol tabs: `emittedAt` to receipt. Browser tabs: `emittedAt` to the page's render.
+    pub fanout_ms: Percentiles,
+    /// Browser tabs: live receipts that never reached the page's DOM (lost where owed).
+    pub not_rendered: u64,
+    /// Browser tabs: `editing` notices received (volatile, never owed).
+    pub editing_received: u64,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Memory {
     /// Resident set of the whole process (with the embedded server, when there is one).
@@ -242,6 +260,28 @@ impl Report {
                     out,
                     "{head:<10} {path:<18} owed {:>8}  delivered {:>8}  recovered {:>6}  lost {:>5}",
                     c.owed, c.delivered, c.recovered, c.lost
+                );
+            }
+        }
+        if self.by_client.get("browser").is_some_and(|b| b.tabs > 0) {
+            for (i, (kind, c)) in self.by_client.iter().enumerate() {
+                let head = if i == 0 { "by client" } else { "" };
+                let to = if kind == "browser" {
+                    "render"
+                } else {
+                    "receipt"
+                };
+                let _ = writeln!(
+                    out,
+                    "{head:<10} {kind:<8} tabs {:>5}  owed {:>8}  delivered {:>8}  recovered {:>6}  lost {:>5}  dup {:>3}  fan-out to {to} p50 {:.2}  p99 {:.2} ms",
+                    c.tabs,
+                    c.delivery.owed,
+                    c.delivery.delivered,
+                    c.delivery.recovered,
+                    c.delivery.lost,
+                    c.delivery.duplicated,
+                    c.fanout_ms.p50,
+                    c.fanout_ms.p99
                 );
             }
         }

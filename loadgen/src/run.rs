@@ -99,6 +99,10 @@ pub struct Run {
     pub hosts: Vec<String>,
     pub embedded: bool,
     pub admin_token: String,
+    /// The servers' secret, when known (tabs get users of their own).
+    secret: Option<String>,
+    /// The user of `--token`, when every tab shares it.
+    shared_user: Option<String>,
     pub plan: Plan,
     /// Boardroom id of each plan boardroom index.
     pub boardroom_ids: Vec<i64>,
@@ -232,6 +236,8 @@ impl Run {
             hosts,
             embedded,
             admin_token,
+            secret,
+            shared_user,
             plan,
             boardroom_ids,
             start_seq,
@@ -249,6 +255,23 @@ impl Run {
             acked: Mutex::new(Vec::new()),
             config,
         })
+    }
+
+    /// User and token of browser page `index`: a user of its own when the secret is known,
+    /// else the shared `--token`'s.
+    pub fn browser_user(&self, index: usize) -> (String, String) {
+        match (&self.shared_user, &self.secret) {
+            (None, Some(secret)) => {
+                let user = format!("lg{}-b{index}", self.run_id);
+                let name = format!("Browser {index}");
+                let token = mint_with_secret(secret, &user, Role::User, Some(&name), 24 * 3600);
+                (user, token)
+            }
+            (shared, _) => (
+                shared.clone().unwrap_or_else(|| "admin".into()),
+                self.admin_token.clone(),
+            ),
+        }
     }
 
     /// The rooms a tab's page joins, with their report class: its page room, then its own.

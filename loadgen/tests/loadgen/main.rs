@@ -3,6 +3,7 @@
 //! JSON report against its schema.
 
 mod binary;
+mod browser;
 mod cluster;
 mod faults;
 mod observability;
