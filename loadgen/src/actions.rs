@@ -194,6 +194,10 @@ impl Actor {
             Action::Update => {
                 let i = self.rng.random_range(0..self.owned.len());
                 let id = self.owned[i].id;
+                // The user edits the booking before saving it: the room hears "editing".
+                run.tabs[tab]
+                    .signal_editing(run, self.owned[i].boardroom, id)
+                    .await;
                 let change = match self.rng.random_range(0..3) {
                     0 => {
                         let hour = self.fresh_hour(run);

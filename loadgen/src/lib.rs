@@ -18,6 +18,7 @@ pub mod scenario;
 pub mod tab;
 pub mod traces;
 pub mod verify;
+pub mod volatile;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -445,6 +446,9 @@ async fn verify_and_report(
             .map(|(path, counts)| (path.to_string(), counts.into()))
             .collect(),
         by_client,
+        volatile: report::Volatile {
+            editing: run.volatile.report(),
+        },
         reconnects: Stats::get(&s.reconnects),
         drops: Stats::get(&s.drops),
         resyncs: Stats::get(&s.resyncs),

@@ -36,6 +36,8 @@ pub struct Report {
     /// receipt) and "browser" (real pages of the web app, `--browser-tabs`, fan-out to render).
     /// `delivery` above is their sum.
     pub by_client: BTreeMap<String, ClientRow>,
+    /// Volatile events (not logged, never owed, no loss gate): `editing`.
+    pub volatile: Volatile,
     pub reconnects: u64,
     /// Connections the server closed or lost (the loadgen did not close them); each reconnects.
     pub drops: u64,
@@ -152,6 +154,11 @@ impl Gate {
 pub struct Breakdown {
     pub delivery: DeliveryCounts,
     pub fanout_ms: Percentiles,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Volatile {
+    pub editing: crate::volatile::VolatileReport,
 }
 
 /// One kind of client's share of the run.
@@ -284,6 +291,14 @@ impl Report {
                     c.fanout_ms.p99
                 );
             }
+        }
+        let e = &self.volatile.editing;
+        if e.sent > 0 {
+            let _ = writeln!(
+                out,
+                "volatile   editing sent {}  expected {}  received {}  ratio {:.3}  latency p50 {:.2}  p99 {:.2} ms  (not logged, not gated)",
+                e.sent, e.expected, e.received, e.ratio, e.latency_ms.p50, e.latency_ms.p99
+            );
         }
         if self.reconnects > 0 || self.resyncs > 0 {
             let _ = writeln!(

@@ -111,6 +111,8 @@ pub struct Run {
     pub tabs: Vec<Tab>,
     pub stats: Stats,
     pub latency: Latency,
+    /// The volatile `editing` signals: sent, expected, received, latency.
+    pub volatile: crate::volatile::VolatileStats,
     /// Tab indexes of the actors, in actor order.
     pub actors: Vec<usize>,
     /// When every tab had joined its rooms: actions are scheduled from here.
@@ -244,6 +246,7 @@ impl Run {
             tabs,
             stats: Stats::default(),
             latency: Latency::new(),
+            volatile: crate::volatile::VolatileStats::default(),
             actors,
             actions_started: OnceLock::new(),
             schedule_lag: Mutex::new(crate::latency::histogram()),

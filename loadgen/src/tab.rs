@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use booking_server::realtime::protocol::{
-    BookingEventKind, EventStamp, JOIN_ROOM, RESYNC, Resync, RoomAck,
+    BookingEventKind, EDITING, EditingSignal, EventStamp, JOIN_ROOM, RESYNC, Resync, RoomAck,
 };
 use futures_util::FutureExt;
 use rust_socketio::asynchronous::{Client, ClientBuilder};
@@ -53,6 +53,8 @@ pub struct Tab {
     client: tokio::sync::Mutex<Option<Client>>,
     /// Receipts waiting to be recorded in goose: (event kind, fan-out µs).
     pub samples: Mutex<Vec<(BookingEventKind, u64)>>,
+    /// When this tab last sent an `editing` signal.
+    editing: crate::volatile::SignalClock,
 }
 
 impl Tab {
@@ -75,6 +77,31 @@ impl Tab {
             nodes: Mutex::new(Vec::new()),
             client: tokio::sync::Mutex::new(None),
             samples: Mutex::new(Vec::new()),
+            editing: crate::volatile::SignalClock::default(),
+        }
+    }
+
+    /// Says "I am editing booking `booking` of plan boardroom `k`" to the other tabs of its
+    /// room, as a page does while its user types; at most once per [`SIGNAL_GAP`].
+    ///
+    /// [`SIGNAL_GAP`]: crate::volatile::SIGNAL_GAP
+    pub async fn signal_editing(&self, run: &Run, k: usize, booking: i64) {
+        if !self.editing.admit(Instant::now()) {
+            return;
+        }
+        let signal = EditingSignal {
+            boardroom_id: run.boardroom_ids[k],
+            booking_id: Some(booking),
+        };
+        let client = self.client.lock().await;
+        let Some(client) = client.as_ref() else {
+            return;
+        };
+        let Ok(arg) = serde_json::to_value(signal) else {
+            return;
+        };
+        if client.emit(EDITING, arg).await.is_ok() {
+            run.volatile.sent(&run.plan, k, self.plan.page);
         }
     }
 
@@ -99,6 +126,15 @@ impl Tab {
                 async {}.boxed()
             });
         }
+        let volatile = run.clone();
+        builder = builder.on(EDITING, move |payload, _| {
+            if let Payload::Text(values) = payload
+                && let Some(value) = values.first()
+            {
+                volatile.volatile.received(value, crate::run::now_us());
+            }
+            async {}.boxed()
+        });
         let connected = tx.clone();
         builder = builder.on(Event::Connect, move |_, _| {
             let _ = connected.send(Ok(()));

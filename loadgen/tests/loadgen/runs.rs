@@ -41,6 +41,18 @@ async fn a_clean_run_delivers_every_owed_event() {
     let by_room: u64 = r.by_room_size.values().map(|b| b.delivery.owed).sum();
     assert_eq!(by_room, r.delivery.owed);
     assert!(r.faults_injected.is_empty());
+    // Updates are preceded by `editing` signals that the boardroom's other calendar tabs hear.
+    let e = &r.volatile.editing;
+    assert!(e.sent > 0 && e.expected > 0, "{e:?}");
+    assert!(
+        e.received <= e.expected,
+        "no tab hears a signal twice: {e:?}"
+    );
+    assert!(
+        e.ratio >= 0.95,
+        "volatile, yet nearly all arrive on a calm run: {e:?}"
+    );
+    assert_eq!(e.latency_ms.count, e.received);
     assert_matches_schema(&as_json(r));
 }
 
