@@ -36,7 +36,11 @@ export function useSocket(options: UseSocketOptions): void {
   const roomsKey = options.rooms.join('\n');
   useEffect(() => {
     if (roomsKey === '') return undefined;
-    return socketService.join(roomsKey.split('\n'));
+    const release = socketService.join(roomsKey.split('\n'));
+    // Give the rooms back once this commit's new effects have asked for theirs: a room both
+    // the old and the new rooms name (the user's own room across a navigation) then stays
+    // joined, instead of a leave and a join racing each other on the server.
+    return () => queueMicrotask(release);
   }, [roomsKey]);
 
   useEffect(() => {
