@@ -2,6 +2,7 @@
 //! Socket.IO clients, SQLite and (with `TEST_DATABASE_URL`) PostgreSQL.
 
 mod binary;
+mod browser;
 mod cluster;
 mod interop;
 mod postgres;
