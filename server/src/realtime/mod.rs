@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod editing;
 pub mod faults;
 pub mod protocol;
+pub mod turns;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -311,6 +312,7 @@ pub async fn register(state: &AppState) -> Result<(), StartError> {
             }
             s.extensions.insert(user);
             s.extensions.insert(editing::EditingThrottle::default());
+            s.extensions.insert(turns::RoomTurns::default());
             Ok(())
         }
     };
@@ -413,7 +415,12 @@ fn connected(st: AppState, s: SocketRef) {
         JOIN_ROOM,
         move |s: SocketRef, TryData(arg): TryData<Value>, ack: AckSender| {
             let st = st_join.clone();
+            // Taken here, in packet order; awaited in the task (see `turns`).
+            let ticket = s.extensions.get::<turns::RoomTurns>().map(|t| t.ticket());
             async move {
+                if let Some(ticket) = &ticket {
+                    ticket.turn().await;
+                }
                 let reply = join(&st, &s, arg.ok()).await;
                 if !reply.ok {
                     st.metrics.room_joins_refused.increment(1);
@@ -427,7 +434,11 @@ fn connected(st: AppState, s: SocketRef) {
         LEAVE_ROOM,
         move |s: SocketRef, TryData(arg): TryData<Value>, ack: AckSender| {
             let st = st_leave.clone();
+            let ticket = s.extensions.get::<turns::RoomTurns>().map(|t| t.ticket());
             async move {
+                if let Some(ticket) = &ticket {
+                    ticket.turn().await;
+                }
                 let reply = leave(&st, &s, arg.ok());
                 let _ = ack.send(&reply);
             }
