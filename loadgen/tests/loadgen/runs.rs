@@ -261,7 +261,9 @@ async fn each_receipt_can_be_a_span_under_the_event_that_caused_it() {
     ];
     let outcome = tokio::time::timeout(
         RUN_LIMIT,
-        booking_loadgen::run_with_traces(config(&args), Some(provider)),
+        // A clone: the provider must outlive the run, since its last drop shuts the
+        // in-memory exporter down, which forgets every span (seen as a rare 0 spans).
+        booking_loadgen::run_with_traces(config(&args), Some(provider.clone())),
     )
     .await
     .unwrap()
@@ -269,6 +271,7 @@ async fn each_receipt_can_be_a_span_under_the_event_that_caused_it() {
     let r = &outcome.report;
     assert!(outcome.passed(), "{}", r.summary());
     let spans = exporter.get_finished_spans().unwrap();
+    drop(provider);
     let receives: Vec<_> = spans
         .iter()
         .filter(|s| s.name == "socketio.receive")
