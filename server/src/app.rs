@@ -22,6 +22,7 @@ use crate::auth::Auth;
 use crate::config::ServerConfig;
 use crate::db::Db;
 use crate::error::ApiError;
+use crate::realtime::protocol::EVENT_SEQ_HEADER;
 use crate::realtime::{self, Realtime};
 use crate::telemetry::metrics::{
     DB_POOL, HTTP_DURATION, HTTP_REQUESTS, ROOM_MEMBERS, ROOMS, ServerMetrics,
@@ -167,7 +168,11 @@ fn cors_layer(origins: &[HeaderValue]) -> CorsLayer {
             header::CONTENT_TYPE,
             "idempotency-key".parse().expect("valid header name"),
             "traceparent".parse().expect("valid header name"),
-        ]);
+        ])
+        // A page served from another origin reads which event its own change logged.
+        .expose_headers([EVENT_SEQ_HEADER
+            .parse::<header::HeaderName>()
+            .expect("valid header name")]);
     if origins.is_empty() {
         layer.allow_origin(Any)
     } else {

@@ -60,6 +60,8 @@ pub struct BookingChange {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ListQuery {
     boardroom_id: Option<i64>,
+    /// `me` or a user id: only that user's bookings.
+    owner: Option<String>,
     from: Option<String>,
     to: Option<String>,
     status: Option<String>,
@@ -437,7 +439,7 @@ async fn read(
 
 async fn list(
     State(state): State<AppState>,
-    _user: AuthUser,
+    user: AuthUser,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Vec<Value>>> {
     let limit = q.limit.unwrap_or(DEFAULT_LIST_LIMIT);
@@ -455,8 +457,18 @@ async fn list(
         ));
     }
     let bad_request = ApiError::BadRequest;
+    let owner = match q.owner.as_deref() {
+        Some("me") => Some(user.id.clone()),
+        Some("") => {
+            return Err(ApiError::BadRequest(
+                "owner must be `me` or a user id".into(),
+            ));
+        }
+        other => other.map(str::to_string),
+    };
     let filter = store::ListFilter {
         boardroom_id: q.boardroom_id,
+        owner,
         from_us: q
             .from
             .as_deref()

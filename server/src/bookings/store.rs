@@ -79,6 +79,8 @@ pub async fn find(conn: &mut AnyConnection, id: i64) -> Result<Option<BookingRow
 #[derive(Debug, Default)]
 pub struct ListFilter {
     pub boardroom_id: Option<i64>,
+    /// Only the bookings of this user.
+    pub owner: Option<String>,
     pub from_us: Option<i64>,
     pub to_us: Option<i64>,
     pub status: Option<String>,
@@ -98,6 +100,9 @@ pub async fn list(
     if filter.boardroom_id.is_some() {
         sql.push_str(&format!(" AND b.boardroom_id = {}", param()));
     }
+    if filter.owner.is_some() {
+        sql.push_str(&format!(" AND b.user_id = {}", param()));
+    }
     if filter.from_us.is_some() {
         sql.push_str(&format!(" AND b.end_us > {}", param()));
     }
@@ -111,6 +116,9 @@ pub async fn list(
     let mut q = sqlx::query_as(&sql);
     if let Some(v) = filter.boardroom_id {
         q = q.bind(v);
+    }
+    if let Some(v) = &filter.owner {
+        q = q.bind(v.clone());
     }
     if let Some(v) = filter.from_us {
         q = q.bind(v);

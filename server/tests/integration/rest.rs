@@ -44,6 +44,25 @@ pub async fn crud_scenario(app: &TestApp) {
         .call("GET", "/api/bookings?from=2030-01-01T10:00:00Z", &bob, None)
         .await;
     assert_eq!(list.as_array().unwrap().len(), 0, "both end at 10:00");
+    for (query, token, owner) in [
+        ("owner=me", &alice, "alice"),
+        ("owner=me", &bob, "bob"),
+        ("owner=alice", &bob, "alice"),
+    ] {
+        let (status, list) = app
+            .call("GET", &format!("/api/bookings?{query}"), token, None)
+            .await;
+        assert_eq!(status, 200, "{list}");
+        let owners: Vec<_> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["owner"]["id"].clone())
+            .collect();
+        assert_eq!(owners, [json!(owner)], "{query}");
+    }
+    let (status, _) = app.call("GET", "/api/bookings?owner=", &bob, None).await;
+    assert_eq!(status, 400);
 
     let path = format!("/api/bookings/{id}");
     let (status, err) = app

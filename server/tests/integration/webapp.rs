@@ -209,3 +209,25 @@ async fn editing_reaches_the_other_tabs_of_the_boardroom_only_and_is_throttled()
         tab.close().await;
     }
 }
+
+#[tokio::test]
+async fn a_page_on_another_origin_can_read_event_seq() {
+    let app = spawn_app(Backend::Memory).await;
+    let room = app.boardroom("Ada", 4).await;
+    let res = app
+        .http
+        .post(app.url("/api/bookings"))
+        .bearer_auth(app.token("alice"))
+        .header("origin", "http://localhost:5173")
+        .json(&crate::support::booking_body(room, 9, 1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    assert!(res.headers().contains_key("event-seq"));
+    let exposed = res.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(exposed.contains("event-seq"), "{exposed}");
+}
