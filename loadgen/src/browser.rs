@@ -118,6 +118,9 @@ pub struct Harness {
 pub struct HarnessJoin {
     pub room: String,
     pub watermark: i64,
+    /// The server node that acked the join, when it said.
+    #[serde(default)]
+    pub node: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -470,6 +473,14 @@ pub fn judge(
             }
         }
         let mut joined: Vec<Joined> = Vec::new();
+        // The node the page was on, from each join whose node changed (as a protocol tab's).
+        let mut nodes: Vec<(i64, Option<u32>)> = Vec::new();
+        for j in &page.joins {
+            let node = j.node.as_deref().map(|n| names.node(n));
+            if nodes.last().is_none_or(|(_, last)| *last != node) {
+                nodes.push((j.watermark, node));
+            }
+        }
         for j in &page.joins {
             if joined.iter().any(|k| names_match(k, &j.room, names)) {
                 continue; // a rejoin after a reconnect: owed from the first join on
@@ -496,7 +507,7 @@ pub fn judge(
         out.verdict.merge(&verify::judge_tab(
             first_index + tab.index,
             &joined,
-            &[],
+            &nodes,
             &ledger,
             events,
             log_end,
@@ -523,12 +534,13 @@ mod tests {
         }
     }
 
+    /// An event committed on node 0 (the first node name interned: the page's `n1`).
     fn event(seq: i64, rooms: &[RoomRef]) -> LogEvent {
         LogEvent {
             seq,
             kind: 0,
             rooms: rooms.to_vec(),
-            node: None,
+            node: Some(0),
         }
     }
 
@@ -547,15 +559,18 @@ mod tests {
                 HarnessJoin {
                     room: "bookings".into(),
                     watermark: 10,
+                    node: Some("n1".into()),
                 },
                 HarnessJoin {
                     room: "user-u".into(),
                     watermark: 10,
+                    node: Some("n1".into()),
                 },
                 // After a reconnect: the first watermark still decides what is owed.
                 HarnessJoin {
                     room: "bookings".into(),
                     watermark: 13,
+                    node: Some("n1".into()),
                 },
             ],
             receipts: vec![
@@ -579,6 +594,8 @@ mod tests {
         assert_eq!(v.not_rendered, 1);
         assert_eq!((v.joined, v.reconnects, v.editing), (1, 1, 1));
         assert_eq!(v.verdict.lost_examples[0], (100, 12));
+        let same = v.verdict.by_path[verify::PATH_SAME];
+        assert_eq!(same.owed, 5, "the page said which node it was on");
         let fanout = v.fanout.unwrap();
         assert_eq!(fanout.len(), 1, "only the first receipt of 11 is timed");
         assert!(fanout.equivalent(fanout.max(), 2_000), "{}", fanout.max());

@@ -74,6 +74,8 @@ export type BookingChange = Partial<NewBooking>;
 
 export interface BookingQuery {
   boardroomId?: number;
+  /** `me` or a user id: only that person's bookings. */
+  owner?: string;
   from?: string;
   to?: string;
   status?: 'active' | 'cancelled';

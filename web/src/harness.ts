@@ -8,6 +8,8 @@ import type { User } from './types';
 export interface JoinRecord {
   room: string;
   watermark: number;
+  /** The server node that acked the join (its `--node-id`), when it said. */
+  node: string | null;
   /** µs since the epoch. */
   at: number;
 }

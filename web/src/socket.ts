@@ -149,7 +149,7 @@ class SocketService {
         return;
       }
       const watermark = ack.watermark;
-      harness.joins.push({ room, watermark, at: nowMicros() });
+      harness.joins.push({ room, watermark, node: ack.node ?? null, at: nowMicros() });
       if (this.wanted.has(room)) {
         this.joined.set(room, watermark);
         for (const l of this.joinListeners) l(room, watermark);
