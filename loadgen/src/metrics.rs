@@ -35,6 +35,8 @@ pub const DROPS: &str = "loadgen_tab_drops_total";
 pub const TABS_DOWN: &str = "loadgen_tabs_down";
 pub const RESYNCS: &str = "loadgen_resyncs_total";
 pub const FAULT_PHASE: &str = "loadgen_fault_phase";
+pub const VOLATILE: &str = "loadgen_volatile_total";
+pub const VOLATILE_LATENCY: &str = "loadgen_volatile_latency_seconds";
 
 /// Histogram bucket bounds, seconds.
 const BUCKETS: [f64; 15] = [
@@ -232,6 +234,35 @@ pub fn render(run: &Run) -> String {
             u8::from(i == now)
         );
     }
+    head(
+        &mut out,
+        VOLATILE,
+        "counter",
+        "Volatile `editing` signals (not logged, never owed): sent by actors, receipts expected (the boardroom's other calendar tabs), received",
+    );
+    let (sent, expected, received) = run.volatile.counts();
+    for (outcome, n) in [
+        ("sent", sent),
+        ("expected", expected),
+        ("received", received),
+    ] {
+        let _ = writeln!(
+            out,
+            "{VOLATILE}{{event=\"editing\",outcome=\"{outcome}\"}} {n}"
+        );
+    }
+    head(
+        &mut out,
+        VOLATILE_LATENCY,
+        "histogram",
+        "Volatile `editing` signals: server sentAt to tab receipt, seconds",
+    );
+    histogram_lines(
+        &mut out,
+        VOLATILE_LATENCY,
+        "event=\"editing\"",
+        &run.volatile.latency(),
+    );
     out
 }
 

@@ -62,6 +62,24 @@ impl VolatileStats {
         }
     }
 
+    /// (sent, expected, received) so far.
+    pub fn counts(&self) -> (u64, u64, u64) {
+        (
+            self.sent.load(Ordering::Relaxed),
+            self.expected.load(Ordering::Relaxed),
+            self.received.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Receipt latencies so far, µs (empty before the first).
+    pub fn latency(&self) -> hdrhistogram::Histogram<u64> {
+        self.latency
+            .lock()
+            .expect("poisoned")
+            .clone()
+            .unwrap_or_else(histogram)
+    }
+
     pub fn report(&self) -> VolatileReport {
         let sent = self.sent.load(Ordering::Relaxed);
         let expected = self.expected.load(Ordering::Relaxed);
