@@ -150,6 +150,17 @@ impl TestApp {
         request.send().await.expect("request sent")
     }
 
+    /// `GET path` without a token; the JSON body.
+    pub async fn get_json(&self, path: &str) -> Value {
+        let res = self
+            .http
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent");
+        res.json().await.expect("a JSON body")
+    }
+
     /// The server's `/metrics` text.
     pub async fn metrics(&self) -> String {
         let res = self

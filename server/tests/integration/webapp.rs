@@ -53,15 +53,7 @@ async fn the_web_app_and_its_assets_are_served_from_the_binary() {
 #[tokio::test]
 async fn dev_login_is_off_unless_the_flag_says_so() {
     let app = spawn_app(Backend::Memory).await;
-    let config: Value = app
-        .http
-        .get(app.url("/api/config"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let config = app.get_json("/api/config").await;
     assert_eq!(config["devLogin"], false);
     let res = app
         .http
@@ -86,15 +78,7 @@ async fn dev_login_signs_in_by_name_and_the_token_works_everywhere() {
     let mut config = ServerConfig::defaults_for("sqlite::memory:");
     config.dev_login = true;
     let app = spawn_with(config).await;
-    let config: Value = app
-        .http
-        .get(app.url("/api/config"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let config = app.get_json("/api/config").await;
     assert_eq!(config["devLogin"], true);
     let login = |body: Value| {
         let req = app.http.post(app.url("/api/auth/dev-login")).json(&body);
