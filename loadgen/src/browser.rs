@@ -138,7 +138,7 @@ pub struct HarnessReceipt {
 
 /// Headless Chromium with the run's pages open; killed when dropped.
 pub struct Browser {
-    _child: Child,
+    child: Child,
     profile: PathBuf,
     cdp: Cdp,
     pub tabs: Vec<BrowserTab>,
@@ -147,6 +147,7 @@ pub struct Browser {
 impl Drop for Browser {
     fn drop(&mut self) {
         self.cdp.reader.abort();
+        let _ = self.child.start_kill();
         let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
@@ -184,7 +185,7 @@ impl Browser {
             .map_err(|e| format!("{}: {e}", chromium.display()))?;
         let cdp = Cdp::connect(&endpoint).await?;
         let mut browser = Browser {
-            _child: child,
+            child,
             profile,
             cdp,
             tabs: Vec::new(),
@@ -194,6 +195,12 @@ impl Browser {
             browser.tabs.push(tab);
         }
         Ok(browser)
+    }
+
+    /// Asks Chromium to close, waits a little for it to exit, then removes its profile.
+    pub async fn close(mut self) {
+        let _ = self.cdp.call("Browser.close", json!({}), None).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
     }
 
     async fn open_page(&self, run: &Run, index: usize) -> Result<BrowserTab, String> {

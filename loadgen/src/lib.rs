@@ -134,7 +134,9 @@ pub async fn run_with_traces(
         None => None,
     };
     let report = verify_and_report(&run, action_window_end, pages).await;
-    drop(browser);
+    if let Some(browser) = browser {
+        browser.close().await;
+    }
     if let Some(traces) = &run.traces {
         let _ = traces.provider.force_flush();
     }
