@@ -19,7 +19,7 @@ use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
 use crate::events::{self, LoggedEvent};
 use crate::idempotency::{self, Begun, IdempotencyKey};
 use crate::realtime::protocol::{
-    ActorRole, BookingEventKind, Changes, EVENT_SEQ_HEADER, EventBody, Room,
+    ActorRole, BookingEventKind, Changes, EVENT_SEQ_HEADER, EventActor, EventBody, Room,
 };
 use crate::telemetry::trace::TraceContext;
 use rules::{Window, check_attendees, check_title, parse_instant};
@@ -88,6 +88,13 @@ fn actor(user: &AuthUser) -> ActorRole {
         ActorRole::Admin
     } else {
         ActorRole::User
+    }
+}
+
+fn event_actor(user: &AuthUser) -> EventActor {
+    EventActor {
+        id: user.id.clone(),
+        name: user.name.clone().unwrap_or_else(|| user.id.clone()),
     }
 }
 
@@ -208,6 +215,7 @@ async fn create(
         changes: None,
         cancelled_by: None,
         deleted_by: None,
+        by: Some(event_actor(&user)),
     };
     let event = events::append(
         &mut w.tx,
@@ -323,6 +331,7 @@ async fn update(
         changes: Some(changes),
         cancelled_by: None,
         deleted_by: None,
+        by: Some(event_actor(&user)),
     };
     let event = events::append(
         &mut w.tx,
@@ -373,6 +382,7 @@ async fn cancel(
         changes: None,
         cancelled_by: Some(actor(&user)),
         deleted_by: None,
+        by: Some(event_actor(&user)),
     };
     let event = events::append(
         &mut w.tx,
@@ -410,6 +420,7 @@ async fn delete(
         changes: None,
         cancelled_by: None,
         deleted_by: Some(actor(&user)),
+        by: Some(event_actor(&user)),
     };
     let event = events::append(
         &mut w.tx,

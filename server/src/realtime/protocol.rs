@@ -247,6 +247,17 @@ pub struct EventBody {
     pub cancelled_by: Option<ActorRole>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted_by: Option<ActorRole>,
+    /// Who made the change (absent in logs written before it was recorded), so a page can say
+    /// "Alice moved Standup" and keep quiet about its own user's changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<EventActor>,
+}
+
+/// The user who made a change, as events name them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventActor {
+    pub id: String,
+    pub name: String,
 }
 
 /// A booking event as a client receives it, live or by replay.

@@ -5,7 +5,7 @@
 //! order and a socket's deliveries are FIFO, so when the next event a tab receives is a later
 //! sentinel, the earlier event was never sent to it.
 
-use booking_server::realtime::protocol::{ActorRole, BookingEventKind};
+use booking_server::realtime::protocol::{ActorRole, BookingEventKind, EventActor};
 use serde_json::json;
 
 use crate::support::{Backend, Tab, spawn_app, spawn_with, temp_database};
@@ -107,6 +107,13 @@ async fn each_event_type_carries_its_fields_and_a_move_reaches_both_boardrooms()
         "{traceparent}"
     );
     assert!(created.body.changes.is_none() && created.body.cancelled_by.is_none());
+    let by = |id: &str, name: &str| {
+        Some(EventActor {
+            id: id.into(),
+            name: name.into(),
+        })
+    };
+    assert_eq!(created.body.by, by("alice", "alice"), "who made the change");
 
     let (status, _) = app
         .call(
@@ -122,6 +129,7 @@ async fn each_event_type_carries_its_fields_and_a_move_reaches_both_boardrooms()
         assert_eq!(kind, BookingEventKind::Updated);
         assert_eq!(moved.body.boardroom_id, two);
         assert_eq!(moved.body.previous_boardroom_id, Some(one));
+        assert_eq!(moved.body.by, by("alice", "alice"));
         let changes = moved.body.changes.unwrap();
         assert!(changes.boardroom_changed && changes.attendees_changed && !changes.time_changed);
         assert!(moved.seq > created.seq);
@@ -137,6 +145,7 @@ async fn each_event_type_carries_its_fields_and_a_move_reaches_both_boardrooms()
     let (kind, cancelled) = room_two.next().await;
     assert_eq!(kind, BookingEventKind::Cancelled);
     assert_eq!(cancelled.body.cancelled_by, Some(ActorRole::Admin));
+    assert_eq!(cancelled.body.by, by("admin", "Admin"));
     assert_eq!(cancelled.body.booking["status"], "cancelled");
 
     app.call("DELETE", &format!("/api/bookings/{id}"), &alice, None)
@@ -144,6 +153,7 @@ async fn each_event_type_carries_its_fields_and_a_move_reaches_both_boardrooms()
     let (kind, deleted) = room_two.next().await;
     assert_eq!(kind, BookingEventKind::Deleted);
     assert_eq!(deleted.body.deleted_by, Some(ActorRole::User));
+    assert_eq!(deleted.body.by, by("alice", "alice"));
     assert_eq!(deleted.body.booking["id"], id);
     room_one.close().await;
     room_two.close().await;
