@@ -158,8 +158,8 @@ describe('live booking pages', { timeout: 5 * TIMEOUT }, () => {
       const item = adminPage.getByRole('list', { name: 'Upcoming bookings' }).getByRole('listitem').filter({ hasText: 'Retro' });
       await item.getByRole('button', { name: 'Cancel booking' }).click();
 
-      await carolPage.getByRole('status').filter({ hasText: 'Admin cancelled your booking Retro' }).waitFor({ timeout: 5_000 });
-      await carolPage.getByRole('list', { name: 'Notifications' }).getByText('Admin cancelled your booking Retro').waitFor();
+      await carolPage.getByRole('status').filter({ hasText: 'Dee Admin cancelled your booking Retro' }).waitFor({ timeout: 5_000 });
+      await carolPage.getByRole('list', { name: 'Notifications' }).getByText('Dee Admin cancelled your booking Retro').waitFor();
       await carolPage.getByRole('list', { name: 'Cancelled bookings' }).getByText('Retro').waitFor({ timeout: 5_000 });
       // The admin's own action is not announced back to them.
       assert.equal(await adminPage.getByText('Admin cancelled').count(), 0);

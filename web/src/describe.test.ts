@@ -35,4 +35,32 @@ describe('describeEvent', () => {
     );
     expect(moved).toEqual({ text: 'Your booking Standup was moved to Ada', aboutMyBooking: true });
   });
+
+  it('names who made the change when the server says', () => {
+    const dee = { id: 'dee', name: 'Dee' };
+    const cancelled = describeEvent(
+      event('booking-cancelled', 3, standup, { cancelledBy: 'admin', by: dee }),
+      alice,
+      false,
+    );
+    expect(cancelled).toEqual({ text: 'Dee cancelled your booking Standup', aboutMyBooking: true });
+    const moved = describeEvent(
+      event('booking-updated', 5, standup, {
+        changes: { boardroomChanged: true, timeChanged: false, attendeesChanged: false },
+        by: dee,
+      }),
+      bob,
+      false,
+    );
+    expect(moved).toEqual({ text: "Dee moved Alice's booking Standup to Ada", aboutMyBooking: false });
+    const ownMove = describeEvent(
+      event('booking-updated', 6, standup, { by: { id: 'alice', name: 'Alice' } }),
+      bob,
+      false,
+    );
+    expect(ownMove?.text).toBe('Alice changed Standup');
+    // My own change from another tab: no toast.
+    const mine = event('booking-updated', 7, standup, { by: { id: 'alice', name: 'Alice' } });
+    expect(describeEvent(mine, alice, false)).toBeNull();
+  });
 });

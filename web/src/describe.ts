@@ -13,12 +13,15 @@ export interface Description {
 
 /**
  * `byMe` says whether the change was made from this page (the caller knows the seqs and
- * bookings of its own requests); the payload itself names the actor's role, not the actor.
- * Returns null for changes that need no toast: the signed-in person's own.
+ * bookings of its own requests). The payload's `by` names who made it, when the server says;
+ * without it only the actor's role is known. Returns null for changes that need no toast: the
+ * signed-in person's own, from this tab or another.
  */
 export function describeEvent(event: BookingEvent, me: User, byMe: boolean): Description | null {
   if (byMe) return null;
   const { payload } = event;
+  if (payload.by?.id === me.id) return null;
+  const who = payload.by?.name;
   const b = payload.booking;
   const mine = b.owner.id === me.id;
   const owner = b.owner.name;
@@ -31,20 +34,27 @@ export function describeEvent(event: BookingEvent, me: User, byMe: boolean): Des
       return mine ? null : about(`${owner} booked ${title} in ${room}`);
     case 'booking-updated': {
       const c = payload.changes;
+      const to = c?.boardroomChanged
+        ? ` to ${room}`
+        : c?.timeChanged
+          ? ` to ${formatRange(b.startTime, b.endTime)}`
+          : null;
+      if (who) {
+        const whose = mine ? `your booking ${title}` : who === owner ? title : `${owner}'s booking ${title}`;
+        return about(to ? `${who} moved ${whose}${to}` : `${who} changed ${whose}`);
+      }
       const whose = mine ? `Your booking ${title}` : `${owner}'s booking ${title}`;
-      if (c?.boardroomChanged) return about(`${whose} was moved to ${room}`);
-      if (c?.timeChanged) return about(`${whose} was moved to ${formatRange(b.startTime, b.endTime)}`);
-      return about(`${whose} was changed`);
+      return about(to ? `${whose} was moved${to}` : `${whose} was changed`);
     }
     case 'booking-cancelled':
-      if (payload.cancelledBy === 'admin') {
-        return about(mine ? `Admin cancelled your booking ${title}` : `Admin cancelled ${owner}'s booking ${title}`);
+    case 'booking-deleted': {
+      const [verb, role] =
+        event.name === 'booking-cancelled' ? ['cancelled', payload.cancelledBy] : ['deleted', payload.deletedBy];
+      if (role === 'admin') {
+        const admin = who ?? 'Admin';
+        return about(mine ? `${admin} ${verb} your booking ${title}` : `${admin} ${verb} ${owner}'s booking ${title}`);
       }
-      return mine ? null : about(`${owner} cancelled ${title} in ${room}`);
-    case 'booking-deleted':
-      if (payload.deletedBy === 'admin') {
-        return about(mine ? `Admin deleted your booking ${title}` : `Admin deleted ${owner}'s booking ${title}`);
-      }
-      return mine ? null : about(`${owner} deleted ${title} in ${room}`);
+      return mine ? null : about(`${owner} ${verb} ${title} in ${room}`);
+    }
   }
 }

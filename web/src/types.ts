@@ -54,6 +54,8 @@ export interface BookingEventPayload {
   changes?: { boardroomChanged: boolean; timeChanged: boolean; attendeesChanged: boolean };
   cancelledBy?: Role;
   deletedBy?: Role;
+  /** Who made the change (servers before it was recorded leave it out). */
+  by?: { id: string; name: string };
   /** Place in the server's event log: the order of every change. */
   seq: number;
   eventId: string;
