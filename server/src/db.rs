@@ -37,6 +37,10 @@ pub struct Db {
     cluster_order: bool,
     /// Longest wait for the write turn or a connection before giving up (503).
     acquire_timeout: Duration,
+    /// An in-memory database lives while one of its connections is open, and the pool closes
+    /// a connection whose query was cancelled (a client hung up): this one, outside the pool,
+    /// keeps the data until the server ends.
+    _keeper: Option<Arc<std::sync::Mutex<sqlx::AnyConnection>>>,
 }
 
 /// The advisory lock key of the cluster's write turn ("booking" in ASCII).
@@ -122,9 +126,21 @@ impl EmitTurn {
     }
 }
 
-/// Normalises a database URL: a SQLite file is created when missing.
+/// True for an in-memory SQLite URL (`sqlite::memory:`, `mode=memory`).
+fn is_in_memory(url: &str) -> bool {
+    url.starts_with("sqlite:") && (url.contains(":memory:") || url.contains("mode=memory"))
+}
+
+/// Normalises a database URL: a SQLite file is created when missing; an in-memory database
+/// gets a name of its own, shared by every connection of this server. (Through sqlx's `Any`
+/// driver, each new connection to `sqlite::memory:` opened a new, empty database: after a
+/// cancelled query closed the pool's connection, every request failed with "no such table".)
 fn normalise_url(url: &str) -> String {
-    let is_sqlite_file = url.starts_with("sqlite:") && !url.contains(":memory:");
+    if is_in_memory(url) && url.contains(":memory:") {
+        let name = uuid::Uuid::new_v4().simple().to_string();
+        return format!("sqlite:file:booking-{name}?mode=memory&cache=shared");
+    }
+    let is_sqlite_file = url.starts_with("sqlite:") && !is_in_memory(url);
     if is_sqlite_file && !url.contains("mode=") {
         let sep = if url.contains('?') { '&' } else { '?' };
         format!("{url}{sep}mode=rwc")
@@ -152,7 +168,7 @@ impl Db {
             ));
         };
         let options: AnyConnectOptions = url.parse()?;
-        let in_memory = url.contains(":memory:");
+        let in_memory = is_in_memory(&url);
         let mut pool = AnyPoolOptions::new()
             .max_connections(if in_memory { 1 } else { pool_size.max(1) })
             .acquire_timeout(acquire_timeout);
@@ -175,8 +191,15 @@ impl Db {
                 })
             });
         }
+        let keeper = match in_memory {
+            true => Some(Arc::new(std::sync::Mutex::new(
+                <sqlx::AnyConnection as sqlx::Connection>::connect_with(&options).await?,
+            ))),
+            false => None,
+        };
         let pool = pool.connect_with(options).await?;
         Ok(Self {
+            _keeper: keeper,
             pool,
             backend,
             write_gate: Arc::new(Mutex::new(())),
@@ -246,7 +269,33 @@ pub fn now_micros() -> i64 {
 
 #[cfg(test)]
 mod tests {
-    use super::normalise_url;
+    use super::{Db, normalise_url};
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn an_in_memory_database_outlives_the_pools_connection() {
+        let db = Db::connect("sqlite::memory:", 8, Duration::from_secs(2))
+            .await
+            .unwrap();
+        db.migrate().await.unwrap();
+        // What a cancelled query does: the pool's connection is closed, a new one opened.
+        let conn = db.pool.acquire().await.unwrap();
+        sqlx::Connection::close(conn.detach()).await.unwrap();
+        let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(&db.pool)
+            .await
+            .expect("the tables are still there");
+        assert_eq!(users, 0);
+        let other = Db::connect("sqlite::memory:", 8, Duration::from_secs(2))
+            .await
+            .unwrap();
+        let tables: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE name = 'users'")
+                .fetch_one(&other.pool)
+                .await
+                .unwrap();
+        assert_eq!(tables, 0, "another server's in-memory database is its own");
+    }
 
     #[test]
     fn sqlite_files_are_created_when_missing() {
@@ -259,7 +308,17 @@ mod tests {
             normalise_url("sqlite://a.db?mode=ro"),
             "sqlite://a.db?mode=ro"
         );
-        assert_eq!(normalise_url("sqlite::memory:"), "sqlite::memory:");
+        let memory = normalise_url("sqlite::memory:");
+        assert!(
+            memory.starts_with("sqlite:file:booking-")
+                && memory.ends_with("?mode=memory&cache=shared"),
+            "{memory}"
+        );
+        assert_ne!(
+            memory,
+            normalise_url("sqlite::memory:"),
+            "each server its own"
+        );
         assert_eq!(normalise_url("postgres://h/db"), "postgres://h/db");
     }
 }
