@@ -136,6 +136,7 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(writes_run_to_completion))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), http_metrics))
         .layer(state.realtime.layer.clone())
@@ -177,6 +178,24 @@ fn cors_layer(origins: &[HeaderValue]) -> CorsLayer {
         layer.allow_origin(Any)
     } else {
         layer.allow_origin(AllowOrigin::list(origins.iter().cloned()))
+    }
+}
+
+/// A request that may change something runs to its end in a task of its own, whatever its
+/// client does: hyper drops a handler's future when the client hangs up, and a write cut there
+/// could commit without emitting its events, or leave its pooled connection inside a
+/// transaction (the next request on it then failed with 500).
+async fn writes_run_to_completion(req: Request, next: Next) -> Response {
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(req).await;
+    }
+    let span = tracing::Span::current();
+    match tokio::spawn(next.run(req).instrument(span)).await {
+        Ok(response) => response,
+        Err(e) => {
+            tracing::error!(error = %e, "request task failed");
+            ApiError::Internal("the request could not finish".into()).into_response()
+        }
     }
 }
 
