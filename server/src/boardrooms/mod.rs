@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::app::AppState;
 use crate::auth::AuthUser;
+use crate::bookings::rules::check_no_control;
 use crate::db::now_micros;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiResult};
 use crate::idempotency::{self, Begun, IdempotencyKey};
@@ -36,6 +37,10 @@ pub struct NewBoardroom {
 
 impl NewBoardroom {
     fn validate(&self) -> ApiResult<()> {
+        check_no_control("name", &self.name).map_err(ApiError::Unprocessable)?;
+        if let Some(location) = &self.location {
+            check_no_control("location", location).map_err(ApiError::Unprocessable)?;
+        }
         let name = self.name.trim();
         if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
             return Err(ApiError::Unprocessable(format!(

@@ -54,7 +54,20 @@ pub fn format_instant(micros: i64) -> String {
         .unwrap_or_default()
 }
 
+/// Refuses control characters in user text: PostgreSQL rejects NUL outright (a 500 before
+/// this check), and the others have no place in a title, a name or a location.
+pub fn check_no_control(field: &str, text: &str) -> Result<(), String> {
+    match text.chars().find(|c| c.is_control()) {
+        Some(c) => Err(format!(
+            "{field} must not contain control characters (found U+{:04X})",
+            u32::from(c)
+        )),
+        None => Ok(()),
+    }
+}
+
 pub fn check_title(title: &str) -> Result<String, String> {
+    check_no_control("title", title)?;
     let title = title.trim();
     if title.is_empty() {
         return Err("title must not be empty".into());
@@ -69,6 +82,9 @@ pub fn check_title(title: &str) -> Result<String, String> {
 pub fn check_attendees(attendees: &[String], capacity: i64) -> Result<(), String> {
     if attendees.len() > MAX_ATTENDEES {
         return Err(format!("at most {MAX_ATTENDEES} attendees"));
+    }
+    for attendee in attendees {
+        check_no_control("attendee", attendee)?;
     }
     if let Some(bad) = attendees
         .iter()
@@ -152,5 +168,13 @@ mod tests {
                 .contains("do not fit")
         );
         assert!(check_attendees(&[" ".to_string()], 5).is_err());
+        assert!(check_title("a\u{0}b").unwrap_err().contains("U+0000"));
+        assert!(check_title("a\tb").is_err());
+        assert!(check_title("Café ☕").is_ok());
+        assert!(
+            check_attendees(&["a\u{0}".to_string()], 5)
+                .unwrap_err()
+                .contains("attendee")
+        );
     }
 }

@@ -2,7 +2,9 @@
 //! CI, skipped elsewhere without it.
 
 use crate::races::race_scenario;
-use crate::rest::{conflict_scenario, crud_scenario, idempotency_scenario};
+use crate::rest::{
+    conflict_scenario, control_characters_scenario, crud_scenario, idempotency_scenario,
+};
 use crate::support::{Backend, postgres_url, spawn_app, spawn_with, temp_database};
 
 #[tokio::test]
@@ -11,6 +13,14 @@ async fn crud_on_postgres() {
         return;
     }
     crud_scenario(&spawn_app(Backend::Postgres).await).await;
+}
+
+#[tokio::test]
+async fn control_characters_on_postgres() {
+    if postgres_url().is_none() {
+        return;
+    }
+    control_characters_scenario(&spawn_app(Backend::Postgres).await).await;
 }
 
 #[tokio::test]

@@ -416,6 +416,61 @@ async fn replay_pages_through_the_log_and_checks_room_rights() {
     }
 }
 
+/// Text with control characters (NUL, which PostgreSQL refuses outright, and the others) is
+/// refused with 422 naming the field, before it reaches the database.
+pub async fn control_characters_scenario(app: &TestApp) {
+    let room = app.boardroom("Ada", 4).await;
+    let alice = app.token("alice");
+    let mut bad_bookings = Vec::new();
+    for text in ["Stand\u{0}up", "Stand\u{7}up", "Two\nlines"] {
+        let mut title = booking_body(room, 9, 1);
+        title["title"] = json!(text);
+        bad_bookings.push(("title", title));
+        let mut attendee = booking_body(room, 9, 1);
+        attendee["attendees"] = json!(["ada", text]);
+        bad_bookings.push(("attendee", attendee));
+    }
+    for (field, body) in bad_bookings {
+        let (status, err) = app.call("POST", "/api/bookings", &alice, Some(body)).await;
+        assert_eq!(status, 422, "{field}: {err}");
+        let message = err["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains(field) && message.contains("control"),
+            "{message}"
+        );
+    }
+    let booking = app.book(&alice, room, 9).await;
+    let path = format!("/api/bookings/{}", booking["id"]);
+    let (status, err) = app
+        .call("PATCH", &path, &alice, Some(json!({ "title": "a\u{0}b" })))
+        .await;
+    assert_eq!(status, 422, "{err}");
+    for (field, body) in [
+        ("name", json!({ "name": "Ada\u{0}", "capacity": 4 })),
+        (
+            "location",
+            json!({ "name": "Babbage", "capacity": 4, "location": "Floor\u{0}2" }),
+        ),
+    ] {
+        let (status, err) = app
+            .call("POST", "/api/boardrooms", &app.admin, Some(body))
+            .await;
+        assert_eq!(status, 422, "{field}: {err}");
+        assert!(
+            err["error"]["message"].as_str().unwrap().contains(field),
+            "{err}"
+        );
+    }
+    // Nothing of it was stored, and the server still works.
+    let (status, list) = app.call("GET", "/api/bookings", &alice, None).await;
+    assert_eq!((status, list.as_array().unwrap().len()), (200, 1));
+}
+
+#[tokio::test]
+async fn control_characters_on_sqlite() {
+    control_characters_scenario(&spawn_app(Backend::Memory).await).await;
+}
+
 /// Sum of a metric's samples in a `/metrics` text (all label sets).
 fn metric_sum(text: &str, name: &str) -> f64 {
     text.lines()
