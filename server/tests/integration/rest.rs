@@ -471,6 +471,39 @@ async fn control_characters_on_sqlite() {
     control_characters_scenario(&spawn_app(Backend::Memory).await).await;
 }
 
+#[tokio::test]
+async fn made_up_http_methods_add_no_metric_series() {
+    let app = spawn_app(Backend::Memory).await;
+    let series = |text: &str| {
+        text.lines()
+            .filter(|l| l.starts_with("http_request"))
+            .count()
+    };
+    app.call("GET", "/api/bookings", &app.admin, None).await;
+    let before = series(&app.metrics().await);
+    for i in 1..=40 {
+        let (status, err) = app
+            .call(&format!("M{i}"), "/api/bookings", &app.admin, None)
+            .await;
+        assert_eq!(status, 405, "{err}");
+    }
+    let metrics = app.metrics().await;
+    // The first made-up method adds its `other` series; the next 39 add none.
+    let after = series(&metrics);
+    assert!(
+        after <= before + 40,
+        "{before} series before, {after} after 40 made-up methods"
+    );
+    assert!(metrics.contains("method=\"other\""), "{metrics}");
+    assert!(!metrics.contains("method=\"M7\""));
+    let once = after;
+    for i in 41..=80 {
+        app.call(&format!("M{i}"), "/api/bookings", &app.admin, None)
+            .await;
+    }
+    assert_eq!(series(&app.metrics().await), once, "40 more add nothing");
+}
+
 /// Sum of a metric's samples in a `/metrics` text (all label sets).
 fn metric_sum(text: &str, name: &str) -> f64 {
     text.lines()
