@@ -297,7 +297,9 @@ async fn ready(State(state): State<AppState>) -> Response {
     }
     let mut reasons = Vec::new();
     if let Err(e) = &database {
-        reasons.push(format!("database unavailable: {e}"));
+        // The cause goes to the log: this endpoint needs no token.
+        tracing::warn!(error = %e, "readiness: database unavailable");
+        reasons.push("database unavailable".to_string());
     }
     if let Some(l) = link.filter(|l| !l.up) {
         reasons.push(format!(

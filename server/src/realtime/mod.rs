@@ -308,7 +308,8 @@ pub async fn register(state: &AppState) -> Result<(), StartError> {
                 }
             };
             if let Err(e) = st.auth.ensure_user(&st.db, &user).await {
-                return Err(format!("could not register user: {e}"));
+                tracing::warn!(socket = %s.id, error = %e, "socket refused: user not registered");
+                return Err("could not register the user: try again".to_string());
             }
             s.extensions.insert(user);
             s.extensions.insert(editing::EditingThrottle::default());
@@ -494,7 +495,7 @@ async fn join(st: &AppState, s: &SocketRef, arg: Option<Value>) -> RoomAck {
         Room::Boardroom(id) => match boardrooms::find(&st.db.pool, *id).await {
             Ok(Some(_)) => {}
             Ok(None) => return RoomAck::refused(format!("unknown boardroom {id}")),
-            Err(e) => return RoomAck::refused(format!("database unavailable: {e}")),
+            Err(e) => return refused_unavailable(s, &e),
         },
         _ => {}
     }
@@ -506,7 +507,7 @@ async fn join(st: &AppState, s: &SocketRef, arg: Option<Value>) -> RoomAck {
         Ok(seq) => seq,
         Err(e) => {
             s.leave(name);
-            return RoomAck::refused(format!("database unavailable: {e}"));
+            return refused_unavailable(s, &e);
         }
     };
     st.metrics
@@ -517,6 +518,13 @@ async fn join(st: &AppState, s: &SocketRef, arg: Option<Value>) -> RoomAck {
         node: Some(st.realtime.node().to_string()),
         ..RoomAck::joined(name, watermark)
     }
+}
+
+/// A join the database could not serve: the client is told to retry, the log gets the cause
+/// (raw database errors name tables, hosts and users: not for clients).
+fn refused_unavailable(s: &SocketRef, error: &sqlx::Error) -> RoomAck {
+    tracing::warn!(socket = %s.id, %error, "join refused: database unavailable");
+    RoomAck::refused("database unavailable: try again")
 }
 
 fn leave(st: &AppState, s: &SocketRef, arg: Option<Value>) -> RoomAck {

@@ -85,6 +85,16 @@ async fn a_postgres_restart_answers_503_and_the_pool_recovers() {
     assert_eq!(ready.status().as_u16(), 503);
     let ready: serde_json::Value = ready.json().await.unwrap();
     assert_eq!(ready["database"], "down", "{ready}");
+    // No raw database error reaches a client: it names hosts, users and tables.
+    assert_eq!(ready["error"]["message"], "database unavailable", "{ready}");
+    let tab = crate::support::Tab::connect(&app, &token).await.unwrap();
+    let refused = tab.join(&format!("boardroom-{room}")).await;
+    assert!(!refused.ok);
+    assert_eq!(
+        refused.error.as_deref(),
+        Some("database unavailable: try again")
+    );
+    tab.close().await;
 
     pg.start_again().await;
     testkit::wait_until(
