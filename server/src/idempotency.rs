@@ -46,7 +46,8 @@ pub fn fingerprint(method_and_path: &str, body: &impl serde::Serialize) -> Strin
 
 /// Either the stored response of an earlier request with the same key, or a fresh write.
 pub enum Begun {
-    Replayed(StatusCode, Value),
+    /// The first response: status, body, and the `seq` of the event it logged, if any.
+    Replayed(StatusCode, Value, Option<i64>),
     Fresh(WriteTx),
 }
 
@@ -60,9 +61,10 @@ pub async fn begin_write(
 ) -> Result<Begun, ApiError> {
     let mut w = db.begin_write().await?;
     if let Some(key) = key
-        && let Some((status, body)) = previous_response(&mut w.tx, user_id, key, request).await?
+        && let Some((status, body, seq)) =
+            previous_response(&mut w.tx, user_id, key, request).await?
     {
-        return Ok(Begun::Replayed(status, body));
+        return Ok(Begun::Replayed(status, body, seq));
     }
     Ok(Begun::Fresh(w))
 }
@@ -74,15 +76,16 @@ pub async fn previous_response(
     user_id: &str,
     key: &str,
     request: &str,
-) -> Result<Option<(StatusCode, Value)>, ApiError> {
-    let row: Option<(String, i64, String)> = sqlx::query_as(
-        "SELECT request, status, body FROM idempotency_keys WHERE user_id = $1 AND key = $2",
+) -> Result<Option<(StatusCode, Value, Option<i64>)>, ApiError> {
+    let row: Option<(String, i64, String, Option<i64>)> = sqlx::query_as(
+        "SELECT request, status, body, event_seq FROM idempotency_keys \
+         WHERE user_id = $1 AND key = $2",
     )
     .bind(user_id)
     .bind(key)
     .fetch_optional(&mut *conn)
     .await?;
-    let Some((stored_request, status, body)) = row else {
+    let Some((stored_request, status, body, seq)) = row else {
         return Ok(None);
     };
     if stored_request != request {
@@ -92,7 +95,15 @@ pub async fn previous_response(
     }
     let status = StatusCode::from_u16(status as u16).unwrap_or(StatusCode::OK);
     let body = serde_json::from_str(&body).unwrap_or(Value::Null);
-    Ok(Some((status, body)))
+    Ok(Some((status, body, seq)))
+}
+
+/// What the first request with a key answered, kept for its retries.
+pub struct Remembered<'a> {
+    pub status: StatusCode,
+    pub body: &'a Value,
+    /// The `seq` of the event it logged (its `Event-Seq` header), if any.
+    pub event_seq: Option<i64>,
 }
 
 /// Records the response of the first request with `key`.
@@ -101,12 +112,16 @@ pub async fn remember(
     user_id: &str,
     key: &str,
     request: &str,
-    status: StatusCode,
-    body: &Value,
+    response: Remembered<'_>,
 ) -> Result<(), sqlx::Error> {
+    let Remembered {
+        status,
+        body,
+        event_seq,
+    } = response;
     sqlx::query(
-        "INSERT INTO idempotency_keys (user_id, key, request, status, body, created_us) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO idempotency_keys (user_id, key, request, status, body, created_us, \
+         event_seq) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(user_id)
     .bind(key)
@@ -114,6 +129,7 @@ pub async fn remember(
     .bind(status.as_u16() as i64)
     .bind(body.to_string())
     .bind(now_micros())
+    .bind(event_seq)
     .execute(&mut *conn)
     .await
     .map(|_| ())

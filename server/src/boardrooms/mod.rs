@@ -97,7 +97,7 @@ async fn create(
     let request = idempotency::fingerprint("POST /api/boardrooms", &input);
     let mut w =
         match idempotency::begin_write(&state.db, &user.id, key.as_deref(), &request).await? {
-            Begun::Replayed(status, body) => return Ok((status, Json(body))),
+            Begun::Replayed(status, body, _) => return Ok((status, Json(body))),
             Begun::Fresh(w) => w,
         };
     let name = input.name.trim();
@@ -129,15 +129,12 @@ async fn create(
     })
     .expect("boardrooms serialize");
     if let Some(key) = &key {
-        idempotency::remember(
-            &mut w.tx,
-            &user.id,
-            key,
-            &request,
-            StatusCode::CREATED,
-            &body,
-        )
-        .await?;
+        let response = idempotency::Remembered {
+            status: StatusCode::CREATED,
+            body: &body,
+            event_seq: None,
+        };
+        idempotency::remember(&mut w.tx, &user.id, key, &request, response).await?;
     }
     w.commit().await?.release().await;
     tracing::info!(boardroom = id, name, "boardroom created");

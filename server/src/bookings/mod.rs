@@ -127,7 +127,12 @@ async fn finish(
     events: Vec<LoggedEvent>,
 ) -> ApiResult<(StatusCode, HeaderMap, Json<Value>)> {
     if let Some((key, request)) = key {
-        idempotency::remember(&mut w.tx, &user.id, key, request, status, &body).await?;
+        let response = idempotency::Remembered {
+            status,
+            body: &body,
+            event_seq: events.last().map(|e| e.seq),
+        };
+        idempotency::remember(&mut w.tx, &user.id, key, request, response).await?;
     }
     let turn = w.commit().await?;
     state.metrics.db_transaction.record(turn.took.as_secs_f64());
@@ -138,6 +143,19 @@ async fn finish(
         headers.insert(EVENT_SEQ_HEADER, HeaderValue::from(last.seq));
     }
     Ok((status, headers, Json(body)))
+}
+
+/// A retry's answer: the first response, with the same `Event-Seq` header.
+fn replayed(
+    status: StatusCode,
+    body: Value,
+    seq: Option<i64>,
+) -> (StatusCode, HeaderMap, Json<Value>) {
+    let mut headers = HeaderMap::new();
+    if let Some(seq) = seq {
+        headers.insert(EVENT_SEQ_HEADER, HeaderValue::from(seq));
+    }
+    (status, headers, Json(body))
 }
 
 impl AppState {
@@ -180,7 +198,7 @@ async fn create(
     let request = idempotency::fingerprint("POST /api/bookings", &input);
     let mut w =
         match idempotency::begin_write(&state.db, &user.id, key.as_deref(), &request).await? {
-            Begun::Replayed(status, body) => return Ok((status, HeaderMap::new(), Json(body))),
+            Begun::Replayed(status, body, seq) => return Ok(replayed(status, body, seq)),
             Begun::Fresh(w) => w,
         };
     let boardroom = boardrooms::find(&mut *w.tx, input.boardroom_id)
@@ -357,7 +375,7 @@ async fn cancel(
     let request = format!("POST /api/bookings/{id}/cancel");
     let mut w =
         match idempotency::begin_write(&state.db, &user.id, key.as_deref(), &request).await? {
-            Begun::Replayed(status, body) => return Ok((status, HeaderMap::new(), Json(body))),
+            Begun::Replayed(status, body, seq) => return Ok(replayed(status, body, seq)),
             Begun::Fresh(w) => w,
         };
     let old = find_booking(&mut w, id).await?;

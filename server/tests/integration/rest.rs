@@ -163,12 +163,18 @@ pub async fn idempotency_scenario(app: &TestApp) {
     };
     let first = send("k-1", 9).await.unwrap();
     assert_eq!(first.status(), 201);
+    let seq = first.headers()["event-seq"].clone();
     let first: serde_json::Value = first.json().await.unwrap();
     let again = send("k-1", 9).await.unwrap();
     assert_eq!(
         again.status(),
         201,
         "a retry gets the first response, not a 409"
+    );
+    assert_eq!(
+        again.headers().get("event-seq"),
+        Some(&seq),
+        "and the same Event-Seq"
     );
     assert_eq!(again.json::<serde_json::Value>().await.unwrap(), first);
     let other = send("k-1", 11).await.unwrap();
