@@ -48,6 +48,8 @@ pub struct AuthUser {
     pub id: String,
     pub role: Role,
     pub name: Option<String>,
+    /// When its token expires, seconds since the Unix epoch.
+    pub expires_at: u64,
 }
 
 impl AuthUser {
@@ -79,6 +81,11 @@ impl Auth {
         }
     }
 
+    /// How long after `exp` a token is still accepted (clock skew between machines).
+    pub fn leeway_secs(&self) -> u64 {
+        self.validation.leeway
+    }
+
     pub fn mint(&self, sub: &str, role: Role, name: Option<&str>, ttl_secs: u64) -> String {
         mint_token(&self.encoding, sub, role, name, ttl_secs)
     }
@@ -97,6 +104,7 @@ impl Auth {
             id: c.sub,
             role: c.role,
             name: c.name,
+            expires_at: c.exp,
         })
     }
 

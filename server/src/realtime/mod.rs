@@ -36,6 +36,7 @@ use cluster::{ClusterAdapter, ClusterLink, RedisLink};
 use faults::FaultPlan;
 use protocol::{
     EDITING, EditingSignal, HandshakeAuth, JOIN_ROOM, LEAVE_ROOM, RESYNC, Resync, Room, RoomAck,
+    SESSION_EXPIRED, SessionExpired,
 };
 
 /// A connected socket of this server.
@@ -410,6 +411,9 @@ fn connected(st: AppState, s: SocketRef) {
     st.metrics.connects.increment(1);
     st.metrics.sockets_connected.increment(1.0);
     tracing::info!(socket = %s.id, user = user.as_ref().map(|u| u.id.as_str()), "socket connected");
+    if let Some(user) = &user {
+        close_at_token_expiry(&st, &s, user);
+    }
 
     let st_join = st.clone();
     s.on(
@@ -458,6 +462,9 @@ fn connected(st: AppState, s: SocketRef) {
     );
     s.on_disconnect(move |s: SocketRef, reason: DisconnectReason| {
         let st = st.clone();
+        if let Some(SocketGone(gone)) = s.extensions.get::<SocketGone>() {
+            gone.notify_one();
+        }
         async move {
             st.metrics.sockets_connected.decrement(1.0);
             let label = disconnect_label(reason);
@@ -465,6 +472,40 @@ fn connected(st: AppState, s: SocketRef) {
                 .labelled_counter(DISCONNECTS, &[("reason", label.to_string())])
                 .increment(1);
             tracing::info!(socket = %s.id, reason = label, "socket disconnected");
+        }
+    });
+}
+
+/// Wakes a socket's own tasks when it disconnects (kept in its extensions).
+#[derive(Clone)]
+struct SocketGone(Arc<tokio::sync::Notify>);
+
+/// A socket lives no longer than its token: once the token is past its expiry (and the leeway
+/// a token check allows), the socket is sent `session-expired` and disconnected, and a
+/// reconnect with that token is refused. The timer ends with the socket.
+fn close_at_token_expiry(st: &AppState, s: &SocketRef, user: &AuthUser) {
+    let gone = Arc::new(tokio::sync::Notify::new());
+    s.extensions.insert(SocketGone(gone.clone()));
+    // Token checks count whole seconds and accept `exp + leeway` itself: the next second is
+    // the first in which a reconnect with this token is refused.
+    let refused_from = user.expires_at.saturating_add(st.auth.leeway_secs() + 1);
+    let end = std::time::UNIX_EPOCH + Duration::from_secs(refused_from);
+    let wait = end
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    let (s, expired) = (s.clone(), st.metrics.sessions_expired.clone());
+    let notice = SessionExpired {
+        expired_at: user.expires_at,
+    };
+    tokio::spawn(async move {
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {
+                expired.increment(1);
+                tracing::info!(socket = %s.id, "token expired: socket disconnected");
+                let _ = s.emit(SESSION_EXPIRED, &notice);
+                let _ = s.disconnect();
+            }
+            () = gone.notified() => {}
         }
     });
 }

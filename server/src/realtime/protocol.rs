@@ -10,6 +10,9 @@ pub const LEAVE_ROOM: &str = "leave-room";
 /// Server -> client: this connection may have missed events with `seq > after` (the link to
 /// the other servers was down); replay them with `GET /api/events?after=...`. See [`Resync`].
 pub const RESYNC: &str = "resync";
+/// Server -> client: this socket's token expired; it is disconnected right after. See
+/// [`SessionExpired`].
+pub const SESSION_EXPIRED: &str = "session-expired";
 
 /// Client -> server, and server -> the other sockets of a boardroom's room: someone is editing
 /// a booking there. Volatile: not logged, not replayed, dropped rather than queued. See
@@ -299,6 +302,14 @@ pub struct EventStamp {
 /// Response header of a booking change: the `seq` of the event it logged, so a client can
 /// match the events it receives to the request that caused them.
 pub const EVENT_SEQ_HEADER: &str = "event-seq";
+
+/// Payload of [`SESSION_EXPIRED`]: sign in again (a reconnect with the same token is refused).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionExpired {
+    /// The token's `exp`, seconds since the Unix epoch.
+    pub expired_at: u64,
+}
 
 /// Payload of [`RESYNC`]: sent by a server to every socket of the cluster when its link to the
 /// other servers comes back after an outage. Events committed elsewhere while the link was down

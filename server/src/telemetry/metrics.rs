@@ -38,6 +38,7 @@ pub const ADAPTER_RECOVERIES: &str = "socketio_adapter_recoveries_total";
 pub const ADAPTER_PUBLISH_FAILURES: &str = "socketio_adapter_publish_failures_total";
 pub const ADAPTER_OVERFLOW: &str = "socketio_adapter_overflow_total";
 pub const RESYNCS: &str = "socketio_resyncs_total";
+pub const SESSIONS_EXPIRED: &str = "socketio_sessions_expired_total";
 pub const EDITING_SIGNALS: &str = "socketio_editing_signals_total";
 pub const HTTP_REQUESTS: &str = "http_requests_total";
 pub const HTTP_DURATION: &str = "http_request_duration_seconds";
@@ -176,6 +177,11 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
         "Resync notices broadcast to this server's sockets after the link came back",
     ),
     (
+        SESSIONS_EXPIRED,
+        "counter",
+        "Sockets disconnected because their token expired",
+    ),
+    (
         EDITING_SIGNALS,
         "counter",
         "Volatile `editing` signals from clients, by result (relayed, partial, throttled, refused)",
@@ -236,6 +242,7 @@ pub struct ServerMetrics {
     pub adapter_publish_failures: Counter,
     pub adapter_overflow: Counter,
     pub resyncs: Counter,
+    pub sessions_expired: Counter,
     events_emitted: [Counter; 4],
 }
 
@@ -324,6 +331,7 @@ impl ServerMetrics {
             adapter_publish_failures: counter(ADAPTER_PUBLISH_FAILURES),
             adapter_overflow: counter(ADAPTER_OVERFLOW),
             resyncs: counter(RESYNCS),
+            sessions_expired: counter(SESSIONS_EXPIRED),
             events_emitted,
             recorder,
             handle,

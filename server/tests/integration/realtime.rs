@@ -422,3 +422,44 @@ async fn an_oversized_websocket_message_closes_that_socket_only() {
     );
     keeper.close().await;
 }
+
+#[tokio::test]
+async fn a_socket_is_disconnected_when_its_token_expires() {
+    use booking_server::auth::{Claims, Role};
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    let app = spawn_app(Backend::Memory).await;
+    // A token at the end of its leeway: accepted now, refused within two seconds.
+    let now = jsonwebtoken::get_current_timestamp();
+    let claims = Claims {
+        sub: "eve".into(),
+        role: Role::User,
+        name: None,
+        exp: now - app.state.auth.leeway_secs(),
+    };
+    let key = EncodingKey::from_secret(b"test-secret");
+    let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key).unwrap();
+    let mut expiring = Tab::connect(&app, &token).await.expect("within its leeway");
+    assert!(expiring.join("user-eve").await.ok);
+    let staying = Tab::connect(&app, &app.token("fred")).await.unwrap();
+
+    let notice = expiring.next_expired().await;
+    assert_eq!(notice.expired_at, claims.exp);
+    testkit::wait_until(
+        "the expired socket is gone",
+        std::time::Duration::from_secs(5),
+        || async { app.state.realtime.io.sockets().len() == 1 },
+    )
+    .await;
+    assert!(
+        app.metrics()
+            .await
+            .contains("socketio_sessions_expired_total 1")
+    );
+    let again = Tab::connect(&app, &token).await;
+    assert!(again.is_err(), "the expired token cannot reconnect");
+    assert!(
+        staying.join("bookings").await.ok,
+        "other sockets are untouched"
+    );
+    staying.close().await;
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 use booking_server::auth::Role;
 use booking_server::realtime::protocol::{
     BookingEventKind, BookingEventPayload, EDITING, Editing, JOIN_ROOM, LEAVE_ROOM, RESYNC, Resync,
-    RoomAck,
+    RoomAck, SESSION_EXPIRED, SessionExpired,
 };
 use booking_server::{AppState, ServerConfig};
 use futures_util::FutureExt;
@@ -214,6 +214,7 @@ pub struct Tab {
     events: mpsc::UnboundedReceiver<(BookingEventKind, BookingEventPayload)>,
     resyncs: mpsc::UnboundedReceiver<Resync>,
     editing: mpsc::UnboundedReceiver<Editing>,
+    expired: mpsc::UnboundedReceiver<SessionExpired>,
 }
 
 /// What a refused handshake said.
@@ -265,6 +266,15 @@ impl Tab {
             }
             async {}.boxed()
         });
+        let (expired_tx, expired) = mpsc::unbounded_channel();
+        builder = builder.on(SESSION_EXPIRED, move |payload, _| {
+            if let Payload::Text(values) = payload
+                && let Some(v) = values.into_iter().next()
+            {
+                let _ = expired_tx.send(serde_json::from_value(v).expect("notice parses"));
+            }
+            async {}.boxed()
+        });
         let ok = status_tx.clone();
         builder = builder.on(Event::Connect, move |_, _| {
             let _ = ok.send(Ok(()));
@@ -284,6 +294,7 @@ impl Tab {
                 events,
                 resyncs,
                 editing,
+                expired,
             }),
             Ok(Some(Err(e))) => Err(Refused(e)),
             _ => Err(Refused("no connect event in time".into())),
@@ -350,6 +361,14 @@ impl Tab {
             .await
             .ok()
             .flatten()
+    }
+
+    /// The `session-expired` notice, or a panic after [`WAIT`].
+    pub async fn next_expired(&mut self) -> SessionExpired {
+        tokio::time::timeout(WAIT, self.expired.recv())
+            .await
+            .expect("a session-expired notice in time")
+            .expect("client alive")
     }
 
     /// The next resync notice, or a panic after [`WAIT`].
