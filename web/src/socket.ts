@@ -40,6 +40,8 @@ class SocketService {
   /** Bumped on every connect, so acks of an earlier connection are ignored. */
   private generation = 0;
   private everConnected = false;
+  /** The server said this socket's token expired (it closes the socket next). */
+  private sessionExpired = false;
   private status: LiveStatus = { kind: 'signed-out' };
   private statusListeners = new Set<() => void>();
   private joinListeners = new Set<(room: string, watermark: number) => void>();
@@ -76,13 +78,18 @@ class SocketService {
     socket.on('editing', (notice: EditingNotice) => {
       harness.editing.push({ from: notice.user.id, sentAt: notice.sentAt, receivedAt: nowMicros() });
     });
+    // Sent just before the server closes a socket whose token expired.
+    socket.on('session-expired', () => {
+      this.sessionExpired = true;
+    });
     socket.on('connect', () => this.onConnect());
     socket.on('disconnect', (reason) => {
       harness.connected = false;
       this.joined.clear();
       if (reason === 'io client disconnect') return;
       if (reason === 'io server disconnect') {
-        this.setStatus({ kind: 'offline', reason: 'the server closed the connection' });
+        const why = this.sessionExpired ? 'your session expired: sign in again' : 'the server closed the connection';
+        this.setStatus({ kind: 'offline', reason: why });
       } else {
         this.setStatus({ kind: 'reconnecting', attempt: 0 });
       }
@@ -177,6 +184,7 @@ class SocketService {
     const socket = this.io;
     if (this.token !== token && socket.connected) socket.disconnect();
     this.token = token;
+    this.sessionExpired = false;
     if (!socket.connected) {
       this.setStatus({ kind: 'connecting' });
       socket.connect();
