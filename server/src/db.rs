@@ -44,7 +44,7 @@ pub struct Db {
 }
 
 /// The advisory lock key of the cluster's write turn ("booking" in ASCII).
-const CLUSTER_TURN_KEY: i64 = 0x0062_6f6f_6b69_6e67;
+pub const CLUSTER_TURN_KEY: i64 = 0x0062_6f6f_6b69_6e67;
 
 /// The cluster-wide write turn: a pooled connection holding the advisory lock. Dropped
 /// without [`release`](ClusterTurn::release) (an error path), its connection is closed instead
@@ -53,22 +53,45 @@ const CLUSTER_TURN_KEY: i64 = 0x0062_6f6f_6b69_6e67;
 struct ClusterTurn(std::sync::Mutex<Option<PoolConnection<Any>>>);
 
 impl ClusterTurn {
-    async fn take(pool: &AnyPool) -> Result<Self, sqlx::Error> {
-        let mut conn = pool.acquire().await?;
+    /// Waits for the turn at most `limit`. Cancelled while waiting, the connection is closed,
+    /// not pooled: its lock request would otherwise be granted later to an idle pooled
+    /// session, and every server's writes would stall behind it.
+    async fn take(pool: &AnyPool, limit: Duration) -> Result<Self, sqlx::Error> {
+        let mut waiting = ClusterTurn(std::sync::Mutex::new(Some(pool.acquire().await?)));
+        let conn = &mut **waiting.conn();
+        // lock_timeout bounds the wait inside PostgreSQL (55P03 past it): the query ends
+        // cleanly instead of being cut, and the write gets its 503.
+        sqlx::query("SELECT set_config('lock_timeout', $1, false)")
+            .bind(format!("{}ms", limit.as_millis().max(1)))
+            .execute(&mut *conn)
+            .await?;
         sqlx::query("SELECT pg_advisory_lock($1)")
             .bind(CLUSTER_TURN_KEY)
             .execute(&mut *conn)
             .await?;
-        Ok(Self(std::sync::Mutex::new(Some(conn))))
+        Ok(std::mem::replace(
+            &mut waiting,
+            ClusterTurn(std::sync::Mutex::new(None)),
+        ))
+    }
+
+    fn conn(&mut self) -> &mut PoolConnection<Any> {
+        self.0
+            .get_mut()
+            .expect("poisoned")
+            .as_mut()
+            .expect("a turn being taken has its connection")
     }
 
     async fn release(self) {
         let conn = self.0.lock().ok().and_then(|mut c| c.take());
         if let Some(mut conn) = conn {
-            let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
-                .bind(CLUSTER_TURN_KEY)
-                .execute(&mut *conn)
-                .await;
+            let unlocked = sqlx::query(
+                "SELECT pg_advisory_unlock($1), set_config('lock_timeout', '0', false)",
+            )
+            .bind(CLUSTER_TURN_KEY)
+            .execute(&mut *conn)
+            .await;
             if let Err(e) = unlocked {
                 tracing::warn!(error = %e, "cluster write turn not released: closing its session");
                 drop(conn.detach());
@@ -230,7 +253,7 @@ impl Db {
         let began_at = Instant::now();
         let span = tracing::info_span!("db.transaction", db.system = ?self.backend);
         let cluster = match self.cluster_order {
-            true => Some(ClusterTurn::take(&self.pool).await?),
+            true => Some(ClusterTurn::take(&self.pool, self.acquire_timeout).await?),
             false => None,
         };
         let tx = match self.backend {

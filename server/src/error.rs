@@ -87,7 +87,10 @@ pub fn is_unavailable(e: &sqlx::Error) -> bool {
         | sqlx::Error::WorkerCrashed => true,
         sqlx::Error::Database(db) => db
             .code()
-            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "53300"),
+            // 55P03: the cluster's write turn was not free within --db-acquire-timeout.
+            .is_some_and(|c| {
+                c.starts_with("08") || c.starts_with("57P") || c == "53300" || c == "55P03"
+            }),
         _ => false,
     }
 }

@@ -121,3 +121,66 @@ async fn a_postgres_restart_answers_503_and_the_pool_recovers() {
     let text = list.to_string();
     assert!(text.contains(&format!("\"id\":{}", before["id"])), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_cancelled_while_waiting_for_the_cluster_turn_leaves_no_lock_behind() {
+    use booking_server::db::{CLUSTER_TURN_KEY, Db};
+    use sqlx::Connection;
+    use std::time::Duration;
+    if postgres_url().is_none() {
+        return;
+    }
+    let fresh = testkit::FreshDatabase::create(&postgres_url().unwrap());
+    let mut db = Db::connect(&fresh.url, 4, Duration::from_secs(2))
+        .await
+        .unwrap();
+    db.order_across_cluster();
+    // Another server holds the turn.
+    let mut other = sqlx::PgConnection::connect(&fresh.url).await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(CLUSTER_TURN_KEY)
+        .execute(&mut other)
+        .await
+        .unwrap();
+    // Writes queue for it and are cancelled while they wait (a shutdown, an aborted task).
+    for _ in 0..3 {
+        let waiting = tokio::spawn({
+            let db = db.clone();
+            async move { db.begin_write().await.map(|_| ()) }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        waiting.abort();
+        let _ = waiting.await;
+    }
+    // A write that waits past --db-acquire-timeout (2 s here) gives up, as unavailable (503).
+    let started = std::time::Instant::now();
+    let Err(late) = db.begin_write().await else {
+        panic!("the turn is held elsewhere");
+    };
+    assert!(booking_server::error::is_unavailable(&late), "{late}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(CLUSTER_TURN_KEY)
+        .execute(&mut other)
+        .await
+        .unwrap();
+    // The turn is free: no cancelled waiter was granted it later inside the pool.
+    let next = tokio::time::timeout(Duration::from_secs(5), db.begin_write())
+        .await
+        .expect("the next write gets the turn")
+        .expect("and its transaction");
+    drop(next);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let held: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .fetch_one(&mut other)
+    .await
+    .unwrap();
+    assert_eq!(held, 0, "no advisory lock left held");
+}
