@@ -211,25 +211,33 @@ async fn replay(
     }))
 }
 
-/// The rooms of every event in `rows`, read in one range query.
+/// The rooms of every event in `rows`, for exactly those `seq`s: the cost follows the page,
+/// not the stretch of log between its first and last event (a sparse room's page could span
+/// most of the log).
 async fn room_lists(
     pool: &sqlx::AnyPool,
     rows: &[sqlx::any::AnyRow],
 ) -> Result<HashMap<i64, Vec<String>>, sqlx::Error> {
+    /// Bind parameters per query, well under SQLite's and PostgreSQL's limits.
+    const CHUNK: usize = 500;
     let mut rooms_of: HashMap<i64, Vec<String>> = HashMap::new();
-    let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
-        return Ok(rooms_of);
-    };
-    let (first, last): (i64, i64) = (first.try_get("seq")?, last.try_get("seq")?);
-    let pairs: Vec<(i64, String)> = sqlx::query_as(
-        "SELECT seq, room FROM event_rooms WHERE seq >= $1 AND seq <= $2 ORDER BY seq, room",
-    )
-    .bind(first)
-    .bind(last)
-    .fetch_all(pool)
-    .await?;
-    for (seq, room) in pairs {
-        rooms_of.entry(seq).or_default().push(room);
+    let seqs = rows
+        .iter()
+        .map(|r| r.try_get::<i64, _>("seq"))
+        .collect::<Result<Vec<_>, _>>()?;
+    for chunk in seqs.chunks(CHUNK) {
+        let params: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT seq, room FROM event_rooms WHERE seq IN ({}) ORDER BY seq, room",
+            params.join(", ")
+        );
+        let mut query = sqlx::query_as::<_, (i64, String)>(&sql);
+        for seq in chunk {
+            query = query.bind(*seq);
+        }
+        for (seq, room) in query.fetch_all(pool).await? {
+            rooms_of.entry(seq).or_default().push(room);
+        }
     }
     Ok(rooms_of)
 }

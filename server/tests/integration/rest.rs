@@ -570,3 +570,49 @@ async fn a_change_committed_for_a_client_that_hung_up_is_still_emitted() {
     );
     assert_eq!(emitted, in_log, "every committed event was emitted");
 }
+
+#[tokio::test]
+async fn a_replay_page_carries_every_events_rooms_however_large_or_sparse() {
+    let app = spawn_app(Backend::Memory).await;
+    let (busy, quiet) = (
+        app.boardroom("Busy", 4).await,
+        app.boardroom("Quiet", 4).await,
+    );
+    let alice = app.token("alice");
+    app.book(&alice, quiet, 0).await;
+    for hour in 1..=620 {
+        app.book(&alice, busy, hour).await;
+    }
+    app.book(&alice, quiet, 1).await;
+    let (status, page) = app
+        .call("GET", "/api/events?after=0&limit=1000", &alice, None)
+        .await;
+    assert_eq!(status, 200);
+    let events = page["events"].as_array().unwrap();
+    assert_eq!(events.len(), 622);
+    for e in events {
+        let room = format!("boardroom-{}", e["payload"]["boardroomId"]);
+        let mut want = vec![room, "bookings".to_string(), "user-alice".to_string()];
+        want.sort();
+        assert_eq!(e["rooms"], json!(want), "seq {}", e["payload"]["seq"]);
+    }
+    // A page of a sparse room: its two events, 621 seqs apart, each with its rooms.
+    let (_, page) = app
+        .call(
+            "GET",
+            &format!("/api/events?after=0&rooms=boardroom-{quiet}&limit=2"),
+            &alice,
+            None,
+        )
+        .await;
+    let events = page["events"].as_array().unwrap();
+    assert_eq!(events.len(), 2);
+    for e in events {
+        assert!(
+            e["rooms"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(format!("boardroom-{quiet}")))
+        );
+    }
+}
