@@ -4,6 +4,7 @@
 mod binary;
 mod browser;
 mod cluster;
+mod hostile;
 mod interop;
 mod postgres;
 mod races;
