@@ -4,8 +4,12 @@
 
 use crate::{as_json, assert_matches_schema, run};
 
+/// The scenario's bookkeeping with commands that break nothing: when each ran, its output,
+/// the recovery measure, the acknowledged-writes check. The real restart (a PostgreSQL of the
+/// test's own, stopped and started mid-run) is
+/// `cluster::a_postgres_restart_mid_run_answers_503_and_loses_no_acknowledged_write`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_db_restart_scenario_times_its_commands_and_checks_acknowledged_writes() {
+async fn a_scenario_times_its_commands_and_checks_acknowledged_writes() {
     let args = [
         "--tabs",
         "20",
