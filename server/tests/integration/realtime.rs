@@ -334,6 +334,37 @@ async fn socket_io_origins_outside_the_allowlist_are_refused() {
     );
     let res = app.http.get(&poll).send().await.unwrap();
     assert_eq!(res.status(), 200, "no Origin: a non-browser client");
+    // The WebSocket upgrade is held to the same list.
+    assert_eq!(
+        upgrade_status(&app.base, Some("http://evil.test")).await,
+        403
+    );
+    assert_eq!(
+        upgrade_status(&app.base, Some("http://allowed.test")).await,
+        101
+    );
+    assert_eq!(upgrade_status(&app.base, None).await, 101);
+}
+
+/// The status line of a raw WebSocket upgrade of `/socket.io/`, with this `Origin`.
+async fn upgrade_status(base: &str, origin: Option<&str>) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let origin = origin.map_or(String::new(), |o| format!("Origin: {o}\r\n"));
+    let request = format!(
+        "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: {addr}\r\n\
+         Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{origin}\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = [0u8; 32];
+    let n = stream.read(&mut head).await.unwrap();
+    let line = String::from_utf8_lossy(&head[..n]);
+    line.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {line}"))
 }
 
 #[tokio::test]
