@@ -217,6 +217,24 @@ pub struct Tab {
     expired: mpsc::UnboundedReceiver<SessionExpired>,
 }
 
+/// Sends every `event` the client receives, parsed, to the returned receiver.
+fn forward<T: serde::de::DeserializeOwned + Send + 'static>(
+    builder: ClientBuilder,
+    event: &'static str,
+) -> (ClientBuilder, mpsc::UnboundedReceiver<T>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let builder = builder.on(event, move |payload, _| {
+        if let Payload::Text(values) = payload
+            && let Some(v) = values.into_iter().next()
+        {
+            let parsed = serde_json::from_value(v).unwrap_or_else(|e| panic!("{event}: {e}"));
+            let _ = tx.send(parsed);
+        }
+        async {}.boxed()
+    });
+    (builder, rx)
+}
+
 /// What a refused handshake said.
 #[derive(Debug)]
 pub struct Refused(pub String);
@@ -248,33 +266,9 @@ impl Tab {
                 .boxed()
             });
         }
-        let (resync_tx, resyncs) = mpsc::unbounded_channel();
-        builder = builder.on(RESYNC, move |payload, _| {
-            if let Payload::Text(values) = payload
-                && let Some(v) = values.into_iter().next()
-            {
-                let _ = resync_tx.send(serde_json::from_value(v).expect("resync parses"));
-            }
-            async {}.boxed()
-        });
-        let (editing_tx, editing) = mpsc::unbounded_channel();
-        builder = builder.on(EDITING, move |payload, _| {
-            if let Payload::Text(values) = payload
-                && let Some(v) = values.into_iter().next()
-            {
-                let _ = editing_tx.send(serde_json::from_value(v).expect("editing parses"));
-            }
-            async {}.boxed()
-        });
-        let (expired_tx, expired) = mpsc::unbounded_channel();
-        builder = builder.on(SESSION_EXPIRED, move |payload, _| {
-            if let Payload::Text(values) = payload
-                && let Some(v) = values.into_iter().next()
-            {
-                let _ = expired_tx.send(serde_json::from_value(v).expect("notice parses"));
-            }
-            async {}.boxed()
-        });
+        let (builder, resyncs) = forward(builder, RESYNC);
+        let (builder, editing) = forward(builder, EDITING);
+        let (mut builder, expired) = forward(builder, SESSION_EXPIRED);
         let ok = status_tx.clone();
         builder = builder.on(Event::Connect, move |_, _| {
             let _ = ok.send(Ok(()));
