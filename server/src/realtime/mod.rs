@@ -47,6 +47,10 @@ type AckSender = socketioxide::extract::AckSender<ClusterAdapter>;
 /// to notice (a missed ping) and events committed just before that were still being emitted.
 const RESYNC_MARGIN: Duration = Duration::from_secs(5);
 
+/// Binary attachments one client message may carry (their total size is capped by
+/// `--max-socket-message-bytes`); past it, the connection is closed.
+pub const MAX_ATTACHMENTS: usize = 4;
+
 /// The Socket.IO side of one server.
 pub struct Realtime {
     pub io: SocketIo<ClusterAdapter>,
@@ -74,7 +78,14 @@ impl Realtime {
             let id = uuid::Uuid::new_v4().simple().to_string();
             format!("node-{}", &id[..8])
         });
+        // socketioxide collects up to 10 MB in 10,000 binary attachments per message by
+        // default, before any auth. This protocol uses none: a few small ones at most.
+        let parser = socketioxide::ParserConfig::common()
+            .max_incoming_binary_buf_size(cap)
+            .max_incoming_binaries(MAX_ATTACHMENTS)
+            .packet_completion_timeout(Duration::from_secs(5));
         let (layer, io) = SocketIo::builder()
+            .with_parser(parser)
             .with_adapter::<ClusterAdapter>(link.adapter(&config.redis_prefix))
             .max_buffer_size(config.socket_queue_size)
             .max_payload(cap as u64)
