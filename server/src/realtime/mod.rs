@@ -326,14 +326,13 @@ pub async fn register(state: &AppState) -> Result<(), StartError> {
             s.extensions.insert(user);
             s.extensions.insert(editing::EditingThrottle::default());
             s.extensions.insert(turns::RoomTurns::default());
+            register_handlers(&st, &s);
             Ok(())
         }
     };
     let st = state.clone();
-    // socketioxide sends CONNECT, then calls this closure and spawns the future it returns.
-    // Event handlers are registered here, synchronously: registered inside the future, a
-    // `join-room` sent as soon as the client sees CONNECT could arrive first and be dropped
-    // without an ack (seen under load).
+    // Handlers are registered by the middleware (see `register_handlers`); this only counts
+    // and logs the connection and starts its token's clock.
     let on_connect = move |s: SocketRef| {
         connected(st.clone(), s);
         std::future::ready(())
@@ -425,7 +424,15 @@ fn connected(st: AppState, s: SocketRef) {
     if let Some(user) = &user {
         close_at_token_expiry(&st, &s, user);
     }
+}
 
+/// The socket's event handlers. Registered by the auth middleware, before socketioxide sends
+/// CONNECT: it sends CONNECT and then runs the connect handler in a task of its own, so a
+/// `join-room` sent as soon as the client sees CONNECT could be dispatched before handlers
+/// registered there, and dropped without an ack (seen under load: a tab's rejoin waited for
+/// an ack that never came and lost the rest of the run's events).
+fn register_handlers(st: &AppState, s: &SocketRef) {
+    let st = st.clone();
     let st_join = st.clone();
     s.on(
         JOIN_ROOM,
