@@ -458,10 +458,8 @@ pub fn judge(
     log_end: i64,
     names: &mut LogNames,
 ) -> BrowserVerdict {
-    let mut out = BrowserVerdict {
-        fanout: Some(histogram()),
-        ..BrowserVerdict::default()
-    };
+    let mut out = BrowserVerdict::default();
+    let mut fanout = histogram();
     for (tab, page) in tabs.iter().zip(pages) {
         let mut ledger = Ledger::new(start_seq);
         for r in &page.receipts {
@@ -473,10 +471,8 @@ pub fn judge(
                 out.not_rendered += 1;
                 continue;
             };
-            if ledger.record_live(r.seq) == crate::ledger::Receipt::First
-                && let Some(h) = out.fanout.as_mut()
-            {
-                let _ = h.record((rendered - r.emitted_at).max(1) as u64);
+            if ledger.record_live(r.seq) == crate::ledger::Receipt::First {
+                let _ = fanout.record((rendered - r.emitted_at).max(1) as u64);
             }
         }
         let mut joined: Vec<Joined> = Vec::new();
@@ -487,14 +483,12 @@ pub fn judge(
             if nodes.last().is_none_or(|(_, last)| *last != node) {
                 nodes.push((j.watermark, node));
             }
-        }
-        for j in &page.joins {
-            if joined.iter().any(|k| names_match(k, &j.room, names)) {
-                continue; // a rejoin after a reconnect: owed from the first join on
-            }
             let Some(room) = names.room(&j.room) else {
                 continue;
             };
+            if joined.iter().any(|k| k.room == room) {
+                continue; // a rejoin after a reconnect: owed from the first join on
+            }
             let class = if j.room == tab.view {
                 tab.class
             } else {
@@ -520,11 +514,8 @@ pub fn judge(
             log_end,
         ));
     }
+    out.fanout = Some(fanout);
     out
-}
-
-fn names_match(joined: &Joined, room: &str, names: &mut LogNames) -> bool {
-    names.room(room) == Some(joined.room)
 }
 
 #[cfg(test)]

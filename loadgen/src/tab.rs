@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use booking_server::realtime::editing::Throttle;
 use booking_server::realtime::protocol::{
     BookingEventKind, EDITING, EditingSignal, EventStamp, JOIN_ROOM, RESYNC, Resync, RoomAck,
 };
@@ -54,7 +55,7 @@ pub struct Tab {
     /// Receipts waiting to be recorded in goose: (event kind, fan-out µs).
     pub samples: Mutex<Vec<(BookingEventKind, u64)>>,
     /// When this tab last sent an `editing` signal.
-    editing: crate::volatile::SignalClock,
+    editing: Throttle,
 }
 
 impl Tab {
@@ -77,7 +78,7 @@ impl Tab {
             nodes: Mutex::new(Vec::new()),
             client: tokio::sync::Mutex::new(None),
             samples: Mutex::new(Vec::new()),
-            editing: crate::volatile::SignalClock::default(),
+            editing: Throttle::new(crate::volatile::SIGNAL_GAP),
         }
     }
 

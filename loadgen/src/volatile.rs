@@ -6,7 +6,7 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -15,7 +15,8 @@ use crate::latency::{Percentiles, histogram};
 use crate::plan::{Page, Plan};
 
 /// Least time between two signals of one tab: the server relays at most one a second per
-/// socket, so a tab waits a little longer and every signal it sends is relayed.
+/// socket, so a tab waits a little longer and every signal it sends is relayed. (The tab keeps
+/// it with the server's own `Throttle`.)
 pub const SIGNAL_GAP: Duration = Duration::from_millis(1100);
 
 /// Counts of the run's `editing` signals.
@@ -104,22 +105,6 @@ impl VolatileStats {
     }
 }
 
-/// When a tab last signalled, to keep [`SIGNAL_GAP`].
-#[derive(Debug, Default)]
-pub struct SignalClock(Mutex<Option<Instant>>);
-
-impl SignalClock {
-    /// True (and noted) when the tab may signal at `now`.
-    pub fn admit(&self, now: Instant) -> bool {
-        let mut last = self.0.lock().expect("poisoned");
-        if last.is_some_and(|at| now.duration_since(at) < SIGNAL_GAP) {
-            return false;
-        }
-        *last = Some(now);
-        true
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,14 +125,5 @@ mod tests {
         assert_eq!((r.sent, r.expected, r.received), (2, 3, 2));
         assert!((r.ratio - 2.0 / 3.0).abs() < 1e-9);
         assert_eq!(r.latency_ms.count, 2);
-    }
-
-    #[test]
-    fn a_tab_signals_at_most_once_a_gap() {
-        let clock = SignalClock::default();
-        let t0 = Instant::now();
-        assert!(clock.admit(t0));
-        assert!(!clock.admit(t0 + SIGNAL_GAP / 2));
-        assert!(clock.admit(t0 + SIGNAL_GAP));
     }
 }

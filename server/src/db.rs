@@ -69,10 +69,7 @@ impl ClusterTurn {
             .bind(CLUSTER_TURN_KEY)
             .execute(&mut *conn)
             .await?;
-        Ok(std::mem::replace(
-            &mut waiting,
-            ClusterTurn(std::sync::Mutex::new(None)),
-        ))
+        Ok(waiting)
     }
 
     fn conn(&mut self) -> &mut PoolConnection<Any> {

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{AuthUser, Role};
 use crate::app::AppState;
+use crate::bookings::rules::check_no_control;
 use crate::error::{ApiError, ApiJson, ApiResult};
 
 /// How long a dev-login token lasts: a working day, so a page left open keeps working.
@@ -85,13 +86,11 @@ async fn dev_login(
             "dev login is off: start the server with --dev-login, or sign in with a token".into(),
         ));
     }
+    check_no_control("name", &body.name).map_err(ApiError::Unprocessable)?;
     let name = body.name.trim();
-    if name.is_empty()
-        || name.chars().count() > MAX_DISPLAY_NAME_LEN
-        || name.chars().any(char::is_control)
-    {
+    if name.is_empty() || name.chars().count() > MAX_DISPLAY_NAME_LEN {
         return Err(ApiError::Unprocessable(format!(
-            "name must be 1 to {MAX_DISPLAY_NAME_LEN} printable characters"
+            "name must be 1 to {MAX_DISPLAY_NAME_LEN} characters"
         )));
     }
     let id = user_id_of(name).ok_or_else(|| {

@@ -18,15 +18,26 @@ pub const EDITING_TTL: Duration = Duration::from_secs(5);
 /// Least time between two relayed signals of one socket; sooner ones are dropped.
 pub const EDITING_MIN_GAP: Duration = Duration::from_secs(1);
 
-/// When a socket's last signal was relayed (kept in the socket's extensions).
-#[derive(Debug, Clone, Default)]
-pub struct EditingThrottle(Arc<Mutex<Option<Instant>>>);
+/// At most one event per `gap`: one is admitted, sooner ones after it are refused. Clones
+/// share the state (a socket's handlers keep one each; the load generator uses it too).
+#[derive(Debug, Clone)]
+pub struct Throttle {
+    gap: Duration,
+    last: Arc<Mutex<Option<Instant>>>,
+}
 
-impl EditingThrottle {
-    /// True when a signal at `now` may go out, and notes it.
-    fn admit(&self, now: Instant) -> bool {
-        let mut last = self.0.lock().expect("poisoned");
-        if last.is_some_and(|at| now.duration_since(at) < EDITING_MIN_GAP) {
+impl Throttle {
+    pub fn new(gap: Duration) -> Self {
+        Self {
+            gap,
+            last: Arc::default(),
+        }
+    }
+
+    /// True when an event at `now` may go, and notes it.
+    pub fn admit(&self, now: Instant) -> bool {
+        let mut last = self.last.lock().expect("poisoned");
+        if last.is_some_and(|at| now.duration_since(at) < self.gap) {
             return false;
         }
         *last = Some(now);
@@ -34,8 +45,14 @@ impl EditingThrottle {
     }
 }
 
-/// Handles one `editing` signal of socket `s`; the ack says what became of it.
-pub async fn relay(st: &AppState, s: &SocketRef, signal: Option<EditingSignal>) -> EditingAck {
+/// Handles one `editing` signal of socket `s`, throttled by the socket's `throttle` (of
+/// [`EDITING_MIN_GAP`]); the ack says what became of it.
+pub async fn relay(
+    st: &AppState,
+    s: &SocketRef,
+    throttle: &Throttle,
+    signal: Option<EditingSignal>,
+) -> EditingAck {
     let refused = |error: String| {
         count(st, "refused");
         EditingAck {
@@ -53,7 +70,6 @@ pub async fn relay(st: &AppState, s: &SocketRef, signal: Option<EditingSignal>) 
     if signal.boardroom_id <= 0 {
         return refused("boardroomId must be a positive integer".into());
     }
-    let throttle = s.extensions.get::<EditingThrottle>().unwrap_or_default();
     if !throttle.admit(Instant::now()) {
         count(st, "throttled");
         return EditingAck {
@@ -104,12 +120,12 @@ mod tests {
 
     #[test]
     fn a_socket_is_relayed_at_most_once_a_gap() {
-        let throttle = EditingThrottle::default();
+        let throttle = Throttle::new(EDITING_MIN_GAP);
         let t0 = Instant::now();
         assert!(throttle.admit(t0));
         assert!(!throttle.admit(t0 + EDITING_MIN_GAP / 2));
         assert!(throttle.admit(t0 + EDITING_MIN_GAP));
-        // A copy shares the state: the throttle lives in the socket's extensions.
+        // A copy shares the state: each handler of a socket keeps one.
         assert!(!throttle.clone().admit(t0 + EDITING_MIN_GAP));
     }
 }

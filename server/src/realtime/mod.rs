@@ -324,8 +324,6 @@ pub async fn register(state: &AppState) -> Result<(), StartError> {
                 return Err("could not register the user: try again".to_string());
             }
             s.extensions.insert(user);
-            s.extensions.insert(editing::EditingThrottle::default());
-            s.extensions.insert(turns::RoomTurns::default());
             register_handlers(&st, &s);
             Ok(())
         }
@@ -433,17 +431,17 @@ fn connected(st: AppState, s: SocketRef) {
 /// an ack that never came and lost the rest of the run's events).
 fn register_handlers(st: &AppState, s: &SocketRef) {
     let st = st.clone();
-    let st_join = st.clone();
+    // This socket's line for room changes (see `turns`), shared by its join and leave.
+    let room_turns = turns::RoomTurns::default();
+    let (st_join, join_turns) = (st.clone(), room_turns.clone());
     s.on(
         JOIN_ROOM,
         move |s: SocketRef, TryData(arg): TryData<Value>, ack: AckSender| {
             let st = st_join.clone();
-            // Taken here, in packet order; awaited in the task (see `turns`).
-            let ticket = s.extensions.get::<turns::RoomTurns>().map(|t| t.ticket());
+            // Taken here, in packet order; awaited in the task.
+            let ticket = join_turns.ticket();
             async move {
-                if let Some(ticket) = &ticket {
-                    ticket.turn().await;
-                }
+                ticket.turn().await;
                 let reply = join(&st, &s, arg.ok()).await;
                 if !reply.ok {
                     st.metrics.room_joins_refused.increment(1);
@@ -457,23 +455,21 @@ fn register_handlers(st: &AppState, s: &SocketRef) {
         LEAVE_ROOM,
         move |s: SocketRef, TryData(arg): TryData<Value>, ack: AckSender| {
             let st = st_leave.clone();
-            let ticket = s.extensions.get::<turns::RoomTurns>().map(|t| t.ticket());
+            let ticket = room_turns.ticket();
             async move {
-                if let Some(ticket) = &ticket {
-                    ticket.turn().await;
-                }
+                ticket.turn().await;
                 let reply = leave(&st, &s, arg.ok());
                 let _ = ack.send(&reply);
             }
         },
     );
-    let st_editing = st.clone();
+    let (st_editing, throttle) = (st.clone(), editing::Throttle::new(editing::EDITING_MIN_GAP));
     s.on(
         EDITING,
         move |s: SocketRef, TryData(arg): TryData<EditingSignal>, ack: AckSender| {
-            let st = st_editing.clone();
+            let (st, throttle) = (st_editing.clone(), throttle.clone());
             async move {
-                let reply = editing::relay(&st, &s, arg.ok()).await;
+                let reply = editing::relay(&st, &s, &throttle, arg.ok()).await;
                 let _ = ack.send(&reply);
             }
         },
