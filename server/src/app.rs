@@ -2,9 +2,11 @@
 //! Nothing global is installed here, so tests run many servers in one process.
 
 use std::future::Future;
+use std::future::IntoFuture;
 use std::ops::Deref;
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
@@ -14,6 +16,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -54,6 +57,53 @@ pub struct Inner {
     pub origins: Vec<HeaderValue>,
     /// True when no secret was configured and one was generated for this process.
     pub generated_secret: bool,
+    /// Writes running now: shutdown lets them commit and emit before it closes the sockets.
+    pub writes: InFlight,
+}
+
+/// A count of running requests and a wake-up when it drops to zero.
+#[derive(Debug, Default)]
+pub struct InFlight {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+impl InFlight {
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+
+    /// Waits until none is running or `limit` has passed; true when none is.
+    pub async fn settled(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let idle = self.idle.notified();
+            if self.count() == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                return self.count() == 0;
+            }
+        }
+    }
+}
+
+/// One running write, counted in [`Inner::writes`] until dropped.
+struct Running(AppState);
+
+impl Running {
+    fn start(state: AppState) -> Self {
+        state.writes.count.fetch_add(1, Ordering::AcqRel);
+        Running(state)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.0.writes.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.writes.idle.notify_waiters();
+        }
+    }
 }
 
 impl Deref for AppState {
@@ -111,6 +161,7 @@ impl AppState {
             config,
             origins,
             generated_secret,
+            writes: InFlight::default(),
         }));
         realtime::register(&state).await?;
         tracing::info!(
@@ -136,7 +187,10 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn(writes_run_to_completion))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            writes_run_to_completion,
+        ))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), http_metrics))
         .layer(state.realtime.layer.clone())
@@ -145,20 +199,53 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves until `shutdown` resolves, then closes every socket and finishes in-flight requests.
+/// Serves until `shutdown` resolves, then stops in order: no new connections; in-flight writes
+/// commit and emit to the sockets still open (for up to `--shutdown-timeout`); the sockets
+/// close; the remaining requests finish. Past the timeout again, it returns with whatever is
+/// still open.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let io = state.realtime.io.clone();
-    axum::serve(listener, app(state))
+    let (stopping, mut stopped) = watch::channel(false);
+    let server = axum::serve(listener, app(state.clone()))
         .with_graceful_shutdown(async move {
             shutdown.await;
-            tracing::info!("shutting down: closing sockets, finishing requests");
-            io.close().await;
+            let _ = stopping.send(true);
         })
-        .await
+        .into_future();
+    let limit = state.config.shutdown_timeout;
+    let drain = async move {
+        if stopped.wait_for(|s| *s).await.is_err() {
+            return std::future::pending().await;
+        }
+        tracing::info!(
+            writes = state.writes.count(),
+            "shutting down: no new connections; in-flight writes finish and emit before the sockets close"
+        );
+        if !state.writes.settled(limit).await {
+            tracing::warn!(
+                writes = state.writes.count(),
+                ?limit,
+                "shutdown: writes still running at the deadline; closing the sockets anyway"
+            );
+        }
+        if tokio::time::timeout(limit, state.realtime.io.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!(?limit, "shutdown: sockets still closing at the deadline");
+        }
+        tokio::time::sleep(limit).await;
+    };
+    tokio::select! {
+        served = server => served,
+        () = drain => {
+            tracing::warn!(?limit, "shutdown: requests still open past the deadline; stopping anyway");
+            Ok(())
+        }
+    }
 }
 
 fn cors_layer(origins: &[HeaderValue]) -> CorsLayer {
@@ -185,12 +272,22 @@ fn cors_layer(origins: &[HeaderValue]) -> CorsLayer {
 /// client does: hyper drops a handler's future when the client hangs up, and a write cut there
 /// could commit without emitting its events, or leave its pooled connection inside a
 /// transaction (the next request on it then failed with 500).
-async fn writes_run_to_completion(req: Request, next: Next) -> Response {
+async fn writes_run_to_completion(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         return next.run(req).await;
     }
     let span = tracing::Span::current();
-    match tokio::spawn(next.run(req).instrument(span)).await {
+    let running = Running::start(state);
+    let write = async move {
+        let response = next.run(req).await;
+        drop(running);
+        response
+    };
+    match tokio::spawn(write.instrument(span)).await {
         Ok(response) => response,
         Err(e) => {
             tracing::error!(error = %e, "request task failed");

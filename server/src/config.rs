@@ -80,6 +80,27 @@ pub struct ServerConfig {
     /// Largest Socket.IO message accepted from a client, in bytes (both transports).
     #[arg(long, env = "MAX_SOCKET_MESSAGE_BYTES", default_value_t = 16 * 1024)]
     pub max_socket_message_bytes: usize,
+    /// Socket.IO connections this server holds at most; past it, handshakes are refused with
+    /// "server full" (counted in `socketio_limits_hit_total{limit="connections"}`).
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 50_000)]
+    pub max_connections: usize,
+    /// Rooms one socket may be in at once; a join past it is refused until the socket leaves
+    /// one. A page of the web app needs three.
+    #[arg(long, env = "MAX_ROOMS_PER_SOCKET", default_value_t = 50)]
+    pub max_rooms_per_socket: usize,
+    /// Joins one socket may make per second (up to this many at once, then at this rate); a
+    /// join over it is refused with `retryAfterMs`. Each join costs one or two queries.
+    #[arg(long, env = "MAX_JOINS_PER_SECOND", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_joins_per_second: u32,
+    /// How long a new Engine.IO session may take to complete its Socket.IO handshake (send
+    /// CONNECT with its token) before it is closed, e.g. `10s`.
+    #[arg(long, env = "HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub handshake_timeout: std::time::Duration,
+    /// On SIGTERM: how long in-flight writes get to commit and emit before the sockets are
+    /// closed, and then how long the remaining requests and sockets get before the server
+    /// exits anyway, e.g. `10s`.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_timeout: std::time::Duration,
     /// Largest REST request body accepted, in bytes.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,

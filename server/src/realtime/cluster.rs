@@ -31,7 +31,7 @@ use redis::aio::MultiplexedConnection;
 use socketioxide::adapter::Emitter;
 use socketioxide_redis::drivers::{ChanItem, Driver, MessageStream};
 use socketioxide_redis::{CustomRedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 /// The adapter every server runs: the Redis adapter over [`ClusterLink`].
 pub type ClusterAdapter = CustomRedisAdapter<Emitter, ClusterLink>;
@@ -89,6 +89,15 @@ impl ClusterLink {
 
     pub fn is_clustered(&self) -> bool {
         matches!(self, ClusterLink::Redis(_))
+    }
+
+    /// Woken each time a message from another server was dropped because a queue here was
+    /// full; `None` for a single server.
+    pub fn overflows(&self) -> Option<Arc<Notify>> {
+        match self {
+            ClusterLink::Single => None,
+            ClusterLink::Redis(link) => Some(link.shared.overflowed.clone()),
+        }
     }
 }
 
@@ -150,6 +159,8 @@ struct Shared {
     publisher: Mutex<Option<MultiplexedConnection>>,
     /// Messages from Redis dropped because the adapter's queue was full.
     overflow: metrics::Counter,
+    /// Woken on each such drop: this server's sockets may have missed what it carried.
+    overflowed: Arc<Notify>,
 }
 
 /// A Redis link that heals itself. Dropping the last clone stops its supervisor.
@@ -170,6 +181,7 @@ impl RedisLink {
             echoes: Mutex::new(HashMap::new()),
             publisher: Mutex::new(None),
             overflow,
+            overflowed: Arc::new(Notify::new()),
         });
         let (commands, rx) = mpsc::unbounded_channel();
         let (state, _) = watch::channel(LinkState {
@@ -383,6 +395,7 @@ fn relay(shared: &Shared, msg: &redis::Msg) {
     };
     if h.tx.try_send((chan.to_string(), payload.to_vec())).is_err() {
         shared.overflow.increment(1);
+        shared.overflowed.notify_one();
         tracing::warn!(
             chan,
             "adapter queue full: a message from another server was dropped"

@@ -2,8 +2,10 @@
 //! watermark acks, and the emission of logged booking events to their rooms after commit.
 
 pub mod cluster;
+pub mod delivery;
 pub mod editing;
 pub mod faults;
+pub mod limits;
 pub mod protocol;
 pub mod turns;
 
@@ -12,14 +14,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use metrics::Counter;
 use rand::Rng;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use socketioxide::extract::TryData;
 use socketioxide::handler::ConnectHandler;
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::socket::DisconnectReason;
-use socketioxide::{BroadcastError, SocketError, SocketIo};
+use socketioxide::{BroadcastError, SocketIo};
+use socketioxide_redis::drivers::Driver;
 use tracing::Instrument;
 
 use crate::app::{AppState, StartError};
@@ -29,10 +34,11 @@ use crate::config::ServerConfig;
 use crate::db::{EmitTurn, now_micros};
 use crate::events::{self, LoggedEvent};
 use crate::telemetry::metrics::{
-    DISCONNECT_REASONS, DISCONNECTS, FAULTS_INJECTED, ROOM_JOINS, ROOM_LEAVES, ServerMetrics,
+    DISCONNECT_REASONS, DISCONNECTS, FAULTS_INJECTED, Limit, ROOM_JOINS, ROOM_LEAVES, ServerMetrics,
 };
 use crate::telemetry::otel;
 use cluster::{ClusterAdapter, ClusterLink, RedisLink};
+use delivery::{HandedOut, Outcome, Owed};
 use faults::FaultPlan;
 use protocol::{
     EDITING, EditingSignal, HandshakeAuth, JOIN_ROOM, LEAVE_ROOM, RESYNC, Resync, Room, RoomAck,
@@ -47,9 +53,24 @@ type AckSender = socketioxide::extract::AckSender<ClusterAdapter>;
 /// to notice (a missed ping) and events committed just before that were still being emitted.
 const RESYNC_MARGIN: Duration = Duration::from_secs(5);
 
+/// Events from other servers waiting to be handed out here; past it, they are dropped and this
+/// server's sockets are told to resync.
+const RELAY_QUEUE: usize = 4096;
+
 /// Binary attachments one client message may carry (their total size is capped by
 /// `--max-socket-message-bytes`); past it, the connection is closed.
 pub const MAX_ATTACHMENTS: usize = 4;
+
+/// Who a resync notice goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ResyncScope {
+    /// Every socket of the cluster, or this server's when it cannot publish.
+    ClusterOrLocal,
+    /// Every socket of the cluster, or no one yet.
+    Cluster,
+    /// This server's sockets.
+    Local,
+}
 
 /// The Socket.IO side of one server.
 pub struct Realtime {
@@ -64,6 +85,12 @@ pub struct Realtime {
     emitted_through: AtomicI64,
     /// Test-only delivery faults, with their counters (drop, duplicate, misroute, delay).
     faults: Option<(FaultPlan, [Counter; 4])>,
+    /// The Redis channel booking events travel on between servers.
+    events_channel: String,
+    /// Resyncs owed to sockets that missed a delivery, and to the cluster.
+    owed: Owed,
+    /// Places left for sockets (`--max-connections`).
+    connections: limits::Connections,
 }
 
 impl Realtime {
@@ -88,6 +115,7 @@ impl Realtime {
             .with_parser(parser)
             .with_adapter::<ClusterAdapter>(link.adapter(&config.redis_prefix))
             .max_buffer_size(config.socket_queue_size)
+            .connect_timeout(config.handshake_timeout)
             .max_payload(cap as u64)
             .ws_max_message_size(cap)
             .ws_max_frame_size(cap)
@@ -108,6 +136,9 @@ impl Realtime {
             metrics,
             emitted_through: AtomicI64::new(0),
             faults,
+            events_channel: format!("{}#booking-events", config.redis_prefix),
+            owed: Owed::default(),
+            connections: limits::Connections::new(config.max_connections),
         })
     }
 
@@ -115,38 +146,59 @@ impl Realtime {
         &self.node
     }
 
-    /// Tells every socket of the cluster that events with `seq > after` may not have reached
-    /// it: this server's sockets missed what the others published while its link was down, and
-    /// the others' sockets missed what this server could deliver only locally meanwhile.
-    async fn resync(&self, after: i64, down: Duration) {
+    /// Tells sockets that events with `seq > after` may not have reached them, with `reason`
+    /// (one of `RESYNC_REASONS`), as far as `scope` says. False when it could not be
+    /// published to the other servers (nothing counted then for [`ResyncScope::Cluster`]).
+    async fn resync(&self, after: i64, down: Duration, reason: &str, scope: ResyncScope) -> bool {
         let notice = Resync {
             after,
             node: self.node.clone(),
-            reason: "adapter-recovered".into(),
+            reason: reason.into(),
             down_ms: down.as_millis() as u64,
         };
         let sockets = self.io.local().sockets().len();
-        if let Err(e) = self.io.emit(RESYNC, &notice).await {
-            tracing::warn!(error = %e, "resync notice not published: sending it to this server's sockets only");
-            if let Err(e) = self.io.local().emit(RESYNC, &notice).await {
-                tracing::warn!(error = %e, "resync notice not sent");
+        let mut published = true;
+        let sent = match scope {
+            ResyncScope::Local => self.io.local().emit(RESYNC, &notice).await,
+            ResyncScope::Cluster | ResyncScope::ClusterOrLocal => {
+                match self.io.emit(RESYNC, &notice).await {
+                    Err(BroadcastError::Adapter(e)) => {
+                        published = false;
+                        if scope == ResyncScope::Cluster {
+                            tracing::debug!(error = %e, reason, "resync notice not published yet");
+                            return false;
+                        }
+                        tracing::warn!(error = %e, reason, "resync notice not published: sending it to this server's sockets only");
+                        self.io.local().emit(RESYNC, &notice).await
+                    }
+                    other => other,
+                }
             }
+        };
+        if let Err(e) = sent {
+            // Full queues: those sockets are skipped here and close at their next heartbeat.
+            tracing::warn!(error = %e, reason, "resync notice not sent to every socket");
         }
-        self.metrics.resyncs.increment(1);
+        self.metrics.resynced(reason).increment(1);
         tracing::warn!(
             after,
             sockets,
+            reason,
+            ?scope,
             down_ms = notice.down_ms,
-            "resync sent: clients replay what the link missed"
+            "resync sent: clients replay what they may have missed"
         );
+        published
     }
 
-    /// Emits committed events to their rooms, in order. Taking the [`EmitTurn`] proves the
-    /// caller committed and still holds this process's write turn.
+    /// Emits committed events to their rooms, in order: to the other servers first (they hand
+    /// them to their sockets), then to this server's sockets, one by one (see `delivery`).
+    /// Taking the [`EmitTurn`] proves the caller committed and still holds this process's
+    /// write turn.
     pub async fn emit(&self, turn: &EmitTurn, events: &[LoggedEvent]) {
         for event in events {
-            let rooms = event.rooms.clone();
-            let recipients = self.io.to(rooms.clone()).sockets().len();
+            let targets = self.io.local().to(event.rooms.clone()).sockets();
+            let recipients = targets.len();
             let span = tracing::info_span!(
                 "socketio.emit",
                 otel.kind = "producer",
@@ -157,50 +209,34 @@ impl Realtime {
             // With traces on, receivers continue this span; without, the request's context.
             let traceparent = otel::traceparent_of(&span).or_else(|| event.traceparent.clone());
             let emission = async {
+                if let Some((plan, [.., delayed])) = &self.faults
+                    && !plan.delay.is_zero()
+                {
+                    tokio::time::sleep(plan.delay).await;
+                    delayed.increment(1);
+                }
+                let mut payload = event.payload(now_micros(), false);
+                payload.traceparent = traceparent;
+                let payload = match serde_json::value::to_raw_value(&payload) {
+                    Ok(payload) => payload,
+                    Err(e) => {
+                        self.metrics.emission_errors.increment(1);
+                        tracing::error!(seq = event.seq, error = %e, "emission failed: payload not serialized");
+                        return;
+                    }
+                };
+                let name = event.kind.name();
+                self.publish(event, name, &payload).await;
                 match &self.faults {
                     Some((plan, counters)) => {
-                        self.emit_with_faults(event, traceparent, plan, counters)
-                            .await
+                        self.hand_out_with_faults(event, &targets, name, &payload, plan, counters);
                     }
                     None => {
-                        let mut payload = event.payload(now_micros(), false);
-                        payload.traceparent = traceparent;
-                        let name = event.kind.name();
-                        match self.io.to(rooms.clone()).emit(name, &payload).await {
-                            // The adapter publishes first and gives up on its own sockets when
-                            // that fails: deliver here; other servers' clients will replay.
-                            Err(BroadcastError::Adapter(e)) => {
-                                self.metrics.adapter_publish_failures.increment(1);
-                                tracing::warn!(seq = event.seq, error = %e, "publish failed: delivering to this server's sockets only");
-                                self.io.local().to(rooms).emit(name, &payload).await
-                            }
-                            other => other,
-                        }
+                        self.hand_out(event.seq, &targets, name, &payload);
                     }
                 }
             };
-            let result = emission.instrument(span).await;
-            match result {
-                Ok(()) => {}
-                Err(BroadcastError::Socket(errors)) => {
-                    let full = errors
-                        .iter()
-                        .filter(|e| matches!(e, SocketError::InternalChannelFull))
-                        .count();
-                    if full > 0 {
-                        self.metrics.queue_full_skips.increment(full as u64);
-                        tracing::warn!(
-                            seq = event.seq,
-                            skipped = full,
-                            "socket queues full: deliveries skipped"
-                        );
-                    }
-                }
-                Err(e) => {
-                    self.metrics.emission_errors.increment(1);
-                    tracing::error!(seq = event.seq, error = %e, "emission failed");
-                }
-            }
+            emission.instrument(span).await;
             let took = turn.committed_at.elapsed();
             self.metrics.event_emitted(event.kind).increment(1);
             self.metrics.emission_latency.record(took.as_secs_f64());
@@ -217,25 +253,96 @@ impl Realtime {
         }
     }
 
-    /// Emits socket by socket, skipping, repeating or misaddressing single deliveries.
-    async fn emit_with_faults(
+    /// Sends an event to the other servers. It returns once this server's own copy came back
+    /// through the subscription (see `cluster`), so every event of another server published
+    /// before it has been handed out here. A failed publish leaves a cluster-wide resync owed.
+    async fn publish(&self, event: &LoggedEvent, name: &str, payload: &RawValue) {
+        if !self.link.is_clustered() {
+            return;
+        }
+        let relayed = delivery::Relayed {
+            node: self.node.clone(),
+            seq: event.seq,
+            event: name.to_string(),
+            rooms: event.rooms.clone(),
+            payload: payload.to_owned(),
+        };
+        let bytes = match serde_json::to_vec(&relayed) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                self.metrics.emission_errors.increment(1);
+                tracing::error!(seq = event.seq, error = %e, "event not relayed: not serialized");
+                return;
+            }
+        };
+        if let Err(e) = self.link.publish(self.events_channel.clone(), bytes).await {
+            self.metrics.adapter_publish_failures.increment(1);
+            self.owed.cluster(event.seq - 1);
+            tracing::warn!(seq = event.seq, error = %e, "publish failed: delivering to this server's sockets only; the cluster will be told to resync");
+        }
+    }
+
+    /// An event another server committed, as it arrived through the link.
+    fn take_relayed(&self, bytes: &[u8]) {
+        let relayed: delivery::Relayed = match serde_json::from_slice(bytes) {
+            Ok(relayed) => relayed,
+            Err(e) => {
+                tracing::warn!(error = %e, "unreadable event from another server: ignored");
+                return;
+            }
+        };
+        if relayed.node == self.node {
+            return;
+        }
+        let targets = self.io.local().to(relayed.rooms).sockets();
+        self.hand_out(relayed.seq, &targets, &relayed.event, &relayed.payload);
+    }
+
+    /// Hands an event to each socket; a socket whose queue is full owes a resync from just
+    /// before it.
+    fn hand_out(
+        &self,
+        seq: i64,
+        sockets: &[SocketRef],
+        name: &str,
+        payload: &RawValue,
+    ) -> HandedOut {
+        let mut out = HandedOut::default();
+        for socket in sockets {
+            match Outcome::from(socket.emit(name, payload)) {
+                Outcome::Delivered => out.delivered += 1,
+                Outcome::Full => {
+                    out.skipped += 1;
+                    self.owed.socket(socket.id, seq - 1);
+                }
+                Outcome::Closed => {}
+            }
+        }
+        if out.skipped > 0 {
+            self.metrics.queue_full_skips.increment(out.skipped as u64);
+            tracing::warn!(
+                seq,
+                skipped = out.skipped,
+                "socket queues full: deliveries skipped; those sockets will be told to resync"
+            );
+        }
+        out
+    }
+
+    /// Hands out socket by socket, skipping, repeating or misaddressing single deliveries.
+    fn hand_out_with_faults(
         &self,
         event: &LoggedEvent,
-        traceparent: Option<String>,
+        targets: &[SocketRef],
+        name: &str,
+        payload: &RawValue,
         plan: &FaultPlan,
-        [dropped, duplicated, misrouted, delayed]: &[Counter; 4],
-    ) -> Result<(), BroadcastError> {
-        if !plan.delay.is_zero() {
-            tokio::time::sleep(plan.delay).await;
-            delayed.increment(1);
-        }
-        let mut payload = event.payload(now_micros(), false);
-        payload.traceparent = traceparent;
-        let name = event.kind.name();
-        let targets = self.io.to(event.rooms.clone()).sockets();
+        [dropped, duplicated, misrouted, _]: &[Counter; 4],
+    ) {
         let mut outsiders: Vec<_> = if plan.misroute > 0.0 {
             let rooms = &event.rooms;
             self.io
+                .local()
                 .sockets()
                 .into_iter()
                 .filter(|s| !s.rooms().iter().any(|r| rooms.iter().any(|e| e == r)))
@@ -244,7 +351,7 @@ impl Realtime {
             Vec::new()
         };
         let mut rng = rand::rng();
-        for socket in &targets {
+        for socket in targets {
             if rng.random_bool(plan.drop) {
                 dropped.increment(1);
                 // Named per socket so a test can tell whose deliveries were dropped.
@@ -257,22 +364,60 @@ impl Realtime {
                 );
                 continue;
             }
-            if socket.emit(name, &payload).is_err() {
+            if socket.emit(name, payload).is_err() {
                 continue;
             }
-            if rng.random_bool(plan.duplicate) && socket.emit(name, &payload).is_ok() {
+            if rng.random_bool(plan.duplicate) && socket.emit(name, payload).is_ok() {
                 duplicated.increment(1);
             }
             if !outsiders.is_empty() && rng.random_bool(plan.misroute) {
                 // Without replacement: an outsider gets one stray copy per event at most, so
                 // each misroute is exactly one unexpected delivery.
                 let outsider = outsiders.swap_remove(rng.random_range(0..outsiders.len()));
-                if outsider.emit(name, &payload).is_ok() {
+                if outsider.emit(name, payload).is_ok() {
                     misrouted.increment(1);
                 }
             }
         }
-        Ok(())
+    }
+
+    /// Sends the resyncs owed (see `delivery`); what cannot be sent yet stays owed.
+    async fn settle_owed(&self) {
+        if self.owed.is_empty() {
+            return;
+        }
+        let (sockets, cluster) = self.owed.take();
+        for (sid, after) in sockets {
+            let Some(socket) = self.io.get_socket(sid) else {
+                continue;
+            };
+            let notice = Resync {
+                after,
+                node: self.node.clone(),
+                reason: "queue-full".into(),
+                down_ms: 0,
+            };
+            match Outcome::from(socket.emit(RESYNC, &notice)) {
+                Outcome::Delivered => {
+                    self.metrics.resynced("queue-full").increment(1);
+                    tracing::info!(socket = %sid, after, "resync sent to a socket whose queue was full");
+                }
+                Outcome::Full => self.owed.socket(sid, after),
+                Outcome::Closed => {}
+            }
+        }
+        if let Some(after) = cluster
+            && !self
+                .resync(
+                    after,
+                    Duration::ZERO,
+                    "publish-failed",
+                    ResyncScope::Cluster,
+                )
+                .await
+        {
+            self.owed.cluster(after);
+        }
     }
 
     /// Rooms and their members on this server, by size class (small < 10 <= medium < 100 <=
@@ -319,7 +464,18 @@ pub async fn register(state: &AppState) -> Result<(), StartError> {
                     return Err(reason);
                 }
             };
+            let connections = &st.realtime.connections;
+            if !connections.take() {
+                st.metrics.connects_refused.increment(1);
+                st.metrics.limit_hit(Limit::Connections).increment(1);
+                tracing::warn!(socket = %s.id, max = connections.max(), "socket refused: server full");
+                return Err(format!(
+                    "server full: it holds at most {} connections; try again later or another server",
+                    connections.max()
+                ));
+            }
             if let Err(e) = st.auth.ensure_user(&st.db, &user).await {
+                connections.give_back();
                 tracing::warn!(socket = %s.id, error = %e, "socket refused: user not registered");
                 return Err("could not register the user: try again".to_string());
             }
@@ -342,30 +498,91 @@ pub async fn register(state: &AppState) -> Result<(), StartError> {
         .await
         .map_err(|e| StartError::Config(format!("socket.io adapter: {e}")))?;
     let start_seq = events::last_seq(&state.db.pool).await?;
+    receive_relayed(state).await?;
+    settle_owed(state);
     watch_link(state, start_seq);
     Ok(())
 }
 
-/// Follows the link to the other servers: the `socketio_adapter_up` gauge, logs, and a resync
-/// notice to this server's sockets each time the link comes back. The notice reaches back to
-/// the log's watermark as it was [`RESYNC_MARGIN`] before the outage was noticed (sampled every
-/// second), or to the watermark at start when the link was down from the start.
+/// Hands the events other servers commit to this server's sockets, in the order they arrive.
+/// Each is handed out before the next is taken from the queue, which is what lets a publish
+/// wait for its own copy to know that everything before it was handed out here.
+async fn receive_relayed(state: &AppState) -> Result<(), StartError> {
+    let realtime = &state.realtime;
+    if !realtime.link.is_clustered() {
+        return Ok(());
+    }
+    let mut relayed = realtime
+        .link
+        .subscribe(realtime.events_channel.clone(), RELAY_QUEUE)
+        .await
+        .map_err(|e| StartError::Config(format!("redis subscription: {e}")))?;
+    let weak = state.downgrade();
+    tokio::spawn(async move {
+        while let Some((_, bytes)) = relayed.next().await {
+            let Some(st) = AppState::upgrade(&weak) else {
+                return;
+            };
+            st.realtime.take_relayed(&bytes);
+        }
+    });
+    Ok(())
+}
+
+/// Sends owed resyncs every [`delivery::RETRY_EVERY`] until they go through.
+fn settle_owed(state: &AppState) {
+    let weak = state.downgrade();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(delivery::RETRY_EVERY);
+        loop {
+            tick.tick().await;
+            let Some(st) = AppState::upgrade(&weak) else {
+                return;
+            };
+            st.realtime.settle_owed().await;
+        }
+    });
+}
+
+/// Follows the link to the other servers: the `socketio_adapter_up` gauge, logs, and resync
+/// notices. When the link comes back, every socket of the cluster is told to replay from the
+/// log's watermark as it was [`RESYNC_MARGIN`] before the outage was noticed (sampled every
+/// second). When the link comes up for the first time, that is needed only if this server
+/// already had sockets, which missed what the others published, or emitted events, which the
+/// others' sockets missed; a server starting into a healthy cluster disturbs no one. When a
+/// message from another server was dropped here (a full queue), this server's sockets are told
+/// to replay from the same watermark.
 fn watch_link(state: &AppState, start_seq: i64) {
     let Some(mut link) = state.realtime.link.state() else {
         state.metrics.adapter_up.set(1.0);
         return;
     };
+    let overflows = state.realtime.link.overflows();
     // The link may be up already: look at its state as it is now, then at each change.
     link.mark_changed();
     let weak = state.downgrade();
     tokio::spawn(async move {
         let mut samples: VecDeque<(Instant, i64)> = VecDeque::new();
+        // The watermark a resync starts from: as it was a margin before now.
+        let watermark_before = |samples: &VecDeque<(Instant, i64)>| {
+            let cutoff = Instant::now().checked_sub(RESYNC_MARGIN);
+            samples
+                .iter()
+                .rev()
+                .find(|(at, _)| cutoff.is_some_and(|c| *at <= c))
+                .or(samples.front())
+                .map_or(start_seq, |(_, seq)| *seq)
+        };
         // Where the next resync starts, while an outage is open.
         let mut gap_from = Some(start_seq);
         let mut down_at = Some(Instant::now());
         let mut seen_ups = 0;
         let mut was_up = false;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let overflowed = async |overflows: &Option<Arc<tokio::sync::Notify>>| match overflows {
+            Some(notify) => notify.notified().await,
+            None => std::future::pending().await,
+        };
         loop {
             tokio::select! {
                 changed = link.changed() => {
@@ -378,27 +595,38 @@ fn watch_link(state: &AppState, start_seq: i64) {
                     // A flap between two looks still counts as an outage.
                     let went_down = !now.up || (was_up && now.ups > seen_ups);
                     if went_down {
-                        let cutoff = Instant::now().checked_sub(RESYNC_MARGIN);
-                        let before = samples
-                            .iter()
-                            .rev()
-                            .find(|(at, _)| cutoff.is_some_and(|c| *at <= c))
-                            .or(samples.front())
-                            .map_or(start_seq, |(_, seq)| *seq);
+                        let before = watermark_before(&samples);
                         gap_from = Some(gap_from.map_or(before, |g| g.min(before)));
                         down_at.get_or_insert_with(Instant::now);
                     }
                     if now.up && now.ups > seen_ups {
-                        if seen_ups > 0 {
+                        let first = seen_ups == 0;
+                        if !first {
                             st.metrics.adapter_recoveries.increment(1);
                         }
+                        let down = down_at.take().map_or(Duration::ZERO, |d| d.elapsed());
                         if let Some(after) = gap_from.take() {
-                            let down = down_at.take().map_or(Duration::ZERO, |d| d.elapsed());
-                            st.realtime.resync(after, down).await;
+                            let missed_something = !first
+                                || !st.realtime.io.local().sockets().is_empty()
+                                || st.realtime.emitted_through() > start_seq;
+                            if missed_something {
+                                st.realtime.resync(after, down, "adapter-recovered", ResyncScope::ClusterOrLocal).await;
+                            } else {
+                                tracing::info!("redis link up at start: no socket or event yet, no resync needed");
+                            }
                         }
                     }
                     seen_ups = now.ups;
                     was_up = now.up;
+                }
+                () = overflowed(&overflows) => {
+                    let Some(st) = AppState::upgrade(&weak) else { return };
+                    let after = watermark_before(&samples);
+                    st.realtime.resync(after, Duration::ZERO, "adapter-overflow", ResyncScope::Local).await;
+                    drop(st);
+                    // At most one a second while overflows go on (each replays every tab); the
+                    // next one reaches back past this pause.
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                 }
                 _ = tick.tick() => {
                     let Some(st) = AppState::upgrade(&weak) else { return };
@@ -434,15 +662,30 @@ fn register_handlers(st: &AppState, s: &SocketRef) {
     // This socket's line for room changes (see `turns`), shared by its join and leave.
     let room_turns = turns::RoomTurns::default();
     let (st_join, join_turns) = (st.clone(), room_turns.clone());
+    let join_rate = limits::JoinRate::new(st.config.max_joins_per_second, Instant::now());
     s.on(
         JOIN_ROOM,
         move |s: SocketRef, TryData(arg): TryData<Value>, ack: AckSender| {
             let st = st_join.clone();
             // Taken here, in packet order; awaited in the task.
             let ticket = join_turns.ticket();
+            let admitted = join_rate.admit(Instant::now());
+            let per_second = join_rate.per_second();
             async move {
                 ticket.turn().await;
-                let reply = join(&st, &s, arg.ok()).await;
+                let reply = match admitted {
+                    Ok(()) => join(&st, &s, arg.ok()).await,
+                    Err(wait) => {
+                        st.metrics.limit_hit(Limit::JoinsPerSecond).increment(1);
+                        tracing::info!(socket = %s.id, "join refused: too many joins a second");
+                        RoomAck {
+                            retry_after_ms: Some(wait.as_millis().max(1) as u64),
+                            ..RoomAck::refused(format!(
+                                "too many joins: at most {per_second} a second per socket"
+                            ))
+                        }
+                    }
+                };
                 if !reply.ok {
                     st.metrics.room_joins_refused.increment(1);
                 }
@@ -476,6 +719,7 @@ fn register_handlers(st: &AppState, s: &SocketRef) {
     );
     s.on_disconnect(move |s: SocketRef, reason: DisconnectReason| {
         let st = st.clone();
+        st.realtime.connections.give_back();
         if let Some(SocketGone(gone)) = s.extensions.get::<SocketGone>() {
             gone.notify_one();
         }
@@ -555,6 +799,14 @@ async fn join(st: &AppState, s: &SocketRef, arg: Option<Value>) -> RoomAck {
         _ => {}
     }
     let name = room.name();
+    let rooms = s.rooms();
+    let max = st.config.max_rooms_per_socket;
+    if rooms.len() >= max && !rooms.iter().any(|r| *r == name) {
+        st.metrics.limit_hit(Limit::RoomsPerSocket).increment(1);
+        return RoomAck::refused(format!(
+            "room limit reached: a socket may be in at most {max} rooms; leave one first"
+        ));
+    }
     // Join first, then read the watermark: every event committed after the read is emitted
     // while the socket is already in the room.
     s.join(name.clone());

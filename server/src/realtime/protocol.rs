@@ -139,6 +139,9 @@ pub struct RoomAck {
     /// Id of the server node that handled the join (its `--node-id`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// A join refused for coming too fast: how long until one would be admitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
 }
 
 impl RoomAck {
@@ -149,6 +152,7 @@ impl RoomAck {
             watermark: Some(watermark),
             error: None,
             node: None,
+            retry_after_ms: None,
         }
     }
 
@@ -159,6 +163,7 @@ impl RoomAck {
             watermark: None,
             error: None,
             node: None,
+            retry_after_ms: None,
         }
     }
 
@@ -169,6 +174,7 @@ impl RoomAck {
             watermark: None,
             error: Some(error.into()),
             node: None,
+            retry_after_ms: None,
         }
     }
 }
@@ -311,20 +317,23 @@ pub struct SessionExpired {
     pub expired_at: u64,
 }
 
-/// Payload of [`RESYNC`]: sent by a server to every socket of the cluster when its link to the
-/// other servers comes back after an outage. Events committed elsewhere while the link was down
-/// never reached its sockets, and what it committed meanwhile reached its own sockets only; a
-/// client closes the gap by replaying its rooms from `after`.
+/// Payload of [`RESYNC`]: events after `after` may not have reached this socket; a client
+/// closes the gap by replaying its rooms from `after` (and ignores what it already has, by
+/// `seq`). Sent to every socket of the cluster when a server's link to the others comes back
+/// after an outage (`adapter-recovered`) or once a publish that failed can be made up for
+/// (`publish-failed`); to one server's sockets when a message from another server was dropped
+/// there (`adapter-overflow`); to one socket whose queue was full when an event came
+/// (`queue-full`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Resync {
     /// Every event with a higher `seq` may have been missed on this connection.
     pub after: i64,
-    /// The node whose link came back.
+    /// The node that sent it.
     pub node: String,
-    /// Why: `adapter-recovered`.
+    /// Why: `adapter-recovered`, `publish-failed`, `adapter-overflow` or `queue-full`.
     pub reason: String,
-    /// How long the link was down, in milliseconds.
+    /// How long the link was down, in milliseconds (0 unless `adapter-recovered`).
     pub down_ms: u64,
 }
 

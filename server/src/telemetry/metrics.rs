@@ -39,6 +39,7 @@ pub const ADAPTER_PUBLISH_FAILURES: &str = "socketio_adapter_publish_failures_to
 pub const ADAPTER_OVERFLOW: &str = "socketio_adapter_overflow_total";
 pub const RESYNCS: &str = "socketio_resyncs_total";
 pub const SESSIONS_EXPIRED: &str = "socketio_sessions_expired_total";
+pub const LIMITS_HIT: &str = "socketio_limits_hit_total";
 pub const EDITING_SIGNALS: &str = "socketio_editing_signals_total";
 pub const HTTP_REQUESTS: &str = "http_requests_total";
 pub const HTTP_DURATION: &str = "http_request_duration_seconds";
@@ -174,7 +175,14 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
     (
         RESYNCS,
         "counter",
-        "Resync notices broadcast to this server's sockets after the link came back",
+        "Resync notices sent: to every socket after the link came back or a publish failed, \
+         to this server's sockets after its adapter queue overflowed, to one socket after its \
+         queue was full; by reason",
+    ),
+    (
+        LIMITS_HIT,
+        "counter",
+        "Connections, joins and room memberships refused at a configured limit, by limit",
     ),
     (
         SESSIONS_EXPIRED,
@@ -197,6 +205,25 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
         "HTTP request duration, seconds, by method and matched route",
     ),
 ];
+
+/// Every `reason` label of `socketio_resyncs_total`, as sent in the notice.
+pub const RESYNC_REASONS: [&str; 4] = [
+    "adapter-recovered",
+    "publish-failed",
+    "adapter-overflow",
+    "queue-full",
+];
+
+/// Every `limit` label of `socketio_limits_hit_total`.
+pub const LIMITS: [&str; 3] = ["connections", "rooms-per-socket", "joins-per-second"];
+
+/// A configured limit, as counted in `socketio_limits_hit_total` (in [`LIMITS`] order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    Connections = 0,
+    RoomsPerSocket = 1,
+    JoinsPerSecond = 2,
+}
 
 /// Every `reason` label of `socketio_disconnects_total`.
 pub const DISCONNECT_REASONS: [&str; 8] = [
@@ -241,7 +268,8 @@ pub struct ServerMetrics {
     pub adapter_recoveries: Counter,
     pub adapter_publish_failures: Counter,
     pub adapter_overflow: Counter,
-    pub resyncs: Counter,
+    resyncs: [Counter; 4],
+    limits_hit: [Counter; 3],
     pub sessions_expired: Counter,
     events_emitted: [Counter; 4],
 }
@@ -290,6 +318,15 @@ impl ServerMetrics {
         let histogram = |name: &'static str| {
             recorder.register_histogram(&Key::from_static_name(name), &METADATA)
         };
+        // Registered at start, so every series exists (at 0) before the first increment.
+        let labelled = |name: &'static str, label: &'static str, value: &'static str| {
+            let counter = recorder.register_counter(
+                &Key::from_parts(name, vec![Label::new(label, value)]),
+                &METADATA,
+            );
+            counter.increment(0);
+            counter
+        };
         let events_emitted = BookingEventKind::ALL.map(|kind| {
             recorder.register_counter(
                 &Key::from_parts(EVENTS_EMITTED, vec![Label::new("event", kind.name())]),
@@ -330,7 +367,8 @@ impl ServerMetrics {
             adapter_recoveries: counter(ADAPTER_RECOVERIES),
             adapter_publish_failures: counter(ADAPTER_PUBLISH_FAILURES),
             adapter_overflow: counter(ADAPTER_OVERFLOW),
-            resyncs: counter(RESYNCS),
+            resyncs: RESYNC_REASONS.map(|r| labelled(RESYNCS, "reason", r)),
+            limits_hit: LIMITS.map(|l| labelled(LIMITS_HIT, "limit", l)),
             sessions_expired: counter(SESSIONS_EXPIRED),
             events_emitted,
             recorder,
@@ -341,6 +379,21 @@ impl ServerMetrics {
     /// The Prometheus text exposition of this server's metrics.
     pub fn render(&self) -> String {
         self.handle.render()
+    }
+
+    /// `socketio_resyncs_total` for one of [`RESYNC_REASONS`] (an unknown one counts as the
+    /// first).
+    pub fn resynced(&self, reason: &str) -> &Counter {
+        let i = RESYNC_REASONS
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0);
+        &self.resyncs[i]
+    }
+
+    /// `socketio_limits_hit_total` for one of [`LIMITS`].
+    pub fn limit_hit(&self, limit: Limit) -> &Counter {
+        &self.limits_hit[limit as usize]
     }
 
     pub fn event_emitted(&self, kind: BookingEventKind) -> &Counter {

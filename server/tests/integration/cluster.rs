@@ -8,7 +8,9 @@ use booking_server::ServerConfig;
 use serde_json::Value;
 use testkit::{PrivateRedis, shared_redis_url, wait_until};
 
-use crate::support::{Backend, Tab, TempDb, TestApp, postgres_url, spawn_with, temp_database};
+use crate::support::{
+    Backend, Tab, TempDb, TestApp, metric, postgres_url, spawn_with, temp_database,
+};
 
 /// A node named `node` of a cluster on `database` and `redis`; channels under `prefix`.
 async fn node(database: &str, redis: &str, prefix: &str, node: &str) -> TestApp {
@@ -42,12 +44,6 @@ async fn wait_ready(app: &TestApp, adapter: &str) {
         ready(app).await.1["adapter"] == adapter
     })
     .await;
-}
-
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("{name} missing from /metrics"))
 }
 
 fn unique_prefix() -> String {
@@ -141,6 +137,24 @@ async fn a_redis_outage_keeps_local_delivery_and_ends_in_a_resync() {
     wait_ready(&a, "up").await;
     wait_ready(&b, "up").await;
     let resync = on_b.next_resync().await;
+    // Node A also owes the cluster a resync for the publish that failed: from just before it.
+    let mut resyncs = vec![resync.clone()];
+    while let Some(more) = on_b.try_next_resync(Duration::from_secs(2)).await {
+        resyncs.push(more);
+    }
+    assert!(
+        resyncs.iter().any(|r| r.reason == "publish-failed"
+            && r.node == "node-a"
+            && r.after == missed_seq - 1),
+        "{resyncs:?}"
+    );
+    assert_eq!(
+        metric(
+            &a.metrics().await,
+            r#"socketio_resyncs_total{reason="publish-failed"}"#
+        ),
+        1.0
+    );
     // Sent by whichever node's link came back, to the sockets of both.
     assert!(
         ["node-a", "node-b"].contains(&resync.node.as_str()),
@@ -241,4 +255,38 @@ async fn a_paused_redis_is_noticed_by_ping_and_the_link_heals() {
     }
     assert!(got.contains(&after["id"]), "{got:?}");
     on_b.close().await;
+}
+
+/// A server that starts into a healthy cluster, with no socket and no event of its own yet, has
+/// nothing anyone missed: it sends no resync (each start once made every tab replay).
+#[tokio::test]
+async fn a_server_joining_a_healthy_cluster_sends_no_resync() {
+    let (Some(_), Some(redis)) = (postgres_url(), shared_redis_url()) else {
+        return;
+    };
+    let (db, _guard) = temp_database(Backend::Postgres).await;
+    let prefix = unique_prefix();
+    let a = node(&db, &redis, &prefix, "node-a").await;
+    wait_ready(&a, "up").await;
+    let room = a.boardroom("Steady", 8).await;
+    let mut on_a = Tab::connect(&a, &a.token("ann")).await.unwrap();
+    assert!(on_a.join(&format!("boardroom-{room}")).await.ok);
+
+    let c = node(&db, &redis, &prefix, "node-c").await;
+    wait_ready(&c, "up").await;
+    // The link works both ways: an event of the new server reaches the old one's tab.
+    let booked = c.book(&c.token("cy"), room, 9).await;
+    let (_, event) = on_a.next().await;
+    assert_eq!(event.body.booking["id"], booked["id"]);
+    let resyncs = r#"socketio_resyncs_total{reason="adapter-recovered"}"#;
+    for app in [&a, &c] {
+        assert_eq!(metric(&app.metrics().await, resyncs), 0.0, "{}", app.base);
+    }
+    assert!(
+        on_a.try_next_resync(Duration::from_millis(300))
+            .await
+            .is_none(),
+        "no tab is told to replay"
+    );
+    on_a.close().await;
 }

@@ -8,7 +8,11 @@
 use booking_server::realtime::protocol::{ActorRole, BookingEventKind, EventActor};
 use serde_json::json;
 
-use crate::support::{Backend, Tab, spawn_app, spawn_with, temp_database};
+use std::time::Duration;
+
+use booking_server::ServerConfig;
+
+use crate::support::{Backend, Tab, booking_body, metric, spawn_app, spawn_with, temp_database};
 
 #[tokio::test]
 async fn events_reach_exactly_the_rooms_concerned() {
@@ -308,7 +312,7 @@ async fn handshakes_and_joins_are_refused_with_reasons() {
 #[tokio::test]
 async fn socket_io_origins_outside_the_allowlist_are_refused() {
     let (url, _guard) = temp_database(Backend::Memory).await;
-    let mut config = booking_server::ServerConfig::defaults_for(&url);
+    let mut config = ServerConfig::defaults_for(&url);
     config.cors_origin = vec!["http://allowed.test".into()];
     let app = spawn_with(config).await;
     let poll = app.url("/socket.io/?EIO=4&transport=polling");
@@ -442,10 +446,10 @@ async fn an_oversized_websocket_message_closes_that_socket_only() {
             break;
         }
         assert!(
-            started.elapsed() < std::time::Duration::from_secs(10),
+            started.elapsed() < Duration::from_secs(10),
             "socket not closed: {metrics}"
         );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(
         keeper.join("bookings").await.ok,
@@ -477,7 +481,7 @@ async fn a_socket_is_disconnected_when_its_token_expires() {
     assert_eq!(notice.expired_at, claims.exp);
     testkit::wait_until(
         "the expired socket is gone",
-        std::time::Duration::from_secs(5),
+        Duration::from_secs(5),
         || async { app.state.realtime.io.sockets().len() == 1 },
     )
     .await;
@@ -544,18 +548,139 @@ impl<'a> Polling<'a> {
 
     /// One poll: the status and the packets the server had for this session.
     async fn poll(&self) -> (u16, Vec<String>) {
-        let res = self
-            .app
+        self.poll_within(Duration::from_secs(5))
+            .await
+            .expect("a poll answered in time")
+    }
+
+    /// One poll, if the server answers within `within` (it holds a poll open while it has
+    /// nothing to send).
+    async fn poll_within(&self, within: Duration) -> Option<(u16, Vec<String>)> {
+        let res = self.app.http.get(&self.url).timeout(within).send().await;
+        let res = res.ok()?;
+        let status = res.status().as_u16();
+        let text = res.text().await.ok()?;
+        Some((status, text.split('\u{1e}').map(str::to_string).collect()))
+    }
+}
+
+/// A client that stops reading fills its socket's queue, and the deliveries past it are
+/// skipped. None is lost: the socket is sent `resync` from just before the first it missed, as
+/// soon as its queue takes one, and a replay from there finds every event it did not get.
+#[tokio::test]
+async fn a_socket_whose_queue_filled_is_told_to_resync_and_loses_nothing() {
+    const QUEUE: usize = 16;
+    const BOOKINGS: u32 = 60;
+    let mut config = ServerConfig::defaults_for("sqlite::memory:");
+    config.socket_queue_size = QUEUE;
+    let app = spawn_with(config).await;
+    let room = app.boardroom("Slow reader", 4).await;
+    let token = app.token("slow");
+    let slow = Polling::open(&app).await;
+    slow.post(&[format!("40{{\"token\":\"{token}\"}}")]).await;
+    slow.poll_for("40").await;
+    slow.post(&[format!("420[\"join-room\",\"boardroom-{room}\"]")])
+        .await;
+    let (_, ack) = slow.poll_for("430").await;
+    assert!(
+        ack.iter().any(|p| p.starts_with("430[{\"ok\":true")),
+        "{ack:?}"
+    );
+
+    // The client stops reading while the bookings are made.
+    let mut committed = Vec::new();
+    for hour in 0..BOOKINGS {
+        let res = app
             .http
-            .get(&self.url)
-            .timeout(std::time::Duration::from_secs(5))
+            .post(app.url("/api/bookings"))
+            .bearer_auth(&app.admin)
+            .json(&booking_body(room, hour, 1))
             .send()
             .await
             .unwrap();
-        let status = res.status().as_u16();
-        let text = res.text().await.unwrap_or_default();
-        (status, text.split('\u{1e}').map(str::to_string).collect())
+        assert_eq!(res.status(), 201);
+        let seq: i64 = res.headers()["event-seq"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        committed.push(seq);
     }
+    let skips = metric(&app.metrics().await, "socketio_queue_full_skips_total");
+    assert!(skips >= 1.0, "the queue filled: {skips} skips");
+
+    // It reads again: events, then the resync.
+    let mut live = std::collections::BTreeSet::new();
+    let mut resync: Option<serde_json::Value> = None;
+    for _ in 0..40 {
+        let Some((status, packets)) = slow.poll_within(Duration::from_millis(500)).await else {
+            if resync.is_some() {
+                break;
+            }
+            continue;
+        };
+        assert_eq!(status, 200, "the session is still open");
+        for packet in packets {
+            let Some(body) = packet.strip_prefix("42") else {
+                continue;
+            };
+            let [name, data]: [serde_json::Value; 2] = serde_json::from_str(body).unwrap();
+            match name.as_str() {
+                Some("booking-created") => {
+                    live.insert(data["seq"].as_i64().unwrap());
+                }
+                Some("resync") => resync = Some(data),
+                other => panic!("unexpected event {other:?}"),
+            }
+        }
+    }
+    let resync = resync.expect("a resync after the queue drained");
+    assert_eq!(resync["reason"], "queue-full");
+    let after = resync["after"].as_i64().unwrap();
+    let missed: Vec<i64> = committed
+        .iter()
+        .copied()
+        .filter(|s| !live.contains(s))
+        .collect();
+    assert!(!missed.is_empty(), "the client missed deliveries");
+    assert!(
+        missed.iter().all(|s| *s > after),
+        "the resync reaches back before every missed event: after {after}, missed {missed:?}"
+    );
+    let (status, page) = app
+        .call(
+            "GET",
+            &format!("/api/events?after={after}&rooms=boardroom-{room}&limit=500"),
+            &token,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["hasMore"], false, "one page holds the replay");
+    let replayed: std::collections::BTreeSet<i64> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["payload"]["seq"].as_i64().unwrap())
+        .collect();
+    let lost: Vec<i64> = missed
+        .iter()
+        .copied()
+        .filter(|s| !replayed.contains(s))
+        .collect();
+    assert!(lost.is_empty(), "lost after the replay: {lost:?}");
+    let resyncs = metric(
+        &app.metrics().await,
+        "socketio_resyncs_total{reason=\"queue-full\"}",
+    );
+    assert_eq!(resyncs, 1.0, "one resync for the one stuck socket");
+    eprintln!(
+        "queue {QUEUE}: {} committed, {} delivered live, {} skipped, resync after {after}, {} replayed",
+        committed.len(),
+        live.len(),
+        missed.len(),
+        replayed.len()
+    );
 }
 
 /// A binary event announcing `n` attachments, then the attachments (base64 in polling).
@@ -619,5 +744,149 @@ async fn a_flood_of_binary_attachments_closes_the_session() {
     assert!(
         status != 200 || !answer.iter().any(|p| p.starts_with("431[")),
         "the session was closed, no ack: {status} {answer:?}"
+    );
+}
+
+/// Each limit has a flag, a clear refusal and a metric: connections per server, rooms per
+/// socket, joins per socket per second.
+#[tokio::test]
+async fn connections_rooms_and_join_rates_are_limited_with_clear_answers() {
+    let mut config = ServerConfig::defaults_for("sqlite::memory:");
+    config.max_connections = 2;
+    config.max_rooms_per_socket = 3;
+    config.max_joins_per_second = 5;
+    let app = spawn_with(config).await;
+    let rooms = [app.boardroom("One", 4).await, app.boardroom("Two", 4).await];
+    let limit_hits = |metrics: &str, limit: &str| {
+        metric(
+            metrics,
+            &format!("socketio_limits_hit_total{{limit=\"{limit}\"}}"),
+        )
+    };
+
+    // Connections: the third is refused while two are open; a place frees when one leaves.
+    let first = Tab::connect(&app, &app.token("ann")).await.unwrap();
+    let second = Tab::connect(&app, &app.token("bob")).await.unwrap();
+    let refused = Tab::connect(&app, &app.token("cat"))
+        .await
+        .err()
+        .expect("a third connection is refused");
+    assert!(refused.0.contains("server full"), "{refused:?}");
+    first.close().await;
+    let started = std::time::Instant::now();
+    while metric(&app.metrics().await, "socketio_sockets_connected") > 1.0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the first socket's disconnect was never seen"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let third = Tab::connect(&app, &app.token("cat"))
+        .await
+        .expect("the closed socket's place came free");
+
+    // Rooms: three at most; joining one it is already in is fine, a fourth is refused.
+    for room in [
+        "bookings".to_string(),
+        "user-bob".to_string(),
+        format!("boardroom-{}", rooms[0]),
+    ] {
+        assert!(second.join(&room).await.ok, "{room}");
+    }
+    assert!(second.join("bookings").await.ok, "already in it");
+    let over = second.join(&format!("boardroom-{}", rooms[1])).await;
+    assert!(!over.ok);
+    assert!(
+        over.error.as_deref().unwrap().contains("at most 3 rooms"),
+        "{over:?}"
+    );
+    assert!(second.leave("bookings").await.ok);
+    // That socket made five joins: wait for the next one its rate allows.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(
+        second.join(&format!("boardroom-{}", rooms[1])).await.ok,
+        "a room freed by a leave can be taken"
+    );
+
+    // Joins: five at once, then refused with the wait, then admitted after it.
+    for _ in 0..5 {
+        assert!(third.join("bookings").await.ok);
+    }
+    let fast = third.join("bookings").await;
+    assert!(!fast.ok);
+    assert!(
+        fast.error
+            .as_deref()
+            .unwrap()
+            .contains("at most 5 a second"),
+        "{fast:?}"
+    );
+    let wait = fast.retry_after_ms.expect("the refusal says when to retry");
+    assert!((1..=200).contains(&wait), "{wait} ms");
+    tokio::time::sleep(Duration::from_millis(wait + 20)).await;
+    assert!(third.join("bookings").await.ok, "admitted after the wait");
+
+    let metrics = app.metrics().await;
+    assert_eq!(limit_hits(&metrics, "connections"), 1.0);
+    assert_eq!(limit_hits(&metrics, "rooms-per-socket"), 1.0);
+    assert_eq!(limit_hits(&metrics, "joins-per-second"), 1.0);
+    second.close().await;
+    third.close().await;
+}
+
+/// SIGTERM while a write is running: the server takes no new connection, the write commits and
+/// its event reaches the sockets still open, and only then are the sockets closed.
+#[tokio::test]
+async fn shutdown_lets_in_flight_writes_emit_before_closing_the_sockets() {
+    let mut config = ServerConfig::defaults_for("sqlite::memory:");
+    // Each emission waits this long first: the write is in flight when shutdown begins.
+    config.inject_faults = Some("delay=800ms".parse().unwrap());
+    config.shutdown_timeout = Duration::from_secs(5);
+    let mut app = spawn_with(config).await;
+    let room = app.boardroom("Closing time", 4).await;
+    let token = app.token("late");
+    let mut tab = Tab::connect(&app, &token).await.unwrap();
+    assert!(tab.join(&format!("boardroom-{room}")).await.ok);
+
+    let write = {
+        let (http, url, admin) = (
+            app.http.clone(),
+            app.url("/api/bookings"),
+            app.admin.clone(),
+        );
+        tokio::spawn(async move {
+            let res = http
+                .post(url)
+                .bearer_auth(admin)
+                .json(&booking_body(room, 9, 1))
+                .send()
+                .await
+                .unwrap();
+            let status = res.status().as_u16();
+            let body: serde_json::Value = res.json().await.unwrap();
+            (status, body["id"].as_i64())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.begin_shutdown();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let fresh = reqwest::Client::new()
+        .get(app.url("/health"))
+        .timeout(Duration::from_secs(1))
+        .send()
+        .await;
+    assert!(
+        fresh.is_err(),
+        "no new connection during shutdown: {fresh:?}"
+    );
+
+    let (status, id) = write.await.unwrap();
+    assert_eq!(status, 201, "the write in flight finished");
+    let (kind, payload) = tab.next().await;
+    assert_eq!(kind.name(), "booking-created");
+    assert_eq!(
+        payload.body.booking["id"].as_i64(),
+        id,
+        "its event reached the open socket"
     );
 }

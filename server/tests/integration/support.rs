@@ -23,7 +23,8 @@ pub struct TestApp {
     pub state: AppState,
     pub http: reqwest::Client,
     pub admin: String,
-    _shutdown: oneshot::Sender<()>,
+    /// Dropped to shut the server down.
+    shutdown: Option<oneshot::Sender<()>>,
     _db: Option<TempDb>,
 }
 
@@ -102,12 +103,17 @@ pub async fn spawn_with(config: ServerConfig) -> TestApp {
         state,
         http: reqwest::Client::new(),
         admin,
-        _shutdown: tx,
+        shutdown: Some(tx),
         _db: None,
     }
 }
 
 impl TestApp {
+    /// Starts the server's shutdown, as SIGTERM does.
+    pub fn begin_shutdown(&mut self) {
+        self.shutdown.take();
+    }
+
     pub fn token(&self, user: &str) -> String {
         self.state.auth.mint(user, Role::User, None, 3600)
     }
@@ -197,6 +203,14 @@ impl TestApp {
 }
 
 /// A booking request for `hours` hours starting at `hour` o'clock on 2030-01-01 (day rolls on).
+/// The value of the series named exactly `series` (name, and labels if any) in a `/metrics`
+/// text.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{series} missing from /metrics"))
+}
+
 pub fn booking_body(boardroom: i64, hour: u32, hours: u32) -> Value {
     let at = |h: u32| format!("2030-01-{:02}T{:02}:00:00Z", 1 + h / 24, h % 24);
     json!({
@@ -371,6 +385,14 @@ impl Tab {
             .await
             .expect("a resync in time")
             .expect("client alive")
+    }
+
+    /// A resync notice if one arrives within `within`.
+    pub async fn try_next_resync(&mut self, within: Duration) -> Option<Resync> {
+        tokio::time::timeout(within, self.resyncs.recv())
+            .await
+            .ok()
+            .flatten()
     }
 
     /// An event if one arrives within `within`.
