@@ -139,6 +139,7 @@ impl AppState {
             &config.database_url,
             config.db_pool_size,
             config.db_acquire_timeout,
+            config.sqlite_synchronous,
         )
         .await?;
         if config.redis_url.is_some() {

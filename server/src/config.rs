@@ -121,6 +121,13 @@ pub struct ServerConfig {
     /// Name of this server in logs, acks, events and /ready. Unset: `node-` and 8 random hex.
     #[arg(long, env = "NODE_ID")]
     pub node_id: Option<String>,
+    /// What an acknowledged write survives on an SQLite file. `full`: the WAL is fsynced at
+    /// every commit, so a write answered 2xx survives a process crash and a power loss or OS
+    /// crash, at one fsync per write. `normal`: fsynced only at checkpoints, so it survives a
+    /// process crash (`kill -9`) only; a power loss can roll back the last writes (the file
+    /// stays consistent). Ignored on PostgreSQL (its `synchronous_commit` decides there).
+    #[arg(long, env = "SQLITE_SYNCHRONOUS", value_enum, default_value_t = crate::db::SqliteSynchronous::Full)]
+    pub sqlite_synchronous: crate::db::SqliteSynchronous,
     /// Size of the database connection pool.
     #[arg(long, env = "DB_POOL_SIZE", default_value_t = 8)]
     pub db_pool_size: u32,

@@ -12,6 +12,10 @@
 //! themselves: a write takes a PostgreSQL session advisory lock before BEGIN and gives it back
 //! once its events are published ([`EmitTurn::release`]), so events leave the cluster in `seq`
 //! order. A server that dies while holding it ends its session, and PostgreSQL lets go.
+//!
+//! A write is answered only after its COMMIT returns, so what a client was told survives a
+//! crash of the server; whether it also survives a power loss on SQLite is
+//! [`SqliteSynchronous`]'s choice.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,6 +29,29 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 pub enum Backend {
     Sqlite,
     Postgres,
+}
+
+/// How hard SQLite pushes a commit to disk before it returns (`PRAGMA synchronous`; the
+/// database is always in WAL mode). Both keep the file consistent; they differ in what a commit
+/// that was acknowledged survives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum SqliteSynchronous {
+    /// The WAL is fsynced at every commit: an acknowledged write survives a crash of the
+    /// server process and a power loss or OS crash. Costs one fsync per write.
+    #[default]
+    Full,
+    /// The WAL is fsynced only at checkpoints: an acknowledged write survives a crash of the
+    /// server process (`kill -9`), but a power loss or OS crash can roll back the last ones.
+    Normal,
+}
+
+impl SqliteSynchronous {
+    fn pragma_value(self) -> &'static str {
+        match self {
+            SqliteSynchronous::Full => "FULL",
+            SqliteSynchronous::Normal => "NORMAL",
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -170,10 +197,13 @@ fn normalise_url(url: &str) -> String {
 }
 
 impl Db {
+    /// Opens a pool on `url`; `synchronous` applies to SQLite only (PostgreSQL's own
+    /// `synchronous_commit` is the database administrator's).
     pub async fn connect(
         url: &str,
         pool_size: u32,
         acquire_timeout: Duration,
+        synchronous: SqliteSynchronous,
     ) -> Result<Self, sqlx::Error> {
         sqlx::any::install_default_drivers();
         let url = normalise_url(url);
@@ -200,13 +230,15 @@ impl Db {
                 .max_lifetime(None);
         }
         if backend == Backend::Sqlite {
-            pool = pool.after_connect(|conn, _| {
+            let pragmas = format!(
+                "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
+                 PRAGMA foreign_keys = ON; PRAGMA synchronous = {};",
+                synchronous.pragma_value()
+            );
+            pool = pool.after_connect(move |conn, _| {
+                let pragmas = pragmas.clone();
                 Box::pin(async move {
-                    conn.execute(
-                        "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
-                         PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
-                    )
-                    .await?;
+                    conn.execute(pragmas.as_str()).await?;
                     Ok(())
                 })
             });
@@ -289,14 +321,18 @@ pub fn now_micros() -> i64 {
 
 #[cfg(test)]
 mod tests {
-    use super::{Db, normalise_url};
+    use super::{Db, SqliteSynchronous, normalise_url};
     use std::time::Duration;
+
+    async fn in_memory() -> Db {
+        let sync = SqliteSynchronous::default();
+        let db = Db::connect("sqlite::memory:", 8, Duration::from_secs(2), sync).await;
+        db.unwrap()
+    }
 
     #[tokio::test]
     async fn an_in_memory_database_outlives_the_pools_connection() {
-        let db = Db::connect("sqlite::memory:", 8, Duration::from_secs(2))
-            .await
-            .unwrap();
+        let db = in_memory().await;
         db.migrate().await.unwrap();
         // What a cancelled query does: the pool's connection is closed, a new one opened.
         let conn = db.pool.acquire().await.unwrap();
@@ -306,15 +342,46 @@ mod tests {
             .await
             .expect("the tables are still there");
         assert_eq!(users, 0);
-        let other = Db::connect("sqlite::memory:", 8, Duration::from_secs(2))
-            .await
-            .unwrap();
+        let other = in_memory().await;
         let tables: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE name = 'users'")
                 .fetch_one(&other.pool)
                 .await
                 .unwrap();
         assert_eq!(tables, 0, "another server's in-memory database is its own");
+    }
+
+    #[tokio::test]
+    async fn every_sqlite_connection_runs_in_wal_with_the_chosen_synchronous() {
+        let dir = std::env::temp_dir().join(format!("booking-db-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // PRAGMA synchronous reads back as a number: 1 NORMAL, 2 FULL.
+        for (mode, expected) in [(SqliteSynchronous::Full, 2), (SqliteSynchronous::Normal, 1)] {
+            let url = format!("sqlite://{}", dir.join(format!("{mode:?}.db")).display());
+            let db = Db::connect(&url, 3, Duration::from_secs(2), mode)
+                .await
+                .unwrap();
+            // Three connections held at once: each was opened, and set up, on its own.
+            let mut held = Vec::new();
+            for _ in 0..3 {
+                let mut conn = db.pool.acquire().await.unwrap();
+                let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                    .fetch_one(&mut *conn)
+                    .await
+                    .unwrap();
+                let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+                    .fetch_one(&mut *conn)
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    (synchronous, journal.as_str()),
+                    (expected, "wal"),
+                    "{mode:?}"
+                );
+                held.push(conn);
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -124,16 +124,21 @@ async fn a_postgres_restart_answers_503_and_the_pool_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_cancelled_while_waiting_for_the_cluster_turn_leaves_no_lock_behind() {
-    use booking_server::db::{CLUSTER_TURN_KEY, Db};
+    use booking_server::db::{CLUSTER_TURN_KEY, Db, SqliteSynchronous};
     use sqlx::Connection;
     use std::time::Duration;
     if postgres_url().is_none() {
         return;
     }
     let fresh = testkit::FreshDatabase::create(&postgres_url().unwrap());
-    let mut db = Db::connect(&fresh.url, 4, Duration::from_secs(2))
-        .await
-        .unwrap();
+    let mut db = Db::connect(
+        &fresh.url,
+        4,
+        Duration::from_secs(2),
+        SqliteSynchronous::default(),
+    )
+    .await
+    .unwrap();
     db.order_across_cluster();
     // Another server holds the turn.
     let mut other = sqlx::PgConnection::connect(&fresh.url).await.unwrap();
