@@ -4,6 +4,7 @@
 mod binary;
 mod browser;
 mod cluster;
+mod durability;
 mod hostile;
 mod interop;
 mod postgres;
