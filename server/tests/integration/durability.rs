@@ -26,8 +26,8 @@ const SECRET: &str = "durability-secret";
 /// Bookings acknowledged before the kill.
 const ACKED_BEFORE_KILL: usize = 200;
 const WRITERS: usize = 8;
-/// Most bookings the writers may attempt in all (one hour each from 2030-01-01 00:00, so the
-/// last one still ends within January, which `booking_body` spells as a day of the month).
+/// Most bookings the writers may attempt in all (one hour each from 2030-01-01 00:00): a bound
+/// on the loop, well past the 200 needed.
 const MOST_ATTEMPTS: u32 = 700;
 /// Longest the writing before the kill may take.
 const WRITE_WITHIN: Duration = Duration::from_secs(30);

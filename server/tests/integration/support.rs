@@ -212,7 +212,12 @@ pub fn metric(text: &str, series: &str) -> f64 {
 }
 
 pub fn booking_body(boardroom: i64, hour: u32, hours: u32) -> Value {
-    let at = |h: u32| format!("2030-01-{:02}T{:02}:00:00Z", 1 + h / 24, h % 24);
+    // Hours from 2030-01-01T00:00Z, past January too.
+    let at = |h: u32| {
+        let t = time::macros::datetime!(2030-01-01 00:00 UTC) + time::Duration::hours(h.into());
+        t.format(&time::format_description::well_known::Rfc3339)
+            .expect("formats")
+    };
     json!({
         "boardroomId": boardroom,
         "title": format!("Meeting at {hour}"),
