@@ -5,15 +5,18 @@ use std::future::Future;
 use std::future::IntoFuture;
 use std::ops::Deref;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use axum::body::{Body, HttpBody};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use futures_util::StreamExt;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
@@ -197,6 +200,7 @@ pub fn app(state: AppState) -> Router {
         .layer(state.realtime.layer.clone())
         .layer(cors)
         .layer(middleware::from_fn_with_state(state.clone(), origin_guard))
+        .layer(middleware::from_fn(close_after_unread_body))
         .with_state(state)
 }
 
@@ -295,6 +299,35 @@ async fn writes_run_to_completion(
             ApiError::Internal("the request could not finish".into()).into_response()
         }
     }
+}
+
+/// A Socket.IO polling POST refused at a bad packet, past `--max-socket-message-bytes` or
+/// after a close packet is answered before its body was read to the end. The connection
+/// cannot carry another request then, and hyper drops it without saying so when the rest of
+/// the body does not come in one read: the client pools the dead connection and its next
+/// request, maybe another session's, fails with a reset. Such an answer says
+/// `connection: close`, so hyper closes cleanly and the client opens a new connection.
+async fn close_after_unread_body(req: Request, next: Next) -> Response {
+    if !req.uri().path().starts_with("/socket.io") || req.body().is_end_stream() {
+        return next.run(req).await;
+    }
+    let (parts, body) = req.into_parts();
+    let ended = Arc::new(AtomicBool::new(false));
+    let seen = ended.clone();
+    let body = body
+        .into_data_stream()
+        .chain(futures_util::stream::poll_fn(move |_| {
+            seen.store(true, Ordering::Release);
+            Poll::Ready(None)
+        }));
+    let req = Request::from_parts(parts, Body::from_stream(body));
+    let mut response = next.run(req).await;
+    if !ended.load(Ordering::Acquire) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// Socket.IO upgrades and polling from a browser origin outside the allowlist are refused.

@@ -683,6 +683,68 @@ async fn a_socket_whose_queue_filled_is_told_to_resync_and_loses_nothing() {
     );
 }
 
+#[tokio::test]
+async fn a_polling_post_refused_before_its_body_ended_announces_the_connection_closed() {
+    // A POST refused before the server read its whole body leaves the connection unusable,
+    // and hyper drops it silently: a client pools it and its next request, maybe another
+    // session's, fails with a reset (seen in the hostile suite). The answer must say
+    // `connection: close`. Two ways: a body past the cap, and a bad first packet whose rest
+    // has not arrived yet.
+    let app = spawn_app(Backend::Memory).await;
+    let oversized = vec![b'4'; 1024 * 1024];
+    let head = post_head(&app, &oversized, None).await;
+    assert!(head.starts_with("http/1.1 413"), "{head}");
+    assert!(head.contains("\r\nconnection: close\r\n"), "{head}");
+    let bad_then_more = b"7\x1e42[\"join-room\",\"bookings\"]".to_vec();
+    let head = post_head(&app, &bad_then_more, Some(10_000)).await;
+    assert!(head.starts_with("http/1.1 400"), "{head}");
+    assert!(head.contains("\r\nconnection: close\r\n"), "{head}");
+    // A body read to its end keeps the connection.
+    let head = post_head(&app, b"3\x1e3", None).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(!head.contains("connection: close"), "{head}");
+}
+
+/// Posts `body` to a new polling session over a raw connection, announcing `length` bytes
+/// (`body`'s own length if none; the rest is never sent); the answer's head, lowercased.
+async fn post_head(app: &crate::support::TestApp, body: &[u8], length: Option<usize>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let session = Polling::open(app).await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let path = session.url.trim_start_matches(&app.base).to_string();
+    let (mut read, mut write) = tokio::net::TcpStream::connect(&addr)
+        .await
+        .unwrap()
+        .into_split();
+    let len = length.unwrap_or(body.len());
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/plain;charset=UTF-8\r\n\
+         Content-Length: {len}\r\n\r\n"
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    let writer = tokio::spawn(async move {
+        // The server stops reading part way: a failed write is expected.
+        let _ = write.write_all(&request).await;
+        write
+    });
+    let mut answer = Vec::new();
+    let read_head = async {
+        let mut buf = [0u8; 1024];
+        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            match read.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), read_head)
+        .await
+        .expect("an answer in time");
+    drop(writer);
+    String::from_utf8_lossy(&answer).to_lowercase()
+}
+
 /// A binary event announcing `n` attachments, then the attachments (base64 in polling).
 fn binary_flood(n: usize) -> Vec<String> {
     let placeholders: Vec<String> = (0..n)
