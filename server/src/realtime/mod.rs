@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod delivery;
 pub mod editing;
 pub mod faults;
+pub mod life;
 pub mod limits;
 pub mod protocol;
 pub mod turns;
@@ -40,6 +41,7 @@ use crate::telemetry::otel;
 use cluster::{ClusterAdapter, ClusterLink, RedisLink};
 use delivery::{HandedOut, Outcome, Owed};
 use faults::FaultPlan;
+use life::SocketLife;
 use protocol::{
     EDITING, EditingSignal, HandshakeAuth, JOIN_ROOM, LEAVE_ROOM, RESYNC, Resync, Room, RoomAck,
     SESSION_EXPIRED, SessionExpired,
@@ -644,11 +646,15 @@ fn watch_link(state: &AppState, start_seq: i64) {
 
 fn connected(st: AppState, s: SocketRef) {
     let user = s.extensions.get::<AuthUser>();
+    let Some(life) = s.extensions.get::<SocketLife>().filter(SocketLife::connect) else {
+        tracing::debug!(socket = %s.id, "connect handler after the socket was gone: ignored");
+        return;
+    };
     st.metrics.connects.increment(1);
     st.metrics.sockets_connected.increment(1.0);
     tracing::info!(socket = %s.id, user = user.as_ref().map(|u| u.id.as_str()), "socket connected");
     if let Some(user) = &user {
-        close_at_token_expiry(&st, &s, user);
+        close_at_token_expiry(&st, &s, user, life);
     }
 }
 
@@ -659,6 +665,9 @@ fn connected(st: AppState, s: SocketRef) {
 /// an ack that never came and lost the rest of the run's events).
 fn register_handlers(st: &AppState, s: &SocketRef) {
     let st = st.clone();
+    // Shared by the connect handler (through the extensions) and the disconnect handler.
+    let life = SocketLife::default();
+    s.extensions.insert(life.clone());
     // This socket's line for room changes (see `turns`), shared by its join and leave.
     let room_turns = turns::RoomTurns::default();
     let (st_join, join_turns) = (st.clone(), room_turns.clone());
@@ -719,11 +728,14 @@ fn register_handlers(st: &AppState, s: &SocketRef) {
     );
     s.on_disconnect(move |s: SocketRef, reason: DisconnectReason| {
         let st = st.clone();
+        // The place was taken by the auth middleware, whether or not the connection completed.
         st.realtime.connections.give_back();
-        if let Some(SocketGone(gone)) = s.extensions.get::<SocketGone>() {
-            gone.notify_one();
-        }
+        let counted_in = life.end();
         async move {
+            if !counted_in {
+                tracing::info!(socket = %s.id, "socket closed before its connection completed");
+                return;
+            }
             st.metrics.sockets_connected.decrement(1.0);
             let label = disconnect_label(reason);
             st.metrics
@@ -734,16 +746,10 @@ fn register_handlers(st: &AppState, s: &SocketRef) {
     });
 }
 
-/// Wakes a socket's own tasks when it disconnects (kept in its extensions).
-#[derive(Clone)]
-struct SocketGone(Arc<tokio::sync::Notify>);
-
 /// A socket lives no longer than its token: once the token is past its expiry (and the leeway
 /// a token check allows), the socket is sent `session-expired` and disconnected, and a
 /// reconnect with that token is refused. The timer ends with the socket.
-fn close_at_token_expiry(st: &AppState, s: &SocketRef, user: &AuthUser) {
-    let gone = Arc::new(tokio::sync::Notify::new());
-    s.extensions.insert(SocketGone(gone.clone()));
+fn close_at_token_expiry(st: &AppState, s: &SocketRef, user: &AuthUser, life: SocketLife) {
     // Token checks count whole seconds and accept `exp + leeway` itself: the next second is
     // the first in which a reconnect with this token is refused.
     let refused_from = user.expires_at.saturating_add(st.auth.leeway_secs() + 1);
@@ -763,7 +769,7 @@ fn close_at_token_expiry(st: &AppState, s: &SocketRef, user: &AuthUser) {
                 let _ = s.emit(SESSION_EXPIRED, &notice);
                 let _ = s.disconnect();
             }
-            () = gone.notified() => {}
+            () = life.gone() => {}
         }
     });
 }
