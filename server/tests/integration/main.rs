@@ -6,6 +6,7 @@ mod browser;
 mod cluster;
 mod durability;
 mod hostile;
+mod hostile_socketio;
 mod interop;
 mod postgres;
 mod races;
