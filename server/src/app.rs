@@ -168,6 +168,7 @@ impl AppState {
             writes: InFlight::default(),
         }));
         realtime::register(&state).await?;
+        events::keep_pruning(&state);
         tracing::info!(
             node = state.realtime.node(),
             redis = state.realtime.link.is_clustered(),

@@ -101,6 +101,11 @@ pub struct ServerConfig {
     /// exits anyway, e.g. `10s`.
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: std::time::Duration,
+    /// How long events and idempotency keys are kept, e.g. `7d`, `12h`; `forever` keeps them
+    /// all. A replay from before the oldest event kept is answered 410 with `oldestSeq`: the
+    /// client reloads rather than replays. The newest event is always kept.
+    #[arg(long, env = "EVENT_RETENTION", default_value = "7d", value_parser = parse_retention)]
+    pub event_retention: Retention,
     /// Largest REST request body accepted, in bytes.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
@@ -137,7 +142,27 @@ pub struct ServerConfig {
     pub db_acquire_timeout: std::time::Duration,
 }
 
-/// Parses `30s`, `2m`, `500ms`, `1h`, `1m30s`.
+/// How long the event log keeps events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retention {
+    Forever,
+    For(std::time::Duration),
+}
+
+/// `forever` or a duration (see [`parse_duration`]) above zero.
+pub fn parse_retention(text: &str) -> Result<Retention, String> {
+    if text.trim() == "forever" {
+        return Ok(Retention::Forever);
+    }
+    match parse_duration(text)? {
+        d if d.is_zero() => {
+            Err("a retention of 0 would keep nothing: use `forever` or a duration like 7d".into())
+        }
+        d => Ok(Retention::For(d)),
+    }
+}
+
+/// Parses `30s`, `2m`, `500ms`, `1h`, `7d`, `1m30s`.
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let mut total = std::time::Duration::ZERO;
     let mut rest = text.trim();
@@ -147,7 +172,7 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     while !rest.is_empty() {
         let digits = rest
             .find(|c: char| !c.is_ascii_digit() && c != '.')
-            .ok_or_else(|| format!("`{text}`: a duration needs a unit (ms, s, m, h)"))?;
+            .ok_or_else(|| format!("`{text}`: a duration needs a unit (ms, s, m, h, d)"))?;
         let (number, tail) = rest.split_at(digits);
         let unit_len = tail
             .find(|c: char| c.is_ascii_digit())
@@ -161,7 +186,12 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
             "s" => value,
             "m" => value * 60.0,
             "h" => value * 3600.0,
-            _ => return Err(format!("`{text}`: unknown unit `{unit}` (use ms, s, m, h)")),
+            "d" => value * 86400.0,
+            _ => {
+                return Err(format!(
+                    "`{text}`: unknown unit `{unit}` (use ms, s, m, h, d)"
+                ));
+            }
         };
         total += std::time::Duration::from_secs_f64(seconds);
         rest = tail;
@@ -194,6 +224,21 @@ mod tests {
         assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
+        assert_eq!(
+            parse_duration("7d").unwrap(),
+            Duration::from_secs(7 * 86400)
+        );
+        assert_eq!(parse_retention("forever").unwrap(), Retention::Forever);
+        assert_eq!(
+            parse_retention("12h").unwrap(),
+            Retention::For(Duration::from_secs(43200))
+        );
+        assert_eq!(
+            Cli::parse_from(["booking-server"]).server.event_retention,
+            Retention::For(Duration::from_secs(7 * 86400)),
+            "the default parses"
+        );
+        assert!(parse_retention("0s").is_err());
         for bad in ["", "30", "3x", "s", "1.2.3s"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }

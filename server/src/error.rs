@@ -33,6 +33,10 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     Unprocessable(String),
+    /// What was asked for was removed (the event log's retention): `oldest_seq` is the first
+    /// event still kept.
+    #[error("{message}")]
+    Gone { message: String, oldest_seq: i64 },
     #[error("database unavailable: {0}")]
     Unavailable(String),
     #[error("database error")]
@@ -52,6 +56,7 @@ impl ApiError {
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Gone { .. } => StatusCode::GONE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Database(e) if is_unavailable(e) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Database(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -68,6 +73,7 @@ impl ApiError {
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::Unprocessable(_) => "unprocessable",
+            Self::Gone { .. } => "gone",
             Self::Unavailable(_) => "unavailable",
             Self::Database(e) if is_unavailable(e) => "unavailable",
             Self::Database(_) | Self::Internal(_) => "internal",
@@ -120,6 +126,9 @@ impl IntoResponse for ApiError {
         } = &self
         {
             error["conflictingBookingId"] = json!(id);
+        }
+        if let Self::Gone { oldest_seq, .. } = &self {
+            error["oldestSeq"] = json!(oldest_seq);
         }
         (status, axum::Json(json!({ "error": error }))).into_response()
     }

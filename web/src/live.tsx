@@ -4,7 +4,7 @@
 // the commit that applied them is on screen.
 
 import { createContext, useCallback, useContext, useEffect, useMemo, useReducer, useRef, useState, type ReactNode } from 'react';
-import { api } from './api';
+import { api, ApiError } from './api';
 import { describeEvent } from './describe';
 import { initialState, reduce, type Action, type LiveState } from './events';
 import { markRendered, recordReceipt } from './harness';
@@ -44,6 +44,8 @@ export function useLive(): Live {
 const TOAST_MS = 5000;
 /** After a replay, more announcements than this become one summary toast. */
 const REPLAY_TOASTS = 3;
+/** How long the "reloading" toast shows before a page whose replay was refused (410) reloads. */
+const RELOAD_AFTER_MS = 1500;
 /** How long after its response a booking's events still count as this page's own. */
 const OWN_GRACE_MS = 3000;
 
@@ -131,7 +133,10 @@ export function LiveProvider({ me, rooms, children }: { me: User; rooms: readonl
     else for (const text of texts) toast(text);
   };
 
-  /** Replays one at a time; a failed replay is tried again a few times. */
+  /**
+   * Replays one at a time; a failed replay is tried again a few times. A 410 says the events
+   * were removed by the server's retention: nothing can be replayed, so the page reloads.
+   */
   const replay = (from: number, upTo?: Rejoined) => {
     const run = async () => {
       for (let attempt = 0; attempt < 10; attempt++) {
@@ -139,6 +144,11 @@ export function LiveProvider({ me, rooms, children }: { me: User; rooms: readonl
           await replayFrom(from, upTo);
           return;
         } catch (err) {
+          if (err instanceof ApiError && err.status === 410) {
+            toast('Too much changed while you were away: reloading');
+            setTimeout(() => window.location.reload(), RELOAD_AFTER_MS);
+            return;
+          }
           console.warn('replay failed, retrying', err);
           await new Promise((r) => setTimeout(r, 1000 * (attempt + 1)));
         }

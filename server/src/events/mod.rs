@@ -3,6 +3,7 @@
 //! same payload it would have received live.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::routing::get;
@@ -103,6 +104,102 @@ pub async fn last_seq(pool: &sqlx::AnyPool) -> Result<i64, sqlx::Error> {
         .await
 }
 
+/// Highest `seq` removed by retention (0 when none was).
+pub async fn pruned_through(pool: &sqlx::AnyPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT pruned_through FROM event_log_horizon WHERE id = 1")
+        .fetch_one(pool)
+        .await
+}
+
+/// Events removed per round of pruning at most, so a first pruning of a long log holds the
+/// write turn briefly each time.
+const PRUNE_BATCH: i64 = 10_000;
+
+/// What one round of pruning removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pruned {
+    pub events: u64,
+    pub idempotency_keys: u64,
+    /// The log's horizon after the round.
+    pub through: i64,
+}
+
+/// Removes events and idempotency keys created before `cutoff_us` (at most [`PRUNE_BATCH`]
+/// events), never the newest event (`last_seq` reads it), and moves the horizon in the same
+/// transaction, under the write turn.
+pub async fn prune(db: &crate::db::Db, cutoff_us: i64) -> Result<Pruned, sqlx::Error> {
+    let mut w = db.begin_write().await?;
+    let horizon: i64 =
+        sqlx::query_scalar("SELECT pruned_through FROM event_log_horizon WHERE id = 1")
+            .fetch_one(&mut *w.tx)
+            .await?;
+    let old_enough: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(MAX(seq), 0) FROM events \
+         WHERE created_us < $1 AND seq < (SELECT MAX(seq) FROM events)",
+    )
+    .bind(cutoff_us)
+    .fetch_one(&mut *w.tx)
+    .await?;
+    let through = old_enough.min(horizon + PRUNE_BATCH).max(horizon);
+    let mut pruned = Pruned {
+        through,
+        ..Pruned::default()
+    };
+    if through > horizon {
+        sqlx::query("DELETE FROM event_rooms WHERE seq <= $1")
+            .bind(through)
+            .execute(&mut *w.tx)
+            .await?;
+        pruned.events = sqlx::query("DELETE FROM events WHERE seq <= $1")
+            .bind(through)
+            .execute(&mut *w.tx)
+            .await?
+            .rows_affected();
+        sqlx::query("UPDATE event_log_horizon SET pruned_through = $1 WHERE id = 1")
+            .bind(through)
+            .execute(&mut *w.tx)
+            .await?;
+    }
+    pruned.idempotency_keys = sqlx::query("DELETE FROM idempotency_keys WHERE created_us < $1")
+        .bind(cutoff_us)
+        .execute(&mut *w.tx)
+        .await?
+        .rows_affected();
+    w.commit().await?.release().await;
+    Ok(pruned)
+}
+
+/// With `--event-retention`, prunes every tenth of the retention (at most every minute) for as
+/// long as the server lives.
+pub fn keep_pruning(state: &AppState) {
+    let crate::config::Retention::For(retention) = state.config.event_retention else {
+        return;
+    };
+    let every = (retention / 10).clamp(Duration::from_millis(100), Duration::from_secs(60));
+    let weak = state.downgrade();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(st) = AppState::upgrade(&weak) else {
+                return;
+            };
+            let cutoff = now_micros() - retention.as_micros() as i64;
+            match prune(&st.db, cutoff).await {
+                Ok(p) if p.events > 0 || p.idempotency_keys > 0 => tracing::info!(
+                    events = p.events,
+                    idempotency_keys = p.idempotency_keys,
+                    through = p.through,
+                    "retention: pruned"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "retention: pruning failed; retrying later"),
+            }
+        }
+    });
+}
+
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/events", get(replay))
 }
@@ -174,6 +271,17 @@ async fn replay(
         query = query.bind(room.clone());
     }
     let rows = query.fetch_all(&state.db.pool).await?;
+    // Read after the page: a pruning that committed before or during its read shows here.
+    let horizon = pruned_through(&state.db.pool).await?;
+    if q.after < horizon {
+        return Err(ApiError::Gone {
+            message: format!(
+                "events up to seq {horizon} were removed by retention: reload the data, then \
+                 follow events from the current seq"
+            ),
+            oldest_seq: horizon + 1,
+        });
+    }
     let last_seq = last_seq(&state.db.pool).await?;
     let has_more = rows.len() as i64 > limit;
     let rows: Vec<_> = rows.into_iter().take(limit as usize).collect();

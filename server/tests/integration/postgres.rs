@@ -4,6 +4,7 @@
 use crate::races::race_scenario;
 use crate::rest::{
     conflict_scenario, control_characters_scenario, crud_scenario, idempotency_scenario,
+    retention_scenario,
 };
 use crate::support::{Backend, postgres_url, spawn_app, spawn_with, temp_database};
 
@@ -29,6 +30,15 @@ async fn conflicts_on_postgres() {
         return;
     }
     conflict_scenario(&spawn_app(Backend::Postgres).await).await;
+}
+
+#[tokio::test]
+async fn retention_on_postgres() {
+    if postgres_url().is_none() {
+        return;
+    }
+    let (url, _db) = temp_database(Backend::Postgres).await;
+    retention_scenario(&url).await;
 }
 
 #[tokio::test]

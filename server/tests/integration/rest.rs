@@ -1,8 +1,11 @@
 //! REST behaviour, written once as scenarios over a running app and run per backend.
 
+use std::time::Duration;
+
+use booking_server::ServerConfig;
 use serde_json::json;
 
-use crate::support::{Backend, TestApp, booking_body, spawn_app};
+use crate::support::{Backend, TestApp, booking_body, spawn_app, spawn_with};
 
 /// Create, read, list, update, cancel, delete, with the owner/admin rules.
 pub async fn crud_scenario(app: &TestApp) {
@@ -630,4 +633,91 @@ async fn a_replay_page_carries_every_events_rooms_however_large_or_sparse() {
                 .contains(&json!(format!("boardroom-{quiet}")))
         );
     }
+}
+
+/// `--event-retention`: events and idempotency keys older than it are removed (never the
+/// newest event); a replay from before the oldest kept event is 410 with `oldestSeq`, and one
+/// from there on still works.
+#[tokio::test]
+async fn retention_on_sqlite() {
+    retention_scenario("sqlite::memory:").await;
+}
+
+pub async fn retention_scenario(database_url: &str) {
+    let mut config = ServerConfig::defaults_for(database_url);
+    config.event_retention = booking_server::config::Retention::For(Duration::from_millis(500));
+    let app = spawn_with(config).await;
+    let room = app.boardroom("Short memory", 4).await;
+    let token = app.token("ann");
+    let post = |hour: u32, key: &'static str| {
+        app.http
+            .post(app.url("/api/bookings"))
+            .bearer_auth(&token)
+            .header("Idempotency-Key", key)
+            .json(&booking_body(room, hour, 1))
+            .send()
+    };
+    let mut old = Vec::new();
+    for (hour, key) in [(1, "k-1"), (2, "k-2"), (3, "k-3")] {
+        let res = post(hour, key).await.unwrap();
+        assert_eq!(res.status(), 201);
+        old.push(
+            res.headers()["event-seq"]
+                .to_str()
+                .unwrap()
+                .parse::<i64>()
+                .unwrap(),
+        );
+    }
+    // The three age past the retention; the pruner runs every 100 ms.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let res = post(4, "k-4").await.unwrap();
+    assert_eq!(res.status(), 201);
+    let newest: i64 = res.headers()["event-seq"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let (status, body) = app.call("GET", "/api/events?after=0", &token, None).await;
+    assert_eq!(status, 410, "{body}");
+    assert_eq!(body["error"]["code"], "gone");
+    let oldest = body["error"]["oldestSeq"].as_i64().unwrap();
+    assert!(
+        oldest > *old.last().unwrap() && oldest <= newest,
+        "oldest kept {oldest}: after the pruned {old:?}, at most the newest {newest}"
+    );
+    let (status, page) = app
+        .call(
+            "GET",
+            &format!("/api/events?after={}", oldest - 1),
+            &token,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let seqs: Vec<i64> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["payload"]["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seqs.last(), Some(&newest), "{seqs:?}");
+    assert_eq!(page["lastSeq"], newest, "the newest event is kept");
+
+    // The old keys are gone: the same request with the same key is a new attempt (409: the
+    // hour is still booked; bookings are never pruned), not a replay of the first 201.
+    let again = post(1, "k-1").await.unwrap();
+    assert_eq!(again.status(), 409, "a pruned key is not replayed");
+    let (status, bookings) = app
+        .call(
+            "GET",
+            &format!("/api/bookings?boardroomId={room}"),
+            &token,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(bookings.as_array().map(Vec::len), Some(4), "{bookings}");
 }
