@@ -7,7 +7,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
-use crate::support::{Backend, spawn_app};
+use crate::support::{Backend, a_small_load_run_loses_nothing, spawn_app};
 
 const REQUESTS: usize = 2_000;
 
@@ -188,4 +188,6 @@ async fn thousands_of_malformed_requests_get_clear_4xx_errors_and_nothing_breaks
     assert!(after["id"].as_i64().unwrap() > booking);
     let (status, _) = app.call("GET", "/api/events?after=0", &alice, None).await;
     assert_eq!(status, 200);
+    let (owed, delivered) = a_small_load_run_loses_nothing(&app, 40, 60).await;
+    assert_eq!(owed, delivered);
 }

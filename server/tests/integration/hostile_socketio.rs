@@ -19,7 +19,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::watch;
 
-use crate::support::{Backend, Tab, TestApp, spawn_app};
+use crate::support::{Backend, Tab, TestApp, a_small_load_run_loses_nothing, spawn_app};
 use frames::{Kind, Phase, Transport};
 use wire::{Ending, Outcome, Plan};
 
@@ -340,6 +340,8 @@ async fn flood_then_check() {
 
     a_websocket_client_gets_every_event(&app, room).await;
     a_polling_client_gets_every_event(&app, room).await;
+    let (owed, delivered) = a_small_load_run_loses_nothing(&app, 40, 60).await;
+    assert_eq!(owed, delivered);
 }
 
 /// Every hostile session is gone from the server: no socket in the namespace, the connected

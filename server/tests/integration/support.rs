@@ -420,3 +420,78 @@ impl Tab {
         let _ = self.client.disconnect().await;
     }
 }
+
+/// A small load run against `app`: `tabs` sockets spread over the `bookings` room and three
+/// fresh boardrooms' rooms, `bookings` bookings spread over the boardrooms, four writers at a
+/// time. Every tab must get exactly the events of its room, in order: none lost, none twice,
+/// none extra. Prints and returns (owed, delivered).
+pub async fn a_small_load_run_loses_nothing(
+    app: &TestApp,
+    tabs: usize,
+    bookings: u32,
+) -> (usize, usize) {
+    use futures_util::StreamExt;
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let mut rooms = Vec::new();
+    for k in 0..3 {
+        rooms.push(app.boardroom(&format!("Load {k} {}", &tag[..8]), 8).await);
+    }
+    let mut clients = Vec::new();
+    for i in 0..tabs {
+        let tab = Tab::connect(app, &app.token(&format!("load-{i}")))
+            .await
+            .expect("a tab connects");
+        // Tab i watches `bookings` (i % 4 == 3) or boardroom i % 4.
+        let watched = (i % 4 < 3).then(|| rooms[i % 4]);
+        let room = watched.map_or("bookings".to_string(), |r| format!("boardroom-{r}"));
+        let ack = tab.join(&room).await;
+        assert!(ack.ok, "{room}: {ack:?}");
+        clients.push((tab, watched));
+    }
+    let token = app.token("load-writer");
+    let made: Vec<(i64, i64)> = futures_util::stream::iter(0..bookings)
+        .map(|n| {
+            let (room, token) = (rooms[n as usize % 3], token.clone());
+            async move {
+                let booked = app.book(&token, room, n).await;
+                (room, booked["id"].as_i64().unwrap())
+            }
+        })
+        .buffered(4)
+        .collect()
+        .await;
+    let (mut owed, mut delivered) = (0, 0);
+    for (mut tab, watched) in clients {
+        let expected: std::collections::BTreeSet<i64> = made
+            .iter()
+            .filter(|(room, _)| watched.is_none_or(|w| w == *room))
+            .map(|(_, id)| *id)
+            .collect();
+        owed += expected.len();
+        let mut got = std::collections::BTreeSet::new();
+        let mut last_seq = 0;
+        for _ in 0..expected.len() {
+            let (_, event) = tab.next().await;
+            assert!(
+                event.seq > last_seq,
+                "in order: {} after {last_seq}",
+                event.seq
+            );
+            last_seq = event.seq;
+            let id = event.body.booking["id"].as_i64().unwrap();
+            assert!(got.insert(id), "booking {id} twice");
+        }
+        assert_eq!(got, expected, "a tab got exactly its room's events");
+        assert!(
+            tab.try_next(Duration::from_millis(50)).await.is_none(),
+            "nothing extra"
+        );
+        delivered += got.len();
+        tab.close().await;
+    }
+    eprintln!(
+        "load run: {tabs} tabs, {bookings} bookings, {owed} owed, {delivered} delivered, {} lost",
+        owed - delivered
+    );
+    (owed, delivered)
+}
