@@ -2,7 +2,6 @@
 //! Nothing global is installed here, so tests run many servers in one process.
 
 use std::future::Future;
-use std::future::IntoFuture;
 use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -215,12 +214,18 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stopping, mut stopped) = watch::channel(false);
-    let server = axum::serve(listener, app(state.clone()))
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = stopping.send(true);
-        })
-        .into_future();
+    let server = crate::listen::accept_until(
+        listener,
+        app(state.clone()),
+        state.config.header_read_timeout,
+        stopped.clone(),
+    );
+    let signal = async move {
+        shutdown.await;
+        let _ = stopping.send(true);
+        // Keep the sender: dropping it would read as "stop" too, and it is that already.
+        std::future::pending::<()>().await;
+    };
     let limit = state.config.shutdown_timeout;
     let drain = async move {
         if stopped.wait_for(|s| *s).await.is_err() {
@@ -246,7 +251,8 @@ pub async fn serve(
         tokio::time::sleep(limit).await;
     };
     tokio::select! {
-        served = server => served,
+        () = server => Ok(()),
+        () = signal => unreachable!("the signal future never ends"),
         () = drain => {
             tracing::warn!(?limit, "shutdown: requests still open past the deadline; stopping anyway");
             Ok(())

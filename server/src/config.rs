@@ -96,6 +96,10 @@ pub struct ServerConfig {
     /// CONNECT with its token) before it is closed, e.g. `10s`.
     #[arg(long, env = "HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub handshake_timeout: std::time::Duration,
+    /// How long a client may take to send a request's headers, and how long a keep-alive
+    /// connection may stay idle between requests, before it is closed, e.g. `10s`.
+    #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: std::time::Duration,
     /// On SIGTERM: how long in-flight writes get to commit and emit before the sockets are
     /// closed, and then how long the remaining requests and sockets get before the server
     /// exits anyway, e.g. `10s`.
@@ -120,6 +124,11 @@ pub struct ServerConfig {
     /// committed on one server reach the sockets of all. Unset: a single server.
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
+    /// Events from other servers that may wait to be handed to this server's sockets; past
+    /// it they are dropped (`socketio_adapter_overflow_total`) and this server's sockets are
+    /// sent `resync`.
+    #[arg(long, env = "RELAY_QUEUE_SIZE", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..))]
+    pub relay_queue_size: u64,
     /// Prefix of the Redis channels, so several clusters can share one Redis.
     #[arg(long, env = "REDIS_PREFIX", default_value = "socket.io")]
     pub redis_prefix: String,

@@ -12,6 +12,7 @@ pub mod db;
 pub mod error;
 pub mod events;
 pub mod idempotency;
+pub mod listen;
 pub mod realtime;
 pub mod telemetry;
 pub mod web;

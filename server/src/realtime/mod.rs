@@ -55,10 +55,6 @@ type AckSender = socketioxide::extract::AckSender<ClusterAdapter>;
 /// to notice (a missed ping) and events committed just before that were still being emitted.
 const RESYNC_MARGIN: Duration = Duration::from_secs(5);
 
-/// Events from other servers waiting to be handed out here; past it, they are dropped and this
-/// server's sockets are told to resync.
-const RELAY_QUEUE: usize = 4096;
-
 /// Binary attachments one client message may carry (their total size is capped by
 /// `--max-socket-message-bytes`); past it, the connection is closed.
 pub const MAX_ATTACHMENTS: usize = 4;
@@ -482,6 +478,7 @@ pub async fn register(state: &AppState) -> Result<(), StartError> {
                 return Err("could not register the user: try again".to_string());
             }
             s.extensions.insert(user);
+            s.extensions.insert(ConnectedAt(Instant::now()));
             register_handlers(&st, &s);
             Ok(())
         }
@@ -516,7 +513,10 @@ async fn receive_relayed(state: &AppState) -> Result<(), StartError> {
     }
     let mut relayed = realtime
         .link
-        .subscribe(realtime.events_channel.clone(), RELAY_QUEUE)
+        .subscribe(
+            realtime.events_channel.clone(),
+            state.config.relay_queue_size as usize,
+        )
         .await
         .map_err(|e| StartError::Config(format!("redis subscription: {e}")))?;
     let weak = state.downgrade();
@@ -608,9 +608,14 @@ fn watch_link(state: &AppState, start_seq: i64) {
                         }
                         let down = down_at.take().map_or(Duration::ZERO, |d| d.elapsed());
                         if let Some(after) = gap_from.take() {
+                            // A socket that connected once the link was up missed nothing.
                             let missed_something = !first
-                                || !st.realtime.io.local().sockets().is_empty()
-                                || st.realtime.emitted_through() > start_seq;
+                                || st.realtime.emitted_through() > start_seq
+                                || st.realtime.io.local().sockets().iter().any(|s| {
+                                    s.extensions
+                                        .get::<ConnectedAt>()
+                                        .is_some_and(|at| at.0 < now.since)
+                                });
                             if missed_something {
                                 st.realtime.resync(after, down, "adapter-recovered", ResyncScope::ClusterOrLocal).await;
                             } else {
@@ -643,6 +648,10 @@ fn watch_link(state: &AppState, start_seq: i64) {
         }
     });
 }
+
+/// When a socket was let in (kept in its extensions).
+#[derive(Clone, Copy)]
+struct ConnectedAt(Instant);
 
 fn connected(st: AppState, s: SocketRef) {
     let user = s.extensions.get::<AuthUser>();

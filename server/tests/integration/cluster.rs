@@ -137,16 +137,18 @@ async fn a_redis_outage_keeps_local_delivery_and_ends_in_a_resync() {
     wait_ready(&a, "up").await;
     wait_ready(&b, "up").await;
     let resync = on_b.next_resync().await;
-    // Node A also owes the cluster a resync for the publish that failed: from just before it.
-    let mut resyncs = vec![resync.clone()];
-    while let Some(more) = on_b.try_next_resync(Duration::from_secs(2)).await {
-        resyncs.push(more);
+    // Node A also owed the cluster a resync for the publish that failed, from just before
+    // it; sent once its link was back. It reaches its own tab for sure; node B's tab only if
+    // B's link was back by then (if not, B's own recovery resync covers it, as here).
+    let mut on_a_resyncs = Vec::new();
+    while let Some(more) = on_a.try_next_resync(Duration::from_secs(2)).await {
+        on_a_resyncs.push(more);
     }
     assert!(
-        resyncs.iter().any(|r| r.reason == "publish-failed"
+        on_a_resyncs.iter().any(|r| r.reason == "publish-failed"
             && r.node == "node-a"
             && r.after == missed_seq - 1),
-        "{resyncs:?}"
+        "{on_a_resyncs:?}"
     );
     assert_eq!(
         metric(
@@ -289,4 +291,60 @@ async fn a_server_joining_a_healthy_cluster_sends_no_resync() {
         "no tab is told to replay"
     );
     on_a.close().await;
+}
+
+/// More events from other servers than this server's relay queue holds arrive at once: those
+/// past it are dropped and counted, and this server's sockets are sent `resync`
+/// (`adapter-overflow`), so what was dropped is replayed rather than silently missed.
+#[tokio::test]
+async fn a_relay_queue_overflow_ends_in_a_resync_of_this_servers_sockets() {
+    let (Some(_), Some(redis)) = (postgres_url(), shared_redis_url()) else {
+        return;
+    };
+    let (db, _guard) = temp_database(Backend::Postgres).await;
+    let prefix = unique_prefix();
+    let mut config = ServerConfig::defaults_for(&db);
+    config.redis_url = Some(redis.clone());
+    config.redis_prefix = prefix.clone();
+    config.node_id = Some("node-a".into());
+    config.relay_queue_size = 2;
+    let a = spawn_with(config).await;
+    wait_ready(&a, "up").await;
+    let mut tab = Tab::connect(&a, &a.token("ann")).await.unwrap();
+    assert!(tab.join("bookings").await.ok);
+
+    // Another "server" publishes 300 events at once (to a room no one is in).
+    let mut conn = redis::Client::open(redis.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let mut burst = redis::pipe();
+    for seq in 1..=300 {
+        let relayed = serde_json::json!({
+            "node": "node-x", "seq": seq, "event": "noise", "rooms": ["nobody"], "payload": {},
+        });
+        burst
+            .cmd("PUBLISH")
+            .arg(format!("{prefix}#booking-events"))
+            .arg(relayed.to_string())
+            .ignore();
+    }
+    burst.query_async::<()>(&mut conn).await.unwrap();
+
+    let resync = tab.next_resync().await;
+    assert_eq!(resync.reason, "adapter-overflow", "{resync:?}");
+    // (The tab connected once the link was up: no start-up resync comes before this one.)
+    assert_eq!(resync.node, "node-a");
+    let metrics = a.metrics().await;
+    assert!(metric(&metrics, "socketio_adapter_overflow_total") >= 1.0);
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"socketio_resyncs_total{reason="adapter-overflow"}"#
+        ),
+        1.0,
+        "one resync for the burst (at most one a second)"
+    );
+    tab.close().await;
 }

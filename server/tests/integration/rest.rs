@@ -721,3 +721,38 @@ pub async fn retention_scenario(database_url: &str) {
     assert_eq!(status, 200);
     assert_eq!(bookings.as_array().map(Vec::len), Some(4), "{bookings}");
 }
+
+/// A client that sends part of its headers and then nothing is cut off after
+/// `--header-read-timeout` (axum's own loop read headers forever); a whole request on a new
+/// connection is served as before.
+#[tokio::test]
+async fn a_request_whose_headers_never_end_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut config = ServerConfig::defaults_for("sqlite::memory:");
+    config.header_read_timeout = Duration::from_millis(500);
+    let app = spawn_with(config).await;
+    let mut slow = tokio::net::TcpStream::connect(app.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: slow\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut answer))
+        .await
+        .expect("the server closes the connection well before 5 s")
+        .ok();
+    let waited = started.elapsed();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "closed, or told 408: {answer}"
+    );
+    assert!(
+        waited >= Duration::from_millis(400),
+        "not before the timeout: {waited:?}"
+    );
+    let res = reqwest::get(app.url("/health")).await.unwrap();
+    assert_eq!(res.status(), 200);
+}
