@@ -98,7 +98,7 @@ pub struct ServerConfig {
     pub handshake_timeout: std::time::Duration,
     /// How long a client may take to send a request's headers, and how long a keep-alive
     /// connection may stay idle between requests, before it is closed, e.g. `10s`.
-    #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub header_read_timeout: std::time::Duration,
     /// On SIGTERM: how long in-flight writes get to commit and emit before the sockets are
     /// closed, and then how long the remaining requests and sockets get before the server

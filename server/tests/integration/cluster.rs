@@ -14,10 +14,22 @@ use crate::support::{
 
 /// A node named `node` of a cluster on `database` and `redis`; channels under `prefix`.
 async fn node(database: &str, redis: &str, prefix: &str, node: &str) -> TestApp {
+    node_with(database, redis, prefix, node, |_| {}).await
+}
+
+/// [`node`], with `tweak` applied to its configuration.
+async fn node_with(
+    database: &str,
+    redis: &str,
+    prefix: &str,
+    node: &str,
+    tweak: impl FnOnce(&mut ServerConfig),
+) -> TestApp {
     let mut config = ServerConfig::defaults_for(database);
     config.redis_url = Some(redis.to_string());
     config.redis_prefix = prefix.to_string();
     config.node_id = Some(node.to_string());
+    tweak(&mut config);
     spawn_with(config).await
 }
 
@@ -303,12 +315,7 @@ async fn a_relay_queue_overflow_ends_in_a_resync_of_this_servers_sockets() {
     };
     let (db, _guard) = temp_database(Backend::Postgres).await;
     let prefix = unique_prefix();
-    let mut config = ServerConfig::defaults_for(&db);
-    config.redis_url = Some(redis.clone());
-    config.redis_prefix = prefix.clone();
-    config.node_id = Some("node-a".into());
-    config.relay_queue_size = 2;
-    let a = spawn_with(config).await;
+    let a = node_with(&db, &redis, &prefix, "node-a", |c| c.relay_queue_size = 2).await;
     wait_ready(&a, "up").await;
     let mut tab = Tab::connect(&a, &a.token("ann")).await.unwrap();
     assert!(tab.join("bookings").await.ok);
