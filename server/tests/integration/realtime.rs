@@ -952,3 +952,44 @@ async fn shutdown_lets_in_flight_writes_emit_before_closing_the_sockets() {
         "its event reached the open socket"
     );
 }
+
+/// An Engine.IO session that never sends its Socket.IO CONNECT (with the token) is closed after
+/// `--handshake-timeout`; one that sends it in time is served.
+#[tokio::test]
+async fn a_session_that_never_connects_is_closed_after_the_handshake_timeout() {
+    let mut config = ServerConfig::defaults_for("sqlite::memory:");
+    config.handshake_timeout = Duration::from_millis(500);
+    let app = spawn_with(config).await;
+    let idle = Polling::open(&app).await;
+    let fine = Polling::open(&app).await;
+    let token = app.token("prompt");
+    assert_eq!(
+        fine.post(&[format!("40{{\"token\":\"{token}\"}}")]).await,
+        200
+    );
+    let (_, connected) = fine.poll_for("40").await;
+    assert!(
+        connected.iter().any(|p| p.starts_with("40")),
+        "{connected:?}"
+    );
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (status, packets) = idle
+        .poll_within(Duration::from_secs(3))
+        .await
+        .expect("a closed session is answered at once, not held open");
+    assert!(
+        status == 400 || packets.iter().any(|p| p == "1"),
+        "the idle session is gone: {status} {packets:?}"
+    );
+    assert_eq!(
+        fine.post(&["420[\"join-room\",\"bookings\"]".into()]).await,
+        200,
+        "the connected session outlives the timeout"
+    );
+    let (_, ack) = fine.poll_for("430").await;
+    assert!(
+        ack.iter().any(|p| p.starts_with("430[{\"ok\":true")),
+        "{ack:?}"
+    );
+}
