@@ -284,13 +284,28 @@ fn cors_layer(origins: &[HeaderValue]) -> CorsLayer {
 /// client does: hyper drops a handler's future when the client hangs up, and a write cut there
 /// could commit without emitting its events, or leave its pooled connection inside a
 /// transaction (the next request on it then failed with 500).
+///
+/// Every REST request is answered within `--request-timeout`: a read past it is cut and
+/// answered 503 `timeout`; a write past it is answered the same while it goes on to its end
+/// (a retry with the same `Idempotency-Key` gets its outcome). Socket.IO's long-polling holds
+/// requests open on purpose and is not timed here.
 async fn writes_run_to_completion(
     State(state): State<AppState>,
     req: Request,
     next: Next,
 ) -> Response {
+    let limit = state.config.request_timeout;
+    let timed = !req.uri().path().starts_with("/socket.io");
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
-        return next.run(req).await;
+        if !timed {
+            return next.run(req).await;
+        }
+        return match tokio::time::timeout(limit, next.run(req)).await {
+            Ok(response) => response,
+            Err(_) => {
+                ApiError::Timeout(format!("no answer within {limit:?}: try again")).into_response()
+            }
+        };
     }
     let span = tracing::Span::current();
     let running = Running::start(state);
@@ -299,7 +314,22 @@ async fn writes_run_to_completion(
         drop(running);
         response
     };
-    match tokio::spawn(write.instrument(span)).await {
+    let task = tokio::spawn(write.instrument(span));
+    let finished = if timed {
+        match tokio::time::timeout(limit, task).await {
+            Ok(finished) => finished,
+            Err(_) => {
+                return ApiError::Timeout(format!(
+                    "not finished within {limit:?}; it goes on to its end: retry with the same \
+                     Idempotency-Key to get its outcome"
+                ))
+                .into_response();
+            }
+        }
+    } else {
+        task.await
+    };
+    match finished {
         Ok(response) => response,
         Err(e) => {
             tracing::error!(error = %e, "request task failed");

@@ -96,6 +96,11 @@ pub struct ServerConfig {
     /// CONNECT with its token) before it is closed, e.g. `10s`.
     #[arg(long, env = "HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub handshake_timeout: std::time::Duration,
+    /// How long a REST request may take before it is answered 503 `timeout`; a write goes on
+    /// to its end all the same (retry with the same `Idempotency-Key` for its outcome), e.g.
+    /// `30s`. Socket.IO long-polling is not timed by it.
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: std::time::Duration,
     /// How long a client may take to send a request's headers, and how long a keep-alive
     /// connection may stay idle between requests, before it is closed, e.g. `10s`.
     #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "30s", value_parser = parse_duration)]

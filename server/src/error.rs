@@ -39,6 +39,9 @@ pub enum ApiError {
     Gone { message: String, oldest_seq: i64 },
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// Not answered within `--request-timeout`.
+    #[error("{0}")]
+    Timeout(String),
     #[error("database error")]
     Database(#[from] sqlx::Error),
     #[error("internal error: {0}")]
@@ -57,7 +60,7 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Gone { .. } => StatusCode::GONE,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Database(e) if is_unavailable(e) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Database(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -75,6 +78,7 @@ impl ApiError {
             Self::Unprocessable(_) => "unprocessable",
             Self::Gone { .. } => "gone",
             Self::Unavailable(_) => "unavailable",
+            Self::Timeout(_) => "timeout",
             Self::Database(e) if is_unavailable(e) => "unavailable",
             Self::Database(_) | Self::Internal(_) => "internal",
         }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use booking_server::ServerConfig;
 use serde_json::json;
 
-use crate::support::{Backend, TestApp, booking_body, spawn_app, spawn_with};
+use crate::support::{Backend, Tab, TestApp, booking_body, spawn_app, spawn_with};
 
 /// Create, read, list, update, cancel, delete, with the owner/admin rules.
 pub async fn crud_scenario(app: &TestApp) {
@@ -755,4 +755,46 @@ async fn a_request_whose_headers_never_end_is_cut_off() {
     );
     let res = reqwest::get(app.url("/health")).await.unwrap();
     assert_eq!(res.status(), 200);
+}
+
+/// `--request-timeout`: a write still running past it is answered 503 `timeout` and goes on to
+/// its end: its event is emitted, and a retry with the same `Idempotency-Key` gets the 201.
+#[tokio::test]
+async fn a_write_past_the_request_timeout_is_answered_503_and_still_completes() {
+    let mut config = ServerConfig::defaults_for("sqlite::memory:");
+    config.request_timeout = Duration::from_millis(300);
+    // Each emission (inside the write) waits a second first.
+    config.inject_faults = Some("delay=1s".parse().unwrap());
+    let app = spawn_with(config).await;
+    let room = app.boardroom("Slow lane", 4).await;
+    let token = app.token("patient");
+    let mut tab = Tab::connect(&app, &token).await.unwrap();
+    assert!(tab.join(&format!("boardroom-{room}")).await.ok);
+    let send = || {
+        app.http
+            .post(app.url("/api/bookings"))
+            .bearer_auth(&token)
+            .header("Idempotency-Key", "slow-1")
+            .json(&booking_body(room, 9, 1))
+            .send()
+    };
+    let started = std::time::Instant::now();
+    let res = send().await.unwrap();
+    let answered_in = started.elapsed();
+    assert_eq!(res.status(), 503);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "timeout", "{body}");
+    assert!(answered_in < Duration::from_millis(900), "{answered_in:?}");
+
+    let (_, event) = tab.next().await;
+    let retry = send().await.unwrap();
+    assert_eq!(retry.status(), 201, "the retry gets the outcome");
+    let seq: i64 = retry.headers()["event-seq"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(seq, event.seq);
+    let booking: serde_json::Value = retry.json().await.unwrap();
+    assert_eq!(booking["id"], event.body.booking["id"]);
 }
