@@ -213,24 +213,18 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let (stopping, mut stopped) = watch::channel(false);
+    let (stopping, stopped) = watch::channel(false);
     let server = crate::listen::accept_until(
         listener,
         app(state.clone()),
         state.config.header_read_timeout,
-        stopped.clone(),
+        stopped,
     );
-    let signal = async move {
+    let limit = state.config.shutdown_timeout;
+    // Holds the sender until it ends, and the server stops waiting once it has.
+    let drain = async move {
         shutdown.await;
         let _ = stopping.send(true);
-        // Keep the sender: dropping it would read as "stop" too, and it is that already.
-        std::future::pending::<()>().await;
-    };
-    let limit = state.config.shutdown_timeout;
-    let drain = async move {
-        if stopped.wait_for(|s| *s).await.is_err() {
-            return std::future::pending().await;
-        }
         tracing::info!(
             writes = state.writes.count(),
             "shutting down: no new connections; in-flight writes finish and emit before the sockets close"
@@ -252,7 +246,6 @@ pub async fn serve(
     };
     tokio::select! {
         () = server => Ok(()),
-        () = signal => unreachable!("the signal future never ends"),
         () = drain => {
             tracing::warn!(?limit, "shutdown: requests still open past the deadline; stopping anyway");
             Ok(())

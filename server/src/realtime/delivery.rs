@@ -36,14 +36,6 @@ pub struct Relayed {
     pub payload: Box<RawValue>,
 }
 
-/// The outcome of one event's hand-out to this server's sockets.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct HandedOut {
-    pub delivered: usize,
-    /// Sockets whose queue was full: they now owe a resync.
-    pub skipped: usize,
-}
-
 /// Resyncs this server still has to send.
 #[derive(Debug, Default)]
 pub struct Owed {

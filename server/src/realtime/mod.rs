@@ -39,7 +39,7 @@ use crate::telemetry::metrics::{
 };
 use crate::telemetry::otel;
 use cluster::{ClusterAdapter, ClusterLink, RedisLink};
-use delivery::{HandedOut, Outcome, Owed};
+use delivery::{Outcome, Owed};
 use faults::FaultPlan;
 use life::SocketLife;
 use protocol::{
@@ -195,14 +195,12 @@ impl Realtime {
     /// write turn.
     pub async fn emit(&self, turn: &EmitTurn, events: &[LoggedEvent]) {
         for event in events {
-            let targets = self.io.local().to(event.rooms.clone()).sockets();
-            let recipients = targets.len();
             let span = tracing::info_span!(
                 "socketio.emit",
                 otel.kind = "producer",
                 event = event.kind.name(),
                 seq = event.seq,
-                recipients,
+                recipients = tracing::field::Empty,
             );
             // With traces on, receivers continue this span; without, the request's context.
             let traceparent = otel::traceparent_of(&span).or_else(|| event.traceparent.clone());
@@ -220,21 +218,24 @@ impl Realtime {
                     Err(e) => {
                         self.metrics.emission_errors.increment(1);
                         tracing::error!(seq = event.seq, error = %e, "emission failed: payload not serialized");
-                        return;
+                        return 0;
                     }
                 };
                 let name = event.kind.name();
                 self.publish(event, name, &payload).await;
+                // Looked up after the publish (and a fault's delay): a socket that left the
+                // room meanwhile has its leave acked with a watermark below this event.
+                let targets = self.io.local().to(event.rooms.clone()).sockets();
+                tracing::Span::current().record("recipients", targets.len());
                 match &self.faults {
                     Some((plan, counters)) => {
                         self.hand_out_with_faults(event, &targets, name, &payload, plan, counters);
                     }
-                    None => {
-                        self.hand_out(event.seq, &targets, name, &payload);
-                    }
+                    None => self.hand_out(event.seq, &targets, name, &payload),
                 }
+                targets.len()
             };
-            emission.instrument(span).await;
+            let recipients = emission.instrument(span).await;
             let took = turn.committed_at.elapsed();
             self.metrics.event_emitted(event.kind).increment(1);
             self.metrics.emission_latency.record(took.as_secs_f64());
@@ -298,33 +299,22 @@ impl Realtime {
 
     /// Hands an event to each socket; a socket whose queue is full owes a resync from just
     /// before it.
-    fn hand_out(
-        &self,
-        seq: i64,
-        sockets: &[SocketRef],
-        name: &str,
-        payload: &RawValue,
-    ) -> HandedOut {
-        let mut out = HandedOut::default();
+    fn hand_out(&self, seq: i64, sockets: &[SocketRef], name: &str, payload: &RawValue) {
+        let mut skipped = 0;
         for socket in sockets {
-            match Outcome::from(socket.emit(name, payload)) {
-                Outcome::Delivered => out.delivered += 1,
-                Outcome::Full => {
-                    out.skipped += 1;
-                    self.owed.socket(socket.id, seq - 1);
-                }
-                Outcome::Closed => {}
+            if let Outcome::Full = Outcome::from(socket.emit(name, payload)) {
+                skipped += 1;
+                self.owed.socket(socket.id, seq - 1);
             }
         }
-        if out.skipped > 0 {
-            self.metrics.queue_full_skips.increment(out.skipped as u64);
+        if skipped > 0 {
+            self.metrics.queue_full_skips.increment(skipped);
             tracing::warn!(
                 seq,
-                skipped = out.skipped,
+                skipped,
                 "socket queues full: deliveries skipped; those sockets will be told to resync"
             );
         }
-        out
     }
 
     /// Hands out socket by socket, skipping, repeating or misaddressing single deliveries.
