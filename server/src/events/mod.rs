@@ -104,10 +104,12 @@ pub async fn last_seq(pool: &sqlx::AnyPool) -> Result<i64, sqlx::Error> {
         .await
 }
 
-/// Highest `seq` removed by retention (0 when none was).
-pub async fn pruned_through(pool: &sqlx::AnyPool) -> Result<i64, sqlx::Error> {
+/// Highest `seq` removed by retention (0 when none was), on the pool or in a transaction.
+pub async fn pruned_through<'e>(
+    db: impl sqlx::Executor<'e, Database = sqlx::Any>,
+) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT pruned_through FROM event_log_horizon WHERE id = 1")
-        .fetch_one(pool)
+        .fetch_one(db)
         .await
 }
 
@@ -129,10 +131,7 @@ pub struct Pruned {
 /// transaction, under the write turn.
 pub async fn prune(db: &crate::db::Db, cutoff_us: i64) -> Result<Pruned, sqlx::Error> {
     let mut w = db.begin_write().await?;
-    let horizon: i64 =
-        sqlx::query_scalar("SELECT pruned_through FROM event_log_horizon WHERE id = 1")
-            .fetch_one(&mut *w.tx)
-            .await?;
+    let horizon = pruned_through(&mut *w.tx).await?;
     let old_enough: i64 = sqlx::query_scalar(
         "SELECT COALESCE(MAX(seq), 0) FROM events \
          WHERE created_us < $1 AND seq < (SELECT MAX(seq) FROM events)",
