@@ -51,8 +51,21 @@ async fn a_booking_change_is_one_trace_from_request_to_emission() {
     let res = app.book_traced(&alice, room, 9, &parent).await;
     assert_eq!(res.status(), 201);
     let (_, event) = tab.next().await;
-    provider.force_flush().unwrap();
-    let spans = exporter.get_finished_spans().unwrap();
+    // The request's span ends as its response goes out, maybe just after the client has it.
+    let mut spans = Vec::new();
+    for _ in 0..60 {
+        provider.force_flush().unwrap();
+        spans = exporter.get_finished_spans().unwrap();
+        let ended = |name: &str| {
+            spans
+                .iter()
+                .any(|s| s.span_context.trace_id() == trace && s.name == name)
+        };
+        if ended("http.request") && ended("socketio.emit") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 
     let in_trace: Vec<&SpanData> = spans
         .iter()
