@@ -115,6 +115,21 @@ impl Actor {
         run.tabs[tab].pause_until(deadline).await;
     }
 
+    /// Keeps the actor's picture of booking `i` true after an update was answered `status`:
+    /// 200 applied `after`; no answer, or a 503 whose write may still commit, leaves it
+    /// unknown, so the actor stops using it (either guess could aim a later deliberate
+    /// conflict at an hour the booking has left, and that create would wrongly succeed);
+    /// any other answer changed nothing.
+    fn updated(&mut self, i: usize, after: Owned, status: Option<u16>) {
+        match status {
+            Some(200) => self.owned[i] = after,
+            None | Some(503) => {
+                self.owned.swap_remove(i);
+            }
+            Some(_) => {}
+        }
+    }
+
     fn pick(&mut self, run: &Run) -> Action {
         if self.owned.is_empty() {
             return Action::Create;
@@ -198,16 +213,18 @@ impl Actor {
                 run.tabs[tab]
                     .signal_editing(run, self.owned[i].boardroom, id)
                     .await;
+                // What the booking becomes once the server says 200; until then it is unchanged.
+                let mut after = self.owned[i].clone();
                 let change = match self.rng.random_range(0..3) {
                     0 => {
                         let hour = self.fresh_hour(run);
-                        self.owned[i].hour = hour;
+                        after.hour = hour;
                         json!({ "startTime": instant(hour), "endTime": instant(hour + 1) })
                     }
                     1 => json!({ "attendees": attendees(self.rng.random_range(1..5)) }),
                     _ => {
                         let boardroom = popular_boardroom(&mut self.rng, run.boardroom_ids.len());
-                        self.owned[i].boardroom = boardroom;
+                        after.boardroom = boardroom;
                         json!({ "boardroomId": run.boardroom_ids[boardroom], "title": "Moved" })
                     }
                 };
@@ -224,6 +241,7 @@ impl Actor {
                 )
                 .await;
                 run.stats.action(Action::Update, status, 200);
+                self.updated(i, after, status);
             }
             action @ (Action::Cancel | Action::Delete) => {
                 let i = self.rng.random_range(0..self.owned.len());
@@ -350,5 +368,50 @@ mod tests {
         );
         let far = BASE_HOUR + 5_000 * HOURS_PER_RUN;
         assert_eq!(instant(far), "7733-12-22T08:00:00Z");
+    }
+
+    fn actor_owning(hours: &[i64]) -> Actor {
+        Actor {
+            ordinal: 0,
+            rng: StdRng::seed_from_u64(1),
+            next_ticket: 0,
+            next_slot: 0,
+            owned: hours
+                .iter()
+                .map(|&hour| Owned {
+                    id: hour,
+                    boardroom: 0,
+                    hour,
+                })
+                .collect(),
+        }
+    }
+
+    fn hours(actor: &Actor) -> Vec<i64> {
+        actor.owned.iter().map(|o| o.hour).collect()
+    }
+
+    #[test]
+    fn an_update_moves_the_booking_only_when_the_server_says_it_did() {
+        let moved = |id| Owned {
+            id,
+            boardroom: 1,
+            hour: 99,
+        };
+        let mut actor = actor_owning(&[10, 20, 30]);
+        actor.updated(1, moved(20), Some(200));
+        assert_eq!(hours(&actor), [10, 99, 30]);
+        assert_eq!(actor.owned[1].boardroom, 1);
+
+        // Refused (overlap, validation): the booking stays where it was.
+        actor.updated(0, moved(10), Some(409));
+        actor.updated(0, moved(10), Some(422));
+        assert_eq!(hours(&actor), [10, 99, 30]);
+
+        // No answer, or 503: it may or may not have moved, so the actor forgets it.
+        actor.updated(0, moved(10), None);
+        assert_eq!(hours(&actor), [30, 99]);
+        actor.updated(1, moved(99), Some(503));
+        assert_eq!(hours(&actor), [30]);
     }
 }
