@@ -89,6 +89,20 @@ pub struct Config {
     /// Gate: at least this many verified deliveries per second.
     #[arg(long, env = "LOADGEN_GATE_MIN_DELIVERIES_PER_SEC")]
     pub gate_min_deliveries_per_sec: Option<f64>,
+    /// Gate: seconds the generator itself may be saturated (see `--saturation-*`). Unset: a
+    /// saturated generator is reported and its latency gates marked unreliable, not failed.
+    #[arg(long, env = "LOADGEN_GATE_SATURATED_SECS")]
+    pub gate_saturated_secs: Option<u64>,
+    /// A second counts as saturated when the generator used at least this share of the cores
+    /// it may run on (its own CPU; with the embedded server, the server's too).
+    #[arg(long, env = "LOADGEN_SATURATION_CPU", default_value_t = 0.9)]
+    pub saturation_cpu: f64,
+    /// ... or when a 10 ms timer on its runtime fired this many ms late.
+    #[arg(long, env = "LOADGEN_SATURATION_LAG_MS", default_value_t = 25.0)]
+    pub saturation_lag_ms: f64,
+    /// ... or when its sockets held this many KiB received and not yet read.
+    #[arg(long, env = "LOADGEN_SATURATION_BACKLOG_KIB", default_value_t = 4096)]
+    pub saturation_backlog_kib: u64,
     /// Gate: lost deliveries allowed.
     #[arg(long, env = "LOADGEN_ALLOW_LOST", default_value_t = 0)]
     pub allow_lost: u64,
@@ -154,6 +168,15 @@ pub struct Config {
 }
 
 impl Config {
+    /// When a second of the generator's counts as saturated.
+    pub fn saturation_limits(&self) -> crate::saturation::Limits {
+        crate::saturation::Limits {
+            cpu_share: self.saturation_cpu,
+            lag_ms: self.saturation_lag_ms,
+            backlog_bytes: self.saturation_backlog_kib.saturating_mul(1024),
+        }
+    }
+
     /// Acting tabs at most: two per action per second, so each acts often enough to update,
     /// cancel and delete what it booked.
     pub fn max_actors(&self) -> usize {
@@ -172,6 +195,10 @@ impl Config {
         share("actor-share", self.actor_share)?;
         share("dashboard-share", self.dashboard_share)?;
         share("conflict-share", self.conflict_share)?;
+        share("saturation-cpu", self.saturation_cpu)?;
+        if self.saturation_lag_ms.is_nan() || self.saturation_lag_ms < 0.0 {
+            return Err("--saturation-lag-ms must not be negative".into());
+        }
         if self.tabs == 0 {
             return Err("--tabs must be at least 1".into());
         }

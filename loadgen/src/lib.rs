@@ -14,6 +14,7 @@ pub mod plan;
 pub mod reconnect;
 pub mod report;
 pub mod run;
+pub mod saturation;
 pub mod scenario;
 pub mod tab;
 pub mod traces;
@@ -104,6 +105,10 @@ pub async fn run_with_traces(
         None => None,
     };
     let ramp = Duration::from_secs_f64(run.tabs.len() as f64 / run.config.ramp_up);
+    let watcher = {
+        let run = run.clone();
+        tokio::spawn(async move { saturation::watch(&run.generator).await })
+    };
     let background = spawn_background(&run, ramp);
     let fault = (run.config.scenario != Scenario::None)
         .then(|| tokio::spawn(fault::run_fault(run.clone())));
@@ -129,6 +134,7 @@ pub async fn run_with_traces(
         Err(e) => return Err(RunError::Goose(e.to_string())),
     };
     tokio::time::sleep(run.config.settle).await;
+    watcher.abort();
     let pages = match &browser {
         Some(b) => Some((&b.tabs[..], b.snapshots().await)),
         None => None,
@@ -258,8 +264,20 @@ async fn progress(run: Arc<Run>) {
         let (actions, deliveries) = (s.actions(), Stats::get(&s.deliveries));
         let secs = last_at.elapsed().as_secs_f64().max(1e-3);
         let fanout = Percentiles::of(&run.latency.fanout().total());
+        let generator = run.generator.last().map_or(String::new(), |g| {
+            let mark = if run.config.saturation_limits().check(&g).any() {
+                " SATURATED"
+            } else {
+                ""
+            };
+            format!(
+                " | generator cpu {:.0}% lag {:.0} ms{mark}",
+                g.cpu_share * 100.0,
+                g.lag_ms
+            )
+        });
         eprintln!(
-            "[{:>4.0}s] tabs {}/{} joined {} | actions {} ({:.1}/s) | deliveries {} ({:.0}/s) | fan-out p99 {:.2} ms | reconnects {} | down {}",
+            "[{:>4.0}s] tabs {}/{} joined {} | actions {} ({:.1}/s) | deliveries {} ({:.0}/s) | fan-out p99 {:.2} ms | reconnects {} | down {}{generator}",
             started.elapsed().as_secs_f64(),
             Stats::get(&s.tabs_connected),
             run.tabs.len(),
@@ -375,7 +393,12 @@ async fn verify_and_report(
         target_actions_per_s: run.config.actions_per_sec,
     };
     let fault = fault_report(run, &verdict, &actions, acked.len() as u64, acked_missing);
-    let mut gates = gates(run, &verdict, &latency, &throughput, &actions);
+    let generator = saturation::summarize(
+        &run.generator.samples(),
+        run.config.saturation_limits(),
+        saturation::cores(),
+    );
+    let mut gates = gates(run, &verdict, &latency, &throughput, &actions, &generator);
     if let Some(b) = &browser {
         gates.insert(
             1,
@@ -462,6 +485,7 @@ async fn verify_and_report(
             rss_per_tab_bytes: rss / run.tabs.len().max(1) as u64,
             ledger_bytes,
         },
+        generator,
         examples: Examples {
             lost: verdict.lost_examples,
             unexpected: verdict.unexpected_examples,
@@ -584,8 +608,18 @@ fn fault_gates(scenario: Scenario, f: &FaultReport) -> Vec<Gate> {
     gates
 }
 
-fn gates(run: &Run, v: &Verdict, l: &LatencyReport, t: &Throughput, a: &Actions) -> Vec<Gate> {
+fn gates(
+    run: &Run,
+    v: &Verdict,
+    l: &LatencyReport,
+    t: &Throughput,
+    a: &Actions,
+    generator: &saturation::GeneratorReport,
+) -> Vec<Gate> {
     let c = &run.config;
+    // Latency and throughput are read on the generator's clock: a saturated generator adds
+    // its own backlog to them.
+    let saturated = generator.saturated();
     let mut gates = vec![
         Gate::at_least(
             "tabs joined",
@@ -622,16 +656,21 @@ fn gates(run: &Run, v: &Verdict, l: &LatencyReport, t: &Throughput, a: &Actions)
         ),
     ];
     if let Some(limit) = c.gate_fanout_p99_ms {
-        gates.push(Gate::at_most("fan-out p99 ms", limit, l.fanout.p99));
+        gates.push(Gate::at_most("fan-out p99 ms", limit, l.fanout.p99).unreliable_if(saturated));
     }
     if let Some(limit) = c.gate_action_p99_ms {
-        gates.push(Gate::at_most("action p99 ms", limit, l.action.p99));
+        gates.push(Gate::at_most("action p99 ms", limit, l.action.p99).unreliable_if(saturated));
     }
     if let Some(limit) = c.gate_min_deliveries_per_sec {
-        gates.push(Gate::at_least(
-            "deliveries per s",
-            limit,
-            t.deliveries_per_s,
+        gates.push(
+            Gate::at_least("deliveries per s", limit, t.deliveries_per_s).unreliable_if(saturated),
+        );
+    }
+    if let Some(limit) = c.gate_saturated_secs {
+        gates.push(Gate::at_most(
+            "generator saturated s",
+            limit as f64,
+            generator.saturated_s as f64,
         ));
     }
     gates

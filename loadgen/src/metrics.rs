@@ -37,6 +37,9 @@ pub const RESYNCS: &str = "loadgen_resyncs_total";
 pub const FAULT_PHASE: &str = "loadgen_fault_phase";
 pub const VOLATILE: &str = "loadgen_volatile_total";
 pub const VOLATILE_LATENCY: &str = "loadgen_volatile_latency_seconds";
+pub const GENERATOR_CPU: &str = "loadgen_generator_cpu_share";
+pub const GENERATOR_LAG: &str = "loadgen_generator_scheduling_lag_seconds";
+pub const GENERATOR_SATURATED: &str = "loadgen_generator_saturated_seconds_total";
 
 /// Histogram bucket bounds, seconds.
 const BUCKETS: [f64; 15] = [
@@ -213,6 +216,7 @@ pub fn render(run: &Run) -> String {
         "Dropped tabs not yet rejoined and replayed",
     );
     let _ = writeln!(out, "{TABS_DOWN} {}", s.tabs_down.load(Ordering::Relaxed));
+    generator_lines(&mut out, run);
     head(
         &mut out,
         RESYNCS,
@@ -287,6 +291,35 @@ pub async fn serve(
             tracing::error!(error = %e, "loadgen metrics server failed");
         }
     }))
+}
+
+/// The generator's own load (see `saturation`): its last second, and its saturated seconds.
+fn generator_lines(out: &mut String, run: &Run) {
+    let samples = run.generator.samples();
+    let last = samples.last().copied().unwrap_or_default();
+    let limits = run.config.saturation_limits();
+    let saturated = samples.iter().filter(|s| limits.check(s).any()).count();
+    head(
+        out,
+        GENERATOR_CPU,
+        "gauge",
+        "The generator's CPU in its last second, as a share of the cores it may use",
+    );
+    let _ = writeln!(out, "{GENERATOR_CPU} {}", last.cpu_share);
+    head(
+        out,
+        GENERATOR_LAG,
+        "gauge",
+        "How late a 10 ms timer on the generator's runtime fired, worst of its last second",
+    );
+    let _ = writeln!(out, "{GENERATOR_LAG} {}", last.lag_ms / 1e3);
+    head(
+        out,
+        GENERATOR_SATURATED,
+        "counter",
+        "Seconds in which the generator was saturated: its latency figures then measure itself",
+    );
+    let _ = writeln!(out, "{GENERATOR_SATURATED} {saturated}");
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::fault::CommandRun;
 use crate::latency::Percentiles;
+use crate::saturation::GeneratorReport;
 use crate::verify::{DeliveryCounts, OwedCounts};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -48,6 +49,9 @@ pub struct Report {
     pub events_logged: u64,
     pub seq_range: [i64; 2],
     pub memory: Memory,
+    /// The generator's own load: when it was saturated, its latency figures measure its own
+    /// backlog, not the server's.
+    pub generator: GeneratorReport,
     /// A few lost and unexpected (tab, seq) pairs, to start an investigation.
     pub examples: Examples,
     /// Faults the embedded server injected, by kind (only with --inject-faults).
@@ -128,15 +132,25 @@ pub struct Gate {
     pub limit: f64,
     pub observed: f64,
     pub passed: bool,
+    /// The figure was taken while the generator was saturated: it may measure the generator.
+    #[serde(default)]
+    pub unreliable: bool,
 }
 
 impl Gate {
+    /// Marks the gate's figure as taken while the generator was saturated.
+    pub fn unreliable_if(mut self, saturated: bool) -> Gate {
+        self.unreliable = saturated;
+        self
+    }
+
     pub fn at_most(name: &str, limit: f64, observed: f64) -> Gate {
         Gate {
             name: name.to_string(),
             limit,
             observed,
             passed: observed <= limit,
+            unreliable: false,
         }
     }
 
@@ -146,6 +160,7 @@ impl Gate {
             limit,
             observed,
             passed: observed >= limit,
+            unreliable: false,
         }
     }
 }
@@ -310,11 +325,17 @@ impl Report {
         if let Some(f) = &self.fault {
             f.summary(&mut out);
         }
+        self.generator_summary(&mut out);
         for gate in &self.gates {
             let mark = if gate.passed { "ok  " } else { "FAIL" };
+            let caveat = if gate.unreliable {
+                "  (unreliable: the generator was saturated)"
+            } else {
+                ""
+            };
             let _ = writeln!(
                 out,
-                "gate {mark}  {:<28} observed {} limit {}",
+                "gate {mark}  {:<28} observed {} limit {}{caveat}",
                 gate.name, gate.observed, gate.limit
             );
         }
@@ -329,6 +350,31 @@ impl Report {
             );
         }
         out
+    }
+}
+
+impl Report {
+    fn generator_summary(&self, out: &mut String) {
+        let g = &self.generator;
+        let _ = writeln!(
+            out,
+            "generator  cpu mean {:.0}% max {:.0}% of {} core(s)  scheduling lag max {:.1} ms  receive backlog max {} KiB  rss {:.1} KiB/tab",
+            g.cpu_share_mean * 100.0,
+            g.cpu_share_max * 100.0,
+            g.cores,
+            g.lag_ms_max,
+            g.backlog_bytes_max / 1024,
+            self.memory.rss_per_tab_bytes as f64 / 1024.0
+        );
+        if g.saturated() {
+            let _ = writeln!(
+                out,
+                "           SATURATED for {} s of {} s ({}): latency figures are not trustworthy",
+                g.saturated_s,
+                g.sampled_s,
+                g.reasons()
+            );
+        }
     }
 }
 

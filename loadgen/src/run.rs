@@ -130,6 +130,8 @@ pub struct Run {
     pub recoveries: Mutex<Vec<Duration>>,
     /// `seq`s of this run's writes answered 2xx: each must be in the log at the end.
     pub acked: Mutex<Vec<i64>>,
+    /// Once-a-second samples of the generator's own CPU, scheduling lag and receive backlog.
+    pub generator: crate::saturation::Watch,
 }
 
 pub fn now_us() -> i64 {
@@ -256,6 +258,7 @@ impl Run {
             fault: FaultTracker::new(),
             recoveries: Mutex::new(Vec::new()),
             acked: Mutex::new(Vec::new()),
+            generator: crate::saturation::Watch::default(),
             config,
         })
     }

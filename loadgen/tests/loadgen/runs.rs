@@ -53,6 +53,64 @@ async fn a_clean_run_delivers_every_owed_event() {
         "volatile, yet nearly all arrive on a calm run: {e:?}"
     );
     assert_eq!(e.latency_ms.count, e.received);
+    let g = &r.generator;
+    assert!(g.sampled_s >= 4 && g.cores >= 1, "{g:?}");
+    assert!(
+        g.cpu_share_max > 0.0 && g.cpu_share_max >= g.cpu_share_mean,
+        "{g:?}"
+    );
+    assert!(
+        r.gates.iter().all(|g| !g.unreliable),
+        "no latency gate was asked for"
+    );
+    assert_matches_schema(&as_json(r));
+}
+
+/// With a scheduling-lag limit of 0 ms every second counts as saturated: the report says so,
+/// the latency gate is marked unreliable, and `--gate-saturated-secs` fails the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saturated_generator_says_so_and_can_fail_its_gate() {
+    let outcome = run(&[
+        "--tabs",
+        "20",
+        "--duration",
+        "3s",
+        "--seed",
+        "16",
+        "--saturation-lag-ms",
+        "0",
+        "--gate-saturated-secs",
+        "0",
+        "--gate-fanout-p99-ms",
+        "60000",
+    ])
+    .await;
+    let r = &outcome.report;
+    let g = &r.generator;
+    assert!(g.sampled_s >= 3, "{g:?}");
+    assert_eq!(
+        (g.saturated_s, g.saturated_by_lag_s),
+        (g.sampled_s, g.sampled_s)
+    );
+    assert!(!outcome.passed(), "{}", r.summary());
+    assert_eq!(r.delivery.lost, 0, "{}", r.summary());
+    let gate = |name: &str| {
+        r.gates
+            .iter()
+            .find(|g| g.name == name)
+            .unwrap_or_else(|| panic!("no gate {name}: {}", r.summary()))
+    };
+    let fanout = gate("fan-out p99 ms");
+    assert!(fanout.passed && fanout.unreliable, "{fanout:?}");
+    let saturated = gate("generator saturated s");
+    assert!(!saturated.passed && saturated.observed == g.saturated_s as f64);
+    let summary = r.summary();
+    assert!(
+        summary.contains(&format!("SATURATED for {} s", g.saturated_s))
+            && summary.contains("latency figures are not trustworthy")
+            && summary.contains("(unreliable: the generator was saturated)"),
+        "{summary}"
+    );
     assert_matches_schema(&as_json(r));
 }
 
