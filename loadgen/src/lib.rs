@@ -393,11 +393,14 @@ async fn verify_and_report(
         target_actions_per_s: run.config.actions_per_sec,
     };
     let fault = fault_report(run, &verdict, &actions, acked.len() as u64, acked_missing);
-    let generator = saturation::summarize(
-        &run.generator.samples(),
-        run.config.saturation_limits(),
-        saturation::cores(),
-    );
+    let generator = saturation::GeneratorReport {
+        cpu_s: saturation::cpu_seconds().unwrap_or(0.0),
+        ..saturation::summarize(
+            &run.generator.samples(),
+            run.config.saturation_limits(),
+            saturation::cores(),
+        )
+    };
     let mut gates = gates(run, &verdict, &latency, &throughput, &actions, &generator);
     if let Some(b) = &browser {
         gates.insert(
