@@ -7,6 +7,7 @@ mod browser;
 mod cluster;
 mod faults;
 mod observability;
+mod peer;
 mod runs;
 
 use std::time::Duration;
