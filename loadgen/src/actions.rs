@@ -12,8 +12,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
+use crate::latency::now_us;
 use crate::plan::popular_boardroom;
-use crate::run::{Run, now_us};
+use crate::run::Run;
+use crate::stats::Action;
 
 /// Hours since the Unix epoch of 2030-01-01T00:00Z: bookings are made in the future.
 const BASE_HOUR: i64 = 525_960;
@@ -36,42 +38,6 @@ pub struct Actor {
     next_slot: i64,
     owned: Vec<Owned>,
 }
-
-/// What an actor does; `Conflict` is a create that must be refused with 409.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    Create,
-    Conflict,
-    Update,
-    Cancel,
-    Delete,
-}
-
-impl Action {
-    pub const ALL: [Action; 5] = [
-        Action::Create,
-        Action::Conflict,
-        Action::Update,
-        Action::Cancel,
-        Action::Delete,
-    ];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Action::Create => "create",
-            Action::Conflict => "conflict",
-            Action::Update => "update",
-            Action::Cancel => "cancel",
-            Action::Delete => "delete",
-        }
-    }
-}
-
-/// How an action ended: the expected answer, a 409 nobody planned, anything else, or no
-/// answer / 503 (the server was down or said so: counted apart, a fault scenario expects it).
-pub const ACTION_RESULTS: [&str; 4] = ["ok", "conflict", "error", "unavailable"];
-/// Index of "unavailable" in [`ACTION_RESULTS`].
-pub const UNAVAILABLE: usize = 3;
 
 impl Actor {
     pub fn new(run: &Run, ordinal: usize) -> Actor {
@@ -210,9 +176,14 @@ impl Actor {
                 let i = self.rng.random_range(0..self.owned.len());
                 let id = self.owned[i].id;
                 // The user edits the booking before saving it: the room hears "editing".
-                run.tabs[tab]
-                    .signal_editing(run, self.owned[i].boardroom, id)
-                    .await;
+                let boardroom = self.owned[i].boardroom;
+                if run.tabs[tab]
+                    .signal_editing(run.boardroom_ids[boardroom], id)
+                    .await
+                {
+                    run.volatile
+                        .sent(&run.plan, boardroom, run.tabs[tab].plan.page);
+                }
                 // What the booking becomes once the server says 200; until then it is unchanged.
                 let mut after = self.owned[i].clone();
                 let change = match self.rng.random_range(0..3) {

@@ -98,7 +98,7 @@ pub struct Config {
     #[arg(long, env = "LOADGEN_SATURATION_CPU", default_value_t = 0.9)]
     pub saturation_cpu: f64,
     /// ... or when a 10 ms timer on its runtime fired this many ms late.
-    #[arg(long, env = "LOADGEN_SATURATION_LAG_MS", default_value_t = 25.0)]
+    #[arg(long, env = "LOADGEN_SATURATION_LAG_MS", default_value_t = 50.0)]
     pub saturation_lag_ms: f64,
     /// ... or when its sockets held this many KiB received and not yet read.
     #[arg(long, env = "LOADGEN_SATURATION_BACKLOG_KIB", default_value_t = 4096)]

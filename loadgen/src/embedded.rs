@@ -5,7 +5,7 @@ use booking_server::realtime::faults::FaultPlan;
 use booking_server::{AppState, ServerConfig};
 use tokio::sync::oneshot;
 
-use crate::RunError;
+use crate::error::RunError;
 
 pub struct Embedded {
     pub base: String,

@@ -15,6 +15,13 @@ const SHARDS: usize = 16;
 /// Largest latency kept exactly: a minute; anything slower is clamped to it.
 const MAX_MICROS: u64 = 60_000_000;
 
+/// Wall clock, µs since the Unix epoch: the clock of `emittedAt` and of every receipt.
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
 pub fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_MICROS, 2).expect("valid histogram bounds")
 }

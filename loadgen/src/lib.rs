@@ -6,16 +6,20 @@ pub mod actions;
 pub mod browser;
 pub mod config;
 pub mod embedded;
+pub mod error;
 pub mod fault;
+pub mod fault_drive;
 pub mod latency;
 pub mod ledger;
 pub mod metrics;
 pub mod plan;
+pub mod receive;
 pub mod reconnect;
 pub mod report;
 pub mod run;
 pub mod saturation;
 pub mod scenario;
+pub mod stats;
 pub mod tab;
 pub mod traces;
 pub mod verify;
@@ -32,9 +36,9 @@ use goose::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use actions::{Action, UNAVAILABLE};
 use browser::{Browser, BrowserTab, Harness};
 use config::Config;
+pub use error::RunError;
 use fault::Scenario;
 use latency::{Percentiles, histogram};
 use plan::ROOM_CLASSES;
@@ -42,17 +46,9 @@ use report::{
     Actions, Breakdown, ClientRow, Examples, FaultReport, Gate, LatencyReport, Memory, Report,
     Throughput,
 };
-use run::{Run, Stats};
+use run::Run;
+use stats::{Action, Stats, UNAVAILABLE};
 use verify::{LogEvent, PATHS, RoomRef, Verdict, judge_tab};
-
-/// Why a run could not happen (exit code 2), as opposed to a run whose gates failed.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error("{0}")]
-    Setup(String),
-    #[error("goose: {0}")]
-    Goose(String),
-}
 
 /// What a run produced: its report, and whether goose's own thresholds failed.
 pub struct Outcome {
@@ -111,7 +107,7 @@ pub async fn run_with_traces(
     };
     let background = spawn_background(&run, ramp);
     let fault = (run.config.scenario != Scenario::None)
-        .then(|| tokio::spawn(fault::run_fault(run.clone())));
+        .then(|| tokio::spawn(fault_drive::run_fault(run.clone())));
 
     let goose_result = goose_attack(&run, ramp).await;
     let action_window_end = Instant::now();

@@ -15,10 +15,10 @@ use axum::routing::get;
 use booking_server::realtime::protocol::BookingEventKind;
 use hdrhistogram::Histogram;
 
-use crate::actions::{ACTION_RESULTS, Action};
 use crate::fault::PHASES;
 use crate::latency::histogram;
-use crate::run::{Run, Stats};
+use crate::run::Run;
+use crate::stats::{ACTION_RESULTS, Action, Stats};
 use crate::verify::PATHS;
 
 pub const TABS_CONNECTED: &str = "loadgen_tabs_connected";

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use goose::prelude::*;
 
-use crate::run::{Run, now_us, read_page};
+use crate::latency::now_us;
+use crate::run::{Run, read_page};
 use crate::tab::Tab;
 
 /// Method name goose shows for Socket.IO records.
@@ -97,7 +98,7 @@ async fn rejoin(
     tab: &Tab,
     replay_from: i64,
 ) -> Result<(), String> {
-    Tab::connect(run, tab.index).await?;
+    crate::receive::connect(run, tab.index).await?;
     let (mut lowest, mut highest, mut node) = (i64::MAX, run.start_seq, None);
     for name in tab.room_names() {
         let ack = tab.join(&name).await?;

@@ -1,7 +1,7 @@
 //! The state one run shares between its tabs, actors and reporters, and its setup: the
 //! embedded server when no host is given, tokens, boardrooms, the starting `seq`.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -10,86 +10,15 @@ use booking_server::events::ReplayPage;
 use booking_server::realtime::protocol::{BookingEventKind, Room};
 use serde_json::{Value, json};
 
-use crate::actions::{ACTION_RESULTS, Action, UNAVAILABLE};
 use crate::config::Config;
+use crate::embedded;
+use crate::error::RunError;
 use crate::fault::FaultTracker;
 use crate::latency::{Latency, kind_index};
 use crate::plan::{CLASS_BOOKINGS, CLASS_USER, Page, Plan};
-use crate::tab::{Tab, stamp_of};
-use crate::verify::{LogEvent, PATH_CROSS, PATHS, RoomRef, path};
-use crate::{RunError, embedded};
-
-/// Counters the progress line and the report read; all monotonic.
-#[derive(Default)]
-pub struct Stats {
-    pub tabs_connected: AtomicU64,
-    pub tabs_joined: AtomicU64,
-    pub deliveries: AtomicU64,
-    pub reconnects: AtomicU64,
-    pub replayed: AtomicU64,
-    /// Connections the server closed or lost (the loadgen did not close them).
-    pub drops: AtomicU64,
-    /// Tabs dropped and not yet back (rejoined and replayed).
-    pub tabs_down: AtomicI64,
-    /// Tabs that gave up reconnecting when the run ended.
-    pub gave_up: AtomicU64,
-    /// `resync` events received, and the events their replays recovered.
-    pub resyncs: AtomicU64,
-    pub resync_recovered: AtomicU64,
-    /// Live receipts by path (`verify::PATHS`), as they arrive.
-    pub live_by_path: [AtomicU64; PATHS.len()],
-    /// Live receipts that repeated one already received, and that came out of `seq` order.
-    pub duplicates: AtomicU64,
-    pub out_of_order: AtomicU64,
-    /// Room joins by room kind (bookings, boardroom, user) and result (ok, refused).
-    pub joins: [[AtomicU64; 2]; 3],
-    /// Actions by `Action` and result (`ACTION_RESULTS`).
-    pub actions: [[AtomicU64; ACTION_RESULTS.len()]; 5],
-    /// The verdict's counts, once the run is judged (for /metrics after the run).
-    pub verdict: OnceLock<crate::verify::DeliveryCounts>,
-}
-
-impl Stats {
-    pub fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
-    }
-
-    pub fn actions(&self) -> u64 {
-        self.actions.iter().flatten().map(Self::get).sum()
-    }
-
-    /// Counts an action's answer; true when it was the expected one. No answer at all and 503
-    /// are "unavailable": the server was down or said so (a fault scenario expects them).
-    pub fn action(&self, action: Action, status: Option<u16>, expected: u16) -> bool {
-        let result = match status {
-            Some(s) if s == expected => 0,
-            Some(409) => 1,
-            None | Some(503) => UNAVAILABLE,
-            _ => 2,
-        };
-        self.actions[action as usize][result].fetch_add(1, Ordering::Relaxed);
-        result == 0
-    }
-
-    /// Actions answered "unavailable", all kinds.
-    pub fn unavailable(&self) -> u64 {
-        self.actions
-            .iter()
-            .map(|a| Self::get(&a[UNAVAILABLE]))
-            .sum()
-    }
-
-    /// A tab's connection dropped.
-    pub fn dropped(&self) {
-        self.drops.fetch_add(1, Ordering::Relaxed);
-        self.tabs_down.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Actions of one kind with one result (indexes into `ACTION_RESULTS`).
-    pub fn action_count(&self, action: Action, result: usize) -> u64 {
-        Self::get(&self.actions[action as usize][result])
-    }
-}
+use crate::stats::Stats;
+use crate::tab::Tab;
+use crate::verify::{LogEvent, RoomRef};
 
 pub struct Run {
     pub config: Config,
@@ -132,12 +61,6 @@ pub struct Run {
     pub acked: Mutex<Vec<i64>>,
     /// Once-a-second samples of the generator's own CPU, scheduling lag and receive backlog.
     pub generator: crate::saturation::Watch,
-}
-
-pub fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
 }
 
 impl Run {
@@ -290,67 +213,6 @@ impl Run {
             ),
         };
         vec![page, (Room::User(tab.user.clone()), CLASS_USER)]
-    }
-
-    /// A live event reached tab `index` (called from its Socket.IO callback: keep it short).
-    pub fn on_event(&self, index: usize, kind: BookingEventKind, value: &Value) {
-        let now = now_us();
-        // A payload without a stamp is not recorded: the event it should have been counts lost.
-        let Some(stamp) = stamp_of(value) else {
-            tracing::warn!(
-                tab = index,
-                "received an event without seq/boardroomId/emittedAt"
-            );
-            return;
-        };
-        let tab = &self.tabs[index];
-        let (receipt, in_order) = {
-            let mut ledger = tab.ledger.lock().expect("poisoned");
-            let in_order = stamp.seq >= ledger.last_live();
-            (ledger.record_live_at(stamp.seq, now), in_order)
-        };
-        let event_node = value.get("node").and_then(Value::as_str);
-        let path = tab.with_node(|tab_node| path(event_node, tab_node));
-        self.stats.live_by_path[path].fetch_add(1, Ordering::Relaxed);
-        if path == PATH_CROSS {
-            self.fault.cross_node_delivery(stamp.seq, stamp.emitted_at);
-        }
-        let nth = self.stats.deliveries.fetch_add(1, Ordering::Relaxed);
-        if let Some(traces) = &self.traces
-            && nth.is_multiple_of(traces.every)
-            && let Some(traceparent) = value.get("traceparent").and_then(Value::as_str)
-        {
-            traces.receipt(traceparent, index, stamp.seq, stamp.emitted_at, now);
-        }
-        if receipt == crate::ledger::Receipt::Duplicate {
-            self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
-        }
-        if !in_order {
-            self.stats.out_of_order.fetch_add(1, Ordering::Relaxed);
-        }
-        let class = match tab.plan.page {
-            Page::Dashboard => CLASS_BOOKINGS,
-            Page::Calendar(k) => {
-                let id = self.boardroom_ids[k];
-                if stamp.boardroom_id == id || stamp.previous_boardroom_id == Some(id) {
-                    self.plan.boardroom_class(k)
-                } else {
-                    CLASS_USER
-                }
-            }
-        };
-        self.latency.receipt(
-            index,
-            kind_index(kind),
-            class,
-            stamp.seq,
-            stamp.emitted_at,
-            now,
-        );
-        let mut samples = tab.samples.lock().expect("poisoned");
-        if samples.len() < self.config.goose_samples_per_turn {
-            samples.push((kind, (now - stamp.emitted_at).max(0) as u64));
-        }
     }
 
     /// When goose's run ends (about): a tab still reconnecting then gives up.

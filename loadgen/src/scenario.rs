@@ -69,7 +69,7 @@ async fn open_tab(run: &Arc<Run>, user: &mut GooseUser) -> TransactionResult {
         host: tab.host(),
     });
     let started = Instant::now();
-    let connected = Tab::connect(run, index).await;
+    let connected = crate::receive::connect(run, index).await;
     let error = connected.as_ref().err().map(String::as_str);
     user.record_custom_request_duration(
         SIO,

@@ -1,7 +1,8 @@
-//! One simulated browser tab: its Socket.IO connection (rust_socketio, async, WebSocket), the
-//! rooms it joined with their watermarks, the server nodes it was on, and the ledger of what it
-//! received. A connection the server closes or loses is noticed here and handed to the tab's
-//! turn to reconnect (rust_socketio's own reconnect is off: it would not rejoin or replay).
+//! One simulated browser tab's state: the rooms it joined with their watermarks, the server
+//! nodes it was on, the ledger of what it received, and its Socket.IO client once `receive`
+//! has connected it. A connection the server closes or loses is noticed here and handed to the
+//! tab's turn to reconnect (rust_socketio's own reconnect is off: it would not rejoin or
+//! replay).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -9,18 +10,18 @@ use std::time::{Duration, Instant};
 
 use booking_server::realtime::editing::Throttle;
 use booking_server::realtime::protocol::{
-    BookingEventKind, EDITING, EditingSignal, EventStamp, JOIN_ROOM, RESYNC, Resync, RoomAck,
+    BookingEventKind, EDITING, EditingSignal, JOIN_ROOM, Resync, RoomAck,
 };
 use futures_util::FutureExt;
-use rust_socketio::asynchronous::{Client, ClientBuilder};
-use rust_socketio::{Event, Payload, TransportType};
+use rust_socketio::Payload;
+use rust_socketio::asynchronous::Client;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, oneshot};
 
 use crate::ledger::Ledger;
 use crate::plan::TabPlan;
-use crate::run::Run;
+use crate::stats::Stats;
 use crate::verify::Joined;
 
 /// How long a connect or an ack may take before the tab counts it as failed.
@@ -82,104 +83,38 @@ impl Tab {
         }
     }
 
-    /// Says "I am editing booking `booking` of plan boardroom `k`" to the other tabs of its
-    /// room, as a page does while its user types; at most once per [`SIGNAL_GAP`].
+    /// Says "I am editing booking `booking`" (of boardroom `boardroom_id`) to the other tabs of
+    /// its room, as a page does while its user types; at most once per [`SIGNAL_GAP`]. True
+    /// when the signal went out.
     ///
     /// [`SIGNAL_GAP`]: crate::volatile::SIGNAL_GAP
-    pub async fn signal_editing(&self, run: &Run, k: usize, booking: i64) {
+    pub async fn signal_editing(&self, boardroom_id: i64, booking: i64) -> bool {
         if !self.editing.admit(Instant::now()) {
-            return;
+            return false;
         }
         let signal = EditingSignal {
-            boardroom_id: run.boardroom_ids[k],
+            boardroom_id,
             booking_id: Some(booking),
         };
         let client = self.client.lock().await;
         let Some(client) = client.as_ref() else {
-            return;
+            return false;
         };
         let Ok(arg) = serde_json::to_value(signal) else {
-            return;
+            return false;
         };
-        if client.emit(EDITING, arg).await.is_ok() {
-            run.volatile.sent(&run.plan, k, self.plan.page);
-        }
+        client.emit(EDITING, arg).await.is_ok()
     }
 
-    /// Opens the Socket.IO connection and waits for the namespace CONNECT (an emit sent
-    /// before it is lost, see DESIGN.md).
-    pub async fn connect(run: &Arc<Run>, index: usize) -> Result<(), String> {
-        let tab = &run.tabs[index];
-        let generation = tab.generation.fetch_add(1, Ordering::SeqCst) + 1;
-        let (tx, mut rx) = mpsc::unbounded_channel::<Result<(), String>>();
-        let mut builder = ClientBuilder::new(run.hosts[tab.host()].clone())
-            .transport_type(TransportType::Websocket)
-            .reconnect(false)
-            .auth(json!({ "token": tab.token }));
-        for kind in BookingEventKind::ALL {
-            let run = run.clone();
-            builder = builder.on(kind.name(), move |payload, _| {
-                if let Payload::Text(values) = payload
-                    && let Some(value) = values.first()
-                {
-                    run.on_event(index, kind, value);
-                }
-                async {}.boxed()
-            });
-        }
-        let volatile = run.clone();
-        builder = builder.on(EDITING, move |payload, _| {
-            if let Payload::Text(values) = payload
-                && let Some(value) = values.first()
-            {
-                volatile.volatile.received(value, crate::run::now_us());
-            }
-            async {}.boxed()
-        });
-        let connected = tx.clone();
-        builder = builder.on(Event::Connect, move |_, _| {
-            let _ = connected.send(Ok(()));
-            async {}.boxed()
-        });
-        let resync = run.clone();
-        builder = builder.on(RESYNC, move |payload, _| {
-            resync.tabs[index].on_resync(&resync, generation, payload);
-            async {}.boxed()
-        });
-        // rust_socketio reports a lost transport (node killed, connection reset) as an error,
-        // and fires Close only when the server sends a Socket.IO disconnect.
-        let failed = run.clone();
-        builder = builder.on(Event::Error, move |payload, _| {
-            let tab = &failed.tabs[index];
-            if !tab.on_drop(&failed, generation, &format!("{payload:?}")) {
-                let _ = tx.send(Err(format!("{payload:?}")));
-            }
-            async {}.boxed()
-        });
-        let closed = run.clone();
-        builder = builder.on(Event::Close, move |_, _| {
-            closed.tabs[index].on_drop(&closed, generation, "closed by the server");
-            async {}.boxed()
-        });
-        let client = tokio::time::timeout(SOCKET_TIMEOUT, builder.connect())
-            .await
-            .map_err(|_| "connect timed out".to_string())?
-            .map_err(|e| format!("connect failed: {e}"))?;
-        match tokio::time::timeout(SOCKET_TIMEOUT, rx.recv()).await {
-            Ok(Some(Ok(()))) => {
-                tab.connected.store(true, Ordering::Relaxed);
-                *tab.client.lock().await = Some(client);
-                Ok(())
-            }
-            Ok(Some(Err(e))) => {
-                let _ = client.disconnect().await;
-                Err(format!("refused: {e}"))
-            }
-            _ => {
-                let _ = client.disconnect().await;
-                Err("no CONNECT from the server in time".into())
-            }
-        }
+    /// Starts a new connection: returns its generation (callbacks of older ones are ignored).
+    pub fn next_generation(&self) -> u64 {
+        self.generation.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// The connection got the namespace CONNECT: it is the tab's from now on.
+    pub async fn connected_with(&self, client: Client) {
+        self.connected.store(true, Ordering::Relaxed);
+        *self.client.lock().await = Some(client);
     }
 
     /// Joins `room`; returns the ack.
@@ -215,7 +150,7 @@ impl Tab {
 
     /// The connection `generation` failed or was closed by the server. Returns false when it
     /// is not the tab's open connection (connecting, replaced, or closed on purpose).
-    fn on_drop(&self, run: &crate::run::Run, generation: u64, why: &str) -> bool {
+    pub fn on_drop(&self, stats: &Stats, generation: u64, why: &str) -> bool {
         if self.generation.load(Ordering::SeqCst) != generation
             || !self.connected.swap(false, Ordering::SeqCst)
         {
@@ -226,13 +161,13 @@ impl Tab {
             .lock()
             .expect("poisoned")
             .get_or_insert_with(Instant::now);
-        run.stats.dropped();
+        stats.dropped();
         self.reconnect.store(true, Ordering::Relaxed);
         self.wake.notify_one();
         true
     }
 
-    fn on_resync(&self, run: &crate::run::Run, generation: u64, payload: Payload) {
+    pub fn on_resync(&self, stats: &Stats, generation: u64, payload: Payload) {
         if self.generation.load(Ordering::SeqCst) != generation {
             return;
         }
@@ -247,7 +182,7 @@ impl Tab {
             tracing::warn!(tab = self.index, "a resync without a readable payload");
             return;
         };
-        run.stats.resyncs.fetch_add(1, Ordering::Relaxed);
+        stats.resyncs.fetch_add(1, Ordering::Relaxed);
         tracing::info!(tab = self.index, after = resync.after, node = %resync.node, "resync");
         self.request_resync(resync.after);
     }
@@ -324,11 +259,6 @@ fn parse_ack(payload: Payload) -> Result<RoomAck, String> {
         value = inner.swap_remove(0);
     }
     RoomAck::deserialize(&value).map_err(|e| format!("bad ack {value}: {e}"))
-}
-
-/// The stamp of a received event, or `None` when it is not one of ours.
-pub fn stamp_of(value: &Value) -> Option<EventStamp> {
-    EventStamp::deserialize(value).ok()
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ mod binary;
 mod browser;
 mod cluster;
 mod faults;
+mod layout;
 mod observability;
 mod peer;
 mod runs;
