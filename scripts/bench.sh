@@ -1,45 +1,112 @@
 #!/usr/bin/env bash
-# Benchmark (not a test): a release booking-server and a release loadgen as two processes on
-# this machine, over loopback. Prints the loadgen summary, then the figures the README quotes:
-# tabs held, verified deliveries/s with 0 lost, fan-out p50/p99, loadgen RSS per tab.
+# Benchmark (not a test): the same workload, seed and release loadgen against the Rust
+# booking-server (SQLite in memory) and then against the Node.js peer on the official
+# socket.io package (examples/node-server, in memory), one after the other, each as its own
+# process on this machine over loopback. Prints each run's loadgen summary, then one table:
+# verified deliveries/s, lost, fan-out p50/p99, CPU seconds per 100k verified deliveries of
+# the server and of the generator (whole run, from /proc), RSS per tab of each, and the
+# seconds the generator was saturated (when it was, its latency figures are its own).
 #
-#   scripts/bench.sh                      # 5000 tabs, 60 s, 12 actions/s
-#   TABS=2000 DURATION=30s RATE=20 scripts/bench.sh
+#   scripts/bench.sh                                   # 3000 tabs, 30 s, 20 actions/s, seed 7
+#   TABS=3000 RATE=60 scripts/bench.sh                 # heavier
+#   SERVERS=rust RUNS=3 scripts/bench.sh               # the Rust server only, three times
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TABS=${TABS:-5000}
-DURATION=${DURATION:-60s}
-RATE=${RATE:-12}
+TABS=${TABS:-3000}
+DURATION=${DURATION:-30s}
+RATE=${RATE:-20}
 RAMP=${RAMP:-500}
+SEED=${SEED:-7}
+RUNS=${RUNS:-1}
+SERVERS=${SERVERS:-rust node}
 PORT=${PORT:-5077}
-OUT=${OUT:-target/bench-report.json}
+OUT=${OUT:-target/bench}
 SECRET=bench-secret
 
 cargo build --release -q -p booking-server -p booking-loadgen
-AUTH_SECRET=$SECRET DATABASE_URL=sqlite::memory: LOG_LEVEL=warn \
-    SOCKET_QUEUE_SIZE=4096 ./target/release/booking-server --port "$PORT" &
-server=$!
-trap 'kill $server 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
-    curl -sf "http://127.0.0.1:$PORT/ready" >/dev/null && break
-    sleep 0.1
+if [[ " $SERVERS " == *" node "* && ! -d examples/node-server/node_modules/socket.io ]]; then
+    npm ci --prefix examples/node-server --no-audit --no-fund --silent
+fi
+mkdir -p "$OUT"
+
+# CPU seconds (user + system) of a live process.
+cpu_s() { awk '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / 100 }' "/proc/$1/stat"; }
+rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
+
+server=
+trap '[ -n "$server" ] && kill "$server" 2>/dev/null || true' EXIT
+
+start_server() {
+    case $1 in
+        rust)
+            AUTH_SECRET=$SECRET DATABASE_URL=sqlite::memory: LOG_LEVEL=warn \
+                ./target/release/booking-server --port "$PORT" &
+            ;;
+        node)
+            AUTH_SECRET=$SECRET PORT=$PORT \
+                node examples/node-server/server.mjs >/dev/null &
+            ;;
+        *) echo "bench: unknown server '$1' (rust or node)" >&2; exit 2 ;;
+    esac
+    server=$!
+    for _ in $(seq 1 100); do
+        curl -sf "http://127.0.0.1:$PORT/ready" >/dev/null && return
+        sleep 0.1
+    done
+    echo "bench: the $1 server did not get ready on port $PORT" >&2
+    exit 2
+}
+
+rows=()
+for run in $(seq 1 "$RUNS"); do
+    for name in $SERVERS; do
+        echo "== bench: $name server, run $run: $TABS tabs, $DURATION at $RATE actions/s, seed $SEED"
+        start_server "$name"
+        before=$(cpu_s "$server")
+        report="$OUT/$name-$run.json"
+        set +e
+        ./target/release/loadgen --host "http://127.0.0.1:$PORT" --auth-secret "$SECRET" \
+            --tabs "$TABS" --ramp-up "$RAMP" --duration "$DURATION" --actions-per-sec "$RATE" \
+            --seed "$SEED" --progress-every 10s --report-json "$report"
+        code=$?
+        set -e
+        after=$(cpu_s "$server")
+        rss=$(rss_kib "$server")
+        kill "$server"
+        wait "$server" 2>/dev/null || true
+        server=
+        if [ ! -s "$report" ]; then
+            echo "bench: the loadgen could not run against the $name server (exit $code)" >&2
+            exit 2
+        fi
+        rows+=("$name $run $before $after $rss $report")
+        sleep 2
+    done
 done
 
-set +e
-./target/release/loadgen --host "http://127.0.0.1:$PORT" --auth-secret "$SECRET" \
-    --tabs "$TABS" --ramp-up "$RAMP" --duration "$DURATION" --actions-per-sec "$RATE" \
-    --seed 1 --progress-every 10s --report-json "$OUT"
-code=$?
-set -e
-server_rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$server/status")
-python3 - "$OUT" "$server_rss_kb" <<'PY'
-import json, sys
-r = json.load(open(sys.argv[1]))
-d, l, t, m = r["delivery"], r["latency_ms"], r["throughput"], r["memory"]
-print(f"bench: tabs {r['tabs_joined']}/{r['tabs']} joined, owed {d['owed']} lost {d['lost']} "
-      f"dup {d['duplicated']} unexpected {d['unexpected']}, {t['deliveries_per_s']:.0f} deliveries/s, "
-      f"{t['actions_per_s']:.1f} actions/s, fan-out p50 {l['fanout']['p50']:.2f} ms p99 {l['fanout']['p99']:.2f} ms, "
-      f"action p99 {l['action']['p99']:.2f} ms, loadgen RSS {m['rss_bytes']/2**20:.0f} MiB "
-      f"({m['rss_per_tab_bytes']/1024:.1f} KiB/tab), server RSS {int(sys.argv[2])/1024:.0f} MiB")
-PY
-exit $code
+echo
+echo "bench: $TABS tabs, $DURATION of actions at $RATE/s, seed $SEED, on $(nproc) cores ($(uname -m)), $(date -u +%Y-%m-%d)"
+node - "${rows[@]}" <<'JS'
+const fs = require("fs");
+const head = ["server", "run", "verified deliveries/s", "lost", "fan-out p50 / p99 ms",
+  "server CPU-s per 100k", "generator CPU-s per 100k", "server KiB/tab", "generator KiB/tab",
+  "generator saturated s"];
+const lines = [`| ${head.join(" | ")} |`, `|${head.map(() => "---").join("|")}|`];
+for (const row of process.argv.slice(2)) {
+  const [name, run, before, after, rssKib, path] = row.split(" ");
+  const r = JSON.parse(fs.readFileSync(path, "utf8"));
+  const delivered = Math.max(r.delivery.delivered, 1);
+  const per100k = (cpu) => (cpu / delivered * 1e5).toFixed(2);
+  const f = r.latency_ms.fanout;
+  lines.push(`| ${[name, run,
+    Math.round(r.throughput.deliveries_per_s).toLocaleString("en"),
+    r.delivery.lost,
+    `${f.p50.toFixed(1)} / ${f.p99.toFixed(1)}`,
+    per100k(after - before),
+    per100k(r.generator.cpu_s),
+    (rssKib / r.tabs).toFixed(1),
+    (r.memory.rss_per_tab_bytes / 1024).toFixed(1),
+    `${r.generator.saturated_s} of ${r.generator.sampled_s}`].join(" | ")} |`);
+}
+console.log(lines.join("\n"));
+JS
