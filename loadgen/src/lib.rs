@@ -80,6 +80,9 @@ pub async fn run_with_traces(
     traces: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
 ) -> Result<Outcome, RunError> {
     config.validate().map_err(RunError::Setup)?;
+    if let Ok((open_files, _)) = rlimit::getrlimit(rlimit::Resource::NOFILE) {
+        enough_open_files(&config, open_files).map_err(RunError::Setup)?;
+    }
     let chromium = match config.browser_tabs {
         0 => None,
         _ => Some(browser::find_chromium(config.chromium.as_deref()).map_err(RunError::Setup)?),
@@ -157,6 +160,36 @@ pub async fn run_with_traces(
         report: report?,
         goose_thresholds_failed,
     })
+}
+
+/// Open files a run needs: a socket per tab (and the embedded server's end of it), REST
+/// connections, the log read, some spare.
+fn open_files_needed(config: &Config) -> u64 {
+    let tabs = config.tabs as u64;
+    let sockets = if config.hosts.is_empty() {
+        2 * tabs
+    } else {
+        tabs
+    };
+    sockets + tabs / 20 + 256
+}
+
+/// Refuses a run that would run out of open files part way (connects failing with EMFILE,
+/// REST actions hanging) with what to do instead.
+fn enough_open_files(config: &Config, open_files: u64) -> Result<(), String> {
+    let needed = open_files_needed(config);
+    if needed <= open_files {
+        return Ok(());
+    }
+    let server = if config.hosts.is_empty() {
+        " (the embedded server's sockets count too: a --host runs it apart)"
+    } else {
+        ""
+    };
+    Err(format!(
+        "--tabs {} needs about {needed} open files and this process may open {open_files}{server}: raise `ulimit -n`, lower --tabs, or split the tabs over several generator processes",
+        config.tabs
+    ))
 }
 
 /// Starts Chromium with the run's pages and waits until each has joined its rooms, so the
@@ -684,4 +717,41 @@ pub fn faults_from_metrics(text: &str) -> BTreeMap<String, u64> {
             Some((kind.to_string(), value.trim().parse::<f64>().ok()? as u64))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn a_run_that_would_run_out_of_open_files_is_refused_up_front() {
+        let config = |args: &[&str]| {
+            let mut all = vec!["loadgen"];
+            all.extend_from_slice(args);
+            Config::try_parse_from(all).unwrap()
+        };
+        let remote = config(&[
+            "--host",
+            "http://127.0.0.1:1",
+            "--token",
+            "t",
+            "--tabs",
+            "20000",
+        ]);
+        assert_eq!(open_files_needed(&remote), 20_000 + 1_000 + 256);
+        let refused = enough_open_files(&remote, 20_000).unwrap_err();
+        assert!(
+            refused.contains("--tabs 20000 needs about 21256 open files"),
+            "{refused}"
+        );
+        assert!(enough_open_files(&remote, 65_536).is_ok());
+        let embedded = config(&["--tabs", "1000"]);
+        assert!(
+            enough_open_files(&embedded, 2_000)
+                .unwrap_err()
+                .contains("embedded server")
+        );
+        assert!(enough_open_files(&embedded, 4_096).is_ok());
+    }
 }

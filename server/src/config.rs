@@ -227,10 +227,33 @@ impl ServerConfig {
     }
 }
 
+/// Open files kept back from Socket.IO connections: REST connections, the database pool,
+/// Redis, the listener, logs. A twentieth of the limit, at least 256.
+fn reserved_files(open_files: u64) -> u64 {
+    (open_files / 20).max(256)
+}
+
+/// The Socket.IO connections a process that may open `open_files` files can hold: `wanted`, or
+/// fewer when the limit would run out first. Past the limit `accept` fails (EMFILE) for every
+/// connection, REST included, so "server full" must come before it.
+pub fn connections_within(wanted: usize, open_files: u64) -> usize {
+    let room = open_files.saturating_sub(reserved_files(open_files));
+    wanted.min(usize::try_from(room).unwrap_or(usize::MAX))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn connections_stop_short_of_the_open_files_limit() {
+        assert_eq!(connections_within(50_000, 1_048_576), 50_000);
+        assert_eq!(connections_within(50_000, 20_000), 19_000);
+        assert_eq!(connections_within(50_000, 1_024), 768);
+        assert_eq!(connections_within(100, 1_024), 100);
+        assert_eq!(connections_within(50_000, 100), 0);
+    }
 
     #[test]
     fn durations_parse() {

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use booking_server::auth::{Role, mint_with_secret};
-use booking_server::config::{Cli, Command};
+use booking_server::config::{Cli, Command, connections_within};
 use booking_server::{AppState, serve, telemetry};
 use clap::Parser;
 
@@ -20,7 +20,7 @@ async fn main() -> anyhow::Result<()> {
         println!("{token}");
         return Ok(());
     }
-    let config = cli.server;
+    let mut config = cli.server;
     let traces =
         telemetry::otel::provider_from_env("booking-server").map_err(anyhow::Error::msg)?;
     telemetry::init_logging(&config.log_level, config.log_format, traces.as_ref());
@@ -29,7 +29,18 @@ async fn main() -> anyhow::Result<()> {
     }
     // Each socket is a file: lift the soft limit as far as the hard one allows.
     match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) => tracing::debug!(limit, "open-files limit"),
+        Ok(limit) => {
+            tracing::debug!(limit, "open-files limit");
+            let fits = connections_within(config.max_connections, limit);
+            if fits < config.max_connections {
+                tracing::warn!(
+                    max_connections = config.max_connections,
+                    open_files = limit,
+                    "--max-connections is above what the open-files limit allows: at most {fits} Socket.IO connections, then \"server full\""
+                );
+                config.max_connections = fits;
+            }
+        }
         Err(e) => tracing::warn!(error = %e, "could not raise the open-files limit"),
     }
     let addr = format!("{}:{}", config.bind, config.port);
