@@ -23,6 +23,23 @@ fn required_or_skip(what: &str, var: &str) -> Option<String> {
     None
 }
 
+/// Whether Node.js runs here and `dir` (relative to the workspace root) has `package` in its
+/// `node_modules`. With `CI` set both are required (a missing one fails the test); elsewhere
+/// the caller skips its test with a note.
+pub fn node_package_installed(dir: &str, package: &str) -> bool {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let installed = root.join(dir).join("node_modules").join(package).exists()
+        && Command::new("node").arg("--version").output().is_ok();
+    if !installed {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run `npm ci --prefix {dir}` (and have Node.js) so its tests run"
+        );
+        eprintln!("node or {dir}/node_modules/{package} missing: skipping a test");
+    }
+    installed
+}
+
 /// The shared PostgreSQL server for tests (`TEST_DATABASE_URL`).
 pub fn shared_postgres_url() -> Option<String> {
     match std::env::var("TEST_DATABASE_URL") {

@@ -19,17 +19,7 @@ fn peer_dir() -> PathBuf {
 
 /// The peer on a free port, and its base URL; `None` (outside CI) when it cannot run here.
 async fn start_peer() -> Option<(Child, String)> {
-    let installed = peer_dir().join("node_modules/socket.io").exists()
-        && std::process::Command::new("node")
-            .arg("--version")
-            .output()
-            .is_ok();
-    if !installed {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must run `npm ci --prefix examples/node-server` so the Node peer test runs"
-        );
-        eprintln!("node or examples/node-server/node_modules missing: skipping the Node peer test");
+    if !testkit::node_package_installed("examples/node-server", "socket.io") {
         return None;
     }
     let mut child = Command::new("node")

@@ -17,19 +17,7 @@ fn interop_dir() -> PathBuf {
 
 /// Whether node and socket.io-client are installed; in CI they must be.
 fn node_client_available() -> bool {
-    let installed = interop_dir().join("node_modules/socket.io-client").exists()
-        && std::process::Command::new("node")
-            .arg("--version")
-            .output()
-            .is_ok();
-    if !installed {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must run `npm ci --prefix interop` so the interop tests run"
-        );
-        eprintln!("node or interop/node_modules missing: skipping an interop test");
-    }
-    installed
+    testkit::node_package_installed("interop", "socket.io-client")
 }
 
 struct JsTab {
