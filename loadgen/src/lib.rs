@@ -425,7 +425,8 @@ async fn verify_and_report(
     let generator = saturation::GeneratorReport {
         cpu_s: saturation::cpu_seconds().unwrap_or(0.0),
         ..saturation::summarize(
-            &run.generator.samples(),
+            &run.generator
+                .samples_since(run.actions_started.get().copied()),
             run.config.saturation_limits(),
             saturation::cores(),
         )

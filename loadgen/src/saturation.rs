@@ -75,7 +75,8 @@ impl Limits {
 /// What the report says about the generator.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct GeneratorReport {
-    /// Seconds sampled (from the first tab's connect to the end of the settle).
+    /// Seconds sampled, from the start of actions to the end of the settle (latency is only
+    /// measured then; the progress line shows saturation while tabs connect too).
     pub sampled_s: u64,
     /// Seconds in which at least one signal crossed its limit.
     pub saturated_s: u64,
@@ -158,20 +159,31 @@ pub fn summarize(samples: &[Sample], limits: Limits, cores: usize) -> GeneratorR
     r
 }
 
-/// The samples of a run, taken by [`watch`].
+/// The samples of a run, taken by [`watch`], each with when it was taken.
 #[derive(Default)]
 pub struct Watch {
-    samples: Mutex<Vec<Sample>>,
+    samples: Mutex<Vec<(Instant, Sample)>>,
 }
 
 impl Watch {
-    pub fn samples(&self) -> Vec<Sample> {
-        self.samples.lock().expect("poisoned").clone()
+    /// The samples taken at or after `from` (all of them when `None`). Latency is only measured
+    /// once actions start, so a generator busy connecting tabs before then falsifies nothing.
+    pub fn samples_since(&self, from: Option<Instant>) -> Vec<Sample> {
+        let samples = self.samples.lock().expect("poisoned");
+        samples
+            .iter()
+            .filter(|(at, _)| from.is_none_or(|from| *at >= from))
+            .map(|(_, s)| *s)
+            .collect()
     }
 
     /// The newest sample, for the progress line and `/metrics`.
     pub fn last(&self) -> Option<Sample> {
-        self.samples.lock().expect("poisoned").last().copied()
+        self.samples
+            .lock()
+            .expect("poisoned")
+            .last()
+            .map(|(_, s)| *s)
     }
 }
 
@@ -211,7 +223,7 @@ pub async fn watch(watch: &Watch) {
                 backlog
             },
         };
-        watch.samples.lock().expect("poisoned").push(sample);
+        watch.samples.lock().expect("poisoned").push((now, sample));
         (cpu, at) = (cpu_now, now);
     }
 }
@@ -326,6 +338,21 @@ mod tests {
         );
         let calm = summarize(&samples[..1], LIMITS, 2);
         assert!(!calm.saturated() && calm.reasons().is_empty());
+    }
+
+    #[test]
+    fn only_samples_from_the_start_of_actions_count() {
+        let watch = Watch::default();
+        let connecting = Instant::now();
+        let acting = connecting + Duration::from_secs(1);
+        let busy = sample(1.0, 300.0, 0);
+        let calm = sample(0.2, 1.0, 0);
+        watch.samples.lock().unwrap().push((connecting, busy));
+        watch.samples.lock().unwrap().push((acting, calm));
+        assert_eq!(watch.samples_since(None), [busy, calm]);
+        assert_eq!(watch.samples_since(Some(acting)), [calm]);
+        assert_eq!(watch.last(), Some(calm));
+        assert!(!summarize(&watch.samples_since(Some(acting)), LIMITS, 2).saturated());
     }
 
     #[test]
