@@ -424,12 +424,7 @@ async fn verify_and_report(
     let fault = fault_report(run, &verdict, &actions, acked.len() as u64, acked_missing);
     let generator = saturation::GeneratorReport {
         cpu_s: saturation::cpu_seconds().unwrap_or(0.0),
-        ..saturation::summarize(
-            &run.generator
-                .samples_since(run.actions_started.get().copied()),
-            run.config.saturation_limits(),
-            saturation::cores(),
-        )
+        ..run.generator_report()
     };
     let mut gates = gates(run, &verdict, &latency, &throughput, &actions, &generator);
     if let Some(b) = &browser {

@@ -295,12 +295,8 @@ pub async fn serve(
 
 /// The generator's own load (see `saturation`): its last second, and its saturated seconds.
 fn generator_lines(out: &mut String, run: &Run) {
-    let samples = run
-        .generator
-        .samples_since(run.actions_started.get().copied());
-    let last = samples.last().copied().unwrap_or_default();
-    let limits = run.config.saturation_limits();
-    let saturated = samples.iter().filter(|s| limits.check(s).any()).count();
+    let last = run.generator.last().unwrap_or_default();
+    let saturated = run.generator_report().saturated_s;
     head(
         out,
         GENERATOR_CPU,

@@ -222,6 +222,17 @@ impl Run {
         Some(started + c.duration + c.think_time + Duration::from_secs(2))
     }
 
+    /// The generator's samples since actions started, judged by the run's limits.
+    pub fn generator_report(&self) -> crate::saturation::GeneratorReport {
+        crate::saturation::summarize(
+            &self
+                .generator
+                .samples_since(self.actions_started.get().copied()),
+            self.config.saturation_limits(),
+            crate::saturation::cores(),
+        )
+    }
+
     pub fn past_end(&self) -> bool {
         self.end_at().is_some_and(|end| Instant::now() >= end)
     }

@@ -15,11 +15,21 @@ use std::time::{Duration, Instant};
 /// How long a service may take to come up.
 pub const START_WITHIN: Duration = Duration::from_secs(30);
 
-fn required_or_skip(what: &str, var: &str) -> Option<String> {
-    if std::env::var_os("CI").is_some() {
-        panic!("{var} must be set in CI: the {what} tests are required");
+/// `present`, after failing the test when it is false in CI (`CI` set: every test must run)
+/// or noting that it is skipped elsewhere; `missing` says what is not here and what to do.
+pub fn present_or_skip(present: bool, missing: &str) -> bool {
+    if !present {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI requires this test: {missing}"
+        );
+        eprintln!("skipping a test: {missing}");
     }
-    eprintln!("{var} not set: skipping a {what} test");
+    present
+}
+
+fn required_or_skip(what: &str, var: &str) -> Option<String> {
+    present_or_skip(false, &format!("{var} not set (the {what} tests need it)"));
     None
 }
 
@@ -30,14 +40,10 @@ pub fn node_package_installed(dir: &str, package: &str) -> bool {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let installed = root.join(dir).join("node_modules").join(package).exists()
         && Command::new("node").arg("--version").output().is_ok();
-    if !installed {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must run `npm ci --prefix {dir}` (and have Node.js) so its tests run"
-        );
-        eprintln!("node or {dir}/node_modules/{package} missing: skipping a test");
-    }
-    installed
+    present_or_skip(
+        installed,
+        &format!("needs Node.js and `npm ci --prefix {dir}` ({package} is not in node_modules)"),
+    )
 }
 
 /// The shared PostgreSQL server for tests (`TEST_DATABASE_URL`).

@@ -8,14 +8,12 @@ use crate::{as_json, assert_matches_schema, run};
 
 /// True when Chromium is here; without it, CI fails and a laptop skips.
 fn chromium_available(test: &str) -> bool {
-    match find_chromium(None) {
-        Ok(_) => true,
-        Err(e) if std::env::var_os("CI").is_some() => panic!("CI requires Chromium: {e}"),
-        Err(e) => {
-            eprintln!("skipping {test}: {e}");
-            false
-        }
-    }
+    let found = find_chromium(None);
+    let missing = found
+        .as_ref()
+        .err()
+        .map_or(String::new(), |e| format!("{test} needs Chromium: {e}"));
+    testkit::present_or_skip(found.is_ok(), &missing)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
