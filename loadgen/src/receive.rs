@@ -1,5 +1,5 @@
 //! A tab's Socket.IO connection and the receive path: `connect` opens it (rust_socketio, async,
-//! WebSocket) with one callback per event, and `booking_event` is what every live receipt
+//! WebSocket) with one callback for all named events, and `booking_event` is what every live receipt
 //! costs the generator: read the payload's stamp (`seq`, `emittedAt`, `boardroomId`, `node`),
 //! mark the tab's ledger, count, and time it. Everything else a tab does is in `tab`.
 
@@ -30,34 +30,19 @@ pub async fn connect(run: &Arc<Run>, index: usize) -> Result<(), String> {
         .transport_type(TransportType::Websocket)
         .reconnect(false)
         .auth(json!({ "token": tab.token }));
-    for kind in BookingEventKind::ALL {
-        let run = run.clone();
-        builder = builder.on(kind.name(), move |payload, _| {
-            if let Payload::Text(values) = payload
-                && let Some(value) = values.first()
-            {
-                booking_event(&run, index, kind, value);
-            }
-            async {}.boxed()
-        });
-    }
-    let volatile = run.clone();
-    builder = builder.on(EDITING, move |payload, _| {
-        if let Payload::Text(values) = payload
-            && let Some(value) = values.first()
-        {
-            volatile.volatile.received(value, now_us());
+    // One `on_any` callback for every named event: rust_socketio hands it the payload by
+    // value, where an `on` callback gets a deep copy of it (and `on_any` is not called for
+    // an event that has its own `on`). Connect, Error and Close reach only `on` callbacks.
+    let received = run.clone();
+    builder = builder.on_any(move |event, payload, _| {
+        if let Event::Custom(name) = &event {
+            on_named_event(&received, index, generation, name, payload);
         }
         async {}.boxed()
     });
     let connected = tx.clone();
     builder = builder.on(Event::Connect, move |_, _| {
         let _ = connected.send(Ok(()));
-        async {}.boxed()
-    });
-    let resync = run.clone();
-    builder = builder.on(RESYNC, move |payload, _| {
-        resync.tabs[index].on_resync(&resync.stats, generation, payload);
         async {}.boxed()
     });
     // rust_socketio reports a lost transport (node killed, connection reset) as an error,
@@ -92,6 +77,26 @@ pub async fn connect(run: &Arc<Run>, index: usize) -> Result<(), String> {
             let _ = client.disconnect().await;
             Err("no CONNECT from the server in time".into())
         }
+    }
+}
+
+/// Routes a named Socket.IO event of tab `index` (connection `generation`) to its handler;
+/// names the tab does not listen for are ignored.
+fn on_named_event(run: &Run, index: usize, generation: u64, name: &str, payload: Payload) {
+    if let Some(kind) = BookingEventKind::from_name(name) {
+        if let Payload::Text(values) = &payload
+            && let Some(value) = values.first()
+        {
+            booking_event(run, index, kind, value);
+        }
+    } else if name == EDITING {
+        if let Payload::Text(values) = &payload
+            && let Some(value) = values.first()
+        {
+            run.volatile.received(value, now_us());
+        }
+    } else if name == RESYNC {
+        run.tabs[index].on_resync(&run.stats, generation, payload);
     }
 }
 
