@@ -8,13 +8,22 @@ use booking_server::realtime::faults::FaultPlan;
 use clap::Parser;
 
 use crate::fault::{FaultFlags, Scenario};
+use crate::report::{RunInfo, Workload, redacted};
 
 /// Simulated browser tabs that book boardrooms over REST and verify, for every Socket.IO
 /// subscriber, that each booking event it was owed arrived: none lost, duplicated, leaked or
 /// out of order, and how fast.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "loadgen", version, about)]
+#[command(
+    name = "loadgen",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Config {
+    /// Without a subcommand, `loadgen` runs a load test.
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Booking server base URL; repeat (or comma-separate) to spread tabs over several servers.
     /// None: an embedded server (SQLite in memory) on a free loopback port.
     #[arg(long = "host", env = "LOADGEN_HOST", value_delimiter = ',')]
@@ -77,6 +86,25 @@ pub struct Config {
         value_delimiter = ','
     )]
     pub report_file: Vec<String>,
+    /// Write the gates as JUnit XML here (one test case per gate), for CI systems to show.
+    #[arg(long, env = "LOADGEN_REPORT_JUNIT")]
+    pub report_junit: Option<PathBuf>,
+    /// A JSON report of an earlier run of the same workload: each `--max-regression` rule
+    /// becomes a gate against it.
+    #[arg(long, env = "LOADGEN_BASELINE")]
+    pub baseline: Option<PathBuf>,
+    /// Regression allowed against `--baseline`, per figure, e.g.
+    /// `fanout_p99=20%,action_p99=20%,deliveries_per_s=10%` (the default with --baseline).
+    /// Figures: see `loadgen compare --help`.
+    #[arg(long, env = "LOADGEN_MAX_REGRESSION")]
+    pub max_regression: Option<String>,
+    /// Compare with a `--baseline` of another workload anyway (the differences are printed).
+    #[arg(long, env = "LOADGEN_ALLOW_DIFFERENT_WORKLOAD")]
+    pub allow_different_workload: bool,
+    /// goose's own baseline: an earlier goose JSON report (`--report-file x.json`) its
+    /// request tables are compared with.
+    #[arg(long, env = "LOADGEN_GOOSE_BASELINE_FILE")]
+    pub goose_baseline_file: Option<String>,
     /// goose pass/fail rule(s) over its requests, e.g. "p95<500ms"; repeatable.
     #[arg(long = "threshold")]
     pub thresholds: Vec<String>,
@@ -220,6 +248,12 @@ impl Config {
         if !self.hosts.is_empty() && self.inject_faults.is_some() {
             return Err("--inject-faults applies to the embedded server only: start a remote server with --inject-faults itself".into());
         }
+        if self.max_regression.is_some() && self.baseline.is_none() {
+            return Err("--max-regression needs --baseline (the run to compare with)".into());
+        }
+        if let Some(rules) = &self.max_regression {
+            crate::compare::parse_rules(rules).map_err(|e| format!("--max-regression: {e}"))?;
+        }
         self.fault_flags().validate()?;
         for host in &self.hosts {
             if !(host.starts_with("http://") || host.starts_with("https://")) {
@@ -233,6 +267,38 @@ impl Config {
 }
 
 impl Config {
+    /// What this run asks for (compared with a baseline's).
+    pub fn workload(&self) -> Workload {
+        Workload {
+            tabs: self.tabs as u64,
+            browser_tabs: self.browser_tabs as u64,
+            duration_s: self.duration.as_secs_f64(),
+            ramp_up_per_s: self.ramp_up,
+            boardrooms: self.boardrooms as u64,
+            actions_per_s: self.actions_per_sec,
+            actor_share: self.actor_share,
+            dashboard_share: self.dashboard_share,
+            conflict_share: self.conflict_share,
+            think_time_s: self.think_time.as_secs_f64(),
+            churn_per_s: self.churn,
+            storm_at_s: self.storm_at.map(|d| d.as_secs_f64()),
+            scenario: clap::ValueEnum::to_possible_value(&self.scenario)
+                .map_or_else(String::new, |v| v.get_name().to_string()),
+            servers: self.hosts.len().max(1) as u64,
+        }
+    }
+
+    /// What a fair comparison with another run needs to know of this one.
+    pub fn run_info(&self) -> RunInfo {
+        RunInfo {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get() as u64),
+            platform: format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH),
+            command_line: redacted(std::env::args()),
+            workload: self.workload(),
+        }
+    }
+
     /// The fault scenario's flags, together.
     pub fn fault_flags(&self) -> FaultFlags<'_> {
         FaultFlags {
@@ -247,6 +313,14 @@ impl Config {
 }
 pub use booking_server::config::parse_duration;
 
+/// What `loadgen` does besides running a load test.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Compares JSON reports side by side with the first (the baseline); exits 1 when a
+    /// `--max-regression` rule fails, 2 when the runs cannot be compared.
+    Compare(crate::compare::CompareArgs),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,6 +334,16 @@ mod tests {
         };
         assert!(parse(&[]).is_ok());
         assert!(parse(&["--tabs", "0"]).unwrap_err().contains("--tabs"));
+        assert!(
+            parse(&["--max-regression", "fanout_p99=10%"])
+                .unwrap_err()
+                .contains("needs --baseline")
+        );
+        assert!(
+            parse(&["--baseline", "b.json", "--max-regression", "p99=10%"])
+                .unwrap_err()
+                .contains("unknown figure `p99`")
+        );
         assert!(
             parse(&["--actor-share", "2"])
                 .unwrap_err()
@@ -295,5 +379,17 @@ mod tests {
         );
         let unknown = Config::try_parse_from(["loadgen", "--scenario", "meteor"]);
         assert!(unknown.is_err(), "scenario names are checked by clap");
+    }
+
+    #[test]
+    fn compare_is_a_subcommand_with_the_default_rules() {
+        let config = Config::try_parse_from(["loadgen", "compare", "a.json", "b.json"]).unwrap();
+        let Some(Command::Compare(args)) = config.command else {
+            panic!("no compare subcommand");
+        };
+        assert_eq!(args.reports.len(), 2);
+        assert_eq!(args.max_regression, crate::compare::DEFAULT_RULES);
+        assert!(Config::try_parse_from(["loadgen", "compare", "a.json"]).is_err());
+        assert!(Config::try_parse_from(["loadgen", "--tabs", "5", "compare", "a", "b"]).is_err());
     }
 }

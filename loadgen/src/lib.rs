@@ -4,11 +4,13 @@
 
 pub mod actions;
 pub mod browser;
+pub mod compare;
 pub mod config;
 pub mod embedded;
 pub mod error;
 pub mod fault;
 pub mod fault_drive;
+pub mod junit;
 pub mod latency;
 pub mod ledger;
 pub mod metrics;
@@ -80,6 +82,21 @@ pub async fn run_with_traces(
     traces: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
 ) -> Result<Outcome, RunError> {
     config.validate().map_err(RunError::Setup)?;
+    let baseline = match &config.baseline {
+        Some(path) => Some(
+            compare::Baseline::load(
+                path,
+                config
+                    .max_regression
+                    .as_deref()
+                    .unwrap_or(compare::DEFAULT_RULES),
+                &config.workload(),
+                config.allow_different_workload,
+            )
+            .map_err(RunError::Setup)?,
+        ),
+        None => None,
+    };
     if let Ok((open_files, _)) = rlimit::getrlimit(rlimit::Resource::NOFILE) {
         enough_open_files(&config, open_files).map_err(RunError::Setup)?;
     }
@@ -130,7 +147,7 @@ pub async fn run_with_traces(
     let goose_thresholds_failed = match goose_result {
         Ok(()) => false,
         Err(GooseError::ThresholdsFailed { .. }) => true,
-        Err(e) => return Err(RunError::Goose(e.to_string())),
+        Err(e) => return Err(RunError::Goose(goose_reason(&e))),
     };
     tokio::time::sleep(run.config.settle).await;
     watcher.abort();
@@ -156,8 +173,12 @@ pub async fn run_with_traces(
     if let Some(server) = server {
         server.stop().await;
     }
+    let mut report = report?;
+    if let Some(baseline) = &baseline {
+        baseline.judge(&mut report);
+    }
     Ok(Outcome {
-        report: report?,
+        report,
         goose_thresholds_failed,
     })
 }
@@ -222,6 +243,7 @@ async fn goose_attack(run: &Arc<Run>, ramp: Duration) -> Result<(), GooseError> 
     goose.run_time = Some(format!("{}s", run_time.as_secs().max(1)));
     goose.report_file = run.config.report_file.clone();
     goose.threshold = run.config.thresholds.clone();
+    goose.baseline_file = run.config.goose_baseline_file.clone();
     goose.no_print_metrics = !run.config.goose_metrics;
     goose.quiet = 1;
     goose.no_telnet = true;
@@ -235,6 +257,19 @@ async fn goose_attack(run: &Arc<Run>, ramp: Duration) -> Result<(), GooseError> 
         .execute()
         .await
         .map(|_| ())
+}
+
+/// goose's error with its detail: its own message for a bad option names neither the option
+/// nor what is wrong with it.
+fn goose_reason(e: &GooseError) -> String {
+    match e {
+        GooseError::InvalidOption {
+            option,
+            value,
+            detail,
+        } => format!("{e}: {option} `{value}`: {detail}"),
+        e => e.to_string(),
+    }
 }
 
 /// Progress lines, the start of actions when joins lag, churn and the storm.
@@ -484,6 +519,7 @@ async fn verify_and_report(
         tabs_joined: Stats::get(&s.tabs_joined),
         duration_s: window,
         seed: run.seed,
+        run: Some(run.config.run_info()),
         hosts: run.hosts.clone(),
         embedded_server: run.embedded,
         actions,

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use booking_loadgen::config::Config;
+use booking_loadgen::config::{Command, Config};
 use clap::Parser;
 
 /// Every receipt allocates and frees what rust_socketio parses it into, on two worker threads:
@@ -15,6 +15,22 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
+    if let Some(Command::Compare(args)) = &config.command {
+        return match booking_loadgen::compare::compare_files(args) {
+            Ok((table, passed)) => {
+                print!("{table}");
+                if passed {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                }
+            }
+            Err(e) => {
+                eprintln!("loadgen compare: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
@@ -23,6 +39,7 @@ async fn main() -> ExitCode {
         .try_init();
     raise_open_files_limit();
     let report_path = config.report_json.clone();
+    let junit_path = config.report_junit.clone();
     let outcome = match booking_loadgen::run(config).await {
         Ok(outcome) => outcome,
         Err(e) => {
@@ -40,6 +57,12 @@ async fn main() -> ExitCode {
             eprintln!("loadgen: could not write {}: {e}", path.display());
             return ExitCode::from(2);
         }
+    }
+    if let Some(path) = junit_path
+        && let Err(e) = std::fs::write(&path, booking_loadgen::junit::junit(&outcome.report))
+    {
+        eprintln!("loadgen: could not write {}: {e}", path.display());
+        return ExitCode::from(2);
     }
     if outcome.passed() {
         ExitCode::SUCCESS

@@ -11,7 +11,7 @@ use crate::latency::Percentiles;
 use crate::saturation::GeneratorReport;
 use crate::verify::{DeliveryCounts, OwedCounts};
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Report {
     /// "pass" when every gate passed, else "fail".
     pub verdict: String,
@@ -21,6 +21,10 @@ pub struct Report {
     /// Seconds of the action window.
     pub duration_s: f64,
     pub seed: u64,
+    /// What a fair comparison with another run needs: the workload, the loadgen's version,
+    /// the machine's cores, the command line. Absent in reports of older loadgens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunInfo>,
     pub hosts: Vec<String>,
     pub embedded_server: bool,
     pub actions: Actions,
@@ -135,6 +139,12 @@ pub struct Gate {
     /// The figure was taken while the generator was saturated: it may measure the generator.
     #[serde(default)]
     pub unreliable: bool,
+    /// For a regression rule (`--baseline`): the baseline's value, and this run's change from
+    /// it in percent (none when the baseline's value is 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change_pct: Option<f64>,
 }
 
 impl Gate {
@@ -144,6 +154,22 @@ impl Gate {
         self
     }
 
+    /// "observed 12.3 limit 10", and for a regression rule " baseline 8.2 (+50.0%)".
+    pub fn figures(&self) -> String {
+        let mut text = format!(
+            "observed {} limit {}",
+            short(self.observed),
+            short(self.limit)
+        );
+        if let Some(base) = self.baseline {
+            let _ = write!(text, " baseline {}", short(base));
+            if let Some(change) = self.change_pct {
+                let _ = write!(text, " ({change:+.1}%)");
+            }
+        }
+        text
+    }
+
     pub fn at_most(name: &str, limit: f64, observed: f64) -> Gate {
         Gate {
             name: name.to_string(),
@@ -151,6 +177,8 @@ impl Gate {
             observed,
             passed: observed <= limit,
             unreliable: false,
+            baseline: None,
+            change_pct: None,
         }
     }
 
@@ -161,8 +189,90 @@ impl Gate {
             observed,
             passed: observed >= limit,
             unreliable: false,
+            baseline: None,
+            change_pct: None,
         }
     }
+}
+
+/// A figure with at most three decimals and no trailing zeros.
+pub fn short(v: f64) -> String {
+    let s = format!("{v:.3}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" { "0" } else { s }.to_string()
+}
+
+/// What a run asked for. Two runs compare fairly only when their workloads are equal.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Workload {
+    pub tabs: u64,
+    pub browser_tabs: u64,
+    pub duration_s: f64,
+    pub ramp_up_per_s: f64,
+    pub boardrooms: u64,
+    pub actions_per_s: f64,
+    pub actor_share: f64,
+    pub dashboard_share: f64,
+    pub conflict_share: f64,
+    pub think_time_s: f64,
+    pub churn_per_s: Option<f64>,
+    pub storm_at_s: Option<f64>,
+    pub scenario: String,
+    /// Servers the tabs were spread over (1 for the embedded server).
+    pub servers: u64,
+}
+
+impl Workload {
+    /// Each field that differs, as `field: a vs b`.
+    pub fn differences(a: &Workload, b: &Workload) -> Vec<String> {
+        let fields = |w: &Workload| match serde_json::to_value(w) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => serde_json::Map::new(),
+        };
+        let (fa, fb) = (fields(a), fields(b));
+        fa.iter()
+            .filter(|(key, va)| fb.get(*key) != Some(*va))
+            .map(|(key, va)| {
+                let vb = fb.get(key).unwrap_or(&serde_json::Value::Null);
+                format!("{key}: {va} vs {vb}")
+            })
+            .collect()
+    }
+}
+
+/// The run besides its figures: what a fair comparison with another run needs.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct RunInfo {
+    /// The loadgen's version.
+    pub version: String,
+    /// Cores of the machine the generator ran on.
+    pub cores: u64,
+    /// `linux-x86_64`, say.
+    pub platform: String,
+    /// The command line, with secrets replaced by `***`.
+    pub command_line: Vec<String>,
+    pub workload: Workload,
+}
+
+/// The values of `--auth-secret` and `--token` replaced by `***`.
+pub fn redacted(args: impl IntoIterator<Item = String>) -> Vec<String> {
+    const SECRET: [&str; 2] = ["--auth-secret", "--token"];
+    let mut out = Vec::new();
+    let mut hide_next = false;
+    for arg in args {
+        if hide_next {
+            out.push("***".to_string());
+            hide_next = false;
+        } else if let Some((flag, _)) = arg.split_once('=')
+            && SECRET.contains(&flag)
+        {
+            out.push(format!("{flag}=***"));
+        } else {
+            hide_next = SECRET.contains(&arg.as_str());
+            out.push(arg);
+        }
+    }
+    out
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -335,8 +445,9 @@ impl Report {
             };
             let _ = writeln!(
                 out,
-                "gate {mark}  {:<28} observed {} limit {}{caveat}",
-                gate.name, gate.observed, gate.limit
+                "gate {mark}  {:<28} {}{caveat}",
+                gate.name,
+                gate.figures()
             );
         }
         if !self.examples.lost.is_empty() {
@@ -446,6 +557,37 @@ mod tests {
         assert!(!Gate::at_most("lost", 0.0, 1.0).passed);
         assert!(Gate::at_least("deliveries/s", 100.0, 150.0).passed);
         assert!(!Gate::at_least("deliveries/s", 100.0, 50.0).passed);
+    }
+
+    #[test]
+    fn secrets_are_kept_out_of_the_recorded_command_line() {
+        let args = [
+            "loadgen",
+            "--auth-secret",
+            "s3cret",
+            "--token=abc",
+            "--tabs",
+            "5",
+        ]
+        .map(String::from);
+        assert_eq!(
+            redacted(args),
+            [
+                "loadgen",
+                "--auth-secret",
+                "***",
+                "--token=***",
+                "--tabs",
+                "5"
+            ]
+        );
+    }
+
+    #[test]
+    fn short_figures_drop_trailing_zeros() {
+        assert_eq!(short(200.0), "200");
+        assert_eq!(short(37.679999999), "37.68");
+        assert_eq!(short(-0.0001), "0");
     }
 
     #[test]

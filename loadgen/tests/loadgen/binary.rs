@@ -156,3 +156,170 @@ fn a_run_that_cannot_happen_exits_2_with_one_line() {
         assert!(stderr.contains(reason), "{args:?}: {stderr}");
     }
 }
+
+/// A baseline run, then the same workload with a 20 ms delay injected before every emission
+/// (under the write turn, so each action waits for it): the baseline's action-latency rule
+/// fails the second run (exit 1, a JUnit failure naming it),
+/// and `loadgen compare` shows it too; a different workload is refused (exit 2).
+#[test]
+fn a_baseline_gate_catches_an_injected_delay_and_compare_shows_it() {
+    let base = temp_report("baseline");
+    let slow = temp_report("delayed");
+    let other = temp_report("other-workload");
+    let junit = std::env::temp_dir().join(format!("loadgen-gates-{}.xml", std::process::id()));
+    let workload = [
+        "--tabs",
+        "40",
+        "--duration",
+        "5s",
+        "--actions-per-sec",
+        "10",
+        "--seed",
+        "5",
+        "--progress-every",
+        "0s",
+        "--settle",
+        "1s",
+    ];
+    let run = |extra: &[&str], report: &std::path::Path| {
+        Command::new(BIN)
+            .args(workload)
+            .args(extra)
+            .arg("--report-json")
+            .arg(report)
+            .output()
+            .unwrap()
+    };
+    let first = run(&[], &base);
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&first.stdout)
+    );
+    let base_json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&base).unwrap()).unwrap();
+    assert_matches_schema(&base_json);
+    assert_eq!(base_json["run"]["workload"]["tabs"], 40);
+    assert!(base_json["run"]["cores"].as_u64().unwrap() >= 1);
+
+    let base_arg = base.to_str().unwrap();
+    let junit_arg = junit.to_str().unwrap();
+    let second = run(
+        &[
+            "--inject-faults",
+            "delay=20ms",
+            "--baseline",
+            base_arg,
+            "--max-regression",
+            "action_p50=50%,lost=0%",
+            "--report-junit",
+            junit_arg,
+        ],
+        &slow,
+    );
+    let stdout = String::from_utf8_lossy(&second.stdout);
+    assert_eq!(second.status.code(), Some(1), "{stdout}");
+    let fanout_line = stdout
+        .lines()
+        .find(|l| l.contains("action p50 ms vs baseline (+50%)"))
+        .unwrap_or_else(|| panic!("no regression gate in: {stdout}"));
+    assert!(fanout_line.starts_with("gate FAIL"), "{fanout_line}");
+    assert!(fanout_line.contains(" baseline "), "{fanout_line}");
+    let lost_line = stdout
+        .lines()
+        .find(|l| l.contains("lost vs baseline"))
+        .unwrap();
+    assert!(lost_line.starts_with("gate ok"), "{lost_line}");
+    let slow_json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&slow).unwrap()).unwrap();
+    assert_matches_schema(&slow_json);
+    let gate = slow_json["gates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "action p50 ms vs baseline (+50%)")
+        .unwrap();
+    assert_eq!(gate["passed"], false);
+    assert_eq!(gate["baseline"], base_json["latency_ms"]["action"]["p50"]);
+    assert!(gate["change_pct"].as_f64().unwrap() > 50.0, "{gate}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let failed: Vec<&str> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("failure"))
+        .filter_map(|n| n.parent()?.attribute("name"))
+        .collect();
+    assert_eq!(failed, ["action p50 ms vs baseline (+50%)"], "{xml}");
+
+    let compare = |args: &[&str]| {
+        Command::new(BIN)
+            .arg("compare")
+            .args([base_arg, slow.to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let table = compare(&["--max-regression", "action_p50=50%", "--format", "markdown"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert_eq!(table.status.code(), Some(1), "{text}");
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("| action p50 ms (rule 50%) |"))
+        .unwrap();
+    assert!(row.ends_with("FAIL |"), "{row}");
+    assert!(
+        text.contains("a rule failed: 0 of 1 rule checks passed"),
+        "{text}"
+    );
+    let lenient = compare(&["--max-regression", "lost=0%"]);
+    assert_eq!(
+        lenient.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&lenient.stdout)
+    );
+
+    let third = run(&["--boardrooms", "4"], &other);
+    assert_eq!(
+        third.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&third.stderr)
+    );
+    let refused = Command::new(BIN)
+        .args(["compare", base_arg, other.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("different workload") && stderr.contains("boardrooms: 10 vs 4"),
+        "{stderr}"
+    );
+    let refused_run = run(&["--boardrooms", "4", "--baseline", base_arg], &other);
+    let stderr = String::from_utf8_lossy(&refused_run.stderr);
+    assert_eq!(refused_run.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("boardrooms: 10 vs 4"), "{stderr}");
+    for path in [&base, &slow, &other, &junit] {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// `--goose-baseline-file` reaches goose: goose checks the file before the attack, so a
+/// missing one stops the run with goose's reason (exit 2).
+#[test]
+fn the_goose_baseline_file_reaches_goose() {
+    let missing =
+        std::env::temp_dir().join(format!("no-goose-baseline-{}.json", std::process::id()));
+    let out = Command::new(BIN)
+        .args(["--tabs", "2", "--duration", "1s", "--progress-every", "0s"])
+        .arg("--goose-baseline-file")
+        .arg(&missing)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("loadgen: could not run"), "{stderr}");
+    assert!(stderr.contains(&*missing.to_string_lossy()), "{stderr}");
+}
