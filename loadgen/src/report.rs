@@ -436,6 +436,13 @@ impl Report {
             f.summary(&mut out);
         }
         self.generator_summary(&mut out);
+        let width = self
+            .gates
+            .iter()
+            .map(|g| g.name.len())
+            .max()
+            .unwrap_or(0)
+            .max(28);
         for gate in &self.gates {
             let mark = if gate.passed { "ok  " } else { "FAIL" };
             let caveat = if gate.unreliable {
@@ -445,7 +452,7 @@ impl Report {
             };
             let _ = writeln!(
                 out,
-                "gate {mark}  {:<28} {}{caveat}",
+                "gate {mark}  {:<width$} {}{caveat}",
                 gate.name,
                 gate.figures()
             );
