@@ -241,6 +241,8 @@ pub enum Format {
 #[derive(Debug)]
 pub struct Comparison {
     pub table: String,
+    /// The table's cells, header first.
+    pub rows: Vec<Vec<String>>,
     pub gates: Vec<(String, Gate)>,
 }
 
@@ -257,6 +259,7 @@ pub fn compare(runs: &[(String, Report)], rules: &[Rule], format: Format) -> Com
     let Some((_, base)) = runs.first() else {
         return Comparison {
             table: String::new(),
+            rows: Vec::new(),
             gates,
         };
     };
@@ -306,7 +309,7 @@ pub fn compare(runs: &[(String, Report)], rules: &[Rule], format: Format) -> Com
         gates.iter().filter(|(_, g)| g.passed).count(),
         gates.len()
     );
-    Comparison { table, gates }
+    Comparison { table, rows, gates }
 }
 
 fn number(v: f64) -> String {
@@ -435,11 +438,22 @@ pub struct CompareArgs {
     /// Compare runs of different workloads anyway (the differences are printed).
     #[arg(long)]
     pub allow_different_workload: bool,
+    /// Also write the comparison as one self-contained HTML page, the runs' plots overlaid.
+    #[arg(long)]
+    pub report_html: Option<PathBuf>,
+}
+
+/// What `loadgen compare` prints and writes.
+#[derive(Debug)]
+pub struct Compared {
+    pub text: String,
+    pub passed: bool,
+    pub html: String,
 }
 
 /// `loadgen compare`: reads the reports, refuses runs of different workloads (unless allowed),
 /// and returns what to print and whether every rule held.
-pub fn compare_files(args: &CompareArgs) -> Result<(String, bool), String> {
+pub fn compare_files(args: &CompareArgs) -> Result<Compared, String> {
     let rules = parse_rules(&args.max_regression).map_err(|e| format!("--max-regression: {e}"))?;
     let mut runs = Vec::new();
     for path in &args.reports {
@@ -499,7 +513,12 @@ pub fn compare_files(args: &CompareArgs) -> Result<(String, bool), String> {
         out.push('\n');
     }
     out.push_str(&comparison.table);
-    Ok((out, comparison.passed()))
+    let named: Vec<(String, &Report)> = runs.iter().map(|(n, r)| (n.clone(), r)).collect();
+    Ok(Compared {
+        text: out,
+        passed: comparison.passed(),
+        html: crate::html::compare_page(&named, &comparison.rows, comparison.passed()),
+    })
 }
 
 #[cfg(test)]

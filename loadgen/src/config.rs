@@ -86,6 +86,9 @@ pub struct Config {
         value_delimiter = ','
     )]
     pub report_file: Vec<String>,
+    /// Write one self-contained HTML page here: verdict, gates, plots over time, breakdowns.
+    #[arg(long, env = "LOADGEN_REPORT_HTML")]
+    pub report_html: Option<PathBuf>,
     /// Write the gates as JUnit XML here (one test case per gate), for CI systems to show.
     #[arg(long, env = "LOADGEN_REPORT_JUNIT")]
     pub report_junit: Option<PathBuf>,

@@ -10,6 +10,7 @@ pub mod embedded;
 pub mod error;
 pub mod fault;
 pub mod fault_drive;
+pub mod html;
 pub mod junit;
 pub mod latency;
 pub mod ledger;
@@ -23,6 +24,7 @@ pub mod saturation;
 pub mod scenario;
 pub mod stats;
 pub mod tab;
+pub mod timeline;
 pub mod traces;
 pub mod verify;
 pub mod volatile;
@@ -42,7 +44,7 @@ use browser::{Browser, BrowserTab, Harness};
 use config::Config;
 pub use error::RunError;
 use fault::Scenario;
-use latency::{Percentiles, histogram};
+use latency::{Percentiles, histogram, now_us};
 use plan::ROOM_CLASSES;
 use report::{
     Actions, Breakdown, ClientRow, Examples, FaultReport, Gate, LatencyReport, Memory, Report,
@@ -125,6 +127,10 @@ pub async fn run_with_traces(
         let run = run.clone();
         tokio::spawn(async move { saturation::watch(&run.generator).await })
     };
+    let sampler = {
+        let run = run.clone();
+        tokio::spawn(async move { sample_timeline(&run).await })
+    };
     let background = spawn_background(&run, ramp);
     let fault = (run.config.scenario != Scenario::None)
         .then(|| tokio::spawn(fault_drive::run_fault(run.clone())));
@@ -151,6 +157,12 @@ pub async fn run_with_traces(
     };
     tokio::time::sleep(run.config.settle).await;
     watcher.abort();
+    sampler.abort();
+    run.timeline.sample(
+        timeline_counters(&run),
+        &run.latency.fanout().total(),
+        now_us(),
+    );
     let pages = match &browser {
         Some(b) => Some((&b.tabs[..], b.snapshots().await)),
         None => None,
@@ -269,6 +281,30 @@ fn goose_reason(e: &GooseError) -> String {
             detail,
         } => format!("{e}: {option} `{value}`: {detail}"),
         e => e.to_string(),
+    }
+}
+
+/// Samples the timeline once a second from now on.
+async fn sample_timeline(run: &Run) {
+    run.timeline.start(now_us());
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let fanout = run.latency.fanout().total();
+        run.timeline
+            .sample(timeline_counters(run), &fanout, now_us());
+    }
+}
+
+fn timeline_counters(run: &Run) -> timeline::Counters {
+    let s = &run.stats;
+    timeline::Counters {
+        tabs_connected: Stats::get(&s.tabs_connected),
+        tabs_joined: Stats::get(&s.tabs_joined),
+        actions: s.actions(),
+        deliveries: Stats::get(&s.deliveries),
     }
 }
 
@@ -417,7 +453,8 @@ async fn verify_and_report(
         .max(1e-3);
     let fanout = run.latency.fanout();
     let (mut action, mut spread) = (histogram(), histogram());
-    for timing in run.latency.timings().values() {
+    let timings = run.latency.timings();
+    for timing in timings.values() {
         if let (Some(first), Some(last)) = (timing.first_receipt_us, timing.last_receipt_us) {
             let _ = spread.record((last - first).max(1) as u64);
             if let Some(sent) = timing.sent_us {
@@ -556,6 +593,13 @@ async fn verify_and_report(
         },
         faults_injected,
         fault,
+        timeline: run.timeline.seconds(
+            &timings,
+            &timeline::Outcomes {
+                recovered: &verdict.recovered_by_seq,
+                lost: &verdict.lost_by_seq,
+            },
+        ),
     })
 }
 

@@ -17,9 +17,15 @@ async fn main() -> ExitCode {
     let config = Config::parse();
     if let Some(Command::Compare(args)) = &config.command {
         return match booking_loadgen::compare::compare_files(args) {
-            Ok((table, passed)) => {
-                print!("{table}");
-                if passed {
+            Ok(compared) => {
+                print!("{}", compared.text);
+                if let Some(path) = &args.report_html
+                    && let Err(e) = std::fs::write(path, &compared.html)
+                {
+                    eprintln!("loadgen compare: could not write {}: {e}", path.display());
+                    return ExitCode::from(2);
+                }
+                if compared.passed {
                     ExitCode::SUCCESS
                 } else {
                     ExitCode::from(1)
@@ -40,6 +46,7 @@ async fn main() -> ExitCode {
     raise_open_files_limit();
     let report_path = config.report_json.clone();
     let junit_path = config.report_junit.clone();
+    let html_path = config.report_html.clone();
     let outcome = match booking_loadgen::run(config).await {
         Ok(outcome) => outcome,
         Err(e) => {
@@ -57,6 +64,12 @@ async fn main() -> ExitCode {
             eprintln!("loadgen: could not write {}: {e}", path.display());
             return ExitCode::from(2);
         }
+    }
+    if let Some(path) = html_path
+        && let Err(e) = std::fs::write(&path, booking_loadgen::html::report_page(&outcome.report))
+    {
+        eprintln!("loadgen: could not write {}: {e}", path.display());
+        return ExitCode::from(2);
     }
     if let Some(path) = junit_path
         && let Err(e) = std::fs::write(&path, booking_loadgen::junit::junit(&outcome.report))

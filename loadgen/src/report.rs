@@ -63,6 +63,9 @@ pub struct Report {
     /// The fault scenario and what it measured (only with --scenario).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault: Option<FaultReport>,
+    /// The run second by second (from the start of the tabs), for plots.
+    #[serde(default)]
+    pub timeline: Vec<crate::timeline::Second>,
 }
 
 /// What a fault scenario broke, when, and how the tabs and servers came back.
@@ -193,6 +196,24 @@ impl Gate {
             change_pct: None,
         }
     }
+}
+
+/// `text` for XML and HTML, in text and in quoted attributes.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            // XML 1.0 has no way to write other control characters.
+            c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => out.push('?'),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// A figure with at most three decimals and no trailing zeros.

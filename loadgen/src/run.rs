@@ -61,6 +61,8 @@ pub struct Run {
     pub acked: Mutex<Vec<i64>>,
     /// Once-a-second samples of the generator's own CPU, scheduling lag and receive backlog.
     pub generator: crate::saturation::Watch,
+    /// The run second by second.
+    pub timeline: crate::timeline::Timeline,
 }
 
 impl Run {
@@ -182,6 +184,7 @@ impl Run {
             recoveries: Mutex::new(Vec::new()),
             acked: Mutex::new(Vec::new()),
             generator: crate::saturation::Watch::default(),
+            timeline: crate::timeline::Timeline::default(),
             config,
         })
     }

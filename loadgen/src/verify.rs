@@ -11,6 +11,8 @@
 //! on the node the tab was on then (same-node), on another (cross-node, through the servers'
 //! fan-out link), or unknown (a server that does not say which node it is).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::ledger::Ledger;
@@ -119,6 +121,9 @@ pub struct Verdict {
     /// A few (tab, seq) pairs that were lost, for the report.
     pub lost_examples: Vec<(usize, i64)>,
     pub unexpected_examples: Vec<(usize, i64)>,
+    /// Lost and recovered owed deliveries by event `seq` (for the timeline).
+    pub lost_by_seq: BTreeMap<i64, u64>,
+    pub recovered_by_seq: BTreeMap<i64, u64>,
 }
 
 const EXAMPLES: usize = 10;
@@ -134,6 +139,14 @@ impl Verdict {
         }
         for (a, b) in self.by_path.iter_mut().zip(&other.by_path) {
             a.add(b);
+        }
+        for (mine, theirs) in [
+            (&mut self.lost_by_seq, &other.lost_by_seq),
+            (&mut self.recovered_by_seq, &other.recovered_by_seq),
+        ] {
+            for (seq, n) in theirs {
+                *mine.entry(*seq).or_default() += n;
+            }
         }
         for (mine, theirs) in [
             (&mut self.lost_examples, &other.lost_examples),
@@ -172,6 +185,7 @@ pub fn judge_tab(
                     ..Default::default()
                 }
             } else if ledger.got_replayed(event.seq) {
+                *v.recovered_by_seq.entry(event.seq).or_default() += 1;
                 DeliveryCounts {
                     recovered: 1,
                     ..Default::default()
@@ -180,6 +194,7 @@ pub fn judge_tab(
                 if v.lost_examples.len() < EXAMPLES {
                     v.lost_examples.push((tab, event.seq));
                 }
+                *v.lost_by_seq.entry(event.seq).or_default() += 1;
                 DeliveryCounts {
                     lost: 1,
                     ..Default::default()

@@ -260,7 +260,15 @@ fn a_baseline_gate_catches_an_injected_delay_and_compare_shows_it() {
             .output()
             .unwrap()
     };
-    let table = compare(&["--max-regression", "action_p50=50%", "--format", "markdown"]);
+    let html = std::env::temp_dir().join(format!("loadgen-compare-{}.html", std::process::id()));
+    let table = compare(&[
+        "--max-regression",
+        "action_p50=50%",
+        "--format",
+        "markdown",
+        "--report-html",
+        html.to_str().unwrap(),
+    ]);
     let text = String::from_utf8_lossy(&table.stdout);
     assert_eq!(table.status.code(), Some(1), "{text}");
     let row = text
@@ -272,6 +280,10 @@ fn a_baseline_gate_catches_an_injected_delay_and_compare_shows_it() {
         text.contains("a rule failed: 0 of 1 rule checks passed"),
         "{text}"
     );
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("A RULE FAILED"), "{page}");
+    // Fan-out and action p99, one line per run each.
+    assert_eq!(page.matches(": p99</title>").count(), 4, "{page}");
     let lenient = compare(&["--max-regression", "lost=0%"]);
     assert_eq!(
         lenient.status.code(),
@@ -301,7 +313,7 @@ fn a_baseline_gate_catches_an_injected_delay_and_compare_shows_it() {
     let stderr = String::from_utf8_lossy(&refused_run.stderr);
     assert_eq!(refused_run.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("boardrooms: 10 vs 4"), "{stderr}");
-    for path in [&base, &slow, &other, &junit] {
+    for path in [&base, &slow, &other, &junit, &html] {
         let _ = std::fs::remove_file(path);
     }
 }

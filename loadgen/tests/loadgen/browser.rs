@@ -136,3 +136,77 @@ fn browser_tabs_without_chromium_exit_2_with_a_reason() {
         "{stderr}"
     );
 }
+
+/// `--report-html` opens in headless Chromium with nothing fetched: the DOM Chromium built
+/// holds the verdict, five plots with a line per series, and the tables; a screenshot of it
+/// is a real PNG.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_html_report_renders_in_chromium() {
+    if !chromium_available("the_html_report_renders_in_chromium") {
+        return;
+    }
+    let chromium = find_chromium(None).unwrap();
+    let outcome = run(&[
+        "--tabs",
+        "30",
+        "--duration",
+        "4s",
+        "--churn",
+        "2",
+        "--seed",
+        "3",
+    ])
+    .await;
+    assert!(outcome.passed(), "{}", outcome.report.summary());
+    assert!(
+        outcome.report.timeline.len() >= 4,
+        "{:?}",
+        outcome.report.timeline
+    );
+    let dir = std::env::temp_dir().join(format!("loadgen-html-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let page = dir.join("report.html");
+    std::fs::write(&page, booking_loadgen::html::report_page(&outcome.report)).unwrap();
+    let url = format!("file://{}", page.display());
+    let chrome = |extra: &[&str]| {
+        std::process::Command::new(&chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+            ])
+            .arg(format!("--user-data-dir={}", dir.join("profile").display()))
+            .args(extra)
+            .arg(&url)
+            .output()
+            .unwrap()
+    };
+    let dom = chrome(&["--dump-dom"]);
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert!(
+        dom.contains("<span class=\"verdict pass\">PASS</span>"),
+        "{dom}"
+    );
+    assert_eq!(dom.matches("<svg").count(), 5, "{dom}");
+    assert_eq!(dom.matches("<polyline").count(), 10);
+    assert!(dom.contains("By event type") && dom.contains("booking-created"));
+    let shot = dir.join("report.png");
+    let out = chrome(&[
+        &format!("--screenshot={}", shot.display()),
+        "--window-size=1100,1600",
+        "--hide-scrollbars",
+    ]);
+    let png = std::fs::read(&shot).unwrap_or_else(|e| {
+        panic!(
+            "no screenshot ({e}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{} bytes",
+        png.len()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
