@@ -57,7 +57,7 @@ impl Actor {
         if rate <= 0.0 {
             return None;
         }
-        let n = self.next_ticket * run.actors.len() as u64 + self.ordinal as u64;
+        let n = self.next_ticket * run.actor_count as u64 + self.ordinal as u64;
         let offset = Duration::from_secs_f64(n as f64 / rate);
         (offset < run.config.duration).then(|| started + offset)
     }
@@ -118,7 +118,7 @@ impl Actor {
 
     /// A fresh hour no other actor of this run uses.
     fn fresh_hour(&mut self, run: &Run) -> i64 {
-        let slot = self.next_slot * run.actors.len() as i64 + self.ordinal as i64;
+        let slot = self.next_slot * run.actor_count as i64 + self.ordinal as i64;
         self.next_slot += 1;
         BASE_HOUR + (run.run_id as i64 % 5_000) * HOURS_PER_RUN + slot
     }

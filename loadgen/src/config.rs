@@ -48,6 +48,15 @@ pub struct Config {
     /// How long REST actions run once every tab has joined its rooms (e.g. 30s, 2m).
     #[arg(long, env = "LOADGEN_DURATION", default_value = "30s", value_parser = parse_duration)]
     pub duration: Duration,
+    /// Run one share of the tabs: `i/n` (0-based) takes every n-th tab of the `--tabs` of the
+    /// whole run, from the i-th, with its users and actors. n generators given the same seed
+    /// and flags and shards 0/n to n-1/n run the plan once; `loadgen merge` judges them as one.
+    #[arg(long, env = "LOADGEN_SHARD", default_value = "0/1")]
+    pub shard: crate::plan::Shard,
+    /// Start actions at this wall-clock time, in Unix seconds (once the tabs have joined, and
+    /// not before): the shards of a run, given the same time, act together.
+    #[arg(long, env = "LOADGEN_ACTIONS_AT")]
+    pub actions_at: Option<u64>,
     /// Tabs started per second.
     #[arg(long, env = "LOADGEN_RAMP_UP", default_value_t = 100.0)]
     pub ramp_up: f64,
@@ -208,6 +217,16 @@ impl Config {
         }
     }
 
+    /// How long from now until `--actions-at` (zero when unset or past).
+    pub fn until_actions_at(&self) -> Duration {
+        self.actions_at.map_or(Duration::ZERO, |at| {
+            let wall = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            Duration::from_secs(at).saturating_sub(wall)
+        })
+    }
+
     /// Acting tabs at most: two per action per second, so each acts often enough to update,
     /// cancel and delete what it booked.
     pub fn max_actors(&self) -> usize {
@@ -232,6 +251,18 @@ impl Config {
         }
         if self.tabs == 0 {
             return Err("--tabs must be at least 1".into());
+        }
+        if self.shard.count > self.tabs {
+            return Err(format!(
+                "--shard {}: more shards than --tabs {} (each shard needs a tab)",
+                self.shard, self.tabs
+            ));
+        }
+        if self.shard.count > 1 && self.browser_tabs > 0 {
+            return Err(
+                "--browser-tabs with --shard: open browser tabs from one unsharded generator"
+                    .into(),
+            );
         }
         if self.boardrooms == 0 {
             return Err("--boardrooms must be at least 1".into());
@@ -299,6 +330,7 @@ impl Config {
             platform: format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH),
             command_line: redacted(std::env::args()),
             workload: self.workload(),
+            shard: self.shard,
         }
     }
 
@@ -322,6 +354,10 @@ pub enum Command {
     /// Compares JSON reports side by side with the first (the baseline); exits 1 when a
     /// `--max-regression` rule fails, 2 when the runs cannot be compared.
     Compare(crate::compare::CompareArgs),
+    /// Judges the reports of the n shards of one run (`--shard i/n`) as one run: adds the
+    /// counts, merges the latency histograms, checks the shards cover the plan once, and
+    /// judges the gates again. Exits 0 (pass), 1 (a gate failed), 2 (cannot merge).
+    Merge(crate::merge::MergeArgs),
 }
 
 #[cfg(test)]

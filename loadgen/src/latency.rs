@@ -26,6 +26,36 @@ pub fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_MICROS, 2).expect("valid histogram bounds")
 }
 
+/// A histogram in HDR histogram's V2 serialized form, base64: lossless, so the reports of
+/// several generators merge exactly.
+pub fn encode(h: &Histogram<u64>) -> String {
+    use base64::Engine as _;
+    use hdrhistogram::serialization::Serializer as _;
+    let mut bytes = Vec::new();
+    match hdrhistogram::serialization::V2Serializer::new().serialize(h, &mut bytes) {
+        Ok(_) => base64::engine::general_purpose::STANDARD.encode(bytes),
+        Err(_) => String::new(),
+    }
+}
+
+/// A histogram from [`encode`]'s form (empty text: an empty histogram).
+pub fn decode(text: &str) -> Result<Histogram<u64>, String> {
+    use base64::Engine as _;
+    if text.is_empty() {
+        return Ok(histogram());
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|e| format!("not base64: {e}"))?;
+    let h: Histogram<u64> = hdrhistogram::serialization::Deserializer::new()
+        .deserialize(&mut std::io::Cursor::new(bytes))
+        .map_err(|e| format!("not an HDR histogram: {e:?}"))?;
+    // Widen to this loadgen's bounds so histograms of every shard add up.
+    let mut wide = histogram();
+    wide.add(&h).map_err(|e| format!("out of bounds: {e:?}"))?;
+    Ok(wide)
+}
+
 pub fn kind_index(kind: BookingEventKind) -> usize {
     BookingEventKind::ALL
         .iter()
@@ -194,6 +224,20 @@ impl Percentiles {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn histograms_survive_their_text_form_exactly() {
+        let mut h = histogram();
+        for us in [1, 250, 3_000, 3_001, 90_000, 29_000_000] {
+            h.record(us).unwrap();
+        }
+        let back = decode(&encode(&h)).unwrap();
+        assert_eq!(back, h);
+        assert_eq!(back.value_at_quantile(0.99), h.value_at_quantile(0.99));
+        assert!(decode("").unwrap().is_empty());
+        assert!(decode("not base64!").unwrap_err().contains("base64"));
+        assert!(decode("aGVsbG8=").is_err());
+    }
 
     #[test]
     fn receipts_feed_fanout_and_event_timings() {

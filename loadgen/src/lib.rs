@@ -14,6 +14,7 @@ pub mod html;
 pub mod junit;
 pub mod latency;
 pub mod ledger;
+pub mod merge;
 pub mod metrics;
 pub mod plan;
 pub mod receive;
@@ -250,8 +251,12 @@ async fn goose_attack(run: &Arc<Run>, ramp: Duration) -> Result<(), GooseError> 
     goose.host = Some(run.hosts[0].clone());
     goose.users = Some(run.tabs.len());
     goose.increase_rate = Some(format!("{}", run.config.ramp_up));
-    // goose's run time starts once every user is launched; joins finish a little later.
-    let run_time = run.config.duration + run.config.think_time + Duration::from_secs(2);
+    // goose's run time starts once every user is launched; joins finish a little later, and
+    // actions may wait for --actions-at.
+    let run_time = run.config.until_actions_at()
+        + run.config.duration
+        + run.config.think_time
+        + Duration::from_secs(2);
     goose.run_time = Some(format!("{}s", run_time.as_secs().max(1)));
     goose.report_file = run.config.report_file.clone();
     goose.threshold = run.config.thresholds.clone();
@@ -315,7 +320,7 @@ fn spawn_background(run: &Arc<Run>, ramp: Duration) -> Vec<tokio::task::JoinHand
     tasks.push(tokio::spawn(async move {
         // If some tabs never join, act anyway once the ramp is well over.
         tokio::time::sleep(ramp + Duration::from_secs(15)).await;
-        if r.actions_started.set(Instant::now()).is_ok() {
+        if r.start_actions() {
             tracing::warn!("not every tab joined: actions start without them");
         }
     }));
@@ -328,9 +333,13 @@ fn spawn_background(run: &Arc<Run>, ramp: Duration) -> Vec<tokio::task::JoinHand
         tasks.push(tokio::spawn(async move {
             let mut rng = StdRng::seed_from_u64(r.seed ^ 0xc4u64);
             let every = Duration::from_secs_f64(1.0 / rate);
-            while r.actions_started.get().is_none() {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            let started = loop {
+                match r.actions_started.get() {
+                    Some(at) => break *at,
+                    None => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            };
+            tokio::time::sleep_until(started.into()).await;
             loop {
                 tokio::time::sleep(every).await;
                 let tab = &r.tabs[rng.random_range(0..r.tabs.len())];
@@ -341,10 +350,13 @@ fn spawn_background(run: &Arc<Run>, ramp: Duration) -> Vec<tokio::task::JoinHand
     if let Some(at) = run.config.storm_at {
         let r = run.clone();
         tasks.push(tokio::spawn(async move {
-            while r.actions_started.get().is_none() {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            tokio::time::sleep(at).await;
+            let started = loop {
+                match r.actions_started.get() {
+                    Some(at) => break *at,
+                    None => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            };
+            tokio::time::sleep_until((started + at).into()).await;
             tracing::warn!("storm: every tab drops now");
             eprintln!("[storm] every tab drops and reconnects");
             for tab in &r.tabs {
@@ -541,6 +553,22 @@ async fn verify_and_report(
             (class.to_string(), b)
         })
         .collect();
+    let histograms = report::Histograms {
+        fanout: latency::encode(&fanout.total()),
+        action: latency::encode(&action),
+        spread: latency::encode(&spread),
+        schedule_lag: latency::encode(&run.schedule_lag.lock().expect("poisoned")),
+        fanout_by_event_type: BookingEventKind::ALL
+            .iter()
+            .enumerate()
+            .map(|(k, kind)| (kind.name().to_string(), latency::encode(&fanout.by_kind(k))))
+            .collect(),
+        fanout_by_room_size: ROOM_CLASSES
+            .iter()
+            .enumerate()
+            .map(|(c, class)| (class.to_string(), latency::encode(&fanout.by_class(c))))
+            .collect(),
+    };
     let rss = report::rss_bytes();
     let faults_injected = run
         .server
@@ -600,6 +628,7 @@ async fn verify_and_report(
                 lost: &verdict.lost_by_seq,
             },
         ),
+        histograms,
     })
 }
 

@@ -1,9 +1,11 @@
 //! `loadgen`: parse flags, run the load test, print the summary, write the report, and exit
 //! 0 (every gate passed), 1 (a gate failed; reports still written) or 2 (could not run).
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use booking_loadgen::config::{Command, Config};
+use booking_loadgen::report::Report;
 use clap::Parser;
 
 /// Every receipt allocates and frees what rust_socketio parses it into, on two worker threads:
@@ -44,6 +46,31 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .try_init();
     raise_open_files_limit();
+    if let Some(Command::Merge(args)) = &config.command {
+        return match booking_loadgen::merge::merge_files(args) {
+            Ok(report) => {
+                println!("{}", report.summary());
+                let written = write_reports(
+                    &report,
+                    args.report_json.as_deref(),
+                    args.report_html.as_deref(),
+                    args.report_junit.as_deref(),
+                );
+                if let Err(e) = written {
+                    eprintln!("loadgen merge: {e}");
+                    ExitCode::from(2)
+                } else if report.passed() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                }
+            }
+            Err(e) => {
+                eprintln!("loadgen merge: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let report_path = config.report_json.clone();
     let junit_path = config.report_junit.clone();
     let html_path = config.report_html.clone();
@@ -58,23 +85,14 @@ async fn main() -> ExitCode {
     if outcome.goose_thresholds_failed {
         println!("goose: one or more --threshold rules failed");
     }
-    if let Some(path) = report_path {
-        let json = serde_json::to_string_pretty(&outcome.report).expect("reports serialize");
-        if let Err(e) = std::fs::write(&path, json) {
-            eprintln!("loadgen: could not write {}: {e}", path.display());
-            return ExitCode::from(2);
-        }
-    }
-    if let Some(path) = html_path
-        && let Err(e) = std::fs::write(&path, booking_loadgen::html::report_page(&outcome.report))
-    {
-        eprintln!("loadgen: could not write {}: {e}", path.display());
-        return ExitCode::from(2);
-    }
-    if let Some(path) = junit_path
-        && let Err(e) = std::fs::write(&path, booking_loadgen::junit::junit(&outcome.report))
-    {
-        eprintln!("loadgen: could not write {}: {e}", path.display());
+    let written = write_reports(
+        &outcome.report,
+        report_path.as_deref(),
+        html_path.as_deref(),
+        junit_path.as_deref(),
+    );
+    if let Err(e) = written {
+        eprintln!("loadgen: {e}");
         return ExitCode::from(2);
     }
     if outcome.passed() {
@@ -82,6 +100,30 @@ async fn main() -> ExitCode {
     } else {
         ExitCode::from(1)
     }
+}
+
+/// Writes the JSON, HTML and JUnit forms of `report` that were asked for.
+fn write_reports(
+    report: &Report,
+    json: Option<&Path>,
+    html: Option<&Path>,
+    junit: Option<&Path>,
+) -> Result<(), String> {
+    type Render = fn(&Report) -> String;
+    let forms: [(Option<&Path>, Render); 3] = [
+        (json, |r| {
+            serde_json::to_string_pretty(r).expect("reports serialize")
+        }),
+        (html, booking_loadgen::html::report_page),
+        (junit, booking_loadgen::junit::junit),
+    ];
+    for (path, render) in forms {
+        if let Some(path) = path {
+            std::fs::write(path, render(report))
+                .map_err(|e| format!("could not write {}: {e}", path.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// Each tab holds a socket: lift the soft open-files limit as far as the hard one allows.

@@ -267,6 +267,34 @@ pub fn render(run: &Run) -> String {
         "event=\"editing\"",
         &run.volatile.latency(),
     );
+    if run.config.shard.count > 1 {
+        out = with_label(&out, "shard", &run.config.shard.to_string());
+    }
+    out
+}
+
+/// `text` (Prometheus exposition) with `name="value"` added to every sample, so the shards of
+/// one run are told apart (and summed across) on a dashboard.
+pub fn with_label(text: &str, name: &str, value: &str) -> String {
+    let label = format!("{name}=\"{value}\"");
+    let mut out = String::with_capacity(text.len() + text.len() / 4);
+    for line in text.lines() {
+        if line.starts_with('#') || line.is_empty() {
+            out.push_str(line);
+        } else if let Some(open) = line.find('{') {
+            let close = line[open..].find('}').map_or(open + 1, |c| open + c);
+            let sep = if close == open + 1 { "" } else { "," };
+            out.push_str(&line[..=open]);
+            out.push_str(&label);
+            out.push_str(sep);
+            out.push_str(&line[open + 1..]);
+        } else if let Some(space) = line.find(' ') {
+            let _ = write!(out, "{}{{{label}}}{}", &line[..space], &line[space..]);
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
     out
 }
 
@@ -323,6 +351,15 @@ fn generator_lines(out: &mut String, run: &Run) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_label_goes_on_every_sample_and_no_comment() {
+        let text = "# HELP a x\n# TYPE a gauge\na 3\nb{kind=\"x\"} 4\nc{} 5\n";
+        assert_eq!(
+            with_label(text, "shard", "1/3"),
+            "# HELP a x\n# TYPE a gauge\na{shard=\"1/3\"} 3\nb{shard=\"1/3\",kind=\"x\"} 4\nc{shard=\"1/3\"} 5\n"
+        );
+    }
 
     #[test]
     fn histograms_render_cumulative_buckets() {

@@ -1,9 +1,54 @@
 //! The seeded plan of a run: which rooms each tab shows, which tabs act, how big each
 //! boardroom's audience is. Pure, so a seed reproduces it exactly.
 
+use std::fmt;
+use std::str::FromStr;
+
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
+
+/// The share of a run's tabs one generator runs (`--shard i/n`): tab `t` of the plan is
+/// shard `t % n`'s. Generators with the same seed and flags and shards `0/n` to `n-1/n` run
+/// the whole plan once between them, each its own tabs, users and actors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Default for Shard {
+    fn default() -> Self {
+        Shard { index: 0, count: 1 }
+    }
+}
+
+impl Shard {
+    pub fn owns(&self, tab: usize) -> bool {
+        tab % self.count == self.index
+    }
+}
+
+impl fmt::Display for Shard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+impl FromStr for Shard {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Shard, String> {
+        let bad = || format!("`{text}`: expected i/n with 0 <= i < n, e.g. 0/3");
+        let (i, n) = text.split_once('/').ok_or_else(bad)?;
+        let index: usize = i.trim().parse().map_err(|_| bad())?;
+        let count: usize = n.trim().parse().map_err(|_| bad())?;
+        if count == 0 || index >= count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+}
 
 /// What page a tab shows, and so which rooms it joins (plus its own `user-<id>` always).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +158,18 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shards_parse_and_split_the_tabs_once() {
+        let shards: Vec<Shard> = ["0/3", "1/3", "2/3"].map(|s| s.parse().unwrap()).to_vec();
+        for tab in 0..10 {
+            assert_eq!(shards.iter().filter(|s| s.owns(tab)).count(), 1);
+        }
+        assert_eq!(shards[1].to_string(), "1/3");
+        for bad in ["3/3", "1", "a/3", "0/0", "-1/2"] {
+            assert!(bad.parse::<Shard>().is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn a_seed_reproduces_the_plan() {

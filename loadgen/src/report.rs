@@ -66,6 +66,9 @@ pub struct Report {
     /// The run second by second (from the start of the tabs), for plots.
     #[serde(default)]
     pub timeline: Vec<crate::timeline::Second>,
+    /// The latency histograms themselves, lossless (`loadgen merge` adds shards' up).
+    #[serde(default)]
+    pub histograms: Histograms,
 }
 
 /// What a fault scenario broke, when, and how the tabs and servers came back.
@@ -223,6 +226,18 @@ pub fn short(v: f64) -> String {
     if s == "-0" { "0" } else { s }.to_string()
 }
 
+/// Latency histograms (µs) in HDR histogram's V2 serialized form, base64.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Histograms {
+    pub fanout: String,
+    pub action: String,
+    pub spread: String,
+    pub schedule_lag: String,
+    /// Fan-out by event type and by room class, as `by_event_type` and `by_room_size`.
+    pub fanout_by_event_type: BTreeMap<String, String>,
+    pub fanout_by_room_size: BTreeMap<String, String>,
+}
+
 /// What a run asked for. Two runs compare fairly only when their workloads are equal.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Workload {
@@ -273,6 +288,9 @@ pub struct RunInfo {
     /// The command line, with secrets replaced by `***`.
     pub command_line: Vec<String>,
     pub workload: Workload,
+    /// The share of the plan's tabs this generator ran (`--shard`); `0/1` for the whole.
+    #[serde(default)]
+    pub shard: crate::plan::Shard,
 }
 
 /// The values of `--auth-secret` and `--token` replaced by `***`.

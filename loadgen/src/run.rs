@@ -42,8 +42,10 @@ pub struct Run {
     pub latency: Latency,
     /// The volatile `editing` signals: sent, expected, received, latency.
     pub volatile: crate::volatile::VolatileStats,
-    /// Tab indexes of the actors, in actor order.
-    pub actors: Vec<usize>,
+    /// This generator's actors: (ordinal among all the plan's actors, tab index here).
+    pub actors: Vec<(usize, usize)>,
+    /// Actors of the whole plan (all shards): tickets and hours are dealt among them.
+    pub actor_count: usize,
     /// When every tab had joined its rooms: actions are scheduled from here.
     pub actions_started: OnceLock<Instant>,
     /// (ticket due -> request sent) lag of actions, µs.
@@ -129,11 +131,15 @@ impl Run {
         let boardroom_ids =
             create_boardrooms(&http, &hosts[0], &admin_token, run_id, config.boardrooms).await?;
         let shared_user = config.token.as_deref().map(token_subject).transpose()?;
-        let tabs = plan
-            .tabs
+        // A shard runs the plan's tabs it owns; each keeps its plan index `i` in its user's
+        // name, so the shards of a run have the users one generator would.
+        let shard = config.shard;
+        let owned: Vec<usize> = (0..plan.tabs.len()).filter(|t| shard.owns(*t)).collect();
+        let tabs = owned
             .iter()
             .enumerate()
-            .map(|(i, tab_plan)| {
+            .map(|(local, &i)| {
+                let tab_plan = &plan.tabs[i];
                 let (user, token) = match (&shared_user, &secret) {
                     (Some(user), _) => (user.clone(), admin_token.clone()),
                     (None, Some(secret)) => {
@@ -149,15 +155,22 @@ impl Run {
                     }
                     (None, None) => unreachable!("checked above"),
                 };
-                Tab::new(i, tab_plan.clone(), user, token, start_seq)
+                Tab::new(local, tab_plan.clone(), user, token, start_seq)
             })
             .collect();
-        let actors = plan
-            .tabs
+        // Every actor of the plan, in plan order (its ordinal decides its tickets and hours);
+        // this generator's tabs act for those it owns.
+        let all_actors: Vec<usize> = (0..plan.tabs.len())
+            .filter(|t| plan.tabs[*t].actor)
+            .collect();
+        let actor_count = all_actors.len();
+        let actors = all_actors
             .iter()
             .enumerate()
-            .filter(|(_, t)| t.actor)
-            .map(|(i, _)| i)
+            .filter_map(|(ordinal, t)| {
+                let local = owned.binary_search(t).ok()?;
+                Some((ordinal, local))
+            })
             .collect();
         Ok(Run {
             seed,
@@ -175,6 +188,7 @@ impl Run {
             latency: Latency::new(),
             volatile: crate::volatile::VolatileStats::default(),
             actors,
+            actor_count,
             actions_started: OnceLock::new(),
             schedule_lag: Mutex::new(crate::latency::histogram()),
             http,
@@ -216,6 +230,13 @@ impl Run {
             ),
         };
         vec![page, (Room::User(tab.user.clone()), CLASS_USER)]
+    }
+
+    /// Starts actions: now, or at `--actions-at` when that is later (the instant set may then
+    /// lie ahead; tickets are due from it). Only the first call counts.
+    pub fn start_actions(&self) -> bool {
+        let at = Instant::now() + self.config.until_actions_at();
+        self.actions_started.set(at).is_ok()
     }
 
     /// When goose's run ends (about): a tab still reconnecting then gives up.

@@ -62,8 +62,8 @@ async fn open_tab(run: &Arc<Run>, user: &mut GooseUser) -> TransactionResult {
     let actor = run
         .actors
         .iter()
-        .position(|a| *a == index)
-        .map(|ordinal| Actor::new(run, ordinal));
+        .find(|(_, tab)| *tab == index)
+        .map(|(ordinal, _)| Actor::new(run, *ordinal));
     user.set_session_data(TabSession {
         actor,
         host: tab.host(),
@@ -146,7 +146,7 @@ async fn open_tab(run: &Arc<Run>, user: &mut GooseUser) -> TransactionResult {
     if all_joined {
         let joined = run.stats.tabs_joined.fetch_add(1, Ordering::Relaxed) + 1;
         if joined as usize == run.tabs.len() {
-            let _ = run.actions_started.set(Instant::now());
+            run.start_actions();
         }
     }
     Ok(())

@@ -100,7 +100,7 @@ impl From<DeliveryCounts> for OwedCounts {
 }
 
 impl DeliveryCounts {
-    fn add(&mut self, o: &DeliveryCounts) {
+    pub fn add(&mut self, o: &DeliveryCounts) {
         self.owed += o.owed;
         self.delivered += o.delivered;
         self.recovered += o.recovered;

@@ -10,6 +10,7 @@ mod layout;
 mod observability;
 mod peer;
 mod runs;
+mod shards;
 mod workflow;
 
 use std::time::Duration;

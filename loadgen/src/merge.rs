@@ -1,0 +1,452 @@
+//! `loadgen merge`: the reports of the n shards of one run (`--shard i/n`, same seed and
+//! workload) judged as one run. Counts add up, latency histograms merge losslessly (HDR V2 in
+//! each report), the shards must cover the plan exactly once, and the gates are judged again on
+//! the merged figures.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use hdrhistogram::Histogram;
+
+use crate::latency::{Percentiles, decode, encode, histogram};
+use crate::plan::Shard;
+use crate::report::{Breakdown, Gate, Report, Workload};
+use crate::timeline::Second;
+
+/// `loadgen merge`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MergeArgs {
+    /// The shards' JSON reports (`--report-json` of each `--shard i/n` generator).
+    #[arg(required = true)]
+    pub reports: Vec<PathBuf>,
+    /// Write the merged JSON report here.
+    #[arg(long)]
+    pub report_json: Option<PathBuf>,
+    /// Write the merged report as one self-contained HTML page here.
+    #[arg(long)]
+    pub report_html: Option<PathBuf>,
+    /// Write the merged gates as JUnit XML here.
+    #[arg(long)]
+    pub report_junit: Option<PathBuf>,
+}
+
+/// `loadgen merge`: reads the shards' reports and merges them.
+pub fn merge_files(args: &MergeArgs) -> Result<Report, String> {
+    let reports = args
+        .reports
+        .iter()
+        .map(|path| crate::compare::read_report(path))
+        .collect::<Result<Vec<_>, _>>()?;
+    merge(&reports)
+}
+
+/// Checks that `reports` are the shards of one run, each once: same seed and workload, shards
+/// `0/n` to `n-1/n`.
+pub fn check_cover(reports: &[Report]) -> Result<usize, String> {
+    let first = reports.first().ok_or("no reports to merge")?;
+    let run = |r: &Report| {
+        r.run
+            .clone()
+            .ok_or("a report has no run record (written by an older loadgen)")
+    };
+    let first_run = run(first)?;
+    let n = first_run.shard.count;
+    let mut seen = vec![false; n];
+    for r in reports {
+        let info = run(r)?;
+        if r.seed != first.seed {
+            return Err(format!(
+                "the reports ran different seeds ({} and {}): not shards of one run",
+                first.seed, r.seed
+            ));
+        }
+        let differences = Workload::differences(&first_run.workload, &info.workload);
+        if !differences.is_empty() {
+            return Err(format!(
+                "the reports ran different workloads ({}): not shards of one run",
+                differences.join("; ")
+            ));
+        }
+        if info.shard.count != n {
+            return Err(format!(
+                "shard {} among shards of {n}: not shards of one run",
+                info.shard
+            ));
+        }
+        if std::mem::replace(&mut seen[info.shard.index], true) {
+            return Err(format!("shard {} is there twice", info.shard));
+        }
+    }
+    let missing: Vec<String> = (0..n)
+        .filter(|i| !seen[*i])
+        .map(|i| format!("{i}/{n}"))
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "shard(s) {} missing: the plan is not covered",
+            missing.join(", ")
+        ));
+    }
+    Ok(n)
+}
+
+fn merged(texts: impl Iterator<Item = String>) -> Result<Histogram<u64>, String> {
+    let mut all = histogram();
+    for text in texts {
+        all.add(decode(&text)?)
+            .map_err(|e| format!("histograms do not add: {e:?}"))?;
+    }
+    Ok(all)
+}
+
+/// The plan's index of tab `local` of `shard` (its tabs are the plan's `t` with `t % n == i`).
+fn plan_tab(shard: Shard, local: usize) -> usize {
+    local * shard.count + shard.index
+}
+
+/// Merges the shards' reports into the report of the whole run.
+pub fn merge(reports: &[Report]) -> Result<Report, String> {
+    check_cover(reports)?;
+    let first = &reports[0];
+    let mut out = first.clone();
+    let sum = |f: fn(&Report) -> u64| reports.iter().map(f).sum::<u64>();
+    let max = |f: fn(&Report) -> f64| reports.iter().map(f).fold(0.0, f64::max);
+
+    out.tabs = sum(|r| r.tabs);
+    out.tabs_connected = sum(|r| r.tabs_connected);
+    out.tabs_joined = sum(|r| r.tabs_joined);
+    out.duration_s = max(|r| r.duration_s);
+    if let Some(run) = &mut out.run {
+        run.shard = Shard::default();
+    }
+
+    out.actions = Default::default();
+    out.delivery = Default::default();
+    out.by_node = BTreeMap::new();
+    out.by_client = BTreeMap::new();
+    for r in reports {
+        let a = &r.actions;
+        out.actions.created += a.created;
+        out.actions.updated += a.updated;
+        out.actions.cancelled += a.cancelled;
+        out.actions.deleted += a.deleted;
+        out.actions.conflicts += a.conflicts;
+        out.actions.errors += a.errors;
+        out.actions.unavailable += a.unavailable;
+        out.delivery.add(&r.delivery);
+        for (path, c) in &r.by_node {
+            let m = out.by_node.entry(path.clone()).or_default();
+            m.owed += c.owed;
+            m.delivered += c.delivered;
+            m.recovered += c.recovered;
+            m.lost += c.lost;
+        }
+        for (kind, c) in &r.by_client {
+            let m = out.by_client.entry(kind.clone()).or_default();
+            m.tabs += c.tabs;
+            m.tabs_joined += c.tabs_joined;
+            m.delivery.add(&c.delivery);
+            m.not_rendered += c.not_rendered;
+            m.editing_received += c.editing_received;
+        }
+    }
+
+    let h = |f: fn(&Report) -> &String| merged(reports.iter().map(|r| f(r).clone()));
+    let fanout = h(|r| &r.histograms.fanout)?;
+    let action = h(|r| &r.histograms.action)?;
+    let spread = h(|r| &r.histograms.spread)?;
+    let schedule_lag = h(|r| &r.histograms.schedule_lag)?;
+    out.latency_ms.fanout = Percentiles::of(&fanout);
+    out.latency_ms.action = Percentiles::of(&action);
+    out.latency_ms.spread = Percentiles::of(&spread);
+    out.latency_ms.schedule_lag = Percentiles::of(&schedule_lag);
+    if let Some(protocol) = out.by_client.get_mut("protocol") {
+        protocol.fanout_ms = out.latency_ms.fanout;
+    }
+    out.histograms.fanout = encode(&fanout);
+    out.histograms.action = encode(&action);
+    out.histograms.spread = encode(&spread);
+    out.histograms.schedule_lag = encode(&schedule_lag);
+    merge_rows(
+        &mut out.by_event_type,
+        &mut out.histograms.fanout_by_event_type,
+        reports,
+        |r| &r.by_event_type,
+        |r| &r.histograms.fanout_by_event_type,
+    )?;
+    merge_rows(
+        &mut out.by_room_size,
+        &mut out.histograms.fanout_by_room_size,
+        reports,
+        |r| &r.by_room_size,
+        |r| &r.histograms.fanout_by_room_size,
+    )?;
+
+    out.throughput.deliveries_per_s = reports.iter().map(|r| r.throughput.deliveries_per_s).sum();
+    out.throughput.actions_per_s = reports.iter().map(|r| r.throughput.actions_per_s).sum();
+
+    let v = &mut out.volatile.editing;
+    v.sent = sum(|r| r.volatile.editing.sent);
+    v.expected = sum(|r| r.volatile.editing.expected);
+    v.received = sum(|r| r.volatile.editing.received);
+    v.ratio = if v.expected == 0 {
+        1.0
+    } else {
+        v.received as f64 / v.expected as f64
+    };
+    // Volatile latency is not kept as a histogram: the slowest shard's figures stand.
+    v.latency_ms.p50 = max(|r| r.volatile.editing.latency_ms.p50);
+    v.latency_ms.p95 = max(|r| r.volatile.editing.latency_ms.p95);
+    v.latency_ms.p99 = max(|r| r.volatile.editing.latency_ms.p99);
+    v.latency_ms.max = max(|r| r.volatile.editing.latency_ms.max);
+    v.latency_ms.count = sum(|r| r.volatile.editing.latency_ms.count);
+
+    out.reconnects = sum(|r| r.reconnects);
+    out.drops = sum(|r| r.drops);
+    out.resyncs = sum(|r| r.resyncs);
+    out.events_replayed = sum(|r| r.events_replayed);
+    // Each shard read the whole log.
+    out.events_logged = reports.iter().map(|r| r.events_logged).max().unwrap_or(0);
+    out.seq_range = [
+        reports.iter().map(|r| r.seq_range[0]).min().unwrap_or(0),
+        reports.iter().map(|r| r.seq_range[1]).max().unwrap_or(0),
+    ];
+    out.memory.rss_bytes = sum(|r| r.memory.rss_bytes);
+    out.memory.ledger_bytes = sum(|r| r.memory.ledger_bytes);
+    out.memory.rss_per_tab_bytes = out.memory.rss_bytes / out.tabs.max(1);
+
+    let g = &mut out.generator;
+    g.sampled_s = reports
+        .iter()
+        .map(|r| r.generator.sampled_s)
+        .max()
+        .unwrap_or(0);
+    g.saturated_s = reports
+        .iter()
+        .map(|r| r.generator.saturated_s)
+        .max()
+        .unwrap_or(0);
+    g.saturated_by_cpu_s = reports
+        .iter()
+        .map(|r| r.generator.saturated_by_cpu_s)
+        .max()
+        .unwrap_or(0);
+    g.saturated_by_lag_s = reports
+        .iter()
+        .map(|r| r.generator.saturated_by_lag_s)
+        .max()
+        .unwrap_or(0);
+    g.saturated_by_backlog_s = reports
+        .iter()
+        .map(|r| r.generator.saturated_by_backlog_s)
+        .max()
+        .unwrap_or(0);
+    g.cpu_s = reports.iter().map(|r| r.generator.cpu_s).sum();
+    g.cpu_share_mean = reports
+        .iter()
+        .map(|r| r.generator.cpu_share_mean)
+        .sum::<f64>()
+        / reports.len() as f64;
+    g.cpu_share_max = max(|r| r.generator.cpu_share_max);
+    g.lag_ms_max = max(|r| r.generator.lag_ms_max);
+    g.backlog_bytes_max = reports
+        .iter()
+        .map(|r| r.generator.backlog_bytes_max)
+        .max()
+        .unwrap_or(0);
+
+    out.examples = Default::default();
+    for r in reports {
+        let shard = r.run.as_ref().map(|i| i.shard).unwrap_or_default();
+        for (mine, theirs) in [
+            (&mut out.examples.lost, &r.examples.lost),
+            (&mut out.examples.unexpected, &r.examples.unexpected),
+        ] {
+            for (tab, seq) in theirs {
+                if mine.len() < 10 {
+                    mine.push((plan_tab(shard, *tab), *seq));
+                }
+            }
+        }
+    }
+    out.faults_injected = BTreeMap::new();
+    for r in reports {
+        for (kind, n) in &r.faults_injected {
+            *out.faults_injected.entry(kind.clone()).or_default() += n;
+        }
+    }
+    out.timeline = merge_timelines(reports);
+
+    out.gates = first
+        .gates
+        .iter()
+        .enumerate()
+        .map(|(i, gate)| rejudge(gate, i, reports, &out))
+        .collect();
+    out.verdict = if out.gates.iter().all(|g| g.passed) {
+        "pass"
+    } else {
+        "fail"
+    }
+    .to_string();
+    Ok(out)
+}
+
+type Rows = BTreeMap<String, Breakdown>;
+
+/// One breakdown (by event type or by room) added up, its fan-out from the merged histograms.
+fn merge_rows(
+    rows: &mut Rows,
+    encoded: &mut BTreeMap<String, String>,
+    reports: &[Report],
+    rows_of: fn(&Report) -> &Rows,
+    histograms_of: fn(&Report) -> &BTreeMap<String, String>,
+) -> Result<(), String> {
+    for (name, row) in rows.iter_mut() {
+        row.delivery = Default::default();
+        for r in reports {
+            if let Some(theirs) = rows_of(r).get(name) {
+                row.delivery.add(&theirs.delivery);
+            }
+        }
+        let h = merged(
+            reports
+                .iter()
+                .map(|r| histograms_of(r).get(name).cloned().unwrap_or_default()),
+        )?;
+        row.fanout_ms = Percentiles::of(&h);
+        encoded.insert(name.clone(), encode(&h));
+    }
+    Ok(())
+}
+
+/// Second by second, added up by position (each shard's seconds count from its own start):
+/// counts add, each percentile is the highest of the shards'.
+fn merge_timelines(reports: &[Report]) -> Vec<Second> {
+    let len = reports.iter().map(|r| r.timeline.len()).max().unwrap_or(0);
+    (0..len)
+        .map(|i| {
+            let mut s = Second::default();
+            for r in reports {
+                let Some(t) = r.timeline.get(i) else { continue };
+                s.t_s = s.t_s.max(t.t_s);
+                s.tabs_connected += t.tabs_connected;
+                s.tabs_joined += t.tabs_joined;
+                s.actions += t.actions;
+                s.delivered += t.delivered;
+                s.recovered += t.recovered;
+                s.lost += t.lost;
+                s.fanout_p50_ms = s.fanout_p50_ms.max(t.fanout_p50_ms);
+                s.fanout_p99_ms = s.fanout_p99_ms.max(t.fanout_p99_ms);
+                s.action_p50_ms = s.action_p50_ms.max(t.action_p50_ms);
+                s.action_p99_ms = s.action_p99_ms.max(t.action_p99_ms);
+            }
+            s
+        })
+        .collect()
+}
+
+/// Gate `i` of the first shard judged again on the merged report: the gates every run has
+/// (tabs joined, delivery, errors, latency, throughput, saturation) from the merged figures;
+/// any other (a fault's, a baseline rule's) passes only if it passed in every shard.
+fn rejudge(gate: &Gate, i: usize, reports: &[Report], m: &Report) -> Gate {
+    let limit_sum = || {
+        reports
+            .iter()
+            .filter_map(|r| r.gates.get(i))
+            .map(|g| g.limit)
+            .sum::<f64>()
+    };
+    let saturated = m.generator.saturated();
+    let judged = match gate.name.as_str() {
+        "tabs joined" => Some(Gate::at_least(
+            &gate.name,
+            limit_sum(),
+            m.tabs_joined as f64,
+        )),
+        "lost" => Some(Gate::at_most(
+            &gate.name,
+            gate.limit,
+            m.delivery.lost as f64,
+        )),
+        "duplicated" => Some(Gate::at_most(
+            &gate.name,
+            gate.limit,
+            m.delivery.duplicated as f64,
+        )),
+        "unexpected" => Some(Gate::at_most(
+            &gate.name,
+            gate.limit,
+            m.delivery.unexpected as f64,
+        )),
+        "out of order" => Some(Gate::at_most(
+            &gate.name,
+            gate.limit,
+            m.delivery.out_of_order as f64,
+        )),
+        "action errors" => Some(Gate::at_most(
+            &gate.name,
+            gate.limit,
+            reports
+                .iter()
+                .filter_map(|r| r.gates.get(i))
+                .map(|g| g.observed)
+                .sum(),
+        )),
+        "acked writes not in log" => Some(Gate::at_most(
+            &gate.name,
+            gate.limit,
+            reports
+                .iter()
+                .filter_map(|r| r.gates.get(i))
+                .map(|g| g.observed)
+                .sum(),
+        )),
+        "fan-out p99 ms" => Some(
+            Gate::at_most(&gate.name, gate.limit, m.latency_ms.fanout.p99).unreliable_if(saturated),
+        ),
+        "action p99 ms" => Some(
+            Gate::at_most(&gate.name, gate.limit, m.latency_ms.action.p99).unreliable_if(saturated),
+        ),
+        "deliveries per s" => Some(
+            Gate::at_least(&gate.name, gate.limit, m.throughput.deliveries_per_s)
+                .unreliable_if(saturated),
+        ),
+        "generator saturated s" => Some(Gate::at_most(
+            &gate.name,
+            gate.limit,
+            m.generator.saturated_s as f64,
+        )),
+        _ => None,
+    };
+    judged.unwrap_or_else(|| {
+        let all = reports.iter().filter_map(|r| r.gates.get(i));
+        Gate {
+            name: format!("{} (every shard)", gate.name),
+            observed: all.clone().map(|g| g.observed).fold(f64::MIN, f64::max),
+            passed: all.clone().all(|g| g.passed),
+            unreliable: all.clone().any(|g| g.unreliable),
+            ..gate.clone()
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_tabs_map_back_to_the_plan() {
+        let shard = Shard { index: 1, count: 3 };
+        let plan: Vec<usize> = (0..4).map(|local| plan_tab(shard, local)).collect();
+        assert_eq!(plan, [1, 4, 7, 10]);
+        assert!(plan.iter().all(|t| shard.owns(*t)));
+    }
+
+    #[test]
+    fn reports_without_a_run_record_or_shards_do_not_merge() {
+        assert!(merge(&[]).is_err());
+        let old = Report::default();
+        assert!(check_cover(&[old]).unwrap_err().contains("older loadgen"));
+    }
+}
