@@ -6,6 +6,7 @@ mod binary;
 mod browser;
 mod cluster;
 mod faults;
+mod k8s;
 mod layout;
 mod observability;
 mod peer;
