@@ -199,7 +199,9 @@ pub async fn run_with_traces(
 /// Open files a run needs: a socket per tab (and the embedded server's end of it), REST
 /// connections, the log read, some spare.
 fn open_files_needed(config: &Config) -> u64 {
-    let tabs = config.tabs as u64;
+    // This generator's share of the tabs (`--shard`).
+    let shard = config.shard;
+    let tabs = (config.tabs.saturating_sub(shard.index)).div_ceil(shard.count) as u64;
     let sockets = if config.hosts.is_empty() {
         2 * tabs
     } else {
@@ -220,8 +222,13 @@ fn enough_open_files(config: &Config, open_files: u64) -> Result<(), String> {
     } else {
         ""
     };
+    let share = if config.shard.count > 1 {
+        format!(" (shard {})", config.shard)
+    } else {
+        String::new()
+    };
     Err(format!(
-        "--tabs {} needs about {needed} open files and this process may open {open_files}{server}: raise `ulimit -n`, lower --tabs, or split the tabs over several generator processes",
+        "--tabs {}{share} needs about {needed} open files and this process may open {open_files}{server}: raise `ulimit -n`, lower --tabs, or split the tabs over several generator processes (--shard)",
         config.tabs
     ))
 }
@@ -858,5 +865,23 @@ mod tests {
                 .contains("embedded server")
         );
         assert!(enough_open_files(&embedded, 4_096).is_ok());
+        // A shard needs files for its share of the tabs only.
+        let shard = config(&[
+            "--host",
+            "http://127.0.0.1:1",
+            "--token",
+            "t",
+            "--tabs",
+            "20000",
+            "--shard",
+            "1/3",
+        ]);
+        assert_eq!(open_files_needed(&shard), 6_667 + 333 + 256);
+        assert!(enough_open_files(&shard, 20_000).is_ok());
+        assert!(
+            enough_open_files(&shard, 4_096)
+                .unwrap_err()
+                .contains("--tabs 20000 (shard 1/3) needs about 7256")
+        );
     }
 }
