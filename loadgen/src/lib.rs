@@ -258,9 +258,9 @@ async fn goose_attack(run: &Arc<Run>, ramp: Duration) -> Result<(), GooseError> 
     goose.host = Some(run.hosts[0].clone());
     goose.users = Some(run.tabs.len());
     goose.increase_rate = Some(format!("{}", run.config.ramp_up));
-    // goose's run time starts once every user is launched; joins finish a little later, and
-    // actions may wait for --actions-at.
-    let run_time = run.config.until_actions_at()
+    // goose's run time starts once every user is launched (the ramp); joins finish a little
+    // later, and actions may wait for --actions-at beyond that.
+    let run_time = run.config.until_actions_at().saturating_sub(ramp)
         + run.config.duration
         + run.config.think_time
         + Duration::from_secs(2);
