@@ -111,6 +111,7 @@ pub fn merge(reports: &[Report]) -> Result<Report, String> {
     let mut out = first.clone();
     let sum = |f: fn(&Report) -> u64| reports.iter().map(f).sum::<u64>();
     let max = |f: fn(&Report) -> f64| reports.iter().map(f).fold(0.0, f64::max);
+    let most = |f: fn(&Report) -> u64| reports.iter().map(f).max().unwrap_or(0);
 
     out.tabs = sum(|r| r.tabs);
     out.tabs_connected = sum(|r| r.tabs_connected);
@@ -216,31 +217,11 @@ pub fn merge(reports: &[Report]) -> Result<Report, String> {
     out.memory.rss_per_tab_bytes = out.memory.rss_bytes / out.tabs.max(1);
 
     let g = &mut out.generator;
-    g.sampled_s = reports
-        .iter()
-        .map(|r| r.generator.sampled_s)
-        .max()
-        .unwrap_or(0);
-    g.saturated_s = reports
-        .iter()
-        .map(|r| r.generator.saturated_s)
-        .max()
-        .unwrap_or(0);
-    g.saturated_by_cpu_s = reports
-        .iter()
-        .map(|r| r.generator.saturated_by_cpu_s)
-        .max()
-        .unwrap_or(0);
-    g.saturated_by_lag_s = reports
-        .iter()
-        .map(|r| r.generator.saturated_by_lag_s)
-        .max()
-        .unwrap_or(0);
-    g.saturated_by_backlog_s = reports
-        .iter()
-        .map(|r| r.generator.saturated_by_backlog_s)
-        .max()
-        .unwrap_or(0);
+    g.sampled_s = most(|r| r.generator.sampled_s);
+    g.saturated_s = most(|r| r.generator.saturated_s);
+    g.saturated_by_cpu_s = most(|r| r.generator.saturated_by_cpu_s);
+    g.saturated_by_lag_s = most(|r| r.generator.saturated_by_lag_s);
+    g.saturated_by_backlog_s = most(|r| r.generator.saturated_by_backlog_s);
     g.cpu_s = reports.iter().map(|r| r.generator.cpu_s).sum();
     g.cpu_share_mean = reports
         .iter()
@@ -249,11 +230,7 @@ pub fn merge(reports: &[Report]) -> Result<Report, String> {
         / reports.len() as f64;
     g.cpu_share_max = max(|r| r.generator.cpu_share_max);
     g.lag_ms_max = max(|r| r.generator.lag_ms_max);
-    g.backlog_bytes_max = reports
-        .iter()
-        .map(|r| r.generator.backlog_bytes_max)
-        .max()
-        .unwrap_or(0);
+    g.backlog_bytes_max = most(|r| r.generator.backlog_bytes_max);
 
     out.examples = Default::default();
     for r in reports {
@@ -358,65 +335,33 @@ fn rejudge(gate: &Gate, i: usize, reports: &[Report], m: &Report) -> Gate {
             .sum::<f64>()
     };
     let saturated = m.generator.saturated();
+    let summed = || {
+        reports
+            .iter()
+            .filter_map(|r| r.gates.get(i))
+            .map(|g| g.observed)
+            .sum::<f64>()
+    };
+    let at_most = |observed: f64| Some(Gate::at_most(&gate.name, gate.limit, observed));
+    let (d, l) = (&m.delivery, &m.latency_ms);
     let judged = match gate.name.as_str() {
         "tabs joined" => Some(Gate::at_least(
             &gate.name,
             limit_sum(),
             m.tabs_joined as f64,
         )),
-        "lost" => Some(Gate::at_most(
-            &gate.name,
-            gate.limit,
-            m.delivery.lost as f64,
-        )),
-        "duplicated" => Some(Gate::at_most(
-            &gate.name,
-            gate.limit,
-            m.delivery.duplicated as f64,
-        )),
-        "unexpected" => Some(Gate::at_most(
-            &gate.name,
-            gate.limit,
-            m.delivery.unexpected as f64,
-        )),
-        "out of order" => Some(Gate::at_most(
-            &gate.name,
-            gate.limit,
-            m.delivery.out_of_order as f64,
-        )),
-        "action errors" => Some(Gate::at_most(
-            &gate.name,
-            gate.limit,
-            reports
-                .iter()
-                .filter_map(|r| r.gates.get(i))
-                .map(|g| g.observed)
-                .sum(),
-        )),
-        "acked writes not in log" => Some(Gate::at_most(
-            &gate.name,
-            gate.limit,
-            reports
-                .iter()
-                .filter_map(|r| r.gates.get(i))
-                .map(|g| g.observed)
-                .sum(),
-        )),
-        "fan-out p99 ms" => Some(
-            Gate::at_most(&gate.name, gate.limit, m.latency_ms.fanout.p99).unreliable_if(saturated),
-        ),
-        "action p99 ms" => Some(
-            Gate::at_most(&gate.name, gate.limit, m.latency_ms.action.p99).unreliable_if(saturated),
-        ),
+        "lost" => at_most(d.lost as f64),
+        "duplicated" => at_most(d.duplicated as f64),
+        "unexpected" => at_most(d.unexpected as f64),
+        "out of order" => at_most(d.out_of_order as f64),
+        "action errors" | "acked writes not in log" => at_most(summed()),
+        "fan-out p99 ms" => at_most(l.fanout.p99).map(|g| g.unreliable_if(saturated)),
+        "action p99 ms" => at_most(l.action.p99).map(|g| g.unreliable_if(saturated)),
         "deliveries per s" => Some(
             Gate::at_least(&gate.name, gate.limit, m.throughput.deliveries_per_s)
                 .unreliable_if(saturated),
         ),
-        "generator saturated s" => Some(Gate::at_most(
-            &gate.name,
-            gate.limit,
-            m.generator.saturated_s as f64,
-        )),
+        "generator saturated s" => at_most(m.generator.saturated_s as f64),
         _ => None,
     };
     judged.unwrap_or_else(|| {

@@ -61,16 +61,7 @@ fn a_smoke_run_of_100_tabs_passes_and_writes_its_reports() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_generator_processes_verify_their_own_tabs_on_one_server() {
-    let mut server = booking_server::ServerConfig::defaults_for("sqlite::memory:");
-    server.auth_secret = Some("shared-secret".into());
-    let state = booking_server::AppState::new(server).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let host = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(booking_server::serve(
-        listener,
-        state,
-        std::future::pending(),
-    ));
+    let host = crate::fresh_server("shared-secret").await;
     let generator = |seed: &str, name: &str| {
         let report = temp_report(name);
         let child = tokio::process::Command::new(BIN)

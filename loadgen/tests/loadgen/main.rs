@@ -46,6 +46,21 @@ pub fn as_json(report: &Report) -> serde_json::Value {
     serde_json::to_value(report).unwrap()
 }
 
+/// A booking server of the test's own (SQLite in memory) with this token secret: its base URL.
+pub async fn fresh_server(secret: &str) -> String {
+    let mut server = booking_server::ServerConfig::defaults_for("sqlite::memory:");
+    server.auth_secret = Some(secret.into());
+    let state = booking_server::AppState::new(server).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(booking_server::serve(
+        listener,
+        state,
+        std::future::pending(),
+    ));
+    host
+}
+
 pub const RUN_LIMIT: Duration = Duration::from_secs(120);
 
 /// A whole run through the library with these flags, bounded by [`RUN_LIMIT`].

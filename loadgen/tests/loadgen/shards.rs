@@ -2,25 +2,10 @@
 
 use std::process::Output;
 
-use crate::assert_matches_schema;
+use crate::{assert_matches_schema, fresh_server};
 
 const BIN: &str = env!("CARGO_BIN_EXE_loadgen");
 const SECRET: &str = "shard-secret";
-
-/// A booking server of the test's own (SQLite in memory), its base URL.
-async fn fresh_server() -> String {
-    let mut server = booking_server::ServerConfig::defaults_for("sqlite::memory:");
-    server.auth_secret = Some(SECRET.into());
-    let state = booking_server::AppState::new(server).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let host = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(booking_server::serve(
-        listener,
-        state,
-        std::future::pending(),
-    ));
-    host
-}
 
 fn json(path: &std::path::Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
@@ -41,7 +26,7 @@ fn merge(reports: &[&std::path::PathBuf], out: Option<&std::path::Path>) -> Outp
 /// latency histograms hold every shard's samples, and its percentiles lie within the shards'.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_shards_merged_judge_the_plan_as_one_generator_does() {
-    let (single_host, sharded_host) = (fresh_server().await, fresh_server().await);
+    let (single_host, sharded_host) = (fresh_server(SECRET).await, fresh_server(SECRET).await);
     let dir = std::env::temp_dir().join(format!("loadgen-shards-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let at = std::time::SystemTime::now()
