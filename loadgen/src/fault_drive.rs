@@ -19,12 +19,7 @@ pub async fn run_fault(run: Arc<Run>) {
     let flags = c.fault_flags();
     let scenario = c.scenario;
     let name = scenario.name();
-    let started = loop {
-        if let Some(at) = run.actions_started.get() {
-            break *at;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let started = run.actions_start().await;
     let since = |at: Instant| at.saturating_duration_since(started).as_secs_f64();
     let tracker = &run.fault;
     tokio::time::sleep_until((started + flags.fault_at()).into()).await;

@@ -161,7 +161,7 @@ pub async fn run_with_traces(
     sampler.abort();
     run.timeline.sample(
         timeline_counters(&run),
-        &run.latency.fanout().total(),
+        run.latency.fanout().total(),
         now_us(),
     );
     let pages = match &browser {
@@ -306,7 +306,7 @@ async fn sample_timeline(run: &Run) {
         tick.tick().await;
         let fanout = run.latency.fanout().total();
         run.timeline
-            .sample(timeline_counters(run), &fanout, now_us());
+            .sample(timeline_counters(run), fanout, now_us());
     }
 }
 
@@ -340,13 +340,7 @@ fn spawn_background(run: &Arc<Run>, ramp: Duration) -> Vec<tokio::task::JoinHand
         tasks.push(tokio::spawn(async move {
             let mut rng = StdRng::seed_from_u64(r.seed ^ 0xc4u64);
             let every = Duration::from_secs_f64(1.0 / rate);
-            let started = loop {
-                match r.actions_started.get() {
-                    Some(at) => break *at,
-                    None => tokio::time::sleep(Duration::from_millis(100)).await,
-                }
-            };
-            tokio::time::sleep_until(started.into()).await;
+            tokio::time::sleep_until(r.actions_start().await.into()).await;
             loop {
                 tokio::time::sleep(every).await;
                 let tab = &r.tabs[rng.random_range(0..r.tabs.len())];
@@ -357,13 +351,7 @@ fn spawn_background(run: &Arc<Run>, ramp: Duration) -> Vec<tokio::task::JoinHand
     if let Some(at) = run.config.storm_at {
         let r = run.clone();
         tasks.push(tokio::spawn(async move {
-            let started = loop {
-                match r.actions_started.get() {
-                    Some(at) => break *at,
-                    None => tokio::time::sleep(Duration::from_millis(100)).await,
-                }
-            };
-            tokio::time::sleep_until((started + at).into()).await;
+            tokio::time::sleep_until((r.actions_start().await + at).into()).await;
             tracing::warn!("storm: every tab drops now");
             eprintln!("[storm] every tab drops and reconnects");
             for tab in &r.tabs {
@@ -471,6 +459,7 @@ async fn verify_and_report(
         .as_secs_f64()
         .max(1e-3);
     let fanout = run.latency.fanout();
+    let fanout_total = fanout.total();
     let (mut action, mut spread) = (histogram(), histogram());
     let timings = run.latency.timings();
     for timing in timings.values() {
@@ -502,7 +491,7 @@ async fn verify_and_report(
     let acked_missing = missing_from_log(&acked, &events);
     let _ = s.verdict.set(verdict.total);
     let latency = LatencyReport {
-        fanout: Percentiles::of(&fanout.total()),
+        fanout: Percentiles::of(&fanout_total),
         action: Percentiles::of(&action),
         spread: Percentiles::of(&spread),
         schedule_lag: Percentiles::of(&run.schedule_lag.lock().expect("poisoned")),
@@ -561,7 +550,7 @@ async fn verify_and_report(
         })
         .collect();
     let histograms = report::Histograms {
-        fanout: latency::encode(&fanout.total()),
+        fanout: latency::encode(&fanout_total),
         action: latency::encode(&action),
         spread: latency::encode(&spread),
         schedule_lag: latency::encode(&run.schedule_lag.lock().expect("poisoned")),

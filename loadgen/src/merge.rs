@@ -90,10 +90,10 @@ pub fn check_cover(reports: &[Report]) -> Result<usize, String> {
     Ok(n)
 }
 
-fn merged(texts: impl Iterator<Item = String>) -> Result<Histogram<u64>, String> {
+fn merged<'a>(texts: impl Iterator<Item = &'a str>) -> Result<Histogram<u64>, String> {
     let mut all = histogram();
     for text in texts {
-        all.add(decode(&text)?)
+        all.add(decode(text)?)
             .map_err(|e| format!("histograms do not add: {e:?}"))?;
     }
     Ok(all)
@@ -136,11 +136,7 @@ pub fn merge(reports: &[Report]) -> Result<Report, String> {
         out.actions.unavailable += a.unavailable;
         out.delivery.add(&r.delivery);
         for (path, c) in &r.by_node {
-            let m = out.by_node.entry(path.clone()).or_default();
-            m.owed += c.owed;
-            m.delivered += c.delivered;
-            m.recovered += c.recovered;
-            m.lost += c.lost;
+            out.by_node.entry(path.clone()).or_default().add(c);
         }
         for (kind, c) in &r.by_client {
             let m = out.by_client.entry(kind.clone()).or_default();
@@ -152,7 +148,7 @@ pub fn merge(reports: &[Report]) -> Result<Report, String> {
         }
     }
 
-    let h = |f: fn(&Report) -> &String| merged(reports.iter().map(|r| f(r).clone()));
+    let h = |f: fn(&Report) -> &String| merged(reports.iter().map(|r| f(r).as_str()));
     let fanout = h(|r| &r.histograms.fanout)?;
     let action = h(|r| &r.histograms.action)?;
     let spread = h(|r| &r.histograms.spread)?;
@@ -289,7 +285,7 @@ fn merge_rows(
         let h = merged(
             reports
                 .iter()
-                .map(|r| histograms_of(r).get(name).cloned().unwrap_or_default()),
+                .map(|r| histograms_of(r).get(name).map_or("", String::as_str)),
         )?;
         row.fanout_ms = Percentiles::of(&h);
         encoded.insert(name.clone(), encode(&h));

@@ -239,6 +239,17 @@ impl Run {
         self.actions_started.set(at).is_ok()
     }
 
+    /// Waits until actions have a start instant and returns it (it may lie ahead, see
+    /// [`Run::start_actions`]).
+    pub async fn actions_start(&self) -> Instant {
+        loop {
+            match self.actions_started.get() {
+                Some(at) => return *at,
+                None => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
     /// When goose's run ends (about): a tab still reconnecting then gives up.
     pub fn end_at(&self) -> Option<Instant> {
         let c = &self.config;

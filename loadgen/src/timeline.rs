@@ -89,7 +89,7 @@ impl Timeline {
 
     /// Records the second that ends now: the counters' growth since the last sample, and the
     /// fan-out of the samples `fanout` (all of the run so far) gained since.
-    pub fn sample(&self, now: Counters, fanout: &Histogram<u64>, now_us: i64) {
+    pub fn sample(&self, now: Counters, fanout: Histogram<u64>, now_us: i64) {
         let mut inner = self.inner.lock().expect("poisoned");
         let Some(zero) = inner.zero_us else { return };
         let mut gained = fanout.clone();
@@ -108,7 +108,7 @@ impl Timeline {
             ..Second::default()
         });
         inner.last = now;
-        inner.last_fanout = fanout.clone();
+        inner.last_fanout = fanout;
     }
 
     /// The seconds so far, completed with action latency, recoveries and losses (see
@@ -216,9 +216,9 @@ mod tests {
             actions,
             deliveries,
         };
-        timeline.sample(c(5, 2), &total, 1_000_000);
+        timeline.sample(c(5, 2), total.clone(), 1_000_000);
         total.add(fanout(&[40_000, 40_000, 40_000])).unwrap();
-        timeline.sample(c(8, 5), &total, 2_000_000);
+        timeline.sample(c(8, 5), total, 2_000_000);
         let none = BTreeMap::new();
         let outcomes = Outcomes {
             recovered: &none,

@@ -88,6 +88,15 @@ pub struct OwedCounts {
     pub lost: u64,
 }
 
+impl OwedCounts {
+    pub fn add(&mut self, o: &OwedCounts) {
+        self.owed += o.owed;
+        self.delivered += o.delivered;
+        self.recovered += o.recovered;
+        self.lost += o.lost;
+    }
+}
+
 impl From<DeliveryCounts> for OwedCounts {
     fn from(d: DeliveryCounts) -> Self {
         Self {
