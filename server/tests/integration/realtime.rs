@@ -472,13 +472,16 @@ async fn a_socket_is_disconnected_when_its_token_expires() {
     use booking_server::auth::{Claims, Role};
     use jsonwebtoken::{Algorithm, EncodingKey, Header};
     let app = spawn_app(Backend::Memory).await;
-    // A token at the end of its leeway: accepted now, refused within two seconds.
+    // A token near the end of its leeway: accepted now, refused from the third second on
+    // (`exp + leeway + 1`). The margin of two whole seconds lets the connect and the join below
+    // finish before it expires even on a loaded CI machine: with one second, a join that crossed
+    // the next second boundary was disconnected before its ack.
     let now = jsonwebtoken::get_current_timestamp();
     let claims = Claims {
         sub: "eve".into(),
         role: Role::User,
         name: None,
-        exp: now - app.state.auth.leeway_secs(),
+        exp: now + 2 - app.state.auth.leeway_secs(),
     };
     let key = EncodingKey::from_secret(b"test-secret");
     let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key).unwrap();
