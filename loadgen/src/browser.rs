@@ -497,6 +497,7 @@ pub fn judge(
             joined.push(Joined {
                 room,
                 watermark: j.watermark,
+                until: i64::MAX,
                 class,
             });
         }

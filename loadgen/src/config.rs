@@ -57,6 +57,22 @@ pub struct Config {
     /// not before): the shards of a run, given the same time, act together.
     #[arg(long, env = "LOADGEN_ACTIONS_AT")]
     pub actions_at: Option<u64>,
+    /// Shape the run in stages instead of --tabs/--duration/--ramp-up, e.g.
+    /// `30s:500,2m:5000,30s:5000@50,1m:0`: each stage ramps the tab count linearly to its
+    /// target over its duration, and with `@N` the action rate too (from --actions-per-sec;
+    /// without, the rate stays). Actions run from the start; closing tabs leave their rooms.
+    /// The report has per-stage figures.
+    #[arg(
+        long,
+        env = "LOADGEN_STAGES",
+        conflicts_with_all = ["tabs", "duration", "ramp_up"]
+    )]
+    pub stages: Option<crate::stages::Stages>,
+    /// Judge the latency and throughput gates (`--gate-fanout-p99-ms`, `--gate-action-p99-ms`,
+    /// `--gate-min-deliveries-per-sec`) on this stage of --stages (1-based: the steady state,
+    /// say) instead of the whole run. Delivery gates always judge the whole run.
+    #[arg(long, env = "LOADGEN_GATE_STAGE")]
+    pub gate_stage: Option<usize>,
     /// Tabs started per second.
     #[arg(long, env = "LOADGEN_RAMP_UP", default_value_t = 100.0)]
     pub ramp_up: f64,
@@ -227,10 +243,22 @@ impl Config {
         })
     }
 
-    /// Acting tabs at most: two per action per second, so each acts often enough to update,
-    /// cancel and delete what it booked.
+    /// Acting tabs at most: two per action per second (at the highest rate of --stages), so
+    /// each acts often enough to update, cancel and delete what it booked.
     pub fn max_actors(&self) -> usize {
-        ((self.actions_per_sec * 2.0).ceil() as usize).max(1)
+        let rate = self
+            .stages
+            .as_ref()
+            .map_or(self.actions_per_sec, |s| s.peak_rate(self.actions_per_sec));
+        ((rate * 2.0).ceil() as usize).max(1)
+    }
+
+    /// With --stages: the tab count is their peak and the action window their total.
+    pub fn apply_stages(&mut self) {
+        if let Some(stages) = &self.stages {
+            self.tabs = stages.peak_tabs();
+            self.duration = stages.total();
+        }
     }
 
     /// Checks what clap cannot: ranges and combinations.
@@ -263,6 +291,30 @@ impl Config {
                 "--browser-tabs with --shard: open browser tabs from one unsharded generator"
                     .into(),
             );
+        }
+        if let Some(n) = self.gate_stage {
+            let stages = self.stages.as_ref().map_or(0, |s| s.0.len());
+            if stages == 0 {
+                return Err("--gate-stage needs --stages".into());
+            }
+            if n == 0 || n > stages {
+                return Err(format!(
+                    "--gate-stage {n}: the stages are numbered 1 to {stages}"
+                ));
+            }
+        }
+        if self.stages.is_some() {
+            let with = [
+                ("--churn", self.churn.is_some()),
+                ("--storm-at", self.storm_at.is_some()),
+                ("--scenario", self.scenario != Scenario::None),
+                ("--browser-tabs", self.browser_tabs > 0),
+            ];
+            if let Some((flag, _)) = with.iter().find(|(_, set)| *set) {
+                return Err(format!(
+                    "--stages with {flag}: a staged run opens and closes its tabs itself; run {flag} without --stages"
+                ));
+            }
         }
         if self.boardrooms == 0 {
             return Err("--boardrooms must be at least 1".into());
@@ -319,6 +371,7 @@ impl Config {
             scenario: clap::ValueEnum::to_possible_value(&self.scenario)
                 .map_or_else(String::new, |v| v.get_name().to_string()),
             servers: self.hosts.len().max(1) as u64,
+            stages: self.stages.as_ref().map(ToString::to_string),
         }
     }
 
@@ -415,6 +468,39 @@ mod tests {
             parse(&["--heal-cmd", "x"])
                 .unwrap_err()
                 .contains("--scenario")
+        );
+        let staged = ["--stages", "10s:50,20s:50@40,10s:0"];
+        assert!(parse(&staged).is_ok());
+        assert!(
+            Config::try_parse_from(["loadgen", "--stages", "10s:5", "--tabs", "9"]).is_err(),
+            "--stages sets the tab count"
+        );
+        assert!(
+            Config::try_parse_from(["loadgen", "--stages", "10s:5,10s:2,10s:3"])
+                .unwrap_err()
+                .to_string()
+                .contains("rises again")
+        );
+        let with = |extra: &[&str]| parse(&[&staged[..], extra].concat());
+        assert!(with(&["--churn", "2"]).unwrap_err().contains("--churn"));
+        assert!(with(&["--gate-stage", "2"]).is_ok());
+        assert!(with(&["--gate-stage", "4"]).unwrap_err().contains("1 to 3"));
+        assert!(
+            parse(&["--gate-stage", "1"])
+                .unwrap_err()
+                .contains("needs --stages")
+        );
+        let mut config = Config::try_parse_from(["loadgen", staged[0], staged[1]]).unwrap();
+        config.apply_stages();
+        assert_eq!((config.tabs, config.duration.as_secs()), (50, 40));
+        assert_eq!(
+            config.max_actors(),
+            80,
+            "two per action per second at the peak"
+        );
+        assert_eq!(
+            config.workload().stages.as_deref(),
+            Some("10s:50,20s:50@40,10s:0")
         );
         let unknown = Config::try_parse_from(["loadgen", "--scenario", "meteor"]);
         assert!(unknown.is_err(), "scenario names are checked by clap");

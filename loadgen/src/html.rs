@@ -260,7 +260,10 @@ fn charts(out: &mut String, runs: &[(String, &Report)]) {
             "tabs",
             &[
                 ("connected", |s| s.tabs_connected as f64),
-                ("joined", |s| s.tabs_joined as f64),
+                // Tabs closed by --stages no longer count.
+                ("joined", |s| {
+                    s.tabs_joined.saturating_sub(s.tabs_left) as f64
+                }),
             ],
         ),
         (
@@ -414,6 +417,34 @@ fn chart(out: &mut String, title: &str, unit: &str, series: &[Series]) {
 }
 
 fn breakdowns(out: &mut String, r: &Report) {
+    if !r.stages.is_empty() {
+        out.push_str("<h3>By stage (from the start of actions)</h3>\n<table><tr><th>stage</th><th>from s</th><th>to s</th><th>tabs</th><th>open at end</th><th>actions/s target</th><th>actions/s</th><th>delivered</th><th>deliveries/s</th><th>recovered</th><th>lost</th><th>fan-out p50 ms</th><th>fan-out p99 ms</th><th>action p50 ms</th><th>action p99 ms</th></tr>\n");
+        for st in &r.stages {
+            let _ = writeln!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} &rarr; {}</td><td>{}</td><td>{} &rarr; {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td{}>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                st.stage,
+                short(st.from_s),
+                short(st.to_s),
+                st.tabs_from,
+                st.tabs_to,
+                st.tabs_open_at_end,
+                short(st.actions_per_s_from),
+                short(st.actions_per_s_to),
+                short(st.actions_per_s),
+                st.delivered,
+                short(st.deliveries_per_s),
+                st.recovered,
+                if st.lost > 0 { " class=\"bad\"" } else { "" },
+                st.lost,
+                short(st.fanout_ms.p50),
+                short(st.fanout_ms.p99),
+                short(st.action_ms.p50),
+                short(st.action_ms.p99)
+            );
+        }
+        out.push_str("</table>\n");
+    }
     let head = "<tr><th></th><th>owed</th><th>delivered</th><th>recovered</th><th>lost</th><th>duplicated</th><th>unexpected</th><th>fan-out p50 ms</th><th>fan-out p99 ms</th></tr>";
     for (title, rows) in [
         ("By event type", &r.by_event_type),
@@ -511,6 +542,19 @@ mod tests {
             );
         }
         assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        assert!(!page.contains("By stage"), "no --stages, no stage table");
+        let mut staged = report();
+        staged.stages.push(crate::report::StageReport {
+            stage: 2,
+            tabs_from: 500,
+            tabs_to: 5000,
+            lost: 4,
+            ..Default::default()
+        });
+        let page = report_page(&staged);
+        assert!(page.contains("By stage"));
+        assert!(page.contains("<td>2</td><td>0</td><td>0</td><td>500 &rarr; 5000</td>"));
+        assert!(page.contains("<td class=\"bad\">4</td>"));
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod report;
 pub mod run;
 pub mod saturation;
 pub mod scenario;
+pub mod stages;
 pub mod stats;
 pub mod tab;
 pub mod timeline;
@@ -84,6 +85,8 @@ pub async fn run_with_traces(
     config: Config,
     traces: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
 ) -> Result<Outcome, RunError> {
+    let mut config = config;
+    config.apply_stages();
     config.validate().map_err(RunError::Setup)?;
     let baseline = match &config.baseline {
         Some(path) => Some(
@@ -123,7 +126,22 @@ pub async fn run_with_traces(
         ),
         None => None,
     };
-    let ramp = Duration::from_secs_f64(run.tabs.len() as f64 / run.config.ramp_up);
+    // Staged tabs are all launched in about a second and open when their stage says.
+    let launch_rate = match &run.config.stages {
+        Some(_) => run.tabs.len() as f64,
+        None => run.config.ramp_up,
+    };
+    let ramp = Duration::from_secs_f64(run.tabs.len() as f64 / launch_rate);
+    if let Some(stages) = &run.config.stages {
+        run.start_actions();
+        let zero = wall_us(run.actions_start().await);
+        run.timeline.set_stage_ends(
+            stages
+                .bounds()
+                .into_iter()
+                .map(|(_, end)| zero + end.as_micros() as i64),
+        );
+    }
     let watcher = {
         let run = run.clone();
         tokio::spawn(async move { saturation::watch(&run.generator).await })
@@ -136,7 +154,7 @@ pub async fn run_with_traces(
     let fault = (run.config.scenario != Scenario::None)
         .then(|| tokio::spawn(fault_drive::run_fault(run.clone())));
 
-    let goose_result = goose_attack(&run, ramp).await;
+    let goose_result = goose_attack(&run, ramp, launch_rate).await;
     let action_window_end = Instant::now();
     for task in background {
         task.abort();
@@ -253,11 +271,20 @@ async fn open_browser_tabs(run: &Run, chromium: &std::path::Path) -> Result<Brow
     Ok(browser)
 }
 
-async fn goose_attack(run: &Arc<Run>, ramp: Duration) -> Result<(), GooseError> {
+/// The wall clock (µs) of `at`.
+fn wall_us(at: Instant) -> i64 {
+    let now = Instant::now();
+    match at.checked_duration_since(now) {
+        Some(ahead) => now_us() + ahead.as_micros() as i64,
+        None => now_us() - now.duration_since(at).as_micros() as i64,
+    }
+}
+
+async fn goose_attack(run: &Arc<Run>, ramp: Duration, launch_rate: f64) -> Result<(), GooseError> {
     let mut goose = GooseConfiguration::default();
     goose.host = Some(run.hosts[0].clone());
     goose.users = Some(run.tabs.len());
-    goose.increase_rate = Some(format!("{}", run.config.ramp_up));
+    goose.increase_rate = Some(format!("{launch_rate}"));
     // goose's run time starts once every user is launched (the ramp); joins finish a little
     // later, and actions may wait for --actions-at beyond that.
     let run_time = run.config.until_actions_at().saturating_sub(ramp)
@@ -315,6 +342,7 @@ fn timeline_counters(run: &Run) -> timeline::Counters {
     timeline::Counters {
         tabs_connected: Stats::get(&s.tabs_connected),
         tabs_joined: Stats::get(&s.tabs_joined),
+        tabs_left: Stats::get(&s.tabs_left),
         actions: s.actions(),
         deliveries: Stats::get(&s.deliveries),
     }
@@ -383,8 +411,12 @@ async fn progress(run: Arc<Run>) {
                 g.lag_ms
             )
         });
+        let closed = match Stats::get(&s.tabs_left) {
+            0 => String::new(),
+            n => format!(" closed {n}"),
+        };
         eprintln!(
-            "[{:>4.0}s] tabs {}/{} joined {} | actions {} ({:.1}/s) | deliveries {} ({:.0}/s) | fan-out p99 {:.2} ms | reconnects {} | down {}{generator}",
+            "[{:>4.0}s] tabs {}/{} joined {}{closed} | actions {} ({:.1}/s) | deliveries {} ({:.0}/s) | fan-out p99 {:.2} ms | reconnects {} | down {}{generator}",
             started.elapsed().as_secs_f64(),
             Stats::get(&s.tabs_connected),
             run.tabs.len(),
@@ -499,14 +531,51 @@ async fn verify_and_report(
     let throughput = Throughput {
         deliveries_per_s: verdict.total.delivered as f64 / window,
         actions_per_s: s.actions() as f64 / window,
-        target_actions_per_s: run.config.actions_per_sec,
+        // With --stages: what they offer over their total time.
+        target_actions_per_s: run
+            .config
+            .stages
+            .as_ref()
+            .map_or(run.config.actions_per_sec, |s| {
+                s.offered(run.config.actions_per_sec) / s.total().as_secs_f64()
+            }),
     };
     let fault = fault_report(run, &verdict, &actions, acked.len() as u64, acked_missing);
     let generator = saturation::GeneratorReport {
         cpu_s: saturation::cpu_seconds().unwrap_or(0.0),
         ..run.generator_report()
     };
-    let mut gates = gates(run, &verdict, &latency, &throughput, &actions, &generator);
+    let seconds = run.timeline.seconds(
+        &timings,
+        &timeline::Outcomes {
+            recovered: &verdict.recovered_by_seq,
+            lost: &verdict.lost_by_seq,
+        },
+    );
+    let stages = match (&run.config.stages, run.actions_started.get()) {
+        (Some(stages), Some(zero)) => stages.reports(stages::StageInputs {
+            base_rate: run.config.actions_per_sec,
+            zero_us: wall_us(*zero),
+            timeline_zero_us: run.timeline.zero_us().unwrap_or_default(),
+            seconds: &seconds,
+            fanout: run.timeline.stage_fanout(),
+            timings: &timings,
+        }),
+        _ => Vec::new(),
+    };
+    let judged_stage = run
+        .config
+        .gate_stage
+        .and_then(|n| stages.get(n.saturating_sub(1)));
+    let mut gates = gates(
+        run,
+        &verdict,
+        &latency,
+        &throughput,
+        &actions,
+        &generator,
+        judged_stage,
+    );
     if let Some(b) = &browser {
         gates.insert(
             1,
@@ -617,14 +686,9 @@ async fn verify_and_report(
         },
         faults_injected,
         fault,
-        timeline: run.timeline.seconds(
-            &timings,
-            &timeline::Outcomes {
-                recovered: &verdict.recovered_by_seq,
-                lost: &verdict.lost_by_seq,
-            },
-        ),
+        timeline: seconds,
         histograms,
+        stages,
     })
 }
 
@@ -748,6 +812,7 @@ fn gates(
     t: &Throughput,
     a: &Actions,
     generator: &saturation::GeneratorReport,
+    stage: Option<&report::StageReport>,
 ) -> Vec<Gate> {
     let c = &run.config;
     // Latency and throughput are read on the generator's clock: a saturated generator adds
@@ -788,15 +853,36 @@ fn gates(
                 }) as f64,
         ),
     ];
+    // `--gate-stage`: latency and throughput of that stage alone.
+    let (fanout_p99, action_p99, per_s, of) = match stage {
+        Some(s) => (
+            s.fanout_ms.p99,
+            s.action_ms.p99,
+            s.deliveries_per_s,
+            format!(" (stage {})", s.stage),
+        ),
+        None => (
+            l.fanout.p99,
+            l.action.p99,
+            t.deliveries_per_s,
+            String::new(),
+        ),
+    };
     if let Some(limit) = c.gate_fanout_p99_ms {
-        gates.push(Gate::at_most("fan-out p99 ms", limit, l.fanout.p99).unreliable_if(saturated));
+        gates.push(
+            Gate::at_most(&format!("fan-out p99 ms{of}"), limit, fanout_p99)
+                .unreliable_if(saturated),
+        );
     }
     if let Some(limit) = c.gate_action_p99_ms {
-        gates.push(Gate::at_most("action p99 ms", limit, l.action.p99).unreliable_if(saturated));
+        gates.push(
+            Gate::at_most(&format!("action p99 ms{of}"), limit, action_p99)
+                .unreliable_if(saturated),
+        );
     }
     if let Some(limit) = c.gate_min_deliveries_per_sec {
         gates.push(
-            Gate::at_least("deliveries per s", limit, t.deliveries_per_s).unreliable_if(saturated),
+            Gate::at_least(&format!("deliveries per s{of}"), limit, per_s).unreliable_if(saturated),
         );
     }
     if let Some(limit) = c.gate_saturated_secs {

@@ -249,6 +249,9 @@ pub fn merge(reports: &[Report]) -> Result<Report, String> {
         }
     }
     out.timeline = merge_timelines(reports);
+    for r in &reports[1..] {
+        crate::stages::merge(&mut out.stages, &r.stages)?;
+    }
 
     out.gates = first
         .gates
@@ -305,6 +308,7 @@ fn merge_timelines(reports: &[Report]) -> Vec<Second> {
                 s.t_s = s.t_s.max(t.t_s);
                 s.tabs_connected += t.tabs_connected;
                 s.tabs_joined += t.tabs_joined;
+                s.tabs_left += t.tabs_left;
                 s.actions += t.actions;
                 s.delivered += t.delivered;
                 s.recovered += t.recovered;
@@ -340,6 +344,32 @@ fn rejudge(gate: &Gate, i: usize, reports: &[Report], m: &Report) -> Gate {
     };
     let at_most = |observed: f64| Some(Gate::at_most(&gate.name, gate.limit, observed));
     let (d, l) = (&m.delivery, &m.latency_ms);
+    // `--gate-stage`: "<gate> (stage N)", judged on the merged row of stage N.
+    let staged = gate
+        .name
+        .strip_suffix(')')
+        .and_then(|n| n.split_once(" (stage "))
+        .and_then(|(base, n)| {
+            Some((
+                base,
+                m.stages.get(n.parse::<usize>().ok()?.checked_sub(1)?)?,
+            ))
+        });
+    if let Some((base, stage)) = staged {
+        let judged = match base {
+            "fan-out p99 ms" => at_most(stage.fanout_ms.p99),
+            "action p99 ms" => at_most(stage.action_ms.p99),
+            "deliveries per s" => Some(Gate::at_least(
+                &gate.name,
+                gate.limit,
+                stage.deliveries_per_s,
+            )),
+            _ => None,
+        };
+        if let Some(g) = judged {
+            return g.unreliable_if(saturated);
+        }
+    }
     let judged = match gate.name.as_str() {
         "tabs joined" => Some(Gate::at_least(
             &gate.name,

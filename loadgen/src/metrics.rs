@@ -87,9 +87,10 @@ pub fn render(run: &Run) -> String {
         &mut out,
         TABS_JOINED,
         "gauge",
-        "Tabs that joined all their rooms",
+        "Tabs that joined all their rooms and are open (--stages closes tabs)",
     );
-    let _ = writeln!(out, "{TABS_JOINED} {}", Stats::get(&s.tabs_joined));
+    let open = Stats::get(&s.tabs_joined).saturating_sub(Stats::get(&s.tabs_left));
+    let _ = writeln!(out, "{TABS_JOINED} {open}");
     head(
         &mut out,
         ROOM_JOINS,

@@ -69,6 +69,41 @@ pub struct Report {
     /// The latency histograms themselves, lossless (`loadgen merge` adds shards' up).
     #[serde(default)]
     pub histograms: Histograms,
+    /// One row per stage of `--stages` (none without).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<StageReport>,
+}
+
+/// One stage of a `--stages` run: its target, and what was sent, delivered and lost in it.
+/// Counts are by the second they fell in (receipts by their time, lost and recovered by their
+/// event's), so a stage's edges are exact to a second.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct StageReport {
+    /// 1-based, in order.
+    pub stage: u64,
+    /// Seconds from the start of actions.
+    pub from_s: f64,
+    pub to_s: f64,
+    /// Target tab count and action rate at the start and the end of the stage.
+    pub tabs_from: u64,
+    pub tabs_to: u64,
+    pub actions_per_s_from: f64,
+    pub actions_per_s_to: f64,
+    /// Tabs joined and not closed at the stage's last second.
+    pub tabs_open_at_end: u64,
+    pub actions: u64,
+    pub actions_per_s: f64,
+    /// Live receipts.
+    pub delivered: u64,
+    pub deliveries_per_s: f64,
+    pub recovered: u64,
+    pub lost: u64,
+    /// Fan-out of the stage's receipts, and latency of the actions sent in it.
+    pub fanout_ms: Percentiles,
+    pub action_ms: Percentiles,
+    /// The two histograms, HDR V2 base64 (`loadgen merge` adds shards' up).
+    pub fanout_histogram: String,
+    pub action_histogram: String,
 }
 
 /// What a fault scenario broke, when, and how the tabs and servers came back.
@@ -256,6 +291,9 @@ pub struct Workload {
     pub scenario: String,
     /// Servers the tabs were spread over (1 for the embedded server).
     pub servers: u64,
+    /// `--stages`, normalized (then `tabs` is the peak and `duration_s` the total).
+    #[serde(default)]
+    pub stages: Option<String>,
 }
 
 impl Workload {
@@ -410,6 +448,26 @@ impl Report {
         let _ = writeln!(out, "latency ms {}", p("fan-out", &l.fanout));
         let _ = writeln!(out, "           {}", p("action ", &l.action));
         let _ = writeln!(out, "           {}", p("spread ", &l.spread));
+        for (i, st) in self.stages.iter().enumerate() {
+            let head = if i == 0 { "stages" } else { "" };
+            let _ = writeln!(
+                out,
+                "{head:<10} {} {:>5.0}-{:<5.0}s tabs {:>5}->{:<5} (open {:>5})  actions {:>6} ({:.1}/s)  delivered {:>8} ({:.0}/s)  lost {:>5}  fan-out p99 {:.2}  action p99 {:.2} ms",
+                st.stage,
+                st.from_s,
+                st.to_s,
+                st.tabs_from,
+                st.tabs_to,
+                st.tabs_open_at_end,
+                st.actions,
+                st.actions_per_s,
+                st.delivered,
+                st.deliveries_per_s,
+                st.lost,
+                st.fanout_ms.p99,
+                st.action_ms.p99
+            );
+        }
         for (title, rows) in [
             ("by event", &self.by_event_type),
             ("by room", &self.by_room_size),

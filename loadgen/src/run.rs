@@ -239,6 +239,19 @@ impl Run {
         self.actions_started.set(at).is_ok()
     }
 
+    /// With `--stages`: when tab `local` of this generator opens and closes (`None` for the
+    /// close: it stays open to the end). A tab beyond every stage's count opens at the end.
+    pub fn stage_window(&self, local: usize) -> Option<(Instant, Option<Instant>)> {
+        let stages = self.config.stages.as_ref()?;
+        let zero = *self.actions_started.get()?;
+        let shard = self.config.shard;
+        let k = local * shard.count + shard.index;
+        Some(match stages.window(k) {
+            Some((open, close)) => (zero + open, close.map(|c| zero + c)),
+            None => (zero + stages.total(), None),
+        })
+    }
+
     /// Waits until actions have a start instant and returns it (it may lie ahead, see
     /// [`Run::start_actions`]).
     pub async fn actions_start(&self) -> Instant {

@@ -1,4 +1,5 @@
-//! The goose side: one goose user per tab. On start a tab connects and joins its rooms; then it
+//! The goose side: one goose user per tab. On start a tab connects and joins its rooms (with
+//! `--stages`, its turns open it when its stage comes, and close it: leave, disconnect); then it
 //! takes turns: reconnect if churn or a dropped connection asked it to, replay if a server sent
 //! a resync, act if it is an actor, and hand goose a sample of what it received. A turn's pause
 //! ends early when the tab must reconnect or resync. Socket.IO connects, joins, reconnects and
@@ -49,6 +50,34 @@ struct TabSession {
     actor: Option<Actor>,
     /// The host goose sends this tab's REST requests to (follows the tab's Socket.IO host).
     host: usize,
+    /// With `--stages`: when the tab opens and closes, and where it is.
+    staged: Option<Staged>,
+}
+
+#[derive(Clone, Copy)]
+struct Staged {
+    open_at: Instant,
+    close_at: Option<Instant>,
+    phase: Phase,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Waiting,
+    /// Opened; `true` when it joined all its rooms (and so counts in `tabs_joined`).
+    Open(bool),
+    Closed,
+}
+
+impl Staged {
+    /// The next time the tab opens or closes, if any.
+    fn next_change(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Waiting => Some(self.open_at),
+            Phase::Open(_) => self.close_at,
+            Phase::Closed => None,
+        }
+    }
 }
 
 async fn open_tab(run: &Arc<Run>, user: &mut GooseUser) -> TransactionResult {
@@ -64,10 +93,31 @@ async fn open_tab(run: &Arc<Run>, user: &mut GooseUser) -> TransactionResult {
         .iter()
         .find(|(_, tab)| *tab == index)
         .map(|(ordinal, _)| Actor::new(run, *ordinal));
+    let staged = run.stage_window(index).map(|(open_at, close_at)| Staged {
+        open_at,
+        close_at,
+        phase: Phase::Waiting,
+    });
     user.set_session_data(TabSession {
         actor,
         host: tab.host(),
+        staged,
     });
+    if staged.is_some() {
+        // Its turns open it when its stage comes.
+        return Ok(());
+    }
+    connect_and_join(run, user, index).await.map(|_| ())
+}
+
+/// Connects tab `index` and joins its rooms, recording both in goose. True when it joined all
+/// of them.
+async fn connect_and_join(
+    run: &Arc<Run>,
+    user: &mut GooseUser,
+    index: usize,
+) -> Result<bool, Box<TransactionError>> {
+    let tab = &run.tabs[index];
     let started = Instant::now();
     let connected = crate::receive::connect(run, index).await;
     let error = connected.as_ref().err().map(String::as_str);
@@ -82,7 +132,7 @@ async fn open_tab(run: &Arc<Run>, user: &mut GooseUser) -> TransactionResult {
     .await?;
     if let Err(e) = connected {
         tracing::warn!(tab = index, error = %e, "tab could not connect");
-        return Ok(());
+        return Ok(false);
     }
     run.stats.tabs_connected.fetch_add(1, Ordering::Relaxed);
     let mut all_joined = true;
@@ -130,6 +180,7 @@ async fn open_tab(run: &Arc<Run>, user: &mut GooseUser) -> TransactionResult {
                     Joined {
                         room,
                         watermark,
+                        until: i64::MAX,
                         class,
                     },
                 ));
@@ -149,7 +200,62 @@ async fn open_tab(run: &Arc<Run>, user: &mut GooseUser) -> TransactionResult {
             run.start_actions();
         }
     }
+    Ok(all_joined)
+}
+
+/// `--stages` closes tab `index`: it leaves its rooms (each owed up to its leave's ack) and
+/// disconnects.
+async fn close_tab(
+    run: &Arc<Run>,
+    user: &mut GooseUser,
+    index: usize,
+    joined: bool,
+) -> TransactionResult {
+    let tab = &run.tabs[index];
+    let started = Instant::now();
+    let failed = tab.leave_all().await;
+    tab.disconnect().await;
+    if joined {
+        run.stats.tabs_left.fetch_add(1, Ordering::Relaxed);
+    }
+    let error = (!failed.is_empty()).then(|| format!("could not leave {}", failed.join(", ")));
+    user.record_custom_request_duration(
+        SIO,
+        "leave rooms",
+        started.elapsed(),
+        failed.is_empty(),
+        None,
+        error.as_deref(),
+    )
+    .await?;
     Ok(())
+}
+
+/// With `--stages`: opens or closes the tab when its time has come; returns when its turn
+/// should end at the latest (its next change).
+async fn stage_change(
+    run: &Arc<Run>,
+    user: &mut GooseUser,
+    index: usize,
+) -> Result<Option<Instant>, Box<TransactionError>> {
+    let Some(mut staged) = user.get_session_data::<TabSession>().and_then(|s| s.staged) else {
+        return Ok(None);
+    };
+    let now = Instant::now();
+    match staged.phase {
+        Phase::Waiting if now >= staged.open_at => {
+            staged.phase = Phase::Open(connect_and_join(run, user, index).await?);
+        }
+        Phase::Open(joined) if staged.close_at.is_some_and(|at| now >= at) => {
+            close_tab(run, user, index, joined).await?;
+            staged.phase = Phase::Closed;
+        }
+        _ => {}
+    }
+    if let Some(session) = user.get_session_data_mut::<TabSession>() {
+        session.staged = Some(staged);
+    }
+    Ok(staged.next_change())
 }
 
 async fn turn(run: &Arc<Run>, user: &mut GooseUser) -> TransactionResult {
@@ -157,7 +263,10 @@ async fn turn(run: &Arc<Run>, user: &mut GooseUser) -> TransactionResult {
     let Some(tab) = run.tabs.get(index) else {
         return Ok(());
     };
-    let deadline = Instant::now() + run.config.think_time.max(Duration::from_millis(10));
+    let mut deadline = Instant::now() + run.config.think_time.max(Duration::from_millis(10));
+    if let Some(change) = stage_change(run, user, index).await? {
+        deadline = deadline.min(change.max(Instant::now()));
+    }
     if tab.reconnect.swap(false, Ordering::Relaxed) {
         reconnect(run, user, index).await?;
     }

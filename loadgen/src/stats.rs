@@ -48,6 +48,8 @@ pub const UNAVAILABLE: usize = 3;
 pub struct Stats {
     pub tabs_connected: AtomicU64,
     pub tabs_joined: AtomicU64,
+    /// Tabs that had joined and were closed by `--stages`.
+    pub tabs_left: AtomicU64,
     pub deliveries: AtomicU64,
     pub reconnects: AtomicU64,
     pub replayed: AtomicU64,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use booking_server::realtime::editing::Throttle;
 use booking_server::realtime::protocol::{
-    BookingEventKind, EDITING, EditingSignal, JOIN_ROOM, Resync, RoomAck,
+    BookingEventKind, EDITING, EditingSignal, JOIN_ROOM, LEAVE_ROOM, Resync, RoomAck,
 };
 use futures_util::FutureExt;
 use rust_socketio::Payload;
@@ -119,21 +119,52 @@ impl Tab {
 
     /// Joins `room`; returns the ack.
     pub async fn join(&self, room: &str) -> Result<RoomAck, String> {
+        self.room_request(JOIN_ROOM, room).await
+    }
+
+    /// Leaves every room the tab joined (`--stages` closes it): each left room is owed up to
+    /// its leave's ack. Returns the rooms whose leave failed (they stay owed to the end).
+    pub async fn leave_all(&self) -> Vec<String> {
+        let mut failed = Vec::new();
+        for room in self.room_names() {
+            let ack = self.room_request(LEAVE_ROOM, &room).await;
+            match ack {
+                Ok(RoomAck {
+                    ok: true,
+                    watermark: Some(through),
+                    ..
+                }) => {
+                    let mut joined = self.joined.lock().expect("poisoned");
+                    for (_, j) in joined.iter_mut().filter(|(name, _)| *name == room) {
+                        j.until = through;
+                    }
+                }
+                other => {
+                    tracing::warn!(tab = self.index, %room, ?other, "tab could not leave");
+                    failed.push(room);
+                }
+            }
+        }
+        failed
+    }
+
+    /// Sends `event` (join or leave) for `room`; returns the ack.
+    async fn room_request(&self, event: &str, room: &str) -> Result<RoomAck, String> {
         let client = self.client.lock().await.clone().ok_or("not connected")?;
         let (tx, rx) = oneshot::channel();
         let tx = Arc::new(Mutex::new(Some(tx)));
         client
-            .emit_with_ack(JOIN_ROOM, json!(room), SOCKET_TIMEOUT, move |payload, _| {
+            .emit_with_ack(event, json!(room), SOCKET_TIMEOUT, move |payload, _| {
                 if let Some(tx) = tx.lock().expect("poisoned").take() {
                     let _ = tx.send(payload);
                 }
                 async {}.boxed()
             })
             .await
-            .map_err(|e| format!("join emit failed: {e}"))?;
+            .map_err(|e| format!("{event} emit failed: {e}"))?;
         let payload = tokio::time::timeout(SOCKET_TIMEOUT, rx)
             .await
-            .map_err(|_| format!("no ack for joining {room} in time"))?
+            .map_err(|_| format!("no ack for {event} {room} in time"))?
             .map_err(|_| "ack dropped".to_string())?;
         parse_ack(payload)
     }

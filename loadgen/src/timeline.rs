@@ -19,6 +19,9 @@ pub struct Second {
     pub t_s: f64,
     pub tabs_connected: u64,
     pub tabs_joined: u64,
+    /// Tabs closed by `--stages` so far (they had joined: `tabs_joined - tabs_left` are open).
+    #[serde(default)]
+    pub tabs_left: u64,
     /// Actions sent in this second.
     pub actions: u64,
     /// Live receipts in this second (duplicates included).
@@ -40,6 +43,7 @@ pub struct Second {
 pub struct Counters {
     pub tabs_connected: u64,
     pub tabs_joined: u64,
+    pub tabs_left: u64,
     pub actions: u64,
     pub deliveries: u64,
 }
@@ -55,6 +59,8 @@ struct Inner {
     last: Counters,
     last_fanout: Histogram<u64>,
     seconds: Vec<Second>,
+    /// With `--stages`: each stage's end (wall clock µs) and the fan-out of its seconds.
+    stages: Vec<(i64, Histogram<u64>)>,
 }
 
 impl Default for Inner {
@@ -64,6 +70,7 @@ impl Default for Inner {
             last: Counters::default(),
             last_fanout: histogram(),
             seconds: Vec::new(),
+            stages: Vec::new(),
         }
     }
 }
@@ -101,14 +108,35 @@ impl Timeline {
             t_s: ((now_us - zero).max(0) as f64 / 1e6 * 10.0).round() / 10.0,
             tabs_connected: now.tabs_connected,
             tabs_joined: now.tabs_joined,
+            tabs_left: now.tabs_left,
             actions: now.actions.saturating_sub(last.actions),
             delivered: now.deliveries.saturating_sub(last.deliveries),
             fanout_p50_ms: percentile_ms(&gained, 0.5),
             fanout_p99_ms: percentile_ms(&gained, 0.99),
             ..Second::default()
         });
+        // A second's receipts count in the stage that holds its middle.
+        let middle = now_us - 500_000;
+        let last_stage = inner.stages.len().saturating_sub(1);
+        let stage = inner.stages.partition_point(|(end, _)| *end <= middle);
+        if let Some((_, h)) = inner.stages.get_mut(stage.min(last_stage)) {
+            let _ = h.add(&gained);
+        }
         inner.last = now;
         inner.last_fanout = fanout;
+    }
+
+    /// With `--stages`: the stages' ends (wall clock µs), so each second's fan-out is also
+    /// added to its stage's.
+    pub fn set_stage_ends(&self, ends_us: impl IntoIterator<Item = i64>) {
+        self.inner.lock().expect("poisoned").stages =
+            ends_us.into_iter().map(|end| (end, histogram())).collect();
+    }
+
+    /// The fan-out of each stage's receipts (see [`Timeline::set_stage_ends`]).
+    pub fn stage_fanout(&self) -> Vec<Histogram<u64>> {
+        let inner = self.inner.lock().expect("poisoned");
+        inner.stages.iter().map(|(_, h)| h.clone()).collect()
     }
 
     /// The seconds so far, completed with action latency, recoveries and losses (see
@@ -209,10 +237,14 @@ mod tests {
     fn each_second_holds_what_grew_in_it() {
         let timeline = Timeline::default();
         timeline.start(0);
+        // Two stages, the first ending 1.2 s in: the second ending at 1 s (middle 0.5 s) is
+        // the first stage's, the one ending at 2 s (middle 1.5 s) the second's.
+        timeline.set_stage_ends([1_200_000, 5_000_000]);
         let mut total = fanout(&[1_000, 1_000]);
         let c = |actions, deliveries| Counters {
             tabs_connected: 10,
             tabs_joined: 9,
+            tabs_left: 0,
             actions,
             deliveries,
         };
@@ -237,6 +269,8 @@ mod tests {
             seconds[1]
         );
         assert_eq!(seconds[1].tabs_joined, 9);
+        let stages = timeline.stage_fanout();
+        assert_eq!((stages[0].len(), stages[1].len()), (2, 3));
     }
 
     #[test]

@@ -59,11 +59,15 @@ pub fn node_at(segments: &[(i64, Option<u32>)], seq: i64) -> Option<u32> {
     segments.get(after.saturating_sub(1)).and_then(|(_, n)| *n)
 }
 
-/// A room a tab joined: from `watermark` on, it is owed the room's events.
+/// A room a tab joined: from `watermark` on, it is owed the room's events, up to `until`.
 #[derive(Debug, Clone, Copy)]
 pub struct Joined {
     pub room: RoomRef,
     pub watermark: i64,
+    /// The leave's ack (`--stages` closes tabs): every event of the room up to it was handed
+    /// to the tab before it left; later ones are not owed (but not unexpected either).
+    /// `i64::MAX` while joined.
+    pub until: i64,
     /// Index in `ROOM_CLASSES`, for the breakdown.
     pub class: usize,
 }
@@ -184,9 +188,9 @@ pub fn judge_tab(
     if let Some(from) = from {
         let start = events.partition_point(|e| e.seq <= from);
         for event in events[start..].iter().take_while(|e| e.seq <= log_end) {
-            let owed_by = joined
-                .iter()
-                .find(|j| event.seq > j.watermark && event.rooms.contains(&j.room));
+            let owed_by = joined.iter().find(|j| {
+                event.seq > j.watermark && event.seq <= j.until && event.rooms.contains(&j.room)
+            });
             let Some(j) = owed_by else { continue };
             let outcome = if ledger.got_live(event.seq) {
                 DeliveryCounts {
@@ -267,11 +271,13 @@ mod tests {
             Joined {
                 room: B1,
                 watermark: wm,
+                until: i64::MAX,
                 class: 3,
             },
             Joined {
                 room: ME,
                 watermark: wm,
+                until: i64::MAX,
                 class: 4,
             },
         ]
@@ -303,6 +309,23 @@ mod tests {
             v.total.owed, 1,
             "only 13: 11 is at the watermark, 14 past the log end"
         );
+    }
+
+    #[test]
+    fn a_room_left_owes_up_to_its_leave_and_later_receipts_are_not_unexpected() {
+        let mut ledger = Ledger::new(10);
+        // Left boardroom-1 and the user room acked through 13; 14 still came, as it may.
+        ledger.record_live(11);
+        ledger.record_live(14);
+        let left: Vec<Joined> = calendar(10)
+            .into_iter()
+            .map(|j| Joined { until: 13, ..j })
+            .collect();
+        let v = judge_tab(0, &left, &[], &ledger, &log(), 15);
+        assert_eq!(v.total.owed, 2, "11 and 13; 14 is past the leave");
+        assert_eq!((v.total.delivered, v.total.lost), (1, 1));
+        assert_eq!(v.lost_examples, vec![(0, 13)]);
+        assert_eq!(v.total.unexpected, 0, "14 is of a room the tab had joined");
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod observability;
 mod peer;
 mod runs;
 mod shards;
+mod stages;
 mod workflow;
 
 use std::time::Duration;
