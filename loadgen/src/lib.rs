@@ -132,6 +132,10 @@ pub async fn run_with_traces(
         None => run.config.ramp_up,
     };
     let ramp = Duration::from_secs_f64(run.tabs.len() as f64 / launch_rate);
+    let tracker = run.config.stages.as_ref().map(|_| {
+        let run = run.clone();
+        tokio::spawn(async move { run.track_committed().await })
+    });
     if let Some(stages) = &run.config.stages {
         run.start_actions();
         let zero = wall_us(run.actions_start().await);
@@ -156,7 +160,7 @@ pub async fn run_with_traces(
 
     let goose_result = goose_attack(&run, ramp, launch_rate).await;
     let action_window_end = Instant::now();
-    for task in background {
+    for task in background.into_iter().chain(tracker) {
         task.abort();
     }
     if let Some(fault) = fault {

@@ -415,6 +415,44 @@ mod tests {
     }
 
     #[test]
+    fn a_stage_gate_is_judged_again_on_the_merged_stage() {
+        let stage = |per_s: f64, p99: f64| crate::report::StageReport {
+            stage: 2,
+            deliveries_per_s: per_s,
+            fanout_ms: Percentiles {
+                p99,
+                ..Percentiles::default()
+            },
+            ..Default::default()
+        };
+        let shard = |per_s: f64| Report {
+            stages: vec![stage(0.0, 0.0), stage(per_s, 3.0)],
+            gates: vec![Gate::at_least("deliveries per s (stage 2)", 150.0, per_s)],
+            ..Report::default()
+        };
+        let shards = [shard(100.0), shard(100.0)];
+        let merged = Report {
+            stages: vec![stage(0.0, 0.0), stage(200.0, 3.0)],
+            ..Report::default()
+        };
+        let g = rejudge(&shards[0].gates[0], 0, &shards, &merged);
+        assert_eq!(g.name, "deliveries per s (stage 2)");
+        assert!(
+            g.passed && g.observed == 200.0,
+            "{g:?}: each shard failed, the run did not"
+        );
+        let fanout = Gate::at_most("fan-out p99 ms (stage 2)", 2.0, 3.0);
+        assert!(!rejudge(&fanout, 0, &shards, &merged).passed);
+        // A stage the merged report does not have falls back to "every shard".
+        let lost = Gate::at_most("fan-out p99 ms (stage 7)", 2.0, 1.0);
+        assert!(
+            rejudge(&lost, 0, &shards, &merged)
+                .name
+                .ends_with("(every shard)")
+        );
+    }
+
+    #[test]
     fn reports_without_a_run_record_or_shards_do_not_merge() {
         assert!(merge(&[]).is_err());
         let old = Report::default();

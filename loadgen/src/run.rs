@@ -1,7 +1,7 @@
 //! The state one run shares between its tabs, actors and reporters, and its setup: the
 //! embedded server when no host is given, tokens, boardrooms, the starting `seq`.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -65,6 +65,9 @@ pub struct Run {
     pub generator: crate::saturation::Watch,
     /// The run second by second.
     pub timeline: crate::timeline::Timeline,
+    /// With `--stages`: the highest committed `seq` lately read from the log (see
+    /// [`Run::track_committed`]).
+    pub committed: AtomicI64,
 }
 
 impl Run {
@@ -199,6 +202,7 @@ impl Run {
             acked: Mutex::new(Vec::new()),
             generator: crate::saturation::Watch::default(),
             timeline: crate::timeline::Timeline::default(),
+            committed: AtomicI64::new(start_seq),
             config,
         })
     }
@@ -250,6 +254,17 @@ impl Run {
             Some((open, close)) => (zero + open, close.map(|c| zero + c)),
             None => (zero + stages.total(), None),
         })
+    }
+
+    /// Keeps [`Run::committed`] a quarter of a second fresh, for the cutoffs of closing
+    /// tabs: one read of the log for the whole generator, not one per tab.
+    pub async fn track_committed(&self) {
+        loop {
+            if let Some(seq) = self.read_last_seq().await {
+                self.committed.fetch_max(seq, Ordering::Relaxed);
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
 
     /// Waits until actions have a start instant and returns it (it may lie ahead, see

@@ -58,6 +58,9 @@ struct TabSession {
 struct Staged {
     open_at: Instant,
     close_at: Option<Instant>,
+    /// Read `--settle` before the close: the tab is owed nothing committed after it (see
+    /// [`cutoff_due`]).
+    cutoff: Option<i64>,
     phase: Phase,
 }
 
@@ -70,14 +73,24 @@ enum Phase {
 }
 
 impl Staged {
-    /// The next time the tab opens or closes, if any.
-    fn next_change(&self) -> Option<Instant> {
-        match self.phase {
-            Phase::Waiting => Some(self.open_at),
-            Phase::Open(_) => self.close_at,
-            Phase::Closed => None,
+    /// The next time the tab opens, takes its cutoff or closes, if any.
+    fn next_change(&self, grace: Duration) -> Option<Instant> {
+        match (self.phase, self.cutoff) {
+            (Phase::Waiting, _) => Some(self.open_at),
+            (Phase::Open(_), None) => self.close_at.map(|at| cutoff_due(at, grace)),
+            (Phase::Open(_), Some(_)) => self.close_at,
+            (Phase::Closed, _) => None,
         }
     }
+}
+
+/// When a tab closing at `close` takes its cutoff: the last committed `seq`, `grace`
+/// (`--settle`) before it leaves. It stays in its rooms meanwhile, so every event up to the
+/// cutoff has had the settle to reach it, on this server or through another one's link (a
+/// leave's ack alone covers what its own server emitted, not what another's is still
+/// sending).
+fn cutoff_due(close: Instant, grace: Duration) -> Instant {
+    close.checked_sub(grace).unwrap_or(close)
 }
 
 async fn open_tab(run: &Arc<Run>, user: &mut GooseUser) -> TransactionResult {
@@ -96,6 +109,7 @@ async fn open_tab(run: &Arc<Run>, user: &mut GooseUser) -> TransactionResult {
     let staged = run.stage_window(index).map(|(open_at, close_at)| Staged {
         open_at,
         close_at,
+        cutoff: None,
         phase: Phase::Waiting,
     });
     user.set_session_data(TabSession {
@@ -210,10 +224,11 @@ async fn close_tab(
     user: &mut GooseUser,
     index: usize,
     joined: bool,
+    cutoff: i64,
 ) -> TransactionResult {
     let tab = &run.tabs[index];
     let started = Instant::now();
-    let failed = tab.leave_all().await;
+    let failed = tab.leave_all(cutoff).await;
     tab.disconnect().await;
     if joined {
         run.stats.tabs_left.fetch_add(1, Ordering::Relaxed);
@@ -242,12 +257,16 @@ async fn stage_change(
         return Ok(None);
     };
     let now = Instant::now();
-    match staged.phase {
-        Phase::Waiting if now >= staged.open_at => {
+    let grace = run.config.settle;
+    match (staged.phase, staged.close_at, staged.cutoff) {
+        (Phase::Waiting, ..) if now >= staged.open_at => {
             staged.phase = Phase::Open(connect_and_join(run, user, index).await?);
         }
-        Phase::Open(joined) if staged.close_at.is_some_and(|at| now >= at) => {
-            close_tab(run, user, index, joined).await?;
+        (Phase::Open(_), Some(close), None) if now >= cutoff_due(close, grace) => {
+            staged.cutoff = Some(run.committed.load(Ordering::Relaxed));
+        }
+        (Phase::Open(joined), Some(close), Some(cutoff)) if now >= close => {
+            close_tab(run, user, index, joined, cutoff).await?;
             staged.phase = Phase::Closed;
         }
         _ => {}
@@ -255,7 +274,7 @@ async fn stage_change(
     if let Some(session) = user.get_session_data_mut::<TabSession>() {
         session.staged = Some(staged);
     }
-    Ok(staged.next_change())
+    Ok(staged.next_change(grace))
 }
 
 async fn turn(run: &Arc<Run>, user: &mut GooseUser) -> TransactionResult {

@@ -4,10 +4,11 @@
 //! same way (from `--actions-per-sec` at first), and a stage without one keeps the last rate.
 //!
 //! Time zero is the start of actions. Tab `k` of the plan is open while the target count is
-//! above `k`: the plan's first tabs open first and close last. A closing tab leaves its rooms
-//! (each leave is acked with the `seq` the server had emitted through, after which the tab is
-//! owed nothing more of the room) and disconnects. The count may rise and then fall, not rise
-//! again: a tab that closed does not come back.
+//! above `k`: the plan's first tabs open first and close last. A closing tab takes a cutoff,
+//! the last committed `seq`, `--settle` before its time, stays in its rooms meanwhile, then
+//! leaves them and disconnects; it is owed each room's events up to the cutoff or the leave's
+//! ack (the `seq` its server had emitted through), the lower. The count may rise and then
+//! fall, not rise again: a tab that closed does not come back.
 //!
 //! Actions follow the stages' rate whether or not the acting tab's socket is open (its
 //! requests go over REST), so the rate is what the stages say. The report has one row per

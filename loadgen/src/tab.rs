@@ -123,8 +123,9 @@ impl Tab {
     }
 
     /// Leaves every room the tab joined (`--stages` closes it): each left room is owed up to
-    /// its leave's ack. Returns the rooms whose leave failed (they stay owed to the end).
-    pub async fn leave_all(&self) -> Vec<String> {
+    /// `cutoff` or its leave's ack, the lower. Returns the rooms whose leave failed (they stay
+    /// owed to the end).
+    pub async fn leave_all(&self, cutoff: i64) -> Vec<String> {
         let mut failed = Vec::new();
         for room in self.room_names() {
             let ack = self.room_request(LEAVE_ROOM, &room).await;
@@ -136,7 +137,7 @@ impl Tab {
                 }) => {
                     let mut joined = self.joined.lock().expect("poisoned");
                     for (_, j) in joined.iter_mut().filter(|(name, _)| *name == room) {
-                        j.until = through;
+                        j.until = through.min(cutoff);
                     }
                 }
                 other => {

@@ -64,9 +64,9 @@ pub fn node_at(segments: &[(i64, Option<u32>)], seq: i64) -> Option<u32> {
 pub struct Joined {
     pub room: RoomRef,
     pub watermark: i64,
-    /// The leave's ack (`--stages` closes tabs): every event of the room up to it was handed
-    /// to the tab before it left; later ones are not owed (but not unexpected either).
-    /// `i64::MAX` while joined.
+    /// Owed up to here (`--stages` closes tabs: the lower of the tab's cutoff and its leave's
+    /// ack); later events of the room are not owed, and not unexpected either. `i64::MAX`
+    /// while joined.
     pub until: i64,
     /// Index in `ROOM_CLASSES`, for the breakdown.
     pub class: usize,
