@@ -47,6 +47,23 @@ pub fn as_json(report: &Report) -> serde_json::Value {
     serde_json::to_value(report).unwrap()
 }
 
+/// The report's gate called `name`, or a panic with the summary.
+pub fn gate<'a>(r: &'a Report, name: &str) -> &'a booking_loadgen::report::Gate {
+    r.gates
+        .iter()
+        .find(|g| g.name == name)
+        .unwrap_or_else(|| panic!("no gate `{name}`: {}", r.summary()))
+}
+
+/// The names of the gates that failed, in report order.
+pub fn failed_gates(r: &Report) -> Vec<&str> {
+    r.gates
+        .iter()
+        .filter(|g| !g.passed)
+        .map(|g| g.name.as_str())
+        .collect()
+}
+
 /// A booking server of the test's own (SQLite in memory) with this token secret: its base URL.
 pub async fn fresh_server(secret: &str) -> String {
     let mut server = booking_server::ServerConfig::defaults_for("sqlite::memory:");

@@ -1,6 +1,6 @@
 //! Whole runs through the library: clean, faulty, churned, and two generators on one server.
 
-use crate::{RUN_LIMIT, as_json, assert_matches_schema, config, run};
+use crate::{RUN_LIMIT, as_json, assert_matches_schema, config, failed_gates, gate, run};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clean_run_delivers_every_owed_event() {
@@ -94,15 +94,9 @@ async fn a_saturated_generator_says_so_and_can_fail_its_gate() {
     );
     assert!(!outcome.passed(), "{}", r.summary());
     assert_eq!(r.delivery.lost, 0, "{}", r.summary());
-    let gate = |name: &str| {
-        r.gates
-            .iter()
-            .find(|g| g.name == name)
-            .unwrap_or_else(|| panic!("no gate {name}: {}", r.summary()))
-    };
-    let fanout = gate("fan-out p99 ms");
+    let fanout = gate(r, "fan-out p99 ms");
     assert!(fanout.passed && fanout.unreliable, "{fanout:?}");
-    let saturated = gate("generator saturated s");
+    let saturated = gate(r, "generator saturated s");
     assert!(!saturated.passed && saturated.observed == g.saturated_s as f64);
     let summary = r.summary();
     assert!(
@@ -155,13 +149,7 @@ async fn injected_faults_are_caught_exactly() {
     );
     assert_eq!(r.delivery.delivered + r.delivery.lost, r.delivery.owed);
     assert!(!outcome.passed());
-    let failed: Vec<&str> = r
-        .gates
-        .iter()
-        .filter(|g| !g.passed)
-        .map(|g| g.name.as_str())
-        .collect();
-    assert_eq!(failed, ["lost", "duplicated", "unexpected"]);
+    assert_eq!(failed_gates(r), ["lost", "duplicated", "unexpected"]);
     assert!(!r.examples.lost.is_empty() && !r.examples.unexpected.is_empty());
     assert_matches_schema(&as_json(r));
 }
@@ -188,8 +176,8 @@ async fn a_delayed_server_fails_the_action_latency_gate() {
         "every action waits 40 ms: {:?}",
         r.latency_ms.action
     );
-    let gate = r.gates.iter().find(|g| g.name == "action p99 ms").unwrap();
-    assert!(!gate.passed && gate.observed >= 40.0, "{gate:?}");
+    let action = gate(r, "action p99 ms");
+    assert!(!action.passed && action.observed >= 40.0, "{action:?}");
     assert!(!outcome.passed());
 }
 

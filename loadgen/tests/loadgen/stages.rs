@@ -1,7 +1,7 @@
 //! Runs shaped by `--stages`: tabs open and close on schedule, actions follow the stages'
 //! rate, and each stage is reported (and can be gated) on its own.
 
-use crate::{as_json, assert_matches_schema, run};
+use crate::{as_json, assert_matches_schema, failed_gates, gate, run};
 
 /// 3 s ramping to 30 tabs at 20 actions/s, 4 s held while the rate ramps to 30/s, 3 s closing
 /// every tab at 30/s: 60 + 100 + 90 actions offered.
@@ -82,23 +82,11 @@ async fn closing_tabs_neither_hide_nor_invent_losses_and_a_stage_is_gated_alone(
     assert_eq!(actions.iter().sum::<u64>(), 120, "30/s for 4 s");
     assert_eq!(actions[2], 0, "a stage of no time holds nothing");
     assert_eq!(r.stages[6].tabs_open_at_end, 0);
-    let gate = |name: &str| {
-        r.gates
-            .iter()
-            .find(|g| g.name == name)
-            .unwrap_or_else(|| panic!("no gate `{name}`: {:?}", r.gates))
-    };
-    let fanout = gate("fan-out p99 ms (stage 4)");
+    let fanout = gate(r, "fan-out p99 ms (stage 4)");
     assert!(fanout.passed);
     assert_eq!(fanout.observed, r.stages[3].fanout_ms.p99);
-    let rate = gate("deliveries per s (stage 4)");
+    let rate = gate(r, "deliveries per s (stage 4)");
     assert!(!rate.passed);
     assert_eq!(rate.observed, r.stages[3].deliveries_per_s);
-    let failed: Vec<&str> = r
-        .gates
-        .iter()
-        .filter(|g| !g.passed)
-        .map(|g| g.name.as_str())
-        .collect();
-    assert_eq!(failed, ["lost", "deliveries per s (stage 4)"]);
+    assert_eq!(failed_gates(r), ["lost", "deliveries per s (stage 4)"]);
 }
