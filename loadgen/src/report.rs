@@ -89,7 +89,8 @@ pub struct StageReport {
     pub tabs_to: u64,
     pub actions_per_s_from: f64,
     pub actions_per_s_to: f64,
-    /// Tabs joined and not closed at the stage's last second.
+    /// Tabs joined and not closed, as last sampled (once a second) at or before the stage's
+    /// end; for the last stage, at the end of the run.
     pub tabs_open_at_end: u64,
     pub actions: u64,
     pub actions_per_s: f64,

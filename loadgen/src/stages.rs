@@ -262,13 +262,23 @@ impl Stages {
                 ..StageReport::default()
             })
             .collect();
+        let ends: Vec<f64> = rows.iter().map(|r| r.to_s).collect();
         for second in input.seconds {
-            let row = &mut rows[self.index_at(second.t_s - offset_s - 0.5)];
+            let end = second.t_s - offset_s;
+            let open = second.tabs_joined.saturating_sub(second.tabs_left);
+            let row = &mut rows[self.index_at(end - 0.5)];
             row.actions += second.actions;
             row.delivered += second.delivered;
             row.recovered += second.recovered;
             row.lost += second.lost;
-            row.tabs_open_at_end = second.tabs_joined.saturating_sub(second.tabs_left);
+            // Open tabs as last sampled at or before each stage's end (the seconds come in
+            // order); the last stage's are read at the end of the run, below.
+            for (row, _) in rows.iter_mut().zip(&ends).filter(|(_, e)| end <= **e) {
+                row.tabs_open_at_end = open;
+            }
+        }
+        if let (Some(row), Some(last)) = (rows.last_mut(), input.seconds.last()) {
+            row.tabs_open_at_end = last.tabs_joined.saturating_sub(last.tabs_left);
         }
         let mut action: Vec<Histogram<u64>> = rows.iter().map(|_| histogram()).collect();
         for timing in input.timings.values() {

@@ -150,3 +150,91 @@ async fn three_shards_merged_judge_the_plan_as_one_generator_does() {
     assert_eq!(stranger.status.code(), Some(2));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A staged run split over two shard processes acting from the same second: each opens and
+/// closes its own tabs at the plan's times, together they send what the stages offer, and the
+/// merge adds their stage rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_staged_shards_merge_their_stages() {
+    let host = fresh_server(SECRET).await;
+    let dir = std::env::temp_dir().join(format!("loadgen-staged-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 8;
+    let at = at.to_string();
+    let shard = |shard: &str, report: &std::path::Path| {
+        tokio::process::Command::new(BIN)
+            .args(["--host", &host, "--auth-secret", SECRET, "--shard", shard])
+            // 20 at 20 actions/s, a ramp to 40/s, 40/s while every tab closes: 60 + 90 + 120.
+            .args(["--stages", "3s:20,3s:20@40,3s:0", "--seed", "43"])
+            .args(["--actions-at", &at, "--progress-every", "0s"])
+            .arg("--report-json")
+            .arg(report)
+            .output()
+    };
+    let reports: Vec<_> = (0..2)
+        .map(|i| dir.join(format!("staged-{i}.json")))
+        .collect();
+    let (a, b) = tokio::join!(shard("0/2", &reports[0]), shard("1/2", &reports[1]));
+    for out in [a, b] {
+        let out = out.unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let merged = dir.join("staged-merged.json");
+    let out = merge(&[&reports[0], &reports[1]], Some(&merged));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let (m, parts) = (
+        json(&merged),
+        reports.iter().map(|p| json(p)).collect::<Vec<_>>(),
+    );
+    assert_matches_schema(&m);
+    assert_eq!(
+        (m["tabs"].as_u64(), m["tabs_joined"].as_u64()),
+        (Some(20), Some(20))
+    );
+    assert_eq!(m["delivery"]["lost"], 0);
+    assert_eq!(m["delivery"]["owed"], m["delivery"]["delivered"]);
+    let stages = m["stages"].as_array().unwrap();
+    assert_eq!(stages.len(), 3);
+    let sum = |r: &serde_json::Value, key: &str| -> u64 {
+        r["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s[key].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(
+        sum(&m, "actions"),
+        270,
+        "the stages' offer, dealt over both"
+    );
+    for key in ["actions", "delivered", "lost"] {
+        assert_eq!(
+            sum(&m, key),
+            parts.iter().map(|p| sum(p, key)).sum::<u64>(),
+            "{key}"
+        );
+    }
+    assert_eq!(stages[1]["tabs_open_at_end"], 20, "{}", stages[1]);
+    assert_eq!(stages[2]["tabs_open_at_end"], 0);
+    for part in &parts {
+        let rows = part["stages"].as_array().unwrap();
+        assert_eq!(rows[1]["tabs_open_at_end"], 10, "each shard holds half");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
