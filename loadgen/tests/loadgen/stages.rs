@@ -51,13 +51,14 @@ async fn a_staged_run_opens_and_closes_its_tabs_on_schedule_and_loses_nothing() 
 /// Closing tabs must neither hide a loss (an event dropped before a tab left is owed) nor
 /// invent one: with deliveries dropped by the server, lost equals dropped exactly. For the
 /// count to be exact every drop must be of an owed pair, so the tabs open before actions
-/// start (a join racing an event may get it without being owed it) and actions stop two
-/// seconds before they close (more than `--settle`, so each cutoff is past every event).
+/// start (a join racing an event may get it without being owed it) and actions stop three
+/// seconds before they close (`--settle` 1 s and a slow read of the log more, so each cutoff
+/// is past every event).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closing_tabs_neither_hide_nor_invent_losses_and_a_stage_is_gated_alone() {
     let outcome = run(&[
         "--stages",
-        "2s:30,1s:30,0s:30@30,4s:30,0s:30@0,2s:30,3s:0",
+        "2s:30,1s:30,0s:30@30,4s:30,0s:30@0,3s:30,3s:0",
         "--actions-per-sec",
         "0",
         "--seed",
