@@ -259,8 +259,10 @@ fn charts(out: &mut String, runs: &[(String, &Report)]) {
             "Tabs",
             "tabs",
             &[
-                ("connected", |s| s.tabs_connected as f64),
                 // Tabs closed by --stages no longer count.
+                ("connected", |s| {
+                    s.tabs_connected.saturating_sub(s.tabs_left) as f64
+                }),
                 ("joined", |s| {
                     s.tabs_joined.saturating_sub(s.tabs_left) as f64
                 }),
@@ -294,6 +296,15 @@ fn charts(out: &mut String, runs: &[(String, &Report)]) {
         ),
     ];
     out.push_str("<h2>Over time</h2>\n");
+    // One run of --stages: each stage's start, marked on every plot.
+    let marks: Vec<(f64, String)> = match runs {
+        [(_, r)] => r
+            .stages
+            .iter()
+            .map(|s| (s.timeline_from_s, format!("stage {}", s.stage)))
+            .collect(),
+        _ => Vec::new(),
+    };
     if runs.iter().all(|(_, r)| r.timeline.is_empty()) {
         out.push_str("<p class=\"muted\">These reports have no timeline (written by an older loadgen).</p>\n");
         return;
@@ -319,7 +330,7 @@ fn charts(out: &mut String, runs: &[(String, &Report)]) {
                 });
             }
         }
-        chart(out, title, unit, &series);
+        chart(out, title, unit, &series, &marks);
     }
 }
 
@@ -338,7 +349,8 @@ fn nice_step(max: f64) -> f64 {
     if step < 1.0 && max >= 1.0 { 1.0 } else { step }
 }
 
-fn chart(out: &mut String, title: &str, unit: &str, series: &[Series]) {
+/// One plot of `series`, with a labelled vertical line at each of `marks` (time, label).
+fn chart(out: &mut String, title: &str, unit: &str, series: &[Series], marks: &[(f64, String)]) {
     const W: f64 = 960.0;
     const H: f64 = 220.0;
     const LEFT: f64 = 64.0;
@@ -383,6 +395,17 @@ fn chart(out: &mut String, title: &str, unit: &str, series: &[Series]) {
             short(t)
         );
         t += x_step;
+    }
+    for (t, label) in marks.iter().filter(|(t, _)| *t >= 0.0 && *t <= x_max) {
+        let _ = writeln!(
+            out,
+            "<line class=\"mark\" x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{TOP}\" y2=\"{}\" stroke=\"#999\" stroke-dasharray=\"3 3\"/><text x=\"{:.1}\" y=\"{}\" font-size=\"10\" fill=\"#777\">{}</text>",
+            H - BOTTOM,
+            x(*t) + 3.0,
+            TOP + 10.0,
+            escape(label),
+            x = x(*t)
+        );
     }
     for s in series {
         let path: Vec<String> = s
@@ -551,8 +574,12 @@ mod tests {
             lost: 4,
             ..Default::default()
         });
+        staged.stages[0].timeline_from_s = 1.5;
         let page = report_page(&staged);
         assert!(page.contains("By stage"));
+        // Each plot marks where the stage starts.
+        assert_eq!(page.matches("class=\"mark\"").count(), 5);
+        assert!(page.contains(">stage 2</text>"));
         assert!(page.contains("<td>2</td><td>0</td><td>0</td><td>500 &rarr; 5000</td>"));
         assert!(page.contains("<td class=\"bad\">4</td>"));
     }

@@ -84,6 +84,10 @@ pub struct StageReport {
     /// Seconds from the start of actions.
     pub from_s: f64,
     pub to_s: f64,
+    /// The stage's start on the timeline's clock (`timeline[].t_s`: from the start of the
+    /// tabs), for plots.
+    #[serde(default)]
+    pub timeline_from_s: f64,
     /// Target tab count and action rate at the start and the end of the stage.
     pub tabs_from: u64,
     pub tabs_to: u64,

@@ -255,6 +255,7 @@ impl Stages {
                 stage: i as u64 + 1,
                 from_s: start.as_secs_f64(),
                 to_s: end.as_secs_f64(),
+                timeline_from_s: start.as_secs_f64() + offset_s,
                 tabs_from: t0 as u64,
                 tabs_to: t1 as u64,
                 actions_per_s_from: r0,
@@ -488,6 +489,10 @@ mod tests {
         assert_eq!(rows[1].action_ms.count, 1, "sent 2.1 s after zero");
         assert_eq!(rows[0].action_ms.count, 0);
         assert_eq!((rows[2].tabs_from, rows[2].tabs_to), (4, 0));
+        assert_eq!(
+            rows[1].timeline_from_s, 2.5,
+            "2 s after zero, 0.5 s into the timeline"
+        );
         let mut merged = rows.clone();
         merge(&mut merged, &rows).unwrap();
         assert_eq!(merged[1].delivered, 1400);
