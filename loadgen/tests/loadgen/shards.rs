@@ -20,6 +20,34 @@ fn merge(reports: &[&std::path::PathBuf], out: Option<&std::path::Path>) -> Outp
     cmd.output().unwrap()
 }
 
+/// A fresh scratch directory for one test's reports.
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("loadgen-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `--actions-at` this many seconds from now (time for every process to set up).
+fn seconds_from_now(secs: u64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    (now + secs).to_string()
+}
+
+/// A generator process ended with exit 0, or the test fails with what it printed.
+fn assert_passed(out: std::io::Result<Output>) {
+    let out = out.unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The same plan (seed, 60 tabs, 10 actions/s for 6 s) run by one generator against one fresh
 /// server and by three shard processes against another, all acting from the same wall-clock
 /// second: the merged report owes, delivers and loses exactly what the one generator did, its
@@ -27,14 +55,8 @@ fn merge(reports: &[&std::path::PathBuf], out: Option<&std::path::Path>) -> Outp
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_shards_merged_judge_the_plan_as_one_generator_does() {
     let (single_host, sharded_host) = (fresh_server(SECRET).await, fresh_server(SECRET).await);
-    let dir = std::env::temp_dir().join(format!("loadgen-shards-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let at = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 10;
-    let at = at.to_string();
+    let dir = scratch("shards");
+    let at = seconds_from_now(10);
     let generator = |host: &str, shard: &str, report: &std::path::Path| {
         tokio::process::Command::new(BIN)
             .args(["--host", host, "--auth-secret", SECRET, "--shard", shard])
@@ -69,14 +91,7 @@ async fn three_shards_merged_judge_the_plan_as_one_generator_does() {
         generator(&sharded_host, "2/3", &shards[2]),
     );
     for out in [one, s0, s1, s2] {
-        let out = out.unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_passed(out);
     }
     let parts: Vec<_> = shards.iter().map(|p| json(p)).collect();
     for (i, part) in parts.iter().enumerate() {
@@ -157,14 +172,8 @@ async fn three_shards_merged_judge_the_plan_as_one_generator_does() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_staged_shards_merge_their_stages() {
     let host = fresh_server(SECRET).await;
-    let dir = std::env::temp_dir().join(format!("loadgen-staged-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let at = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 8;
-    let at = at.to_string();
+    let dir = scratch("staged");
+    let at = seconds_from_now(8);
     let shard = |shard: &str, report: &std::path::Path| {
         tokio::process::Command::new(BIN)
             .args(["--host", &host, "--auth-secret", SECRET, "--shard", shard])
@@ -180,14 +189,7 @@ async fn two_staged_shards_merge_their_stages() {
         .collect();
     let (a, b) = tokio::join!(shard("0/2", &reports[0]), shard("1/2", &reports[1]));
     for out in [a, b] {
-        let out = out.unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_passed(out);
     }
     let merged = dir.join("staged-merged.json");
     let out = merge(&[&reports[0], &reports[1]], Some(&merged));
