@@ -54,12 +54,12 @@ impl Actor {
     fn due(&self, run: &Run) -> Option<Instant> {
         let started = *run.actions_started.get()?;
         let rate = run.config.actions_per_sec;
-        if rate <= 0.0 && run.config.stages.is_none() {
-            return None;
-        }
         let n = self.next_ticket * run.actor_count as u64 + self.ordinal as u64;
         if let Some(stages) = &run.config.stages {
             return stages.ticket_at(n, rate).map(|at| started + at);
+        }
+        if rate <= 0.0 {
+            return None;
         }
         let offset = Duration::from_secs_f64(n as f64 / rate);
         (offset < run.config.duration).then(|| started + offset)

@@ -56,6 +56,16 @@ pub fn decode(text: &str) -> Result<Histogram<u64>, String> {
     Ok(wide)
 }
 
+/// The sum of histograms in [`encode`]d form (the reports of several shards, say).
+pub fn decode_sum<'a>(texts: impl Iterator<Item = &'a str>) -> Result<Histogram<u64>, String> {
+    let mut all = histogram();
+    for text in texts {
+        all.add(decode(text)?)
+            .map_err(|e| format!("histograms do not add: {e:?}"))?;
+    }
+    Ok(all)
+}
+
 pub fn kind_index(kind: BookingEventKind) -> usize {
     BookingEventKind::ALL
         .iter()

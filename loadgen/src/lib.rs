@@ -132,10 +132,6 @@ pub async fn run_with_traces(
         None => run.config.ramp_up,
     };
     let ramp = Duration::from_secs_f64(run.tabs.len() as f64 / launch_rate);
-    let tracker = run.config.stages.as_ref().map(|_| {
-        let run = run.clone();
-        tokio::spawn(async move { run.track_committed().await })
-    });
     if let Some(stages) = &run.config.stages {
         run.start_actions();
         let zero = wall_us(run.actions_start().await);
@@ -160,7 +156,7 @@ pub async fn run_with_traces(
 
     let goose_result = goose_attack(&run, ramp, launch_rate).await;
     let action_window_end = Instant::now();
-    for task in background.into_iter().chain(tracker) {
+    for task in background {
         task.abort();
     }
     if let Some(fault) = fault {
@@ -352,7 +348,8 @@ fn timeline_counters(run: &Run) -> timeline::Counters {
     }
 }
 
-/// Progress lines, the start of actions when joins lag, churn and the storm.
+/// Progress lines, the start of actions when joins lag, churn, the storm, and the committed
+/// `seq` closing tabs take their cutoffs from (`--stages`).
 fn spawn_background(run: &Arc<Run>, ramp: Duration) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
     let r = run.clone();
@@ -366,6 +363,10 @@ fn spawn_background(run: &Arc<Run>, ramp: Duration) -> Vec<tokio::task::JoinHand
     if !run.config.progress_every.is_zero() {
         let r = run.clone();
         tasks.push(tokio::spawn(progress(r)));
+    }
+    if run.config.stages.is_some() {
+        let r = run.clone();
+        tasks.push(tokio::spawn(async move { r.track_committed().await }));
     }
     if let Some(rate) = run.config.churn {
         let r = run.clone();
@@ -922,21 +923,25 @@ mod tests {
             all.extend_from_slice(args);
             Config::try_parse_from(all).unwrap()
         };
-        let remote = config(&[
-            "--host",
-            "http://127.0.0.1:1",
-            "--token",
-            "t",
-            "--tabs",
-            "20000",
-        ]);
-        assert_eq!(open_files_needed(&remote), 20_000 + 1_000 + 256);
-        let refused = enough_open_files(&remote, 20_000).unwrap_err();
+        let remote = |extra: &[&str]| {
+            let host = [
+                "--host",
+                "http://127.0.0.1:1",
+                "--token",
+                "t",
+                "--tabs",
+                "20000",
+            ];
+            config(&[&host[..], extra].concat())
+        };
+        let remote_all = remote(&[]);
+        assert_eq!(open_files_needed(&remote_all), 20_000 + 1_000 + 256);
+        let refused = enough_open_files(&remote_all, 20_000).unwrap_err();
         assert!(
             refused.contains("--tabs 20000 needs about 21256 open files"),
             "{refused}"
         );
-        assert!(enough_open_files(&remote, 65_536).is_ok());
+        assert!(enough_open_files(&remote_all, 65_536).is_ok());
         let embedded = config(&["--tabs", "1000"]);
         assert!(
             enough_open_files(&embedded, 2_000)
@@ -945,16 +950,7 @@ mod tests {
         );
         assert!(enough_open_files(&embedded, 4_096).is_ok());
         // A shard needs files for its share of the tabs only.
-        let shard = config(&[
-            "--host",
-            "http://127.0.0.1:1",
-            "--token",
-            "t",
-            "--tabs",
-            "20000",
-            "--shard",
-            "1/3",
-        ]);
+        let shard = remote(&["--shard", "1/3"]);
         assert_eq!(open_files_needed(&shard), 6_667 + 333 + 256);
         assert!(enough_open_files(&shard, 20_000).is_ok());
         assert!(

@@ -6,9 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use hdrhistogram::Histogram;
-
-use crate::latency::{Percentiles, decode, encode, histogram};
+use crate::latency::{Percentiles, decode_sum, encode};
 use crate::plan::Shard;
 use crate::report::{Breakdown, Gate, Report, Workload};
 use crate::timeline::Second;
@@ -90,20 +88,6 @@ pub fn check_cover(reports: &[Report]) -> Result<usize, String> {
     Ok(n)
 }
 
-fn merged<'a>(texts: impl Iterator<Item = &'a str>) -> Result<Histogram<u64>, String> {
-    let mut all = histogram();
-    for text in texts {
-        all.add(decode(text)?)
-            .map_err(|e| format!("histograms do not add: {e:?}"))?;
-    }
-    Ok(all)
-}
-
-/// The plan's index of tab `local` of `shard` (its tabs are the plan's `t` with `t % n == i`).
-fn plan_tab(shard: Shard, local: usize) -> usize {
-    local * shard.count + shard.index
-}
-
 /// Merges the shards' reports into the report of the whole run.
 pub fn merge(reports: &[Report]) -> Result<Report, String> {
     check_cover(reports)?;
@@ -148,7 +132,7 @@ pub fn merge(reports: &[Report]) -> Result<Report, String> {
         }
     }
 
-    let h = |f: fn(&Report) -> &String| merged(reports.iter().map(|r| f(r).as_str()));
+    let h = |f: fn(&Report) -> &String| decode_sum(reports.iter().map(|r| f(r).as_str()));
     let fanout = h(|r| &r.histograms.fanout)?;
     let action = h(|r| &r.histograms.action)?;
     let spread = h(|r| &r.histograms.spread)?;
@@ -237,7 +221,7 @@ pub fn merge(reports: &[Report]) -> Result<Report, String> {
         ] {
             for (tab, seq) in theirs {
                 if mine.len() < 10 {
-                    mine.push((plan_tab(shard, *tab), *seq));
+                    mine.push((shard.plan_index(*tab), *seq));
                 }
             }
         }
@@ -249,9 +233,8 @@ pub fn merge(reports: &[Report]) -> Result<Report, String> {
         }
     }
     out.timeline = merge_timelines(reports);
-    for r in &reports[1..] {
-        crate::stages::merge(&mut out.stages, &r.stages)?;
-    }
+    let stages: Vec<_> = reports.iter().map(|r| r.stages.as_slice()).collect();
+    out.stages = crate::stages::merge(&stages)?;
 
     out.gates = first
         .gates
@@ -285,7 +268,7 @@ fn merge_rows(
                 row.delivery.add(&theirs.delivery);
             }
         }
-        let h = merged(
+        let h = decode_sum(
             reports
                 .iter()
                 .map(|r| histograms_of(r).get(name).map_or("", String::as_str)),
@@ -409,7 +392,7 @@ mod tests {
     #[test]
     fn local_tabs_map_back_to_the_plan() {
         let shard = Shard { index: 1, count: 3 };
-        let plan: Vec<usize> = (0..4).map(|local| plan_tab(shard, local)).collect();
+        let plan: Vec<usize> = (0..4).map(|local| shard.plan_index(local)).collect();
         assert_eq!(plan, [1, 4, 7, 10]);
         assert!(plan.iter().all(|t| shard.owns(*t)));
     }

@@ -27,6 +27,12 @@ impl Shard {
     pub fn owns(&self, tab: usize) -> bool {
         tab % self.count == self.index
     }
+
+    /// The plan's index of this shard's tab `local` (its tabs are the plan's `t` with
+    /// `t % n == i`, in order).
+    pub fn plan_index(&self, local: usize) -> usize {
+        local * self.count + self.index
+    }
 }
 
 impl fmt::Display for Shard {

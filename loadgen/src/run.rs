@@ -248,9 +248,7 @@ impl Run {
     pub fn stage_window(&self, local: usize) -> Option<(Instant, Option<Instant>)> {
         let stages = self.config.stages.as_ref()?;
         let zero = *self.actions_started.get()?;
-        let shard = self.config.shard;
-        let k = local * shard.count + shard.index;
-        Some(match stages.window(k) {
+        Some(match stages.window(self.config.shard.plan_index(local)) {
             Some((open, close)) => (zero + open, close.map(|c| zero + c)),
             None => (zero + stages.total(), None),
         })

@@ -217,8 +217,8 @@ async fn connect_and_join(
     Ok(all_joined)
 }
 
-/// `--stages` closes tab `index`: it leaves its rooms (each owed up to its leave's ack) and
-/// disconnects.
+/// `--stages` closes tab `index`: it leaves its rooms (each owed up to `cutoff` or its leave's
+/// ack, the lower) and disconnects.
 async fn close_tab(
     run: &Arc<Run>,
     user: &mut GooseUser,

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-use crate::latency::{EventTiming, Percentiles, decode, encode, histogram};
+use crate::latency::{EventTiming, Percentiles, decode_sum, encode, histogram};
 use crate::report::StageReport;
 use crate::timeline::Second;
 
@@ -215,15 +215,14 @@ impl Stages {
         }
         None
     }
+}
 
-    /// The index of the stage that holds `at` (seconds from time zero), clamped to the first
-    /// and the last.
-    pub fn index_at(&self, at: f64) -> usize {
-        let ends = self.bounds();
-        ends.iter()
-            .position(|(_, end)| at < end.as_secs_f64())
-            .unwrap_or(ends.len() - 1)
-    }
+/// The index of the row that holds `at` (seconds from time zero), clamped to the first and the
+/// last.
+fn index_at(rows: &[StageReport], at: f64) -> usize {
+    rows.iter()
+        .position(|r| at < r.to_s)
+        .unwrap_or(rows.len().saturating_sub(1))
 }
 
 /// What the per-stage rows are made of.
@@ -263,18 +262,18 @@ impl Stages {
                 ..StageReport::default()
             })
             .collect();
-        let ends: Vec<f64> = rows.iter().map(|r| r.to_s).collect();
         for second in input.seconds {
             let end = second.t_s - offset_s;
             let open = second.tabs_joined.saturating_sub(second.tabs_left);
-            let row = &mut rows[self.index_at(end - 0.5)];
+            let i = index_at(&rows, end - 0.5);
+            let row = &mut rows[i];
             row.actions += second.actions;
             row.delivered += second.delivered;
             row.recovered += second.recovered;
             row.lost += second.lost;
             // Open tabs as last sampled at or before each stage's end (the seconds come in
             // order); the last stage's are read at the end of the run, below.
-            for (row, _) in rows.iter_mut().zip(&ends).filter(|(_, e)| end <= **e) {
+            for row in rows.iter_mut().filter(|r| end <= r.to_s) {
                 row.tabs_open_at_end = open;
             }
         }
@@ -284,7 +283,7 @@ impl Stages {
         let mut action: Vec<Histogram<u64>> = rows.iter().map(|_| histogram()).collect();
         for timing in input.timings.values() {
             if let (Some(sent), Some(last)) = (timing.sent_us, timing.last_receipt_us) {
-                let i = self.index_at((sent - input.zero_us) as f64 / 1e6);
+                let i = index_at(&rows, (sent - input.zero_us) as f64 / 1e6);
                 let _ = action[i].record((last - sent).max(1) as u64);
             }
         }
@@ -307,33 +306,47 @@ impl StageReport {
     }
 }
 
-/// Adds the stage rows of the shards of one run (`loadgen merge`): counts add up, histograms
+/// The stage rows of the shards of one run as one (`loadgen merge`): counts add up, histograms
 /// merge, percentiles and rates are computed again.
-pub fn merge(into: &mut [StageReport], other: &[StageReport]) -> Result<(), String> {
+pub fn merge(shards: &[&[StageReport]]) -> Result<Vec<StageReport>, String> {
+    let Some((first, rest)) = shards.split_first() else {
+        return Ok(Vec::new());
+    };
     let same = |a: &StageReport, b: &StageReport| {
         (a.from_s, a.to_s, a.tabs_to, a.actions_per_s_to)
             == (b.from_s, b.to_s, b.tabs_to, b.actions_per_s_to)
     };
-    if into.len() != other.len() || into.iter().zip(other).any(|(a, b)| !same(a, b)) {
+    let differ = |other: &[StageReport]| {
+        other.len() != first.len() || first.iter().zip(other).any(|(a, b)| !same(a, b))
+    };
+    if rest.iter().any(|other| differ(other)) {
         return Err("the reports were run with different --stages".into());
     }
-    for (a, b) in into.iter_mut().zip(other) {
-        let mut fanout = decode(&a.fanout_histogram)?;
-        let mut action = decode(&a.action_histogram)?;
-        fanout
-            .add(decode(&b.fanout_histogram)?)
-            .map_err(|e| format!("stage {}: {e}", a.stage))?;
-        action
-            .add(decode(&b.action_histogram)?)
-            .map_err(|e| format!("stage {}: {e}", a.stage))?;
-        a.actions += b.actions;
-        a.delivered += b.delivered;
-        a.recovered += b.recovered;
-        a.lost += b.lost;
-        a.tabs_open_at_end += b.tabs_open_at_end;
-        a.set_histograms(&fanout, &action);
-    }
-    Ok(())
+    first
+        .iter()
+        .enumerate()
+        .map(|(i, row)| {
+            let rows = || shards.iter().map(move |s| &s[i]);
+            let sum = |f: fn(&StageReport) -> u64| rows().map(f).sum::<u64>();
+            let histogram = |f: fn(&StageReport) -> &String| {
+                decode_sum(rows().map(|r| f(r).as_str()))
+                    .map_err(|e| format!("stage {}: {e}", row.stage))
+            };
+            let mut merged = StageReport {
+                actions: sum(|r| r.actions),
+                delivered: sum(|r| r.delivered),
+                recovered: sum(|r| r.recovered),
+                lost: sum(|r| r.lost),
+                tabs_open_at_end: sum(|r| r.tabs_open_at_end),
+                ..row.clone()
+            };
+            merged.set_histograms(
+                &histogram(|r| &r.fanout_histogram)?,
+                &histogram(|r| &r.action_histogram)?,
+            );
+            Ok(merged)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -493,13 +506,12 @@ mod tests {
             rows[1].timeline_from_s, 2.5,
             "2 s after zero, 0.5 s into the timeline"
         );
-        let mut merged = rows.clone();
-        merge(&mut merged, &rows).unwrap();
+        let merged = merge(&[&rows, &rows]).unwrap();
         assert_eq!(merged[1].delivered, 1400);
         assert_eq!(merged[1].fanout_ms.count, 2);
         assert_eq!(merged[1].fanout_ms.p99, rows[1].fanout_ms.p99);
         let other: Stages = "2s:4,2s:5,1s:0".parse().unwrap();
-        let mut wrong = other.reports(StageInputs {
+        let wrong = other.reports(StageInputs {
             base_rate: 10.0,
             zero_us: 0,
             timeline_zero_us: 0,
@@ -507,6 +519,7 @@ mod tests {
             fanout: vec![histogram(), histogram(), histogram()],
             timings: &HashMap::new(),
         });
-        assert!(merge(&mut wrong, &rows).unwrap_err().contains("--stages"));
+        assert!(merge(&[&rows, &wrong]).unwrap_err().contains("--stages"));
+        assert_eq!(merge(&[&rows]).unwrap(), rows, "one shard merges to itself");
     }
 }
