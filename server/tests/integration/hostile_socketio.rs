@@ -124,6 +124,8 @@ struct Tally {
     refusals: usize,
     throttled: usize,
     bare_refusals: Vec<String>,
+    silent: Vec<String>,
+    asked_again: usize,
 }
 
 impl Tally {
@@ -143,6 +145,11 @@ impl Tally {
         self.refusals += outcome.refusals;
         self.throttled += outcome.throttled;
         self.bare_refusals.extend(outcome.bare_refusals);
+        self.asked_again += outcome.asked_again;
+        if let Some(silent) = outcome.silent {
+            self.silent
+                .push(format!("{transport:?} {phase:?}: {silent}"));
+        }
     }
 
     fn total_sent(&self) -> usize {
@@ -179,6 +186,10 @@ impl Tally {
             self.refusals,
             self.throttled,
             self.cut.len()
+        );
+        eprintln!(
+            "probe CONNECTs sent again after an earlier CONNECT was refused: {}",
+            self.asked_again
         );
     }
 }
@@ -304,9 +315,11 @@ async fn flood_then_check() {
         .map(|(_, n)| n)
         .sum();
     assert_eq!(
-        silent, 0,
-        "sessions neither answered nor closed: {:?}",
-        tally.endings
+        silent,
+        0,
+        "sessions neither answered nor closed: {:?}\n{}",
+        tally.endings,
+        tally.silent.join("\n")
     );
     for (transport, status) in tally.statuses.keys() {
         let code = status.split(' ').next().unwrap_or_default();

@@ -61,11 +61,20 @@ pub struct Outcome {
     pub refusals: usize,
     pub throttled: usize,
     pub bare_refusals: Vec<String>,
+    /// Probe CONNECTs sent again because an earlier CONNECT was refused meanwhile.
+    pub asked_again: usize,
+    /// The first packets the server sent that were not the one waited for.
+    pub seen: Vec<String>,
+    /// For a silent session: what went unanswered, after which frames, and what came instead.
+    pub silent: Option<String>,
 }
 
 impl Outcome {
     /// Notes what a packet from the server says about refusals.
     fn note(&mut self, packet: &str) {
+        if self.seen.len() < 8 {
+            self.seen.push(packet.chars().take(120).collect());
+        }
         let Some(rest) = packet.strip_prefix("43") else {
             return;
         };
@@ -106,8 +115,48 @@ fn probe(phase: Phase, token: &str) -> (String, String) {
     }
 }
 
+/// Notes what a silent session waited for in vain, so that a failure names its frames.
+fn went_silent(out: &mut Outcome, waited_for: &str, frames: &[Hostile]) -> Ending {
+    let shown: Vec<&str> = frames.iter().map(|f| f.shown.as_str()).collect();
+    out.silent = Some(format!(
+        "no {waited_for} after {shown:?}; the server sent {:?}",
+        out.seen
+    ));
+    Ending::Silent
+}
+
+/// A Socket.IO CONNECT_ERROR packet on the main namespace.
+const CONNECT_ERROR: &str = "44{";
+
+/// How many times the probe may be sent. Before auth the probe is a CONNECT, and a hostile
+/// frame may have been one too (`40garbage`): socketioxide ignores a CONNECT for a namespace
+/// the session is still connecting to, so the probe's can be dropped while an earlier one is
+/// being refused. Like a client, the probe then asks again once a refusal came, as many times
+/// as there were hostile frames; a refusal past that is the probe's own, a problem.
+fn asks(plan: &Plan) -> usize {
+    match plan.phase {
+        Phase::BeforeAuth => plan.frames.len() + 1,
+        _ => 1,
+    }
+}
+
+/// How many of `[probe answer, CONNECT_ERROR]` end a wait for the probe's answer.
+fn wanted(plan: &Plan) -> usize {
+    if plan.phase == Phase::BeforeAuth {
+        2
+    } else {
+        1
+    }
+}
+
 /// A probe answer is right if it is a CONNECT, or a join ack that says ok.
 fn check_answer(outcome: &mut Outcome, answer: &str, frames: &[Hostile]) {
+    if answer.starts_with(CONNECT_ERROR) {
+        let shown: Vec<&str> = frames.iter().map(|f| f.shown.as_str()).collect();
+        outcome
+            .problems
+            .push(format!("probe CONNECT refused: {answer} after {shown:?}"));
+    }
     if answer.starts_with("43") && !answer.contains("\"ok\":true") {
         let shown: Vec<&str> = frames.iter().map(|f| f.shown.as_str()).collect();
         outcome
@@ -129,10 +178,10 @@ pub async fn run(app: &TestApp, http: &reqwest::Client, plan: Plan) -> (Transpor
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// Reads until a text packet starts with `want` (returned), or the session ends.
+/// Reads until a text packet starts with one of `wants` (returned), or the session ends.
 async fn ws_until(
     ws: &mut Ws,
-    want: &str,
+    wants: &[&str],
     within: Duration,
     out: &mut Outcome,
 ) -> Result<String, Ending> {
@@ -144,7 +193,7 @@ async fn ws_until(
                 return Err(Ending::ClosedByServer);
             }
             Ok(Some(Ok(Message::Text(t)))) => {
-                if t.starts_with(want) {
+                if wants.iter().any(|w| t.starts_with(w)) {
                     return Ok(t.to_string());
                 }
                 out.note(&t);
@@ -172,7 +221,7 @@ async fn ws_session(app: &TestApp, plan: Plan) -> Outcome {
             return out;
         }
     };
-    if let Err(e) = ws_until(&mut ws, "0{", STEP, &mut out).await {
+    if let Err(e) = ws_until(&mut ws, &["0{"], STEP, &mut out).await {
         out.problems
             .push(format!("no Engine.IO open packet: {e:?}"));
         out.unsent = plan.frames.len();
@@ -183,7 +232,7 @@ async fn ws_session(app: &TestApp, plan: Plan) -> Outcome {
         let _ = timeout(STEP, ws.send(connect)).await;
     }
     if plan.phase == Phase::AfterAuth
-        && let Err(e) = ws_until(&mut ws, "40{", STEP, &mut out).await
+        && let Err(e) = ws_until(&mut ws, &["40{"], STEP, &mut out).await
     {
         out.problems
             .push(format!("a valid CONNECT was not answered: {e:?}"));
@@ -232,23 +281,35 @@ async fn ws_session(app: &TestApp, plan: Plan) -> Outcome {
 async fn ws_probe(ws: &mut Ws, plan: &Plan, out: &mut Outcome) -> Ending {
     if plan.phase == Phase::Pipelined {
         // Wait for the pipelined CONNECT's answer (or the end) before asking anything.
-        if let Err(ending) = ws_until(ws, "40{", PROBE_WITHIN, out).await {
-            return ending;
+        match ws_until(ws, &["40{"], PROBE_WITHIN, out).await {
+            Err(Ending::Silent) => return went_silent(out, "CONNECT answer", &plan.frames),
+            Err(ending) => return ending,
+            Ok(_) => {}
         }
     }
     let (ask, want) = probe(plan.phase, &plan.token);
-    if timeout(STEP, ws.send(Message::text(ask)))
-        .await
-        .map_or(true, |r| r.is_err())
-    {
-        return Ending::ClosedByServer;
-    }
-    match ws_until(ws, &want, PROBE_WITHIN, out).await {
-        Ok(answer) => {
-            check_answer(out, &answer, &plan.frames);
-            Ending::StillOpen
+    let wants = [want.as_str(), CONNECT_ERROR];
+    let mut asks_left = asks(plan);
+    loop {
+        if timeout(STEP, ws.send(Message::text(ask.clone())))
+            .await
+            .map_or(true, |r| r.is_err())
+        {
+            return Ending::ClosedByServer;
         }
-        Err(ending) => ending,
+        asks_left -= 1;
+        match ws_until(ws, &wants[..wanted(plan)], PROBE_WITHIN, out).await {
+            Ok(answer) if answer.starts_with(CONNECT_ERROR) && asks_left > 0 => {
+                out.note(&answer);
+                out.asked_again += 1;
+            }
+            Ok(answer) => {
+                check_answer(out, &answer, &plan.frames);
+                return Ending::StillOpen;
+            }
+            Err(Ending::Silent) => return went_silent(out, "probe answer", &plan.frames),
+            Err(ending) => return ending,
+        }
     }
 }
 
@@ -324,7 +385,7 @@ impl Polling {
     /// The next packet that starts with `want`, or a panic after [`STEP`].
     pub async fn next_packet(&self, want: &str) -> String {
         let mut out = Outcome::default();
-        let packet = self.until(want, STEP, &mut out).await;
+        let packet = self.until(&[want], STEP, &mut out).await;
         packet.unwrap_or_else(|e| panic!("no {want} within {STEP:?}: {e:?} {:?}", out.statuses))
     }
 
@@ -374,10 +435,10 @@ impl Polling {
         }
     }
 
-    /// Polls until a packet starts with `want` (returned), or the session ends.
+    /// Polls until a packet starts with one of `wants` (returned), or the session ends.
     async fn until(
         &self,
-        want: &str,
+        wants: &[&str],
         within: Duration,
         out: &mut Outcome,
     ) -> Result<String, Ending> {
@@ -387,7 +448,7 @@ impl Polling {
         // second concurrent poll closes the session: poll again only after an answer.
         loop {
             while let Some(packet) = pending.pop_front() {
-                if packet.starts_with(want) {
+                if wants.iter().any(|w| packet.starts_with(w)) {
                     *self.pending.lock().unwrap() = pending;
                     return Ok(packet);
                 }
@@ -440,7 +501,7 @@ async fn polling_session(app: &TestApp, http: &reqwest::Client, plan: Plan) -> O
         }
         Phase::AfterAuth => {
             let _ = session.post_text(&connect, &mut out).await;
-            if let Err(e) = session.until("40{", STEP, &mut out).await {
+            if let Err(e) = session.until(&["40{"], STEP, &mut out).await {
                 out.problems
                     .push(format!("a valid CONNECT was not answered: {e:?}"));
                 out.unsent = plan.frames.len();
@@ -490,22 +551,39 @@ async fn polling_session(app: &TestApp, http: &reqwest::Client, plan: Plan) -> O
 }
 
 async fn polling_probe(session: &Polling, plan: &Plan, out: &mut Outcome) -> Ending {
-    if plan.phase == Phase::Pipelined
-        && let Err(ending) = session.until("40{", PROBE_WITHIN, out).await
-    {
-        return ending;
+    if plan.phase == Phase::Pipelined {
+        match session.until(&["40{"], PROBE_WITHIN, out).await {
+            Err(Ending::Silent) => return went_silent(out, "CONNECT answer", &plan.frames),
+            Err(ending) => return ending,
+            Ok(_) => {}
+        }
     }
     let (ask, want) = probe(plan.phase, &plan.token);
-    match session.post_text(&ask, out).await {
-        Reply::Packets(_) | Reply::Refused => {}
-        Reply::Gone | Reply::Cut(_) => return Ending::ClosedByServer,
-        Reply::TimedOut => return Ending::Silent,
-    }
-    match session.until(&want, PROBE_WITHIN, out).await {
-        Ok(answer) => {
-            check_answer(out, &answer, &plan.frames);
-            Ending::StillOpen
+    let wants = [want.as_str(), CONNECT_ERROR];
+    let mut asks_left = asks(plan);
+    loop {
+        match session.post_text(&ask, out).await {
+            Reply::Packets(_) | Reply::Refused => {}
+            Reply::Gone | Reply::Cut(_) => return Ending::ClosedByServer,
+            Reply::TimedOut => {
+                return went_silent(out, "answer to the probe's POST", &plan.frames);
+            }
         }
-        Err(ending) => ending,
+        asks_left -= 1;
+        match session
+            .until(&wants[..wanted(plan)], PROBE_WITHIN, out)
+            .await
+        {
+            Ok(answer) if answer.starts_with(CONNECT_ERROR) && asks_left > 0 => {
+                out.note(&answer);
+                out.asked_again += 1;
+            }
+            Ok(answer) => {
+                check_answer(out, &answer, &plan.frames);
+                return Ending::StillOpen;
+            }
+            Err(Ending::Silent) => return went_silent(out, "probe answer", &plan.frames),
+            Err(ending) => return ending,
+        }
     }
 }
