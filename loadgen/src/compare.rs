@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::report::{Gate, Report};
+use crate::report::{Gate, Report, StageReport};
 
 /// Whether a bigger value of a figure is better or worse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,11 +26,30 @@ pub struct Figure {
     /// Measured on the generator's clock (a saturated generator makes it unreliable).
     pub timed: bool,
     read: fn(&Report) -> f64,
+    /// The same figure within one stage of a staged run; none: it is a whole-run figure.
+    in_stage: Option<fn(&StageReport) -> f64>,
 }
 
 impl Figure {
     pub fn of(&self, report: &Report) -> f64 {
         (self.read)(report)
+    }
+
+    /// Within stage `stage` (1-based) when one is given and the figure has a per-stage value,
+    /// else over the whole run; none when the report has no such stage.
+    pub fn of_stage(&self, report: &Report, stage: Option<usize>) -> Option<f64> {
+        match (stage, self.in_stage) {
+            (Some(n), Some(read)) => report.stages.get(n.checked_sub(1)?).map(read),
+            _ => Some(self.of(report)),
+        }
+    }
+
+    /// The label, naming the stage when the figure is read within one.
+    pub fn label_in(&self, stage: Option<usize>) -> String {
+        match (stage, self.in_stage) {
+            (Some(n), Some(_)) => format!("{} (stage {n})", self.label),
+            _ => self.label.to_string(),
+        }
     }
 }
 
@@ -42,40 +61,79 @@ macro_rules! figure {
             better: Better::$better,
             timed: $timed,
             read: |$r: &Report| $read as f64,
+            in_stage: None,
+        }
+    };
+    ($key:literal, $label:literal, $better:ident, $timed:literal, |$r:ident| $read:expr,
+     |$s:ident| $staged:expr) => {
+        Figure {
+            in_stage: Some(|$s: &StageReport| $staged as f64),
+            ..figure!($key, $label, $better, $timed, |$r| $read)
         }
     };
 }
 
 /// Every figure a rule may name, in the order tables show them.
 pub const FIGURES: &[Figure] = &[
-    figure!("deliveries_per_s", "deliveries/s", Higher, true, |r| r
-        .throughput
-        .deliveries_per_s),
-    figure!("actions_per_s", "actions/s", Higher, true, |r| r
-        .throughput
-        .actions_per_s),
-    figure!("fanout_p50", "fan-out p50 ms", Lower, true, |r| r
-        .latency_ms
-        .fanout
-        .p50),
-    figure!("fanout_p95", "fan-out p95 ms", Lower, true, |r| r
-        .latency_ms
-        .fanout
-        .p95),
-    figure!("fanout_p99", "fan-out p99 ms", Lower, true, |r| r
-        .latency_ms
-        .fanout
-        .p99),
-    figure!("action_p50", "action p50 ms", Lower, true, |r| r
-        .latency_ms
-        .action
-        .p50),
-    figure!("action_p99", "action p99 ms", Lower, true, |r| r
-        .latency_ms
-        .action
-        .p99),
+    figure!(
+        "deliveries_per_s",
+        "deliveries/s",
+        Higher,
+        true,
+        |r| r.throughput.deliveries_per_s,
+        |s| s.deliveries_per_s
+    ),
+    figure!(
+        "actions_per_s",
+        "actions/s",
+        Higher,
+        true,
+        |r| r.throughput.actions_per_s,
+        |s| s.actions_per_s
+    ),
+    figure!(
+        "fanout_p50",
+        "fan-out p50 ms",
+        Lower,
+        true,
+        |r| r.latency_ms.fanout.p50,
+        |s| s.fanout_ms.p50
+    ),
+    figure!(
+        "fanout_p95",
+        "fan-out p95 ms",
+        Lower,
+        true,
+        |r| r.latency_ms.fanout.p95,
+        |s| s.fanout_ms.p95
+    ),
+    figure!(
+        "fanout_p99",
+        "fan-out p99 ms",
+        Lower,
+        true,
+        |r| r.latency_ms.fanout.p99,
+        |s| s.fanout_ms.p99
+    ),
+    figure!(
+        "action_p50",
+        "action p50 ms",
+        Lower,
+        true,
+        |r| r.latency_ms.action.p50,
+        |s| s.action_ms.p50
+    ),
+    figure!(
+        "action_p99",
+        "action p99 ms",
+        Lower,
+        true,
+        |r| r.latency_ms.action.p99,
+        |s| s.action_ms.p99
+    ),
     figure!("owed", "owed", Higher, false, |r| r.delivery.owed),
-    figure!("lost", "lost", Lower, false, |r| r.delivery.lost),
+    figure!("lost", "lost", Lower, false, |r| r.delivery.lost, |s| s
+        .lost),
     figure!("duplicated", "duplicated", Lower, false, |r| r
         .delivery
         .duplicated),
@@ -165,8 +223,23 @@ impl Rule {
     /// The gate this rule makes of `current` against `baseline`: its limit is the baseline's
     /// value moved by the allowed share in the worse direction (a baseline of 0 allows 0).
     pub fn gate(&self, baseline: &Report, current: &Report) -> Gate {
-        let base = self.figure.of(baseline);
-        let observed = self.figure.of(current);
+        self.gate_in(baseline, current, None)
+    }
+
+    /// [`Rule::gate`] on stage `stage` of both runs (`--gate-stage`, `compare --stage`) for a
+    /// figure that has per-stage values. A run without that stage fails the gate, which says
+    /// so (`Baseline::load` and `compare_files` refuse such runs before this).
+    pub fn gate_in(&self, baseline: &Report, current: &Report, stage: Option<usize>) -> Gate {
+        let read = |r: &Report| self.figure.of_stage(r, stage);
+        let (Some(base), Some(observed)) = (read(baseline), read(current)) else {
+            let mut gate = Gate::at_most("", 0.0, 1.0);
+            gate.name = format!(
+                "{} vs baseline: a run has no stage {}",
+                self.figure.label_in(stage),
+                stage.unwrap_or_default()
+            );
+            return gate;
+        };
         let pct = self.max_pct / 100.0;
         let (sign, mut gate) = match self.figure.better {
             Better::Lower => ('+', Gate::at_most("", base * (1.0 + pct), observed)),
@@ -174,7 +247,8 @@ impl Rule {
         };
         gate.name = format!(
             "{} vs baseline ({sign}{}%)",
-            self.figure.label, self.max_pct
+            self.figure.label_in(stage),
+            self.max_pct
         );
         gate.baseline = Some(base);
         gate.change_pct = change_pct(base, observed);
@@ -253,8 +327,14 @@ impl Comparison {
 }
 
 /// Compares every run with the first (the baseline): one column per run, each later column
-/// with its change from the baseline, and each rule judged per later run.
-pub fn compare(runs: &[(String, Report)], rules: &[Rule], format: Format) -> Comparison {
+/// with its change from the baseline, and each rule judged per later run. With `stage`, the
+/// figures that have per-stage values are read within that stage of every run.
+pub fn compare(
+    runs: &[(String, Report)],
+    rules: &[Rule],
+    format: Format,
+    stage: Option<usize>,
+) -> Comparison {
     let mut gates = Vec::new();
     let Some((_, base)) = runs.first() else {
         return Comparison {
@@ -269,18 +349,24 @@ pub fn compare(runs: &[(String, Report)], rules: &[Rule], format: Format) -> Com
     let mut rows = vec![head];
     for f in FIGURES {
         let mut row = vec![match ruled(f) {
-            Some(rule) => format!("{} (rule {}%)", f.label, rule.max_pct),
-            None => f.label.to_string(),
+            Some(rule) => format!("{} (rule {}%)", f.label_in(stage), rule.max_pct),
+            None => f.label_in(stage),
         }];
         for (i, (name, r)) in runs.iter().enumerate() {
-            let value = number(f.of(r));
+            let Some(of_r) = f.of_stage(r, stage) else {
+                row.push("no such stage".into());
+                continue;
+            };
+            let value = number(of_r);
             if i == 0 {
                 row.push(value);
                 continue;
             }
-            let change =
-                change_pct(f.of(base), f.of(r)).map_or(String::new(), |c| format!(" ({c:+.1}%)"));
-            let mark = match ruled(f).map(|rule| rule.gate(base, r)) {
+            let change = f
+                .of_stage(base, stage)
+                .and_then(|b| change_pct(b, of_r))
+                .map_or(String::new(), |c| format!(" ({c:+.1}%)"));
+            let mark = match ruled(f).map(|rule| rule.gate_in(base, r, stage)) {
                 Some(gate) => {
                     let mark = match (gate.passed, gate.unreliable) {
                         (true, _) => "",
@@ -363,16 +449,20 @@ pub struct Baseline {
     pub path: std::path::PathBuf,
     pub report: Report,
     pub rules: Vec<Rule>,
+    /// `--gate-stage`: the rules' per-stage figures are read within this stage of both runs.
+    pub stage: Option<usize>,
 }
 
 impl Baseline {
     /// Reads the baseline and checks, before anything runs, that its workload is this run's
-    /// (unless `allow_different` says otherwise: the differences are then only printed).
+    /// (unless `allow_different` says otherwise: the differences are then only printed) and
+    /// that it has stage `stage` when the rules are to be judged within one.
     pub fn load(
         path: &Path,
         rules: &str,
         workload: &crate::report::Workload,
         allow_different: bool,
+        stage: Option<usize>,
     ) -> Result<Baseline, String> {
         let rules = parse_rules(rules)?;
         let report = read_report(path)?;
@@ -396,10 +486,14 @@ impl Baseline {
                 path.display()
             );
         }
+        if let Some(n) = stage {
+            missing_stage(&report, n).map_err(|e| format!("--baseline {}: {e}", path.display()))?;
+        }
         Ok(Baseline {
             path: path.to_path_buf(),
             report,
             rules,
+            stage,
         })
     }
 
@@ -408,7 +502,7 @@ impl Baseline {
         let gates: Vec<Gate> = self
             .rules
             .iter()
-            .map(|r| r.gate(&self.report, report))
+            .map(|r| r.gate_in(&self.report, report, self.stage))
             .collect();
         report.gates.extend(gates);
         report.verdict = if report.gates.iter().all(|g| g.passed) {
@@ -418,6 +512,17 @@ impl Baseline {
         }
         .to_string();
     }
+}
+
+/// An error when `report` has no stage `n` (1-based), naming the stages it has.
+fn missing_stage(report: &Report, n: usize) -> Result<(), String> {
+    if n >= 1 && n <= report.stages.len() {
+        return Ok(());
+    }
+    Err(match report.stages.len() {
+        0 => format!("it has no stage {n}: it was not a staged run (--stages)"),
+        k => format!("it has no stage {n}: its stages are numbered 1 to {k}"),
+    })
 }
 
 /// `loadgen compare`.
@@ -441,6 +546,11 @@ pub struct CompareArgs {
     /// Also write the comparison as one self-contained HTML page, the runs' plots overlaid.
     #[arg(long)]
     pub report_html: Option<PathBuf>,
+    /// Read the figures that have per-stage values (deliveries/s, actions/s, fan-out and
+    /// action percentiles, lost) within this stage of staged runs (1-based: the steady state,
+    /// say), and judge their rules there; the other figures stay whole-run.
+    #[arg(long)]
+    pub stage: Option<usize>,
 }
 
 /// What `loadgen compare` prints and writes.
@@ -462,6 +572,11 @@ pub fn compare_files(args: &CompareArgs) -> Result<Compared, String> {
             |s| s.to_string_lossy().into_owned(),
         );
         runs.push((name, read_report(path)?));
+    }
+    if let Some(n) = args.stage {
+        for (name, run) in &runs {
+            missing_stage(run, n).map_err(|e| format!("--stage {n}: {name}: {e}"))?;
+        }
     }
     let mut notes = Vec::new();
     let (base_name, base) = &runs[0];
@@ -496,7 +611,7 @@ pub fn compare_files(args: &CompareArgs) -> Result<Compared, String> {
             ));
         }
     }
-    let comparison = compare(&runs, &rules, args.format);
+    let comparison = compare(&runs, &rules, args.format, args.stage);
     let mut out = String::new();
     for note in &notes {
         let _ = writeln!(
@@ -642,6 +757,7 @@ mod tests {
             path: "base.json".into(),
             report: report(10.0, 1000.0, 0),
             rules: parse_rules(DEFAULT_RULES).unwrap(),
+            stage: None,
         };
         let mut current = report(30.0, 1000.0, 0);
         current.verdict = "pass".into();
@@ -651,6 +767,126 @@ mod tests {
         let failed: Vec<_> = current.gates.iter().filter(|g| !g.passed).collect();
         assert_eq!(failed.len(), 1);
         assert!(failed[0].name.starts_with("fan-out p99"));
+    }
+
+    /// A staged run whose stage 1 (a ramp) is slow and whose stage 2 (the steady state) has
+    /// fan-out p99 `steady_p99` and `steady_per_s` deliveries a second.
+    fn staged(steady_p99: f64, steady_per_s: f64) -> Report {
+        let mut r = report(100.0, 500.0, 0);
+        let stage = |n: u64, p99: f64, per_s: f64| {
+            let mut s = StageReport {
+                stage: n,
+                deliveries_per_s: per_s,
+                ..StageReport::default()
+            };
+            s.fanout_ms.p99 = p99;
+            s
+        };
+        r.stages = vec![stage(1, 100.0, 200.0), stage(2, steady_p99, steady_per_s)];
+        r
+    }
+
+    #[test]
+    fn a_rule_within_a_stage_reads_that_stage_of_both_runs() {
+        let rule = parse_rules("fanout_p99=20%").unwrap()[0];
+        let base = staged(10.0, 1000.0);
+        // The whole run is ten times the steady state's p99: only stage 2 is judged.
+        let held = rule.gate_in(&base, &staged(11.0, 1000.0), Some(2));
+        assert!(held.passed, "{held:?}");
+        assert_eq!(held.name, "fan-out p99 ms (stage 2) vs baseline (+20%)");
+        assert_eq!(held.baseline, Some(10.0));
+        assert!((held.limit - 12.0).abs() < 1e-9);
+        let failed = rule.gate_in(&base, &staged(13.0, 1000.0), Some(2));
+        assert!(!failed.passed);
+        assert!((failed.change_pct.unwrap() - 30.0).abs() < 1e-9);
+        // Stage 1 of both is the same: it holds there.
+        assert!(rule.gate_in(&base, &staged(13.0, 1000.0), Some(1)).passed);
+
+        let rate = parse_rules("deliveries_per_s=10%").unwrap()[0];
+        assert!(!rate.gate_in(&base, &staged(10.0, 850.0), Some(2)).passed);
+        assert!(rate.gate_in(&base, &staged(10.0, 950.0), Some(2)).passed);
+
+        // A whole-run figure stays whole-run.
+        let owed = parse_rules("owed=0%").unwrap()[0];
+        let gate = owed.gate_in(&base, &staged(10.0, 1000.0), Some(2));
+        assert_eq!(gate.name, "owed vs baseline (-0%)");
+
+        let unstaged = report(10.0, 1000.0, 0);
+        let missing = rule.gate_in(&unstaged, &staged(10.0, 1000.0), Some(2));
+        assert!(!missing.passed);
+        assert!(
+            missing.name.contains("a run has no stage 2"),
+            "{}",
+            missing.name
+        );
+    }
+
+    #[test]
+    fn the_table_within_a_stage_names_it_and_judges_there() {
+        let runs = vec![
+            ("base".to_string(), staged(10.0, 1000.0)),
+            ("slow".to_string(), staged(15.0, 1000.0)),
+        ];
+        let rules = parse_rules("fanout_p99=20%,deliveries_per_s=10%").unwrap();
+        let table = compare(&runs, &rules, Format::Text, Some(2));
+        assert!(!table.passed());
+        let row = |label: &str| {
+            table
+                .table
+                .lines()
+                .find(|l| l.starts_with(label))
+                .unwrap_or_else(|| panic!("no {label} row in\n{}", table.table))
+                .to_string()
+        };
+        let fanout = row("fan-out p99 ms (stage 2) (rule 20%)");
+        assert!(
+            fanout.contains("10  ") && fanout.contains("15 (+50.0%) FAIL"),
+            "{fanout}"
+        );
+        assert!(row("deliveries/s (stage 2)").contains("1000 (+0.0%)"));
+        assert!(
+            row("owed").starts_with("owed  "),
+            "whole-run figures keep their label"
+        );
+        // Over the whole run both have the same p99: the rule holds there.
+        assert!(compare(&runs, &rules, Format::Text, None).passed());
+    }
+
+    #[test]
+    fn a_stage_a_run_lacks_is_refused_by_name() {
+        assert!(missing_stage(&staged(10.0, 1.0), 2).is_ok());
+        let beyond = missing_stage(&staged(10.0, 1.0), 3).unwrap_err();
+        assert_eq!(beyond, "it has no stage 3: its stages are numbered 1 to 2");
+        let unstaged = missing_stage(&report(10.0, 1.0, 0), 1).unwrap_err();
+        assert!(unstaged.contains("not a staged run"), "{unstaged}");
+
+        let dir = std::env::temp_dir().join(format!("loadgen-stage-base-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("base.json");
+        std::fs::write(&path, serde_json::to_string(&report(10.0, 1.0, 0)).unwrap()).unwrap();
+        let workload = report(10.0, 1.0, 0).run.unwrap().workload;
+        let load = |stage| Baseline::load(&path, DEFAULT_RULES, &workload, false, stage);
+        assert_eq!(load(None).unwrap().stage, None);
+        let refused = load(Some(2)).unwrap_err();
+        assert!(
+            refused.contains("base.json: it has no stage 2") && refused.contains("not a staged"),
+            "{refused}"
+        );
+        let args = |stage| CompareArgs {
+            reports: vec![path.clone(), path.clone()],
+            max_regression: DEFAULT_RULES.into(),
+            format: Format::Text,
+            allow_different_workload: false,
+            report_html: None,
+            stage,
+        };
+        assert!(compare_files(&args(None)).unwrap().passed);
+        let refused = compare_files(&args(Some(1))).unwrap_err();
+        assert!(
+            refused.starts_with("--stage 1: base: it has no stage 1"),
+            "{refused}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -674,7 +910,7 @@ mod tests {
             ("slow".to_string(), report(15.0, 1000.0, 0)),
         ];
         let rules = parse_rules("fanout_p99=20%,deliveries_per_s=10%").unwrap();
-        let text = compare(&runs, &rules, Format::Text);
+        let text = compare(&runs, &rules, Format::Text, None);
         assert!(!text.passed());
         let row = text
             .table
@@ -689,13 +925,13 @@ mod tests {
             text.table
                 .contains("a rule failed: 1 of 2 rule checks passed")
         );
-        let markdown = compare(&runs, &rules, Format::Markdown);
+        let markdown = compare(&runs, &rules, Format::Markdown, None);
         assert!(
             markdown
                 .table
                 .starts_with("| figure | base | slow |\n|---|---|---|\n")
         );
         let same = vec![runs[0].clone(), ("again".to_string(), runs[0].1.clone())];
-        assert!(compare(&same, &rules, Format::Text).passed());
+        assert!(compare(&same, &rules, Format::Text, None).passed());
     }
 }

@@ -70,7 +70,9 @@ pub struct Config {
     pub stages: Option<crate::stages::Stages>,
     /// Judge the latency and throughput gates (`--gate-fanout-p99-ms`, `--gate-action-p99-ms`,
     /// `--gate-min-deliveries-per-sec`) on this stage of --stages (1-based: the steady state,
-    /// say) instead of the whole run. Delivery gates always judge the whole run.
+    /// say) instead of the whole run, and the --max-regression rules on this stage of both
+    /// runs for the figures that have per-stage values. Delivery gates always judge the whole
+    /// run.
     #[arg(long, env = "LOADGEN_GATE_STAGE")]
     pub gate_stage: Option<usize>,
     /// Tabs started per second.

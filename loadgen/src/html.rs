@@ -296,13 +296,21 @@ fn charts(out: &mut String, runs: &[(String, &Report)]) {
         ),
     ];
     out.push_str("<h2>Over time</h2>\n");
-    // One run of --stages: each stage's start, marked on every plot.
+    // Runs of --stages: each stage's start, marked on every plot. Compared runs share their
+    // stages (the same workload) but not to the second their timeline's clock: the marks are
+    // the first run's.
     let marks: Vec<(f64, String)> = match runs {
-        [(_, r)] => r
-            .stages
-            .iter()
-            .map(|s| (s.timeline_from_s, format!("stage {}", s.stage)))
-            .collect(),
+        [(_, first), rest @ ..]
+            if rest
+                .iter()
+                .all(|(_, r)| r.stages.len() == first.stages.len()) =>
+        {
+            first
+                .stages
+                .iter()
+                .map(|s| (s.timeline_from_s, format!("stage {}", s.stage)))
+                .collect()
+        }
         _ => Vec::new(),
     };
     if runs.iter().all(|(_, r)| r.timeline.is_empty()) {
@@ -601,6 +609,20 @@ mod tests {
         assert!(page.contains("<td class=\"bad\">12 (+33.3%) FAIL</td>"));
         assert_eq!(page.matches("<polyline").count(), 20);
         assert!(page.contains("<title>new: p99</title>"));
+        assert!(!page.contains("class=\"mark\""), "no stages, no marks");
+        // Staged runs: the first run's stage starts are marked on every plot, once.
+        let mut staged = report();
+        staged.stages.push(crate::report::StageReport {
+            stage: 1,
+            timeline_from_s: 2.0,
+            ..Default::default()
+        });
+        let both = [("base".to_string(), &staged), ("new".to_string(), &staged)];
+        let page = compare_page(&both, &table, false);
+        assert_eq!(page.matches("class=\"mark\"").count(), 5);
+        let mixed = [("base".to_string(), &staged), ("new".to_string(), &a)];
+        let page = compare_page(&mixed, &table, false);
+        assert!(!page.contains("class=\"mark\""), "runs of other stages");
     }
 
     #[test]

@@ -98,6 +98,7 @@ pub async fn run_with_traces(
                     .unwrap_or(compare::DEFAULT_RULES),
                 &config.workload(),
                 config.allow_different_workload,
+                config.gate_stage,
             )
             .map_err(RunError::Setup)?,
         ),

@@ -1,6 +1,8 @@
 //! Runs shaped by `--stages`: tabs open and close on schedule, actions follow the stages'
 //! rate, and each stage is reported (and can be gated) on its own.
 
+use booking_loadgen::compare::{Baseline, CompareArgs, DEFAULT_RULES, Format, compare_files};
+
 use crate::{as_json, assert_matches_schema, failed_gates, gate, run};
 
 /// 3 s ramping to 30 tabs at 20 actions/s, 4 s held while the rate ramps to 30/s, 3 s closing
@@ -46,6 +48,49 @@ async fn a_staged_run_opens_and_closes_its_tabs_on_schedule_and_loses_nothing() 
     assert_eq!((workload.tabs, workload.duration_s), (30, 10.0));
     assert!(r.summary().contains("stages     1"), "{}", r.summary());
     assert_matches_schema(&as_json(r));
+
+    // The report as its own baseline, its rules judged on stage 2 of both, as
+    // `--baseline ... --gate-stage 2` does; and `compare --stage 2` of it with itself.
+    let path = std::env::temp_dir().join(format!("loadgen-staged-{}.json", std::process::id()));
+    std::fs::write(&path, as_json(r).to_string()).unwrap();
+    let baseline = Baseline::load(&path, DEFAULT_RULES, workload, false, Some(2)).unwrap();
+    let mut again = r.clone();
+    baseline.judge(&mut again);
+    let ruled: Vec<_> = again
+        .gates
+        .iter()
+        .filter(|g| g.baseline.is_some())
+        .collect();
+    assert_eq!(ruled.len(), 3, "{ruled:?}");
+    for g in &ruled {
+        assert!(
+            g.passed && g.name.contains(" (stage 2) vs baseline"),
+            "{g:?}"
+        );
+    }
+    let steady = &r.stages[1];
+    let rate = gate(&again, "deliveries/s (stage 2) vs baseline (-10%)");
+    assert_eq!(rate.baseline, Some(steady.deliveries_per_s));
+    let p99 = gate(&again, "fan-out p99 ms (stage 2) vs baseline (+20%)");
+    assert_eq!(p99.observed, steady.fanout_ms.p99);
+    let compared = compare_files(&CompareArgs {
+        reports: vec![path.clone(), path.clone()],
+        max_regression: DEFAULT_RULES.into(),
+        format: Format::Text,
+        allow_different_workload: false,
+        report_html: None,
+        stage: Some(2),
+    })
+    .unwrap();
+    assert!(compared.passed, "{}", compared.text);
+    assert!(
+        compared
+            .text
+            .contains("fan-out p99 ms (stage 2) (rule 20%)"),
+        "{}",
+        compared.text
+    );
+    std::fs::remove_file(&path).unwrap();
 }
 
 /// Closing tabs must neither hide a loss (an event dropped before a tab left is owed) nor
