@@ -848,7 +848,9 @@ fn leave(st: &AppState, s: &SocketRef, arg: Option<Value>) -> RoomAck {
     if !s.rooms().iter().any(|r| *r == name) {
         return RoomAck::refused(format!("not in room `{name}`"));
     }
-    // Every event up to this seq was handed to the socket before it left.
+    // Every event this server emitted up to this seq was handed to the socket before it
+    // left. In a cluster an older event of another server may still be on its way through
+    // Redis (README, "Limits"): a client that needs the exact set takes its own cutoff.
     let through = st.realtime.emitted_through();
     s.leave(name.clone());
     st.metrics
