@@ -73,6 +73,15 @@ macro_rules! figure {
     };
 }
 
+/// A latency percentile: lower is better, timed, and read within a stage too.
+macro_rules! percentile {
+    ($key:literal, $label:literal, $whole:ident, $staged:ident, $p:ident) => {
+        figure!($key, $label, Lower, true, |r| r.latency_ms.$whole.$p, |s| s
+            .$staged
+            .$p)
+    };
+}
+
 /// Every figure a rule may name, in the order tables show them.
 pub const FIGURES: &[Figure] = &[
     figure!(
@@ -91,46 +100,11 @@ pub const FIGURES: &[Figure] = &[
         |r| r.throughput.actions_per_s,
         |s| s.actions_per_s
     ),
-    figure!(
-        "fanout_p50",
-        "fan-out p50 ms",
-        Lower,
-        true,
-        |r| r.latency_ms.fanout.p50,
-        |s| s.fanout_ms.p50
-    ),
-    figure!(
-        "fanout_p95",
-        "fan-out p95 ms",
-        Lower,
-        true,
-        |r| r.latency_ms.fanout.p95,
-        |s| s.fanout_ms.p95
-    ),
-    figure!(
-        "fanout_p99",
-        "fan-out p99 ms",
-        Lower,
-        true,
-        |r| r.latency_ms.fanout.p99,
-        |s| s.fanout_ms.p99
-    ),
-    figure!(
-        "action_p50",
-        "action p50 ms",
-        Lower,
-        true,
-        |r| r.latency_ms.action.p50,
-        |s| s.action_ms.p50
-    ),
-    figure!(
-        "action_p99",
-        "action p99 ms",
-        Lower,
-        true,
-        |r| r.latency_ms.action.p99,
-        |s| s.action_ms.p99
-    ),
+    percentile!("fanout_p50", "fan-out p50 ms", fanout, fanout_ms, p50),
+    percentile!("fanout_p95", "fan-out p95 ms", fanout, fanout_ms, p95),
+    percentile!("fanout_p99", "fan-out p99 ms", fanout, fanout_ms, p99),
+    percentile!("action_p50", "action p50 ms", action, action_ms, p50),
+    percentile!("action_p99", "action p99 ms", action, action_ms, p99),
     figure!("owed", "owed", Higher, false, |r| r.delivery.owed),
     figure!("lost", "lost", Lower, false, |r| r.delivery.lost, |s| s
         .lost),

@@ -128,24 +128,101 @@ fn went_silent(out: &mut Outcome, waited_for: &str, frames: &[Hostile]) -> Endin
 /// A Socket.IO CONNECT_ERROR packet on the main namespace.
 const CONNECT_ERROR: &str = "44{";
 
-/// How many times the probe may be sent. Before auth the probe is a CONNECT, and a hostile
-/// frame may have been one too (`40garbage`): socketioxide ignores a CONNECT for a namespace
-/// the session is still connecting to, so the probe's can be dropped while an earlier one is
-/// being refused. Like a client, the probe then asks again once a refusal came, as many times
-/// as there were hostile frames; a refusal past that is the probe's own, a problem.
-fn asks(plan: &Plan) -> usize {
-    match plan.phase {
-        Phase::BeforeAuth => plan.frames.len() + 1,
-        _ => 1,
+/// What a probe does with a session, the same over both transports.
+trait Session {
+    /// Sends one text packet: `Err` when the session has ended (or a POST got no answer:
+    /// `Silent`).
+    async fn send_text(&mut self, packet: &str, out: &mut Outcome) -> Result<(), Ending>;
+    /// The next packet that starts with one of `wants`, or how the session ended.
+    async fn next(
+        &mut self,
+        wants: &[&str],
+        within: Duration,
+        out: &mut Outcome,
+    ) -> Result<String, Ending>;
+}
+
+/// Probes whether the session still serves once its hostile frames are in, and how it ended.
+///
+/// A hostile frame may itself be a CONNECT (`40garbage`, `40{"token":"x"}`). socketioxide
+/// handles each CONNECT in a task of its own and drops one for a namespace the session is
+/// already connecting to, so whichever task runs first wins: the valid CONNECT (pipelined, or
+/// the probe before auth) can be dropped while the hostile one is refused. Like a client, the
+/// probe then sends its CONNECT again on that refusal, at most once per hostile frame; a
+/// refusal past that is its own, a problem.
+async fn probe_session(session: &mut impl Session, plan: &Plan, out: &mut Outcome) -> Ending {
+    let again = plan.frames.len();
+    if plan.phase == Phase::Pipelined {
+        // The pipelined CONNECT's answer (or the end) before asking anything.
+        let connect = connect_packet(&plan.token);
+        let wants = ["40{", CONNECT_ERROR];
+        match answer(
+            session,
+            plan,
+            out,
+            &wants,
+            &connect,
+            again,
+            "CONNECT answer",
+        )
+        .await
+        {
+            Ok(refused) if refused.starts_with(CONNECT_ERROR) => {
+                check_answer(out, &refused, &plan.frames);
+                return Ending::StillOpen;
+            }
+            Ok(_) => {}
+            Err(ending) => return ending,
+        }
+    }
+    let (ask, want) = probe(plan.phase, &plan.token);
+    match session.send_text(&ask, out).await {
+        Ok(()) => {}
+        Err(Ending::Silent) => return went_silent(out, "answer to the probe's POST", &plan.frames),
+        Err(ending) => return ending,
+    }
+    let (wants, again) = match plan.phase {
+        Phase::BeforeAuth => (vec![want.as_str(), CONNECT_ERROR], again),
+        _ => (vec![want.as_str()], 0),
+    };
+    match answer(session, plan, out, &wants, &ask, again, "probe answer").await {
+        Ok(answer) => {
+            check_answer(out, &answer, &plan.frames);
+            Ending::StillOpen
+        }
+        Err(ending) => ending,
     }
 }
 
-/// How many of `[probe answer, CONNECT_ERROR]` end a wait for the probe's answer.
-fn wanted(plan: &Plan) -> usize {
-    if plan.phase == Phase::BeforeAuth {
-        2
-    } else {
-        1
+/// Waits for the answer to `sent` (one of `wants`); on a refusal of the main namespace's
+/// CONNECT sends it again, `again` times at most (see [`probe_session`]).
+async fn answer(
+    session: &mut impl Session,
+    plan: &Plan,
+    out: &mut Outcome,
+    wants: &[&str],
+    sent: &str,
+    mut again: usize,
+    waiting_for: &str,
+) -> Result<String, Ending> {
+    loop {
+        match session.next(wants, PROBE_WITHIN, out).await {
+            Ok(refused) if refused.starts_with(CONNECT_ERROR) && again > 0 => {
+                out.note(&refused);
+                out.asked_again += 1;
+                again -= 1;
+                session
+                    .send_text(sent, out)
+                    .await
+                    .map_err(|ending| match ending {
+                        Ending::Silent => went_silent(out, "answer to a POST", &plan.frames),
+                        ending => ending,
+                    })?;
+            }
+            Ok(answer) => return Ok(answer),
+            Err(Ending::Silent) => return Err(went_silent(out, waiting_for, &plan.frames)),
+            Err(ending) => return Err(ending),
+        }
     }
 }
 
@@ -269,7 +346,7 @@ async fn ws_session(app: &TestApp, plan: Plan) -> Outcome {
         }
     }
     let ending = if open {
-        ws_probe(&mut ws, &plan, &mut out).await
+        probe_session(&mut WsSession(&mut ws), &plan, &mut out).await
     } else {
         Ending::ClosedByServer
     };
@@ -278,38 +355,24 @@ async fn ws_session(app: &TestApp, plan: Plan) -> Outcome {
     out
 }
 
-async fn ws_probe(ws: &mut Ws, plan: &Plan, out: &mut Outcome) -> Ending {
-    if plan.phase == Phase::Pipelined {
-        // Wait for the pipelined CONNECT's answer (or the end) before asking anything.
-        match ws_until(ws, &["40{"], PROBE_WITHIN, out).await {
-            Err(Ending::Silent) => return went_silent(out, "CONNECT answer", &plan.frames),
-            Err(ending) => return ending,
-            Ok(_) => {}
+/// A WebSocket session's moves for [`probe_session`].
+struct WsSession<'a>(&'a mut Ws);
+
+impl Session for WsSession<'_> {
+    async fn send_text(&mut self, packet: &str, _: &mut Outcome) -> Result<(), Ending> {
+        match timeout(STEP, self.0.send(Message::text(packet.to_string()))).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(Ending::ClosedByServer),
         }
     }
-    let (ask, want) = probe(plan.phase, &plan.token);
-    let wants = [want.as_str(), CONNECT_ERROR];
-    let mut asks_left = asks(plan);
-    loop {
-        if timeout(STEP, ws.send(Message::text(ask.clone())))
-            .await
-            .map_or(true, |r| r.is_err())
-        {
-            return Ending::ClosedByServer;
-        }
-        asks_left -= 1;
-        match ws_until(ws, &wants[..wanted(plan)], PROBE_WITHIN, out).await {
-            Ok(answer) if answer.starts_with(CONNECT_ERROR) && asks_left > 0 => {
-                out.note(&answer);
-                out.asked_again += 1;
-            }
-            Ok(answer) => {
-                check_answer(out, &answer, &plan.frames);
-                return Ending::StillOpen;
-            }
-            Err(Ending::Silent) => return went_silent(out, "probe answer", &plan.frames),
-            Err(ending) => return ending,
-        }
+
+    async fn next(
+        &mut self,
+        wants: &[&str],
+        within: Duration,
+        out: &mut Outcome,
+    ) -> Result<String, Ending> {
+        ws_until(self.0, wants, within, out).await
     }
 }
 
@@ -539,7 +602,7 @@ async fn polling_session(app: &TestApp, http: &reqwest::Client, plan: Plan) -> O
         }
     }
     let ending = if open {
-        polling_probe(&session, &plan, &mut out).await
+        probe_session(&mut &session, &plan, &mut out).await
     } else {
         Ending::ClosedByServer
     };
@@ -550,40 +613,21 @@ async fn polling_session(app: &TestApp, http: &reqwest::Client, plan: Plan) -> O
     out
 }
 
-async fn polling_probe(session: &Polling, plan: &Plan, out: &mut Outcome) -> Ending {
-    if plan.phase == Phase::Pipelined {
-        match session.until(&["40{"], PROBE_WITHIN, out).await {
-            Err(Ending::Silent) => return went_silent(out, "CONNECT answer", &plan.frames),
-            Err(ending) => return ending,
-            Ok(_) => {}
+impl Session for &Polling {
+    async fn send_text(&mut self, packet: &str, out: &mut Outcome) -> Result<(), Ending> {
+        match self.post_text(packet, out).await {
+            Reply::Packets(_) | Reply::Refused => Ok(()),
+            Reply::Gone | Reply::Cut(_) => Err(Ending::ClosedByServer),
+            Reply::TimedOut => Err(Ending::Silent),
         }
     }
-    let (ask, want) = probe(plan.phase, &plan.token);
-    let wants = [want.as_str(), CONNECT_ERROR];
-    let mut asks_left = asks(plan);
-    loop {
-        match session.post_text(&ask, out).await {
-            Reply::Packets(_) | Reply::Refused => {}
-            Reply::Gone | Reply::Cut(_) => return Ending::ClosedByServer,
-            Reply::TimedOut => {
-                return went_silent(out, "answer to the probe's POST", &plan.frames);
-            }
-        }
-        asks_left -= 1;
-        match session
-            .until(&wants[..wanted(plan)], PROBE_WITHIN, out)
-            .await
-        {
-            Ok(answer) if answer.starts_with(CONNECT_ERROR) && asks_left > 0 => {
-                out.note(&answer);
-                out.asked_again += 1;
-            }
-            Ok(answer) => {
-                check_answer(out, &answer, &plan.frames);
-                return Ending::StillOpen;
-            }
-            Err(Ending::Silent) => return went_silent(out, "probe answer", &plan.frames),
-            Err(ending) => return ending,
-        }
+
+    async fn next(
+        &mut self,
+        wants: &[&str],
+        within: Duration,
+        out: &mut Outcome,
+    ) -> Result<String, Ending> {
+        self.until(wants, within, out).await
     }
 }
