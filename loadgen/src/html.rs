@@ -263,9 +263,7 @@ fn charts(out: &mut String, runs: &[(String, &Report)]) {
                 ("connected", |s| {
                     s.tabs_connected.saturating_sub(s.tabs_left) as f64
                 }),
-                ("joined", |s| {
-                    s.tabs_joined.saturating_sub(s.tabs_left) as f64
-                }),
+                ("joined", |s| s.tabs_open() as f64),
             ],
         ),
         (

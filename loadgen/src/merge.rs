@@ -327,7 +327,8 @@ fn rejudge(gate: &Gate, i: usize, reports: &[Report], m: &Report) -> Gate {
     };
     let at_most = |observed: f64| Some(Gate::at_most(&gate.name, gate.limit, observed));
     let (d, l) = (&m.delivery, &m.latency_ms);
-    // `--gate-stage`: "<gate> (stage N)", judged on the merged row of stage N.
+    // Latency and throughput over the whole run, or, for `--gate-stage`'s "<gate> (stage N)",
+    // on the merged row of stage N.
     let staged = gate
         .name
         .strip_suffix(')')
@@ -338,22 +339,16 @@ fn rejudge(gate: &Gate, i: usize, reports: &[Report], m: &Report) -> Gate {
                 m.stages.get(n.parse::<usize>().ok()?.checked_sub(1)?)?,
             ))
         });
-    if let Some((base, stage)) = staged {
-        let judged = match base {
-            "fan-out p99 ms" => at_most(stage.fanout_ms.p99),
-            "action p99 ms" => at_most(stage.action_ms.p99),
-            "deliveries per s" => Some(Gate::at_least(
-                &gate.name,
-                gate.limit,
-                stage.deliveries_per_s,
-            )),
-            _ => None,
-        };
-        if let Some(g) = judged {
-            return g.unreliable_if(saturated);
-        }
-    }
-    let judged = match gate.name.as_str() {
+    let (name, fanout_p99, action_p99, per_s) = match staged {
+        Some((base, s)) => (base, s.fanout_ms.p99, s.action_ms.p99, s.deliveries_per_s),
+        None => (
+            gate.name.as_str(),
+            l.fanout.p99,
+            l.action.p99,
+            m.throughput.deliveries_per_s,
+        ),
+    };
+    let judged = match name {
         "tabs joined" => Some(Gate::at_least(
             &gate.name,
             limit_sum(),
@@ -364,12 +359,11 @@ fn rejudge(gate: &Gate, i: usize, reports: &[Report], m: &Report) -> Gate {
         "unexpected" => at_most(d.unexpected as f64),
         "out of order" => at_most(d.out_of_order as f64),
         "action errors" | "acked writes not in log" => at_most(summed()),
-        "fan-out p99 ms" => at_most(l.fanout.p99).map(|g| g.unreliable_if(saturated)),
-        "action p99 ms" => at_most(l.action.p99).map(|g| g.unreliable_if(saturated)),
-        "deliveries per s" => Some(
-            Gate::at_least(&gate.name, gate.limit, m.throughput.deliveries_per_s)
-                .unreliable_if(saturated),
-        ),
+        "fan-out p99 ms" => at_most(fanout_p99).map(|g| g.unreliable_if(saturated)),
+        "action p99 ms" => at_most(action_p99).map(|g| g.unreliable_if(saturated)),
+        "deliveries per s" => {
+            Some(Gate::at_least(&gate.name, gate.limit, per_s).unreliable_if(saturated))
+        }
         "generator saturated s" => at_most(m.generator.saturated_s as f64),
         _ => None,
     };

@@ -264,7 +264,7 @@ impl Stages {
             .collect();
         for second in input.seconds {
             let end = second.t_s - offset_s;
-            let open = second.tabs_joined.saturating_sub(second.tabs_left);
+            let open = second.tabs_open();
             let i = index_at(&rows, end - 0.5);
             let row = &mut rows[i];
             row.actions += second.actions;
@@ -278,7 +278,7 @@ impl Stages {
             }
         }
         if let (Some(row), Some(last)) = (rows.last_mut(), input.seconds.last()) {
-            row.tabs_open_at_end = last.tabs_joined.saturating_sub(last.tabs_left);
+            row.tabs_open_at_end = last.tabs_open();
         }
         let mut action: Vec<Histogram<u64>> = rows.iter().map(|_| histogram()).collect();
         for timing in input.timings.values() {

@@ -38,6 +38,13 @@ pub struct Second {
     pub action_p99_ms: f64,
 }
 
+impl Second {
+    /// Tabs joined and not closed by `--stages`.
+    pub fn tabs_open(&self) -> u64 {
+        self.tabs_joined.saturating_sub(self.tabs_left)
+    }
+}
+
 /// Running totals the sampler takes the differences of.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Counters {
