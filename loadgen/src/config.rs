@@ -34,6 +34,11 @@ pub struct Config {
     /// An admin bearer token to use for every tab when the secret is not known.
     #[arg(long, env = "LOADGEN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Verify the Socket.IO app this app file describes (its target, rooms, publishers and
+    /// expected events) instead of the booking workload, with generator-side truth: what is
+    /// owed is what the generator published. `--host` overrides the file's URL.
+    #[arg(long, env = "LOADGEN_APP")]
+    pub app: Option<PathBuf>,
     /// Simulated browser tabs (one goose user and one Socket.IO connection each).
     #[arg(long, env = "LOADGEN_TABS", default_value_t = 100)]
     pub tabs: usize,
@@ -330,6 +335,9 @@ impl Config {
         if self.churn.is_some_and(|c| c <= 0.0) {
             return Err("--churn must be above 0 tabs per second".into());
         }
+        if self.app.is_some() {
+            return self.validate_app();
+        }
         if !self.hosts.is_empty() && self.auth_secret.is_none() && self.token.is_none() {
             return Err("a remote --host needs --auth-secret or --token".into());
         }
@@ -355,6 +363,42 @@ impl Config {
 }
 
 impl Config {
+    /// `--app`: the booking workload's own flags do not apply, and what an app run cannot do
+    /// yet is refused by name.
+    fn validate_app(&self) -> Result<(), String> {
+        let not_yet = [
+            ("--stages", self.stages.is_some()),
+            ("--shard", self.shard.count > 1),
+            ("--browser-tabs", self.browser_tabs > 0),
+            ("--churn", self.churn.is_some()),
+            ("--storm-at", self.storm_at.is_some()),
+            ("--scenario", self.scenario != Scenario::None),
+            ("--inject-faults", self.inject_faults.is_some()),
+            ("--auth-secret", self.auth_secret.is_some()),
+            ("--token", self.token.is_some()),
+        ];
+        if let Some((flag, _)) = not_yet.iter().find(|(_, set)| *set) {
+            return Err(format!(
+                "--app with {flag}: an app run does not take {flag} (auth comes from the app file's `auth`)"
+            ));
+        }
+        if self.hosts.len() > 1 {
+            return Err("--app takes one --host".into());
+        }
+        for host in &self.hosts {
+            if !host.starts_with("http://") {
+                return Err(format!("--host `{host}` must be an http:// URL"));
+            }
+        }
+        if self.actions_per_sec <= 0.0 {
+            return Err("--actions-per-sec must be above 0 publishes per second".into());
+        }
+        if self.max_regression.is_some() && self.baseline.is_none() {
+            return Err("--max-regression needs --baseline (the run to compare with)".into());
+        }
+        Ok(())
+    }
+
     /// What this run asks for (compared with a baseline's).
     pub fn workload(&self) -> Workload {
         Workload {
@@ -374,6 +418,7 @@ impl Config {
                 .map_or_else(String::new, |v| v.get_name().to_string()),
             servers: self.hosts.len().max(1) as u64,
             stages: self.stages.as_ref().map(ToString::to_string),
+            app: None,
         }
     }
 

@@ -3,6 +3,7 @@
 //! binary is a thin wrapper that maps its outcome to an exit code.
 
 pub mod actions;
+pub mod app;
 pub mod browser;
 pub mod compare;
 pub mod config;
@@ -71,6 +72,9 @@ impl Outcome {
 /// Runs one load test: set up, ramp tabs, act, settle, verify, report. Receive spans are
 /// exported when the standard `OTEL_*` variables ask for it.
 pub async fn run(config: Config) -> Result<Outcome, RunError> {
+    if config.app.is_some() {
+        return app::run(config).await;
+    }
     let traces = booking_server::telemetry::otel::provider_from_env("booking-loadgen")
         .map_err(RunError::Setup)?;
     let outcome = run_with_traces(config, traces.clone()).await;
@@ -695,6 +699,7 @@ async fn verify_and_report(
         timeline: seconds,
         histograms,
         stages,
+        app: None,
     })
 }
 

@@ -72,6 +72,9 @@ pub struct Report {
     /// One row per stage of `--stages` (none without).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stages: Vec<StageReport>,
+    /// `--app`: what generator-side truth adds (publishes, grey zone, the app's own events).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<AppReport>,
 }
 
 /// One stage of a `--stages` run: its target, and what was sent, delivered and lost in it.
@@ -299,6 +302,9 @@ pub struct Workload {
     /// `--stages`, normalized (then `tabs` is the peak and `duration_s` the total).
     #[serde(default)]
     pub stages: Option<String>,
+    /// `--app`: the app file's name (absent for the booking workload).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
 }
 
 impl Workload {
@@ -406,8 +412,6 @@ impl Report {
     pub fn summary(&self) -> String {
         let mut out = String::new();
         let d = &self.delivery;
-        let a = &self.actions;
-        let l = &self.latency_ms;
         let servers = if self.embedded_server {
             "the embedded server".to_string()
         } else {
@@ -419,6 +423,33 @@ impl Report {
             "tabs       {} ({} connected, {} joined) on {servers}, {:.1} s of actions, seed {}",
             self.tabs, self.tabs_connected, self.tabs_joined, self.duration_s, self.seed
         );
+        if let Some(app) = &self.app {
+            app.summary(&mut out, &self.throughput);
+        } else {
+            self.actions_summary(&mut out);
+        }
+        let _ = writeln!(
+            out,
+            "delivery   owed {}  delivered {}  recovered {}  lost {}  duplicated {}  unexpected {}  out-of-order {}   {:.0}/s",
+            d.owed,
+            d.delivered,
+            d.recovered,
+            d.lost,
+            d.duplicated,
+            d.unexpected,
+            d.out_of_order,
+            self.throughput.deliveries_per_s
+        );
+        self.latency_summary(&mut out);
+        if let Some(app) = &self.app {
+            app.truth_summary(&mut out);
+        }
+        self.breakdown_summary(&mut out);
+        out
+    }
+
+    fn actions_summary(&self, out: &mut String) {
+        let a = &self.actions;
         let _ = writeln!(
             out,
             "actions    created {}  updated {}  cancelled {}  deleted {}  conflicts {}  errors {}  unavailable {}   {:.1}/s (target {:.1}/s)",
@@ -432,18 +463,10 @@ impl Report {
             self.throughput.actions_per_s,
             self.throughput.target_actions_per_s
         );
-        let _ = writeln!(
-            out,
-            "delivery   owed {}  delivered {}  recovered {}  lost {}  duplicated {}  unexpected {}  out-of-order {}   {:.0}/s",
-            d.owed,
-            d.delivered,
-            d.recovered,
-            d.lost,
-            d.duplicated,
-            d.unexpected,
-            d.out_of_order,
-            self.throughput.deliveries_per_s
-        );
+    }
+
+    fn latency_summary(&self, out: &mut String) {
+        let l = &self.latency_ms;
         let p = |name: &str, p: &Percentiles| {
             format!(
                 "{name} p50 {:.2}  p95 {:.2}  p99 {:.2}  max {:.2}",
@@ -453,6 +476,9 @@ impl Report {
         let _ = writeln!(out, "latency ms {}", p("fan-out", &l.fanout));
         let _ = writeln!(out, "           {}", p("action ", &l.action));
         let _ = writeln!(out, "           {}", p("spread ", &l.spread));
+    }
+
+    fn breakdown_summary(&self, out: &mut String) {
         for (i, st) in self.stages.iter().enumerate() {
             let head = if i == 0 { "stages" } else { "" };
             let _ = writeln!(
@@ -535,9 +561,9 @@ impl Report {
             );
         }
         if let Some(f) = &self.fault {
-            f.summary(&mut out);
+            f.summary(out);
         }
-        self.generator_summary(&mut out);
+        self.generator_summary(out);
         let width = self
             .gates
             .iter()
@@ -569,7 +595,6 @@ impl Report {
                 self.examples.unexpected
             );
         }
-        out
     }
 }
 
@@ -702,5 +727,103 @@ mod tests {
     #[test]
     fn rss_is_read_on_linux() {
         assert!(rss_bytes() > 0);
+    }
+}
+
+/// The app-run section of the report: what generator-side truth adds to the common figures.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct AppReport {
+    pub name: String,
+    pub file: String,
+    /// "generator": owed deliveries were decided from the generator's own publishes.
+    pub truth: String,
+    pub publishes: u64,
+    /// Publishes the app refused or did not acknowledge (by reason, a few examples).
+    pub publish_errors: u64,
+    pub publish_error_examples: Vec<String>,
+    /// (tab, publish) pairs whose join was in flight when the publish was sent: neither
+    /// owed nor unexpected; and how many arrived anyway.
+    pub grey_zone: u64,
+    pub grey_zone_received: u64,
+    /// Owed pairs a tab missed while its connection was down (not lost: the app has no replay).
+    pub missed_while_disconnected: u64,
+    /// Receipts of publishes the app refused.
+    pub receipts_of_failed_publishes: u64,
+    /// Markers of other runs, and expected events that carried no marker.
+    pub foreign_markers: u64,
+    pub unmarked: BTreeMap<String, u64>,
+    /// Events the app sent by itself (names no publisher expects): counted, never owed.
+    pub app_events: BTreeMap<String, u64>,
+    /// Tabs whose connect or joins failed, with a few reasons.
+    pub tab_errors: u64,
+    pub tab_error_examples: Vec<String>,
+}
+
+impl AppReport {
+    /// The summary's line in place of the booking actions: what was published.
+    pub fn summary(&self, out: &mut String, t: &Throughput) {
+        use std::fmt::Write as _;
+        let _ = writeln!(
+            out,
+            "app        {} ({}): publishes {}  errors {}   {:.1}/s (target {:.1}/s)  truth: {}",
+            self.name,
+            self.file,
+            self.publishes,
+            self.publish_errors,
+            t.actions_per_s,
+            t.target_actions_per_s,
+            self.truth
+        );
+    }
+
+    /// What generator-side truth set apart: the grey zone, what disconnected tabs missed,
+    /// events the app sent by itself.
+    pub fn truth_summary(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let _ = writeln!(
+            out,
+            "truth      grey zone {} (received {})  missed while disconnected {}  of refused publishes {}  foreign markers {}",
+            self.grey_zone,
+            self.grey_zone_received,
+            self.missed_while_disconnected,
+            self.receipts_of_failed_publishes,
+            self.foreign_markers
+        );
+        let list = |m: &BTreeMap<String, u64>| {
+            m.iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if !self.app_events.is_empty() {
+            let _ = writeln!(
+                out,
+                "           app's own events (counted, not owed): {}",
+                list(&self.app_events)
+            );
+        }
+        if !self.unmarked.is_empty() {
+            let _ = writeln!(
+                out,
+                "           expected events without a marker: {}",
+                list(&self.unmarked)
+            );
+        }
+        for (what, n, examples) in [
+            ("tab errors", self.tab_errors, &self.tab_error_examples),
+            (
+                "publish errors",
+                self.publish_errors,
+                &self.publish_error_examples,
+            ),
+        ] {
+            if n > 0 {
+                let _ = writeln!(
+                    out,
+                    "           {what} {n}, first: {}",
+                    examples.join(" | ")
+                );
+            }
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! the verifier must see, including faults injected on purpose; the binary's exit codes; the
 //! JSON report against its schema.
 
+mod apps;
 mod binary;
 mod browser;
 mod cluster;

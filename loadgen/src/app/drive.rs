@@ -1,0 +1,507 @@
+//! Drives an app run: opens each tab's connection (auth, headers, query, namespace), puts it in
+//! its rooms (a join emitted with or without an ack, or the server's own on connect), then
+//! publishes on the open-model schedule of each publisher, every publish logged before it is
+//! sent. What the tabs hear is logged by the receive path below, which reads only the marker.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::client::{self, ConnectOptions, TabClient};
+use super::file::{AppFile, Emit, Http, JoinedBy};
+use super::plan::{Csv, Plan, TabVars};
+use super::template::{render, render_value};
+use super::truth::{Found, Membership, Publish, TabRecord, at_path, find_marker, marker};
+use crate::latency::now_us;
+
+/// How long a connect or an ack may take.
+pub const TIMEOUT: Duration = Duration::from_secs(15);
+
+/// One tab of an app run.
+pub struct AppTab {
+    client: tokio::sync::Mutex<Option<Box<dyn TabClient>>>,
+    /// Set before the generator closes the connection itself: a close then is no drop.
+    closing: AtomicBool,
+    pub record: Mutex<TabRecord>,
+    pub connected_us: Mutex<Option<i64>>,
+    /// When every room of the tab was joined (acked or settled).
+    pub joined_us: Mutex<Option<i64>>,
+}
+
+/// An expected event: which publisher expects it and where its marker sits.
+struct Expected {
+    event: String,
+    arg: usize,
+    marker: String,
+}
+
+/// Everything an app run shares between its tabs and publishers.
+pub struct AppRun {
+    pub file: AppFile,
+    pub csv: Option<Csv>,
+    pub plan: Plan,
+    pub url: String,
+    /// This run's marker nonce: markers of other runs are foreign.
+    pub run: u32,
+    pub tabs: Vec<AppTab>,
+    pub publishes: Mutex<Vec<Publish>>,
+    next_seq: AtomicU64,
+    expected: Vec<Expected>,
+    pub http: reqwest::Client,
+    pub receipts: AtomicU64,
+    pub foreign: AtomicU64,
+    /// Expected events without a marker, and events no publisher expects, by name.
+    pub unmarked: Mutex<BTreeMap<String, u64>>,
+    pub app_events: Mutex<BTreeMap<String, u64>>,
+    pub tab_errors: Mutex<Vec<String>>,
+    pub publish_errors: Mutex<Vec<String>>,
+    pub tabs_connected: AtomicU64,
+    pub tabs_joined: AtomicU64,
+    /// Base of `{start}`: publishes of concurrent runs get slots of their own.
+    slot_base_s: i64,
+}
+
+impl AppRun {
+    pub fn new(file: AppFile, csv: Option<Csv>, plan: Plan, url: String, run: u32) -> Self {
+        let tabs = plan
+            .tabs
+            .iter()
+            .map(|_| AppTab {
+                client: tokio::sync::Mutex::new(None),
+                closing: AtomicBool::new(false),
+                record: Mutex::new(TabRecord::default()),
+                connected_us: Mutex::new(None),
+                joined_us: Mutex::new(None),
+            })
+            .collect();
+        let expected = file
+            .publishers
+            .iter()
+            .map(|p| Expected {
+                event: p.expect.event.clone(),
+                arg: p.expect.arg,
+                marker: p.expect.marker.clone(),
+            })
+            .collect();
+        // 2030-01-01 plus up to ~11 years of days, by the run nonce; a publish's slot is its
+        // seq's minute from there.
+        let slot_base_s = 1_893_456_000 + i64::from(run % 4096) * 86_400;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("a TLS-free HTTP client builds");
+        Self {
+            file,
+            csv,
+            plan,
+            url,
+            run,
+            tabs,
+            publishes: Mutex::new(Vec::new()),
+            next_seq: AtomicU64::new(1),
+            expected,
+            http,
+            receipts: AtomicU64::new(0),
+            foreign: AtomicU64::new(0),
+            unmarked: Mutex::new(BTreeMap::new()),
+            app_events: Mutex::new(BTreeMap::new()),
+            tab_errors: Mutex::new(Vec::new()),
+            publish_errors: Mutex::new(Vec::new()),
+            tabs_connected: AtomicU64::new(0),
+            tabs_joined: AtomicU64::new(0),
+            slot_base_s,
+        }
+    }
+
+    fn vars(&self, index: usize) -> TabVars<'_> {
+        TabVars {
+            index,
+            shard: 0,
+            run: "",
+            csv: self.csv.as_ref(),
+            csv_row: self.plan.tabs[index].csv_row,
+        }
+    }
+
+    fn tab_error(&self, index: usize, why: String) {
+        let mut errors = self.tab_errors.lock().expect("poisoned");
+        errors.push(format!("tab {index}: {why}"));
+    }
+
+    /// The receive path: an event reached tab `index`. Only the marker is read.
+    fn heard(&self, index: usize, event: &str, args: &[Value]) {
+        let now = now_us();
+        let mut expected = false;
+        for e in self.expected.iter().filter(|e| e.event == event) {
+            expected = true;
+            let Some(text) = args
+                .get(e.arg)
+                .and_then(|a| at_path(a, &e.marker))
+                .and_then(Value::as_str)
+            else {
+                continue;
+            };
+            match find_marker(text, self.run) {
+                Found::Ours(seq) => {
+                    self.receipts.fetch_add(1, Ordering::Relaxed);
+                    let tab = &self.tabs[index];
+                    tab.record
+                        .lock()
+                        .expect("poisoned")
+                        .receipts
+                        .push((seq, now));
+                    return;
+                }
+                Found::Foreign => {
+                    self.foreign.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                Found::None => {}
+            }
+        }
+        let counts = if expected {
+            &self.unmarked
+        } else {
+            &self.app_events
+        };
+        *counts
+            .lock()
+            .expect("poisoned")
+            .entry(event.to_string())
+            .or_default() += 1;
+    }
+
+    /// Connects tab `index` and puts it in its rooms; false when it could not.
+    pub async fn open_tab(self: &Arc<Self>, index: usize) -> bool {
+        let plan = &self.plan.tabs[index];
+        let t = &self.file.target;
+        let options = ConnectOptions {
+            url: self.url.clone(),
+            path: t.path.clone(),
+            namespace: t.namespace.clone(),
+            transport: t.transport,
+            auth: plan.auth.clone(),
+            headers: plan.headers.clone(),
+            query: plan.query.clone(),
+            timeout: TIMEOUT,
+        };
+        let heard = self.clone();
+        let dropped = self.clone();
+        let connecting_us = now_us();
+        let connected = client::connect(
+            &options,
+            Arc::new(move |event, args| heard.heard(index, event, args)),
+            Arc::new(move |why| dropped.dropped(index, &why)),
+        )
+        .await;
+        let client = match connected {
+            Ok(c) => c,
+            Err(why) => {
+                self.tab_error(index, why);
+                return false;
+            }
+        };
+        let tab = &self.tabs[index];
+        let connected_us = now_us();
+        *tab.connected_us.lock().expect("poisoned") = Some(connected_us);
+        self.tabs_connected.fetch_add(1, Ordering::Relaxed);
+        let settle = self.file.settle.as_micros() as i64;
+        let mut ok = true;
+        for room in &plan.rooms {
+            let membership = match room.joined_by {
+                // The server put the tab in on connect: in the room from the CONNECT on, give or
+                // take the settle an app may take to do it.
+                JoinedBy::Server => Membership {
+                    room: room.name.clone(),
+                    join_sent_us: connecting_us,
+                    in_us: Some(connected_us + settle),
+                },
+                JoinedBy::Tab => {
+                    let join = &self.file.join;
+                    let vars = self.vars(index);
+                    let get = |k: &str| match k {
+                        "n" => Some(room.n.to_string()),
+                        "room" => Some(room.name.clone()),
+                        k => vars.get(k),
+                    };
+                    let args = match join
+                        .args
+                        .iter()
+                        .map(|a| render_value(a, &get))
+                        .collect::<Result<Vec<_>, _>>()
+                    {
+                        Ok(a) => a,
+                        Err(why) => {
+                            self.tab_error(index, format!("join.args: {why}"));
+                            ok = false;
+                            continue;
+                        }
+                    };
+                    let sent = now_us();
+                    let answer = if join.ack {
+                        client
+                            .emit_with_ack(&join.event, args)
+                            .await
+                            .map(|_| now_us())
+                    } else {
+                        client.emit(&join.event, args).await.map(|_| sent + settle)
+                    };
+                    if let Err(why) = &answer {
+                        self.tab_error(index, format!("join {}: {why}", room.name));
+                        ok = false;
+                    }
+                    Membership {
+                        room: room.name.clone(),
+                        join_sent_us: sent,
+                        in_us: answer.ok(),
+                    }
+                }
+            };
+            tab.record
+                .lock()
+                .expect("poisoned")
+                .memberships
+                .push(membership);
+        }
+        *tab.client.lock().await = Some(client);
+        if ok {
+            let last = {
+                let record = tab.record.lock().expect("poisoned");
+                record.memberships.iter().filter_map(|m| m.in_us).max()
+            };
+            *tab.joined_us.lock().expect("poisoned") = Some(last.unwrap_or(connected_us));
+            self.tabs_joined.fetch_add(1, Ordering::Relaxed);
+        }
+        ok
+    }
+
+    fn dropped(&self, index: usize, why: &str) {
+        let tab = &self.tabs[index];
+        if tab.closing.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut record = tab.record.lock().expect("poisoned");
+        if record.dropped_us.is_none() {
+            tracing::info!(tab = index, why, "connection dropped");
+            record.dropped_us = Some(now_us());
+        }
+    }
+
+    /// Sends ticket `ticket` of publisher `publisher` from tab `index`.
+    pub async fn publish(self: &Arc<Self>, publisher: usize, index: usize, ticket: usize) {
+        let p = &self.file.publishers[publisher];
+        let family = self
+            .file
+            .rooms
+            .iter()
+            .position(|r| r.name == p.room)
+            .expect("checked when the file was read");
+        let own: Vec<_> = self.plan.tabs[index]
+            .rooms
+            .iter()
+            .filter(|r| r.family == family)
+            .collect();
+        let (n, room) = match own.get(ticket % own.len().max(1)) {
+            Some(r) => (r.n, r.name.clone()),
+            None => {
+                let count = self.file.rooms[family].count;
+                let n = (ticket as u64).wrapping_mul(2_654_435_761) % count + 1;
+                let vars = self.vars(index);
+                let name = render(&p.room, &|k| match k {
+                    "n" => Some(n.to_string()),
+                    k => vars.get(k),
+                })
+                .unwrap_or_default();
+                (n, name)
+            }
+        };
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        let mark = marker(self.run, seq);
+        let start = self.slot_base_s + seq as i64 * 60;
+        let peer = peer_of(index, ticket, self.tabs.len());
+        let vars = self.vars(index);
+        let get = |k: &str| match k {
+            "n" => Some(n.to_string()),
+            "room" => Some(room.clone()),
+            "marker" => Some(mark.clone()),
+            "seq" => Some(seq.to_string()),
+            "peer" => Some(peer.to_string()),
+            "start" => Some(rfc3339(start)),
+            "end" => Some(rfc3339(start + 60)),
+            k => vars.get(k),
+        };
+        let rooms = match &p.expect.rooms {
+            Some(list) => list.iter().map(|r| render(r, &get)).collect(),
+            None => Ok(vec![room.clone()]),
+        };
+        let rooms = match rooms {
+            Ok(r) => r,
+            Err(why) => {
+                self.publish_error(format!("expect.rooms: {why}"));
+                return;
+            }
+        };
+        let sent_us = now_us();
+        let at = {
+            let mut log = self.publishes.lock().expect("poisoned");
+            log.push(Publish {
+                seq,
+                publisher,
+                tab: index,
+                room: room.clone(),
+                rooms,
+                audience: p.expect.audience,
+                sent_us,
+                ok: true,
+            });
+            log.len() - 1
+        };
+        let result = match (&p.emit, &p.http) {
+            (Some(emit), _) => self.emit(index, emit, &get).await,
+            (None, Some(http)) => self.request(http, &get).await,
+            (None, None) => Err("neither emit nor http".into()),
+        };
+        if let Err(why) = result {
+            self.publishes.lock().expect("poisoned")[at].ok = false;
+            self.publish_error(why);
+        }
+    }
+
+    fn publish_error(&self, why: String) {
+        self.publish_errors.lock().expect("poisoned").push(why);
+    }
+
+    async fn emit(
+        &self,
+        index: usize,
+        emit: &Emit,
+        get: &(dyn Fn(&str) -> Option<String> + Sync),
+    ) -> Result<(), String> {
+        let args = emit
+            .args
+            .iter()
+            .map(|a| render_value(a, get))
+            .collect::<Result<Vec<_>, _>>()?;
+        let client = self.tabs[index].client.lock().await;
+        let client = client
+            .as_ref()
+            .ok_or("the publishing tab is not connected")?;
+        if emit.ack {
+            client.emit_with_ack(&emit.event, args).await.map(|_| ())
+        } else {
+            client.emit(&emit.event, args).await
+        }
+    }
+
+    async fn request(
+        &self,
+        http: &Http,
+        get: &(dyn Fn(&str) -> Option<String> + Sync),
+    ) -> Result<(), String> {
+        let path = render(&http.path, get)?;
+        let method = reqwest::Method::from_bytes(http.method.as_bytes())
+            .map_err(|e| format!("http.method: {e}"))?;
+        let url = format!("{}{path}", self.url.trim_end_matches('/'));
+        let mut request = self.http.request(method, &url);
+        for (k, v) in &self.file.headers {
+            request = request.header(k, render(v, get)?);
+        }
+        for (k, v) in &http.headers {
+            request = request.header(k, render(v, get)?);
+        }
+        if let Some(body) = &http.body {
+            request = request.json(&render_value(body, get)?);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| format!("{} {path}: {e}", http.method))?;
+        let status = response.status();
+        if status.is_success() {
+            Ok(())
+        } else {
+            let text = response.text().await.unwrap_or_default();
+            let text: String = text.chars().take(200).collect();
+            Err(format!("{} {path}: {status} {text}", http.method))
+        }
+    }
+
+    /// Closes every tab's connection.
+    pub async fn close(&self) {
+        for tab in &self.tabs {
+            tab.closing.store(true, Ordering::Relaxed);
+            if let Some(client) = tab.client.lock().await.take() {
+                client.disconnect().await;
+            }
+        }
+    }
+
+    /// The run's wall-clock start for the timeline: the first tab's connect.
+    pub fn records(&self) -> Vec<TabRecord> {
+        self.tabs
+            .iter()
+            .map(|t| t.record.lock().expect("poisoned").clone())
+            .collect()
+    }
+}
+
+/// Another tab than `index` (of `tabs`), spread over the others by `ticket`.
+fn peer_of(index: usize, ticket: usize, tabs: usize) -> usize {
+    if tabs < 2 {
+        return index;
+    }
+    (index + 1 + ticket.wrapping_mul(7_919) % (tabs - 1)) % tabs
+}
+
+/// Unix seconds as RFC 3339 UTC (`2030-01-01T00:00:00Z`).
+pub fn rfc3339(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (proleptic Gregorian).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Waits until `at`.
+pub async fn until(at: Instant) {
+    tokio::time::sleep_until(at.into()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_is_never_the_publisher() {
+        for ticket in 0..50 {
+            for index in 0..5 {
+                let peer = peer_of(index, ticket, 5);
+                assert!(peer != index && peer < 5);
+            }
+        }
+        assert_eq!(peer_of(0, 3, 1), 0);
+    }
+
+    #[test]
+    fn slots_are_written_in_rfc3339() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_893_456_000), "2030-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400 + 3_723), "2000-02-29T01:02:03Z");
+    }
+}

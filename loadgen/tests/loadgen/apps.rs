@@ -1,0 +1,223 @@
+//! Apps the generator has never seen, verified from their app files with generator-side
+//! truth: the seed's booking backend (`examples/seed-server`: no seq, no log, no join ack) and a
+//! chat (`examples/chat-server`: join acks, a room except its sender, a user's own room the
+//! server joins). Each app drops a share of its deliveries with `DROP` and counts them on
+//! `GET /stats`: the loss the generator finds must be exactly the loss the app made. Needs
+//! Node.js and `npm ci` in both folders; required in CI.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use booking_loadgen::report::Report;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::{as_json, assert_matches_schema, failed_gates, run};
+
+fn example(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../examples/{name}"))
+}
+
+fn app_file(name: &str) -> String {
+    example(name).join("app.yaml").display().to_string()
+}
+
+/// The example app `name` on a free port with `DROP=drop`, and its base URL; `None` (outside
+/// CI) when it cannot run here.
+async fn start(name: &str, drop: &str) -> Option<(Child, String)> {
+    if !testkit::node_package_installed(&format!("examples/{name}"), "socket.io") {
+        return None;
+    }
+    let mut child = Command::new("node")
+        .arg(example(name).join("server.mjs"))
+        .arg("0")
+        .env("DROP", drop)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await.ok()? {
+            if let Some(rest) = line.strip_prefix("listening on ") {
+                return Some(rest.trim().to_string());
+            }
+        }
+        None
+    })
+    .await
+    .expect("the app says where it listens within 20 s")
+    .expect("a `listening on` line");
+    Some((child, url))
+}
+
+/// The app's own count of (delivered, dropped) deliveries.
+async fn stats(url: &str) -> (u64, u64) {
+    let v: serde_json::Value = reqwest::get(format!("{url}/stats"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (
+        v["delivered"].as_u64().unwrap(),
+        v["dropped"].as_u64().unwrap(),
+    )
+}
+
+async fn run_app(name: &str, url: &str, seed: &str) -> Report {
+    run(&[
+        "--app",
+        &app_file(name),
+        "--host",
+        url,
+        "--tabs",
+        "40",
+        "--duration",
+        "4s",
+        "--seed",
+        seed,
+    ])
+    .await
+    .report
+}
+
+/// With nothing dropped: the run passes, every owed delivery arrived, and the generator
+/// counted exactly the deliveries the app made.
+async fn passes_with_nothing_lost(name: &str) -> Option<Report> {
+    let (mut app, url) = start(name, "0").await?;
+    let r = run_app(name, &url, "5").await;
+    let (delivered, dropped) = stats(&url).await;
+    let _ = app.kill().await;
+    assert!(r.passed(), "{}", r.summary());
+    assert_eq!(
+        (r.tabs_joined, r.delivery.lost, dropped),
+        (40, 0, 0),
+        "{}",
+        r.summary()
+    );
+    assert!(r.delivery.owed > 100, "{}", r.summary());
+    assert_eq!(r.delivery.delivered, r.delivery.owed);
+    assert_eq!(r.delivery.delivered, delivered, "{}", r.summary());
+    let a = r.app.as_ref().expect("an app section");
+    assert_eq!((a.truth.as_str(), a.publish_errors), ("generator", 0));
+    assert!(a.publishes >= 30, "{}", r.summary());
+    assert_matches_schema(&as_json(&r));
+    Some(r)
+}
+
+/// With `DROP=0.05`: the run fails on the lost gate alone, and lost equals what the app
+/// dropped, exactly.
+async fn loses_what_the_app_dropped(name: &str) {
+    let Some((mut app, url)) = start(name, "0.05").await else {
+        return;
+    };
+    let r = run_app(name, &url, "6").await;
+    let (delivered, dropped) = stats(&url).await;
+    let _ = app.kill().await;
+    assert!(dropped > 0, "the app dropped nothing: {}", r.summary());
+    assert_eq!(failed_gates(&r), ["lost"], "{}", r.summary());
+    assert_eq!(r.delivery.lost, dropped, "{}", r.summary());
+    assert_eq!(r.delivery.delivered, delivered, "{}", r.summary());
+    assert_eq!(r.delivery.owed, delivered + dropped);
+    assert_eq!(r.examples.lost.len().min(10), r.examples.lost.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_backend_passes_from_its_app_file_with_nothing_lost() {
+    let Some(r) = passes_with_nothing_lost("seed-server").await else {
+        return;
+    };
+    // Each create reaches the dashboard room and its boardroom's, once per tab.
+    assert_eq!(
+        r.by_event_type.keys().collect::<Vec<_>>(),
+        ["booking-created"]
+    );
+    assert_eq!(r.delivery.duplicated, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_backend_loses_exactly_what_it_dropped() {
+    loses_what_the_app_dropped("seed-server").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chat_app_passes_from_its_app_file_with_nothing_lost() {
+    let Some(r) = passes_with_nothing_lost("chat-server").await else {
+        return;
+    };
+    // Messages to rooms (the sender excluded) and whispers to a user's own room were both owed;
+    // the app's own `presence` notices were counted, not owed.
+    for event in ["message", "whisper"] {
+        assert!(r.by_event_type[event].delivery.owed > 0, "{}", r.summary());
+    }
+    let a = r.app.as_ref().unwrap();
+    assert!(
+        a.app_events.get("presence").is_some_and(|n| *n > 0),
+        "{a:?}"
+    );
+    assert_eq!(r.delivery.unexpected, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chat_app_loses_exactly_what_it_dropped() {
+    loses_what_the_app_dropped("chat-server").await;
+}
+
+/// The shipped app files match the shipped schema, and the schema refuses what the reader does.
+#[test]
+fn the_example_app_files_match_the_app_file_schema() {
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../../app.schema.json")).unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("a valid schema");
+    for name in ["seed-server", "chat-server"] {
+        let text = std::fs::read_to_string(app_file(name)).unwrap();
+        let value: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(&value)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{name}: {errors:#?}");
+        booking_loadgen::app::load(std::path::Path::new(&app_file(name))).unwrap();
+        let mut broken = value.clone();
+        broken["publishers"][0]["expect"]["audience"] = "everyone".into();
+        assert!(
+            !validator.is_valid(&broken),
+            "{name}: the schema took a bad audience"
+        );
+        let mut both = value.clone();
+        both["publishers"][0]["http"] = serde_json::json!({"path": "/x"});
+        both["publishers"][0]["emit"] = serde_json::json!({"event": "x", "args": []});
+        assert!(
+            !validator.is_valid(&both),
+            "{name}: the schema took emit and http"
+        );
+    }
+}
+
+/// A broken app file stops the binary before any tab connects: exit 2, the file, line and field.
+#[test]
+fn a_broken_app_file_exits_2_naming_the_line_and_the_field() {
+    let text = std::fs::read_to_string(app_file("chat-server"))
+        .unwrap()
+        .replace("audience: room-except-sender", "audience: everybody");
+    let path = std::env::temp_dir().join(format!("loadgen-broken-{}.yaml", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .arg("--app")
+        .arg(&path)
+        .args(["--host", "http://127.0.0.1:9", "--progress-every", "0s"])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&path);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let line = stderr.lines().next().unwrap_or_default();
+    assert!(
+        line.contains(&format!("{}:16:", path.display()))
+            && line.contains("publishers[0].expect.audience")
+            && line.contains("`everybody`"),
+        "{stderr}"
+    );
+}
