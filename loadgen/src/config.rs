@@ -10,6 +10,17 @@ use clap::Parser;
 use crate::fault::{FaultFlags, Scenario};
 use crate::report::{RunInfo, Workload, redacted};
 
+/// The Engine.IO transport of each tab.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Transport {
+    /// A WebSocket from the start (no polling handshake first).
+    #[default]
+    Websocket,
+    /// HTTP long-polling only.
+    Polling,
+}
+
 /// Simulated browser tabs that book boardrooms over REST and verify, for every Socket.IO
 /// subscriber, that each booking event it was owed arrived: none lost, duplicated, leaked or
 /// out of order, and how fast.
@@ -39,6 +50,20 @@ pub struct Config {
     /// owed is what the generator published. `--host` overrides the file's URL.
     #[arg(long, env = "LOADGEN_APP")]
     pub app: Option<PathBuf>,
+    /// The Socket.IO namespace every tab connects to (default `/`; with --app, the file's).
+    #[arg(long, env = "LOADGEN_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// The Engine.IO transport of every tab (default websocket; with --app, the file's).
+    #[arg(long, env = "LOADGEN_TRANSPORT", value_enum)]
+    pub transport: Option<Transport>,
+    /// A header every tab's handshake carries, `Name: value`; repeatable (with --app, over
+    /// the file's of the same name).
+    #[arg(long = "header", env = "LOADGEN_HEADER", value_delimiter = '\n', value_parser = parse_header)]
+    pub headers: Vec<(String, String)>,
+    /// A query parameter of every tab's handshake, `name=value`; repeatable (with --app, over
+    /// the file's of the same name).
+    #[arg(long = "query", env = "LOADGEN_QUERY", value_delimiter = '\n', value_parser = parse_query)]
+    pub query: Vec<(String, String)>,
     /// Simulated browser tabs (one goose user and one Socket.IO connection each).
     #[arg(long, env = "LOADGEN_TABS", default_value_t = 100)]
     pub tabs: usize,
@@ -323,6 +348,11 @@ impl Config {
                 ));
             }
         }
+        if let Some(ns) = &self.namespace
+            && !ns.starts_with('/')
+        {
+            return Err(format!("--namespace `{ns}` must start with `/`"));
+        }
         if self.boardrooms == 0 {
             return Err("--boardrooms must be at least 1".into());
         }
@@ -368,7 +398,6 @@ impl Config {
     fn validate_app(&self) -> Result<(), String> {
         let not_yet = [
             ("--stages", self.stages.is_some()),
-            ("--shard", self.shard.count > 1),
             ("--browser-tabs", self.browser_tabs > 0),
             ("--churn", self.churn.is_some()),
             ("--storm-at", self.storm_at.is_some()),
@@ -376,14 +405,25 @@ impl Config {
             ("--inject-faults", self.inject_faults.is_some()),
             ("--auth-secret", self.auth_secret.is_some()),
             ("--token", self.token.is_some()),
+            ("--metrics-addr", self.metrics_addr.is_some()),
+            ("--report-file", !self.report_file.is_empty()),
+            ("--threshold", !self.thresholds.is_empty()),
+            ("--goose-baseline-file", self.goose_baseline_file.is_some()),
+            ("--goose-metrics", self.goose_metrics),
         ];
         if let Some((flag, _)) = not_yet.iter().find(|(_, set)| *set) {
             return Err(format!(
-                "--app with {flag}: an app run does not take {flag} (auth comes from the app file's `auth`)"
+                "--app with {flag}: an app run does not take {flag} yet (its tabs are not goose users, and auth comes from the app file's `auth`)"
             ));
         }
         if self.hosts.len() > 1 {
             return Err("--app takes one --host".into());
+        }
+        if self.shard.count > 1 && self.seed.is_none() {
+            return Err(
+                "--app with --shard needs --seed: the shards of a run plan it with the same seed"
+                    .into(),
+            );
         }
         for host in &self.hosts {
             if !host.starts_with("http://") {
@@ -448,6 +488,37 @@ impl Config {
 }
 pub use booking_server::config::parse_duration;
 
+/// `Name: value`.
+fn parse_header(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text
+        .split_once(':')
+        .ok_or_else(|| format!("`{text}` is not `Name: value`"))?;
+    let name = name.trim();
+    let valid = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if !valid {
+        return Err(format!("`{name}` is not a header name"));
+    }
+    let value = value.trim();
+    if value.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
+        return Err(format!("the value of `{name}` has a control character"));
+    }
+    Ok((name.to_string(), value.to_string()))
+}
+
+/// `name=value`.
+fn parse_query(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not `name=value`"))?;
+    if name.is_empty() {
+        return Err(format!("`{text}` has no name"));
+    }
+    Ok((name.to_string(), value.to_string()))
+}
+
 /// What `loadgen` does besides running a load test.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Command {
@@ -462,6 +533,29 @@ pub enum Command {
 
 #[cfg(test)]
 mod tests {
+    use super::{parse_header, parse_query};
+
+    #[test]
+    fn headers_and_query_pairs_are_parsed_or_refused_with_why() {
+        assert_eq!(
+            parse_header("X-Load-Test:  1 ").unwrap(),
+            ("X-Load-Test".into(), "1".into())
+        );
+        assert!(
+            parse_header("no colon")
+                .unwrap_err()
+                .contains("Name: value")
+        );
+        assert!(
+            parse_header("bad name: 1")
+                .unwrap_err()
+                .contains("not a header name")
+        );
+        assert!(parse_header("X: a\u{7}b").unwrap_err().contains("control"));
+        assert_eq!(parse_query("a=b=c").unwrap(), ("a".into(), "b=c".into()));
+        assert!(parse_query("=x").unwrap_err().contains("no name"));
+    }
+
     use super::*;
 
     #[test]

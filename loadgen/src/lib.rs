@@ -29,6 +29,7 @@ pub mod stats;
 pub mod tab;
 pub mod timeline;
 pub mod traces;
+pub mod truth;
 pub mod verify;
 pub mod volatile;
 

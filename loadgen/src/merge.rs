@@ -236,6 +236,9 @@ pub fn merge(reports: &[Report]) -> Result<Report, String> {
     let stages: Vec<_> = reports.iter().map(|r| r.stages.as_slice()).collect();
     out.stages = crate::stages::merge(&stages)?;
 
+    if first.app.is_some() {
+        crate::app::report::merge(reports, &mut out)?;
+    }
     out.gates = first
         .gates
         .iter()
@@ -358,7 +361,7 @@ fn rejudge(gate: &Gate, i: usize, reports: &[Report], m: &Report) -> Gate {
         "duplicated" => at_most(d.duplicated as f64),
         "unexpected" => at_most(d.unexpected as f64),
         "out of order" => at_most(d.out_of_order as f64),
-        "action errors" | "acked writes not in log" => at_most(summed()),
+        "action errors" | "publish errors" | "acked writes not in log" => at_most(summed()),
         "fan-out p99 ms" => at_most(fanout_p99).map(|g| g.unreliable_if(saturated)),
         "action p99 ms" => at_most(action_p99).map(|g| g.unreliable_if(saturated)),
         "deliveries per s" => {

@@ -26,10 +26,29 @@ pub async fn connect(run: &Arc<Run>, index: usize) -> Result<(), String> {
     let tab = &run.tabs[index];
     let generation = tab.next_generation();
     let (tx, mut rx) = mpsc::unbounded_channel::<Result<(), String>>();
-    let mut builder = ClientBuilder::new(run.hosts[tab.host()].clone())
-        .transport_type(TransportType::Websocket)
+    let c = &run.config;
+    let mut url = run.hosts[tab.host()].clone();
+    for (i, (k, v)) in c.query.iter().enumerate() {
+        if i == 0 {
+            url = format!("{}/?", url.trim_end_matches('/'));
+        } else {
+            url.push('&');
+        }
+        url.push_str(&crate::app::client::encode(k));
+        url.push('=');
+        url.push_str(&crate::app::client::encode(v));
+    }
+    let mut builder = ClientBuilder::new(url)
+        .namespace(c.namespace.as_deref().unwrap_or("/"))
+        .transport_type(match c.transport.unwrap_or_default() {
+            crate::config::Transport::Websocket => TransportType::Websocket,
+            crate::config::Transport::Polling => TransportType::Polling,
+        })
         .reconnect(false)
         .auth(json!({ "token": tab.token }));
+    for (k, v) in &c.headers {
+        builder = builder.opening_header(k.as_str(), v.as_str());
+    }
     // One `on_any` callback for every named event: rust_socketio hands it the payload by
     // value, where an `on` callback gets a deep copy of it (and `on_any` is not called for
     // an event that has its own `on`). Connect, Error and Close reach only `on` callbacks.

@@ -749,6 +749,9 @@ pub struct AppReport {
     pub missed_while_disconnected: u64,
     /// Receipts of publishes the app refused.
     pub receipts_of_failed_publishes: u64,
+    /// A shard's receipts of other shards' publishes: `loadgen merge` judges them.
+    #[serde(default)]
+    pub receipts_of_other_shards: u64,
     /// Markers of other runs, and expected events that carried no marker.
     pub foreign_markers: u64,
     pub unmarked: BTreeMap<String, u64>,
@@ -757,6 +760,9 @@ pub struct AppReport {
     /// Tabs whose connect or joins failed, with a few reasons.
     pub tab_errors: u64,
     pub tab_error_examples: Vec<String>,
+    /// With `--shard`: the generator's whole log, for `loadgen merge` to judge all shards as one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<crate::truth::AppLog>,
 }
 
 impl AppReport {
@@ -789,6 +795,13 @@ impl AppReport {
             self.receipts_of_failed_publishes,
             self.foreign_markers
         );
+        if self.receipts_of_other_shards > 0 {
+            let _ = writeln!(
+                out,
+                "           receipts of other shards' publishes {} (judged by `loadgen merge`)",
+                self.receipts_of_other_shards
+            );
+        }
         let list = |m: &BTreeMap<String, u64>| {
             m.iter()
                 .map(|(k, v)| format!("{k} {v}"))

@@ -63,7 +63,7 @@ fn socket_url(o: &ConnectOptions) -> String {
 }
 
 /// Percent-encodes a query component.
-fn encode(text: &str) -> String {
+pub fn encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for b in text.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {

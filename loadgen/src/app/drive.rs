@@ -14,8 +14,9 @@ use super::client::{self, ConnectOptions, TabClient};
 use super::file::{AppFile, Emit, Http, JoinedBy};
 use super::plan::{Csv, Plan, TabVars};
 use super::template::{render, render_value};
-use super::truth::{Found, Membership, Publish, TabRecord, at_path, find_marker, marker};
 use crate::latency::now_us;
+use crate::plan::Shard;
+use crate::truth::{Found, Membership, Publish, TabRecord, at_path, find_marker, marker};
 
 /// How long a connect or an ack may take.
 pub const TIMEOUT: Duration = Duration::from_secs(15);
@@ -26,9 +27,6 @@ pub struct AppTab {
     /// Set before the generator closes the connection itself: a close then is no drop.
     closing: AtomicBool,
     pub record: Mutex<TabRecord>,
-    pub connected_us: Mutex<Option<i64>>,
-    /// When every room of the tab was joined (acked or settled).
-    pub joined_us: Mutex<Option<i64>>,
 }
 
 /// An expected event: which publisher expects it and where its marker sits.
@@ -44,8 +42,12 @@ pub struct AppRun {
     pub csv: Option<Csv>,
     pub plan: Plan,
     pub url: String,
-    /// This run's marker nonce: markers of other runs are foreign.
+    /// This run's marker nonce: markers of other runs are foreign (the shards of one run
+    /// share it).
     pub run: u32,
+    run_text: String,
+    /// This generator's share of the plan's tabs.
+    pub shard: Shard,
     pub tabs: Vec<AppTab>,
     pub publishes: Mutex<Vec<Publish>>,
     next_seq: AtomicU64,
@@ -65,7 +67,14 @@ pub struct AppRun {
 }
 
 impl AppRun {
-    pub fn new(file: AppFile, csv: Option<Csv>, plan: Plan, url: String, run: u32) -> Self {
+    pub fn new(
+        file: AppFile,
+        csv: Option<Csv>,
+        plan: Plan,
+        url: String,
+        run: u32,
+        shard: Shard,
+    ) -> Self {
         let tabs = plan
             .tabs
             .iter()
@@ -73,8 +82,6 @@ impl AppRun {
                 client: tokio::sync::Mutex::new(None),
                 closing: AtomicBool::new(false),
                 record: Mutex::new(TabRecord::default()),
-                connected_us: Mutex::new(None),
-                joined_us: Mutex::new(None),
             })
             .collect();
         let expected = file
@@ -99,6 +106,8 @@ impl AppRun {
             plan,
             url,
             run,
+            run_text: format!("{run:08x}"),
+            shard,
             tabs,
             publishes: Mutex::new(Vec::new()),
             next_seq: AtomicU64::new(1),
@@ -119,8 +128,7 @@ impl AppRun {
     fn vars(&self, index: usize) -> TabVars<'_> {
         TabVars {
             index,
-            shard: 0,
-            run: "",
+            run: &self.run_text,
             csv: self.csv.as_ref(),
             csv_row: self.plan.tabs[index].csv_row,
         }
@@ -206,7 +214,7 @@ impl AppRun {
         };
         let tab = &self.tabs[index];
         let connected_us = now_us();
-        *tab.connected_us.lock().expect("poisoned") = Some(connected_us);
+        tab.record.lock().expect("poisoned").connected_us = Some(connected_us);
         self.tabs_connected.fetch_add(1, Ordering::Relaxed);
         let settle = self.file.settle.as_micros() as i64;
         let mut ok = true;
@@ -268,11 +276,9 @@ impl AppRun {
         }
         *tab.client.lock().await = Some(client);
         if ok {
-            let last = {
-                let record = tab.record.lock().expect("poisoned");
-                record.memberships.iter().filter_map(|m| m.in_us).max()
-            };
-            *tab.joined_us.lock().expect("poisoned") = Some(last.unwrap_or(connected_us));
+            let mut record = tab.record.lock().expect("poisoned");
+            let last = record.memberships.iter().filter_map(|m| m.in_us).max();
+            record.joined_us = Some(last.unwrap_or(connected_us));
             self.tabs_joined.fetch_add(1, Ordering::Relaxed);
         }
         ok
@@ -318,7 +324,9 @@ impl AppRun {
                 (n, name)
             }
         };
-        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        // Unique among the shards of the run too.
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed) * self.shard.count as u64
+            + self.shard.index as u64;
         let mark = marker(self.run, seq);
         let start = self.slot_base_s + seq as i64 * 60;
         let peer = peer_of(index, ticket, self.tabs.len());
@@ -439,7 +447,7 @@ impl AppRun {
         }
     }
 
-    /// The run's wall-clock start for the timeline: the first tab's connect.
+    /// Each tab's record, by plan index (other shards' tabs are empty).
     pub fn records(&self) -> Vec<TabRecord> {
         self.tabs
             .iter()

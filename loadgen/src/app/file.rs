@@ -76,13 +76,7 @@ impl Default for Target {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum Transport {
-    #[default]
-    Websocket,
-    Polling,
-}
+pub use crate::config::Transport;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -204,17 +198,7 @@ pub struct Expect {
     pub rooms: Option<Vec<String>>,
 }
 
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum Audience {
-    /// Every tab in the rooms.
-    #[default]
-    Room,
-    /// Every tab in the rooms but the one that published.
-    RoomExceptSender,
-    /// Only the tab that published.
-    Sender,
-}
+pub use crate::truth::Audience;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -51,7 +51,6 @@ pub struct Plan {
 /// What templates of tab `index` read, besides the names a caller adds.
 pub struct TabVars<'a> {
     pub index: usize,
-    pub shard: usize,
     pub run: &'a str,
     pub csv: Option<&'a Csv>,
     pub csv_row: Option<usize>,
@@ -61,7 +60,6 @@ impl TabVars<'_> {
     pub fn get(&self, name: &str) -> Option<String> {
         match name {
             "tab" => Some(self.index.to_string()),
-            "shard" => Some(self.shard.to_string()),
             "run" => Some(self.run.to_string()),
             _ => {
                 let column = name.strip_prefix("csv.")?;
@@ -126,7 +124,6 @@ pub fn plan(
         let csv_row = csv.map(|c| index % c.rows.len());
         let vars = TabVars {
             index,
-            shard: 0,
             run,
             csv,
             csv_row,

@@ -4,17 +4,18 @@
 
 use serde_json::Value;
 
-/// Known for every template: the tab's index in the run, the shard's index, the run's nonce.
-pub const TAB_VARS: &[&str] = &["tab", "shard", "run"];
+/// Known for every template: the tab's index in the plan, and the run's marker nonce (8 hex
+/// digits, the same in every shard of a run).
+pub const TAB_VARS: &[&str] = &["tab", "run"];
 /// A room family's name: the tab's variables and the room's number `{n}` (1-based).
-pub const FAMILY_VARS: &[&str] = &["tab", "shard", "run", "n"];
+pub const FAMILY_VARS: &[&str] = &["tab", "run", "n"];
 /// A join's arguments: the room's name too.
-pub const ROOM_VARS: &[&str] = &["tab", "shard", "run", "n", "room"];
+pub const ROOM_VARS: &[&str] = &["tab", "run", "n", "room"];
 /// A publish: the marker it carries, its number in the run `{seq}`, another tab of the run
 /// (`{peer}`, drawn per publish: whom to write to), and a one-minute slot of time of its own
 /// (`{start}`, `{end}`, RFC 3339) for apps that refuse overlapping bookings.
 pub const PUBLISH_VARS: &[&str] = &[
-    "tab", "shard", "run", "n", "room", "marker", "seq", "peer", "start", "end",
+    "tab", "run", "n", "room", "marker", "seq", "peer", "start", "end",
 ];
 
 pub struct Template;

@@ -221,3 +221,128 @@ fn a_broken_app_file_exits_2_naming_the_line_and_the_field() {
         "{stderr}"
     );
 }
+
+/// `--transport polling` carries an app run too, and `--namespace` reaches the wire: a
+/// namespace the app does not serve is refused by it, and the run cannot happen (exit 2's
+/// reason names the refusal).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transport_and_namespace_flags_reach_the_app() {
+    let Some((mut app, url)) = start("chat-server", "0").await else {
+        return;
+    };
+    let file = app_file("chat-server");
+    let polling = run(&[
+        "--app",
+        &file,
+        "--host",
+        &url,
+        "--tabs",
+        "12",
+        "--duration",
+        "3s",
+        "--seed",
+        "3",
+        "--transport",
+        "polling",
+        "--query",
+        "client=loadgen",
+        "--header",
+        "X-Load-Test: 1",
+    ])
+    .await
+    .report;
+    assert!(polling.passed(), "{}", polling.summary());
+    assert!(polling.delivery.owed > 0, "{}", polling.summary());
+    let refused = tokio::time::timeout(
+        crate::RUN_LIMIT,
+        booking_loadgen::run(crate::config(&[
+            "--app",
+            &file,
+            "--host",
+            &url,
+            "--tabs",
+            "3",
+            "--namespace",
+            "/nope",
+        ])),
+    )
+    .await
+    .expect("the run ends in time");
+    let _ = app.kill().await;
+    let Err(e) = refused else {
+        panic!("a namespace the app does not serve was joined");
+    };
+    assert!(e.to_string().contains("no tab could connect"), "{e}");
+}
+
+/// Two shard generators of one plan, merged, owe and deliver exactly what one generator of the
+/// same plan does: each shard judged only its own publishes to its own tabs, and the merge
+/// judged their logs together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_shards_of_an_app_run_merge_to_one_generators_verdict() {
+    let Some((mut one_app, one_url)) = start("chat-server", "0").await else {
+        return;
+    };
+    let file = app_file("chat-server");
+    let args = |url: &str, extra: &[&str]| {
+        let mut a: Vec<String> = [
+            "--app",
+            &file,
+            "--host",
+            url,
+            "--tabs",
+            "30",
+            "--duration",
+            "3s",
+            "--seed",
+            "21",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    fn refs(a: &[String]) -> Vec<&str> {
+        a.iter().map(String::as_str).collect()
+    }
+    let one = run(&refs(&args(&one_url, &[]))).await.report;
+    let _ = one_app.kill().await;
+    let (mut app, url) = start("chat-server", "0").await.unwrap();
+    let at = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 6)
+    .to_string();
+    let shard = |i: &'static str| args(&url, &["--shard", i, "--actions-at", &at]);
+    let (a, b) = (shard("0/2"), shard("1/2"));
+    let (a, b) = (refs(&a), refs(&b));
+    let (s0, s1) = tokio::join!(run(&a), run(&b));
+    let _ = app.kill().await;
+    let shards = [s0.report, s1.report];
+    for s in &shards {
+        assert!(s.passed(), "{}", s.summary());
+        let a = s.app.as_ref().unwrap();
+        assert!(
+            a.log.is_some() && a.receipts_of_other_shards > 0,
+            "{}",
+            s.summary()
+        );
+        assert!(s.delivery.owed < one.delivery.owed, "{}", s.summary());
+    }
+    let merged = booking_loadgen::merge::merge(&shards).unwrap();
+    assert!(merged.passed(), "{}", merged.summary());
+    let (m, o) = (&merged.delivery, &one.delivery);
+    assert_eq!(
+        (m.owed, m.delivered, m.lost, m.unexpected, m.duplicated),
+        (o.owed, o.delivered, 0, 0, 0),
+        "merged:\n{}\none generator:\n{}",
+        merged.summary(),
+        one.summary()
+    );
+    let (ma, oa) = (merged.app.as_ref().unwrap(), one.app.as_ref().unwrap());
+    assert_eq!((ma.publishes, ma.grey_zone), (oa.publishes, 0));
+    assert_eq!(merged.tabs, 30);
+    assert_matches_schema(&as_json(&merged));
+}

@@ -352,3 +352,52 @@ async fn each_receipt_can_be_a_span_under_the_event_that_caused_it() {
         "an event reaching several tabs is one trace"
     );
 }
+
+/// The booking workload over long-polling, with a header and a query parameter on every
+/// handshake, and a namespace the server does not serve refused at the first connect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn booking_tabs_take_the_transport_header_query_and_namespace_flags() {
+    let polling = run(&[
+        "--tabs",
+        "12",
+        "--duration",
+        "3s",
+        "--seed",
+        "13",
+        "--transport",
+        "polling",
+        "--header",
+        "X-Load-Test: 1",
+        "--query",
+        "client=loadgen",
+    ])
+    .await;
+    let r = &polling.report;
+    assert!(polling.passed(), "{}", r.summary());
+    assert!(
+        r.delivery.owed > 0 && r.tabs_joined == 12,
+        "{}",
+        r.summary()
+    );
+    let other = tokio::time::timeout(
+        RUN_LIMIT,
+        booking_loadgen::run(config(&[
+            "--tabs",
+            "2",
+            "--duration",
+            "1s",
+            "--namespace",
+            "/nope",
+        ])),
+    )
+    .await
+    .expect("the run ends in time");
+    match other {
+        Ok(o) => assert!(
+            !o.passed() && o.report.tabs_joined == 0,
+            "{}",
+            o.report.summary()
+        ),
+        Err(e) => assert!(!e.to_string().is_empty()),
+    }
+}

@@ -11,8 +11,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
 
-use super::file::Audience;
 use crate::latency::histogram;
 use crate::verify::DeliveryCounts;
 
@@ -67,8 +67,21 @@ pub fn at_path<'a>(value: &'a serde_json::Value, path: &str) -> Option<&'a serde
     })
 }
 
+/// Who must receive a publish's event.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Audience {
+    /// Every tab in the rooms.
+    #[default]
+    Room,
+    /// Every tab in the rooms but the one that published.
+    RoomExceptSender,
+    /// Only the tab that published.
+    Sender,
+}
+
 /// One publish, as logged before it was sent.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Publish {
     pub seq: u64,
     /// Index of its publisher in the file.
@@ -86,21 +99,62 @@ pub struct Publish {
 
 /// A tab in a room: from when the join was sent, in the room from `in_us` (its ack, or
 /// `settle` after an unacknowledged join), none if the join failed.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Membership {
     pub room: String,
     pub join_sent_us: i64,
     pub in_us: Option<i64>,
 }
 
-/// What the judge reads of one tab.
-#[derive(Debug, Clone, Default)]
+/// What the judge reads of one tab (and what a shard ships of it to `loadgen merge`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct TabRecord {
+    /// When it got the namespace CONNECT, and when it was in every room.
+    #[serde(default)]
+    pub connected_us: Option<i64>,
+    #[serde(default)]
+    pub joined_us: Option<i64>,
     pub memberships: Vec<Membership>,
     /// When its connection dropped (the generator did not close it).
     pub dropped_us: Option<i64>,
     /// Receipts of this run's markers, in arrival order: (publish seq, when).
     pub receipts: Vec<(u64, i64)>,
+}
+
+/// A publisher as the judge and the report know it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PublisherMeta {
+    pub name: String,
+    /// The event each publish must cause, and the room family it goes to.
+    pub event: String,
+    pub room: String,
+    /// Publishes per second, the whole run's.
+    pub rate: f64,
+}
+
+/// What one generator of an app run did and saw, whole: a sharded run's generators ship it
+/// in their reports, and `loadgen merge` judges all of them as one generator would.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct AppLog {
+    pub publishers: Vec<PublisherMeta>,
+    pub publishes: Vec<Publish>,
+    /// (plan index, its record) of the generator's own tabs.
+    pub tabs: Vec<(usize, TabRecord)>,
+    /// The wall clock (µs) the timeline counts from: the start of the tabs.
+    pub zero_us: i64,
+}
+
+impl AppLog {
+    /// The records by plan index, `tabs` of them (tabs of no log are empty: in no room).
+    pub fn records(&self, tabs: usize) -> Vec<TabRecord> {
+        let mut out = vec![TabRecord::default(); tabs];
+        for (i, r) in &self.tabs {
+            if let Some(slot) = out.get_mut(*i) {
+                *slot = r.clone();
+            }
+        }
+        out
+    }
 }
 
 /// The generator-side verdict.
@@ -116,6 +170,8 @@ pub struct Judged {
     pub missed_disconnected: u64,
     /// Receipts of publishes the app refused (neither owed nor unexpected).
     pub of_failed_publishes: u64,
+    /// Receipts of other shards' publishes (a partial judgement: `loadgen merge` judges them).
+    pub of_other_generators: u64,
     /// Publish sent -> receipt, every first receipt of an owed pair (µs), overall and by
     /// publisher.
     pub fanout: Histogram<u64>,
@@ -141,8 +197,14 @@ enum State {
 const EXAMPLES: usize = 10;
 
 /// Judges `publishes` (any order) against what `tabs` logged; `publishers` is how many the
-/// file has.
-pub fn judge(publishes: &[Publish], tabs: &[TabRecord], publishers: usize) -> Judged {
+/// file has. `partial`: the publishes of other generators (shards) are not among them, so a
+/// receipt of a marker not in `publishes` is theirs, not unexpected.
+pub fn judge(
+    publishes: &[Publish],
+    tabs: &[TabRecord],
+    publishers: usize,
+    partial: bool,
+) -> Judged {
     let mut j = Judged {
         by_publisher: vec![DeliveryCounts::default(); publishers],
         fanout: histogram(),
@@ -154,6 +216,7 @@ pub fn judge(publishes: &[Publish], tabs: &[TabRecord], publishers: usize) -> Ju
         grey_received: 0,
         missed_disconnected: 0,
         of_failed_publishes: 0,
+        of_other_generators: 0,
         lost_at_us: Vec::new(),
         last_receipt: HashMap::new(),
         lost_examples: Vec::new(),
@@ -270,6 +333,7 @@ pub fn judge(publishes: &[Publish], tabs: &[TabRecord], publishers: usize) -> Ju
                         j.unexpected_examples.push((t, seq as i64));
                     }
                 }
+                None if partial => j.of_other_generators += n,
                 // A seq this run never published: a marker forged or mangled by the app.
                 None => {
                     if let Some(c) = j.by_publisher.first_mut() {
@@ -367,6 +431,7 @@ mod tests {
                 memberships: vec![member("r", 5, Some(10))],
                 receipts: vec![(1, 104)],
                 dropped_us: Some(105),
+                ..TabRecord::default()
             },
         ];
         let publishes = vec![
@@ -374,7 +439,7 @@ mod tests {
             publish(2, 0, 110, Audience::Room),
             publish(3, 0, 120, Audience::RoomExceptSender),
         ];
-        let j = judge(&publishes, &tabs, 1);
+        let j = judge(&publishes, &tabs, 1, false);
         // Owed: tab 0 gets 1, 2 (3 excludes the sender); tab 3 gets 1, 2, 3.
         assert_eq!(j.total.owed, 3, "{:?}", j.total);
         assert_eq!(j.total.delivered, 3);
@@ -397,7 +462,12 @@ mod tests {
         }];
         let mut refused = publish(2, 0, 20, Audience::Room);
         refused.ok = false;
-        let j = judge(&[publish(1, 0, 10, Audience::Sender), refused], &tabs, 1);
+        let j = judge(
+            &[publish(1, 0, 10, Audience::Sender), refused],
+            &tabs,
+            1,
+            false,
+        );
         assert_eq!((j.total.owed, j.total.lost), (1, 1));
         assert_eq!(j.lost_examples, vec![(0, 1)]);
         assert_eq!((j.of_failed_publishes, j.total.unexpected), (1, 0));
