@@ -397,7 +397,6 @@ impl Config {
     /// yet is refused by name.
     fn validate_app(&self) -> Result<(), String> {
         let not_yet = [
-            ("--stages", self.stages.is_some()),
             ("--browser-tabs", self.browser_tabs > 0),
             ("--churn", self.churn.is_some()),
             ("--storm-at", self.storm_at.is_some()),

@@ -58,6 +58,23 @@ use run::Run;
 use stats::{Action, Stats, UNAVAILABLE};
 use verify::{LogEvent, PATHS, RoomRef, Verdict, judge_tab};
 
+/// `loadgen merge` of any run's shards: an app run's shards are judged again from their logs.
+pub fn merge_reports(reports: &[report::Report]) -> Result<report::Report, String> {
+    merge::merge_with(reports, refine_merged)
+}
+
+/// `loadgen merge` of the report files `args` names (see [`merge_reports`]).
+pub fn merge_files(args: &merge::MergeArgs) -> Result<report::Report, String> {
+    merge::merge_files(args, refine_merged)
+}
+
+fn refine_merged(reports: &[report::Report], out: &mut report::Report) -> Result<(), String> {
+    match reports.first().and_then(|r| r.app.as_ref()) {
+        Some(_) => app::report::merge(reports, out),
+        None => Ok(()),
+    }
+}
+
 /// What a run produced: its report, and whether goose's own thresholds failed.
 pub struct Outcome {
     pub report: Report,

@@ -47,7 +47,7 @@ async fn main() -> ExitCode {
         .try_init();
     raise_open_files_limit();
     if let Some(Command::Merge(args)) = &config.command {
-        return match booking_loadgen::merge::merge_files(args) {
+        return match booking_loadgen::merge_files(args) {
             Ok(report) => {
                 println!("{}", report.summary());
                 let written = write_reports(

@@ -28,14 +28,24 @@ pub struct MergeArgs {
     pub report_junit: Option<PathBuf>,
 }
 
-/// `loadgen merge`: reads the shards' reports and merges them.
-pub fn merge_files(args: &MergeArgs) -> Result<Report, String> {
+/// `loadgen merge`: reads the shards' reports and merges them; `refine` may replace figures
+/// the reports' own kind of run judges better from them (an app run's logs), before the gates
+/// are judged again.
+pub fn merge_files(
+    args: &MergeArgs,
+    refine: impl FnOnce(&[Report], &mut Report) -> Result<(), String>,
+) -> Result<Report, String> {
     let reports = args
         .reports
         .iter()
         .map(|path| crate::compare::read_report(path))
         .collect::<Result<Vec<_>, _>>()?;
-    merge(&reports)
+    merge_with(&reports, refine)
+}
+
+/// [`merge_with`], counts and histograms alone.
+pub fn merge(reports: &[Report]) -> Result<Report, String> {
+    merge_with(reports, |_, _| Ok(()))
 }
 
 /// Checks that `reports` are the shards of one run, each once: same seed and workload, shards
@@ -89,7 +99,10 @@ pub fn check_cover(reports: &[Report]) -> Result<usize, String> {
 }
 
 /// Merges the shards' reports into the report of the whole run.
-pub fn merge(reports: &[Report]) -> Result<Report, String> {
+pub fn merge_with(
+    reports: &[Report],
+    refine: impl FnOnce(&[Report], &mut Report) -> Result<(), String>,
+) -> Result<Report, String> {
     check_cover(reports)?;
     let first = &reports[0];
     let mut out = first.clone();
@@ -236,9 +249,7 @@ pub fn merge(reports: &[Report]) -> Result<Report, String> {
     let stages: Vec<_> = reports.iter().map(|r| r.stages.as_slice()).collect();
     out.stages = crate::stages::merge(&stages)?;
 
-    if first.app.is_some() {
-        crate::app::report::merge(reports, &mut out)?;
-    }
+    refine(reports, &mut out)?;
     out.gates = first
         .gates
         .iter()

@@ -741,6 +741,9 @@ pub struct AppReport {
     /// Publishes the app refused or did not acknowledge (by reason, a few examples).
     pub publish_errors: u64,
     pub publish_error_examples: Vec<String>,
+    /// `--stages`: publishes of emit publishers not sent, none of their tabs being open then.
+    #[serde(default)]
+    pub publishes_skipped: u64,
     /// (tab, publish) pairs whose join was in flight when the publish was sent: neither
     /// owed nor unexpected; and how many arrived anyway.
     pub grey_zone: u64,
@@ -771,11 +774,12 @@ impl AppReport {
         use std::fmt::Write as _;
         let _ = writeln!(
             out,
-            "app        {} ({}): publishes {}  errors {}   {:.1}/s (target {:.1}/s)  truth: {}",
+            "app        {} ({}): publishes {}  errors {}  skipped {}   {:.1}/s (target {:.1}/s)  truth: {}",
             self.name,
             self.file,
             self.publishes,
             self.publish_errors,
+            self.publishes_skipped,
             t.actions_per_s,
             t.target_actions_per_s,
             self.truth

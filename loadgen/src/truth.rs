@@ -98,12 +98,38 @@ pub struct Publish {
 }
 
 /// A tab in a room: from when the join was sent, in the room from `in_us` (its ack, or
-/// `settle` after an unacknowledged join), none if the join failed.
+/// `settle` after an unacknowledged join), none if the join failed; and, once it left (a
+/// closing tab of `--stages`), from when the leave was sent, out of the room from `out_us`
+/// (its ack, or `settle` after).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Membership {
     pub room: String,
     pub join_sent_us: i64,
     pub in_us: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leave_sent_us: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out_us: Option<i64>,
+}
+
+impl Membership {
+    /// Where a publish sent at `sent` finds the tab: owed, grey (a join or a leave in
+    /// flight), or not in the room.
+    fn state_at(&self, sent: i64) -> Option<State> {
+        if let Some(left) = self.leave_sent_us
+            && left <= sent
+        {
+            return match self.out_us {
+                Some(out) if out <= sent => None,
+                _ => Some(State::Grey),
+            };
+        }
+        match self.in_us {
+            Some(at) if at < sent => Some(State::Owed),
+            _ if self.join_sent_us <= sent => Some(State::Grey),
+            _ => None,
+        }
+    }
 }
 
 /// What the judge reads of one tab (and what a shard ships of it to `loadgen merge`).
@@ -114,6 +140,9 @@ pub struct TabRecord {
     pub connected_us: Option<i64>,
     #[serde(default)]
     pub joined_us: Option<i64>,
+    /// When `--stages` closed it (it had left its rooms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub left_us: Option<i64>,
     pub memberships: Vec<Membership>,
     /// When its connection dropped (the generator did not close it).
     pub dropped_us: Option<i64>,
@@ -142,6 +171,9 @@ pub struct AppLog {
     pub tabs: Vec<(usize, TabRecord)>,
     /// The wall clock (µs) the timeline counts from: the start of the tabs.
     pub zero_us: i64,
+    /// The wall clock (µs) publishing started at (time zero of `--stages`).
+    #[serde(default)]
+    pub actions_us: i64,
 }
 
 impl AppLog {
@@ -188,7 +220,7 @@ pub struct Judged {
     pub unexpected_examples: Vec<(usize, i64)>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum State {
     Grey,
     Owed,
@@ -251,12 +283,7 @@ pub fn judge(
         } else {
             for room in &p.rooms {
                 for &(t, m) in members.get(room.as_str()).into_iter().flatten() {
-                    let state = match m.in_us {
-                        Some(at) if at < p.sent_us => Some(State::Owed),
-                        _ if m.join_sent_us <= p.sent_us => Some(State::Grey),
-                        _ => None,
-                    };
-                    if let Some(s) = state {
+                    if let Some(s) = m.state_at(p.sent_us) {
                         let e = audience.entry(t).or_insert(s);
                         *e = (*e).max(s);
                     }
@@ -389,7 +416,36 @@ mod tests {
             room: room.into(),
             join_sent_us: sent,
             in_us,
+            leave_sent_us: None,
+            out_us: None,
         }
+    }
+
+    #[test]
+    fn a_leave_in_flight_is_grey_and_after_it_the_tab_is_out() {
+        let left = Membership {
+            leave_sent_us: Some(200),
+            out_us: Some(220),
+            ..member("r", 0, Some(10))
+        };
+        assert_eq!(left.state_at(150), Some(State::Owed));
+        assert_eq!(left.state_at(200), Some(State::Grey));
+        assert_eq!(left.state_at(219), Some(State::Grey));
+        assert_eq!(left.state_at(220), None);
+        let tabs = vec![TabRecord {
+            memberships: vec![left],
+            receipts: vec![(1, 160), (2, 210), (3, 300)],
+            ..TabRecord::default()
+        }];
+        let publishes = [
+            publish(1, 1, 150, Audience::Room),
+            publish(2, 1, 205, Audience::Room),
+            publish(3, 1, 250, Audience::Room),
+        ];
+        let j = judge(&publishes, &tabs, 1, false);
+        assert_eq!((j.total.owed, j.total.delivered), (1, 1));
+        assert_eq!((j.grey, j.grey_received), (1, 1));
+        assert_eq!(j.total.unexpected, 1);
     }
 
     fn publish(seq: u64, tab: usize, sent_us: i64, audience: Audience) -> Publish {

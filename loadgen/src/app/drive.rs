@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::client::{self, ConnectOptions, TabClient};
-use super::file::{AppFile, Emit, Http, JoinedBy};
+use super::file::{AppFile, Emit, Http, JoinedBy, RoomRequest};
 use super::plan::{Csv, Plan, TabVars};
 use super::template::{render, render_value};
 use crate::latency::now_us;
@@ -62,6 +62,12 @@ pub struct AppRun {
     pub publish_errors: Mutex<Vec<String>>,
     pub tabs_connected: AtomicU64,
     pub tabs_joined: AtomicU64,
+    /// Tabs closed by `--stages`.
+    pub tabs_left: AtomicU64,
+    /// `--stages` tickets of emit publishers with no tab open to send them.
+    pub skipped: AtomicU64,
+    /// `--stages`, when the run is shaped by them.
+    pub stages: Option<crate::stages::Stages>,
     /// Base of `{start}`: publishes of concurrent runs get slots of their own.
     slot_base_s: i64,
 }
@@ -121,6 +127,9 @@ impl AppRun {
             publish_errors: Mutex::new(Vec::new()),
             tabs_connected: AtomicU64::new(0),
             tabs_joined: AtomicU64::new(0),
+            tabs_left: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+            stages: None,
             slot_base_s,
         }
     }
@@ -226,37 +235,13 @@ impl AppRun {
                     room: room.name.clone(),
                     join_sent_us: connecting_us,
                     in_us: Some(connected_us + settle),
+                    leave_sent_us: None,
+                    out_us: None,
                 },
                 JoinedBy::Tab => {
-                    let join = &self.file.join;
-                    let vars = self.vars(index);
-                    let get = |k: &str| match k {
-                        "n" => Some(room.n.to_string()),
-                        "room" => Some(room.name.clone()),
-                        k => vars.get(k),
-                    };
-                    let args = match join
-                        .args
-                        .iter()
-                        .map(|a| render_value(a, &get))
-                        .collect::<Result<Vec<_>, _>>()
-                    {
-                        Ok(a) => a,
-                        Err(why) => {
-                            self.tab_error(index, format!("join.args: {why}"));
-                            ok = false;
-                            continue;
-                        }
-                    };
-                    let sent = now_us();
-                    let answer = if join.ack {
-                        client
-                            .emit_with_ack(&join.event, args)
-                            .await
-                            .map(|_| now_us())
-                    } else {
-                        client.emit(&join.event, args).await.map(|_| sent + settle)
-                    };
+                    let (sent, answer) = self
+                        .room_request(index, client.as_ref(), &self.file.join, room)
+                        .await;
                     if let Err(why) = &answer {
                         self.tab_error(index, format!("join {}: {why}", room.name));
                         ok = false;
@@ -265,6 +250,8 @@ impl AppRun {
                         room: room.name.clone(),
                         join_sent_us: sent,
                         in_us: answer.ok(),
+                        leave_sent_us: None,
+                        out_us: None,
                     }
                 }
             };
@@ -282,6 +269,96 @@ impl AppRun {
             self.tabs_joined.fetch_add(1, Ordering::Relaxed);
         }
         ok
+    }
+
+    /// Sends a join or a leave of `room` for tab `index`: when it was sent, and when it took
+    /// effect (the ack, or `settle` after the send without one).
+    async fn room_request(
+        &self,
+        index: usize,
+        client: &dyn TabClient,
+        request: &RoomRequest,
+        room: &super::plan::RoomPick,
+    ) -> (i64, Result<i64, String>) {
+        let vars = self.vars(index);
+        let get = |k: &str| match k {
+            "n" => Some(room.n.to_string()),
+            "room" => Some(room.name.clone()),
+            k => vars.get(k),
+        };
+        let sent = now_us();
+        let args = match request
+            .args
+            .iter()
+            .map(|a| render_value(a, &get))
+            .collect::<Result<Vec<_>, _>>()
+        {
+            Ok(a) => a,
+            Err(why) => return (sent, Err(format!("args: {why}"))),
+        };
+        let settle = self.file.settle.as_micros() as i64;
+        let answer = if request.ack {
+            client
+                .emit_with_ack(&request.event, args)
+                .await
+                .map(|_| now_us())
+        } else {
+            client
+                .emit(&request.event, args)
+                .await
+                .map(|_| sent + settle)
+        };
+        (sent, answer)
+    }
+
+    /// Closes tab `index` as a page that goes away does (`--stages`): leaves each room it
+    /// joined itself, then disconnects; the rooms the server joined it to end with the
+    /// connection.
+    pub async fn close_tab(&self, index: usize) {
+        let tab = &self.tabs[index];
+        tab.closing.store(true, Ordering::Relaxed);
+        let Some(client) = tab.client.lock().await.take() else {
+            return;
+        };
+        let settle = self.file.settle.as_micros() as i64;
+        for room in &self.plan.tabs[index].rooms {
+            if room.joined_by == JoinedBy::Server {
+                continue;
+            }
+            let (sent, answer) = self
+                .room_request(index, client.as_ref(), &self.file.leave, room)
+                .await;
+            if let Err(why) = &answer {
+                self.tab_error(index, format!("leave {}: {why}", room.name));
+            }
+            let mut record = tab.record.lock().expect("poisoned");
+            for m in record
+                .memberships
+                .iter_mut()
+                .filter(|m| m.room == room.name)
+            {
+                m.leave_sent_us = Some(sent);
+                // A leave that failed may not have taken: out of the room at the disconnect.
+                m.out_us = answer.as_ref().ok().copied();
+            }
+        }
+        let gone = now_us();
+        client.disconnect().await;
+        let mut record = tab.record.lock().expect("poisoned");
+        for m in record.memberships.iter_mut() {
+            m.leave_sent_us.get_or_insert(gone);
+            if m.out_us.is_none() {
+                m.out_us = Some(gone + settle);
+            }
+        }
+        record.left_us = Some(gone);
+        drop(record);
+        self.tabs_left.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether tab `index` has an open connection now.
+    pub async fn is_open(&self, index: usize) -> bool {
+        self.tabs[index].client.lock().await.is_some()
     }
 
     fn dropped(&self, index: usize, why: &str) {

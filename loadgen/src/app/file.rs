@@ -37,8 +37,11 @@ pub struct AppFile {
     #[serde(default)]
     pub query: BTreeMap<String, String>,
     /// How a tab joins a room it joins itself.
-    #[serde(default)]
-    pub join: Join,
+    #[serde(default = "default_join")]
+    pub join: RoomRequest,
+    /// How a closing tab (`--stages`) leaves the rooms it joined itself.
+    #[serde(default = "default_leave")]
+    pub leave: RoomRequest,
     /// For joins without an ack: how long after the join was sent the tab counts as in the
     /// room (and, joined by the server, after the CONNECT).
     #[serde(default = "default_settle", with = "duration_text")]
@@ -78,28 +81,33 @@ impl Default for Target {
 
 pub use crate::config::Transport;
 
+/// A join or a leave: the event a tab emits, its arguments, and whether the app acks it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Join {
-    /// The event a tab emits to join a room.
-    #[serde(default = "default_join_event")]
+pub struct RoomRequest {
+    /// The event (default `join`, and `leave` for a leave).
+    #[serde(default)]
     pub event: String,
     /// Its arguments, templates (`{room}`, `{n}`, the tab's variables).
     #[serde(default = "default_join_args")]
     pub args: Vec<Value>,
-    /// Whether the app acknowledges the join; without, the tab counts as in the room
-    /// `settle` after it sent the join.
+    /// Whether the app acknowledges it; without, it takes effect `settle` after it was sent.
     #[serde(default)]
     pub ack: bool,
 }
 
-impl Default for Join {
-    fn default() -> Self {
-        Self {
-            event: default_join_event(),
-            args: default_join_args(),
-            ack: false,
-        }
+fn default_join() -> RoomRequest {
+    RoomRequest {
+        event: "join".into(),
+        args: default_join_args(),
+        ack: false,
+    }
+}
+
+fn default_leave() -> RoomRequest {
+    RoomRequest {
+        event: "leave".into(),
+        ..default_join()
     }
 }
 
@@ -222,9 +230,6 @@ fn default_path() -> String {
 fn default_namespace() -> String {
     "/".into()
 }
-fn default_join_event() -> String {
-    "join".into()
-}
 fn default_join_args() -> Vec<Value> {
     vec![Value::String("{room}".into())]
 }
@@ -296,6 +301,12 @@ pub fn parse(text: &str, name: &str) -> Result<AppFile, FileError> {
             )));
         }
     };
+    let mut file = file;
+    for (r, event) in [(&mut file.join, "join"), (&mut file.leave, "leave")] {
+        if r.event.is_empty() {
+            r.event = event.into();
+        }
+    }
     check(&file).map_err(|(field, why)| {
         let at = line_of(text, &field)
             .map(|l| format!(":{l}"))
@@ -379,12 +390,11 @@ fn check(file: &AppFile) -> Result<(), Refusal> {
     for (k, v) in file.headers.iter().chain(&file.query) {
         Template::check(v, tab_vars, csv).map_err(|why| refuse(format!("headers.{k}"), why))?;
     }
-    if file.join.event.is_empty() {
-        return Err(refuse("join.event", "must not be empty"));
-    }
-    for a in &file.join.args {
-        Template::check_value(a, super::template::ROOM_VARS, csv)
-            .map_err(|why| refuse("join.args", why))?;
+    for (name, r) in [("join", &file.join), ("leave", &file.leave)] {
+        for a in &r.args {
+            Template::check_value(a, super::template::ROOM_VARS, csv)
+                .map_err(|why| refuse(format!("{name}.args"), why))?;
+        }
     }
     if file.rooms.is_empty() {
         return Err(refuse("rooms", "name at least one room"));

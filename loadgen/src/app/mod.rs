@@ -46,6 +46,8 @@ pub fn load(path: &Path) -> Result<(AppFile, Option<Csv>), String> {
 
 /// Runs the app run `config.app` asks for.
 pub async fn run(config: Config) -> Result<Outcome, RunError> {
+    let mut config = config;
+    config.apply_stages();
     config.validate().map_err(RunError::Setup)?;
     let path = config.app.clone().expect("an app run has --app");
     let (mut file, csv) = load(&path).map_err(RunError::Setup)?;
@@ -121,7 +123,9 @@ pub async fn run(config: Config) -> Result<Outcome, RunError> {
             rate: planned.rate,
         })
         .collect();
-    let run = Arc::new(AppRun::new(file, csv, plan, url.clone(), nonce, shard));
+    let mut app_run = AppRun::new(file, csv, plan, url.clone(), nonce, shard);
+    app_run.stages = config.stages.clone();
+    let run = Arc::new(app_run);
     let generator = Arc::new(saturation::Watch::default());
     let watcher = {
         let g = generator.clone();
@@ -131,6 +135,30 @@ pub async fn run(config: Config) -> Result<Outcome, RunError> {
     let progress = (!config.progress_every.is_zero())
         .then(|| tokio::spawn(progress(run.clone(), config.progress_every)));
 
+    if let Some(stages) = &config.stages {
+        let zero = Instant::now() + config.until_actions_at().max(Duration::from_millis(100));
+        let actions_us = now_us() + (zero - Instant::now()).as_micros() as i64;
+        let tasks = staged(&run, stages, zero);
+        drive::until(zero + stages.total()).await;
+        let window_end = Instant::now();
+        let _ = tokio::time::timeout(drive::TIMEOUT, futures_util::future::join_all(tasks)).await;
+        tokio::time::sleep(config.settle).await;
+        watcher.abort();
+        if let Some(p) = progress {
+            p.abort();
+        }
+        let window = window_end.saturating_duration_since(zero).as_secs_f64();
+        let finished = Finished {
+            window,
+            actions_start: zero,
+            actions_us,
+            zero_us,
+        };
+        return finish(
+            &config, &run, &path, publishers, finished, &generator, workload, seed, baseline,
+        )
+        .await;
+    }
     open_tabs(&run, config.ramp_up).await;
     if run.tabs_joined.load(Ordering::Relaxed) == 0 {
         watcher.abort();
@@ -152,6 +180,7 @@ pub async fn run(config: Config) -> Result<Outcome, RunError> {
     tokio::time::sleep(wait.max(config.until_actions_at())).await;
 
     let actions_start = Instant::now();
+    let actions_us = now_us();
     let mut tasks = Vec::new();
     for handle in publish_all(&run, config.duration) {
         if let Ok(mut done) = handle.await {
@@ -166,13 +195,48 @@ pub async fn run(config: Config) -> Result<Outcome, RunError> {
     if let Some(p) = progress {
         p.abort();
     }
-    let records = run.records();
-    run.close().await;
-
     let window = window_end
         .saturating_duration_since(actions_start)
         .as_secs_f64()
         .max(1e-3);
+    let finished = Finished {
+        window,
+        actions_start,
+        actions_us,
+        zero_us,
+    };
+    finish(
+        &config, &run, &path, publishers, finished, &generator, workload, seed, baseline,
+    )
+    .await
+}
+
+/// When the run's phases were, for the report.
+struct Finished {
+    /// Seconds of publishing.
+    window: f64,
+    actions_start: Instant,
+    /// The wall clock (µs) of the start of publishing, and of the tabs.
+    actions_us: i64,
+    zero_us: i64,
+}
+
+/// Closes the tabs, judges, and writes the report.
+#[allow(clippy::too_many_arguments)]
+async fn finish(
+    config: &Config,
+    run: &Arc<AppRun>,
+    path: &Path,
+    publishers: Vec<PublisherMeta>,
+    at: Finished,
+    generator: &saturation::Watch,
+    workload: crate::report::Workload,
+    seed: u64,
+    baseline: Option<crate::compare::Baseline>,
+) -> Result<Outcome, RunError> {
+    let shard = run.shard;
+    let records = run.records();
+    run.close().await;
     let log = AppLog {
         publishers,
         publishes: run.publishes.lock().expect("poisoned").clone(),
@@ -181,21 +245,28 @@ pub async fn run(config: Config) -> Result<Outcome, RunError> {
             .enumerate()
             .filter(|(i, _)| shard.owns(*i))
             .collect(),
-        zero_us,
+        zero_us: at.zero_us,
+        actions_us: at.actions_us,
     };
-    let mut report = base_report(&run, &path, &log, window);
+    let mut report = base_report(run, path, &log, at.window);
     report.seed = seed;
-    report::fill(&mut report, &log, run.tabs.len(), window, shard.count > 1);
-    let samples = generator.samples_since(Some(actions_start));
-    report.generator = saturation::GeneratorReport {
-        cpu_s: saturation::cpu_seconds().unwrap_or(0.0),
-        ..saturation::summarize(&samples, config.saturation_limits(), saturation::cores())
-    };
     report.run = Some(crate::report::RunInfo {
         workload,
         ..config.run_info()
     });
-    report.gates = report::gates(&config, &run.file.gates, &report);
+    report::fill(
+        &mut report,
+        &log,
+        run.tabs.len(),
+        at.window,
+        shard.count > 1,
+    );
+    let samples = generator.samples_since(Some(at.actions_start));
+    report.generator = saturation::GeneratorReport {
+        cpu_s: saturation::cpu_seconds().unwrap_or(0.0),
+        ..saturation::summarize(&samples, config.saturation_limits(), saturation::cores())
+    };
+    report.gates = report::gates(config, &run.file.gates, &report);
     if let Some(b) = &baseline {
         b.judge(&mut report);
     }
@@ -214,6 +285,90 @@ pub async fn run(config: Config) -> Result<Outcome, RunError> {
         report,
         goose_thresholds_failed: false,
     })
+}
+
+/// `--stages`: each of this generator's tabs opens when its stage's target passes it and, when
+/// the target falls back below it, leaves its rooms and closes; publishes follow the stages'
+/// rate, ramped (time zero is the start of publishing). Returns the tasks to wait for.
+fn staged(
+    run: &Arc<AppRun>,
+    stages: &crate::stages::Stages,
+    zero: Instant,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    let windows: Vec<_> = (0..run.tabs.len()).map(|k| stages.window(k)).collect();
+    for (k, window) in windows.iter().enumerate() {
+        let Some((open, close)) = *window else {
+            continue;
+        };
+        if !run.shard.owns(k) {
+            continue;
+        }
+        let run = run.clone();
+        tasks.push(tokio::spawn(async move {
+            drive::until(zero + open).await;
+            if run.open_tab(k).await
+                && let Some(close) = close
+            {
+                drive::until(zero + close).await;
+                run.close_tab(k).await;
+            }
+        }));
+    }
+    // Publishes, dealt to the publishers by their rates (smooth weighted round robin), each to
+    // a tab of its publisher the plan has open by then (emits need a connection; a tab counts
+    // as open 2 s after its stage opened it, and until it closes).
+    let rates: Vec<f64> = run.plan.publishers.iter().map(|p| p.rate).collect();
+    let total: f64 = rates.iter().sum();
+    let mut credit = vec![0.0; rates.len()];
+    let mut dealt = vec![0usize; rates.len()];
+    let mut schedule = Vec::new();
+    for n in 0u64.. {
+        let Some(at) = stages.ticket_at(n, total) else {
+            break;
+        };
+        for (c, r) in credit.iter_mut().zip(&rates) {
+            *c += r;
+        }
+        let p = (0..rates.len())
+            .max_by(|a, b| credit[*a].total_cmp(&credit[*b]).then(b.cmp(a)))
+            .unwrap_or(0);
+        credit[p] -= total;
+        let ticket = dealt[p];
+        dealt[p] += 1;
+        let tabs = &run.plan.publishers[p].tabs;
+        let needs_socket = run.file.publishers[p].emit.is_some();
+        let open = |t: usize| match windows[t] {
+            _ if !needs_socket => true,
+            Some((o, c)) => o + Duration::from_secs(2) <= at && c.is_none_or(|c| at < c),
+            None => false,
+        };
+        let chosen = (0..tabs.len())
+            .map(|j| tabs[(ticket + j) % tabs.len()])
+            .find(|t| open(*t));
+        match chosen {
+            Some(tab) => schedule.push((at, p, tab, ticket)),
+            None => {
+                run.skipped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    let runner = run.clone();
+    tasks.push(tokio::spawn(async move {
+        let mut sent = Vec::new();
+        for (at, p, tab, ticket) in schedule {
+            if !runner.shard.owns(tab) {
+                continue;
+            }
+            drive::until(zero + at).await;
+            let run = runner.clone();
+            sent.push(tokio::spawn(
+                async move { run.publish(p, tab, ticket).await },
+            ));
+        }
+        futures_util::future::join_all(sent).await;
+    }));
+    tasks
 }
 
 /// `pairs` with each of `over` in place of the pair of the same name (for headers, in any
@@ -306,7 +461,12 @@ fn base_report(run: &AppRun, path: &Path, log: &AppLog, window: f64) -> Report {
     let f = &run.file;
     let errors = run.publish_errors.lock().expect("poisoned").clone();
     let tab_errors = run.tab_errors.lock().expect("poisoned").clone();
-    let target: f64 = log.publishers.iter().map(|p| p.rate).sum::<f64>() / run.shard.count as f64;
+    // What the schedule offers a second, this shard's share: with --stages, their average.
+    let rate: f64 = log.publishers.iter().map(|p| p.rate).sum();
+    let target = match &run.stages {
+        Some(s) => s.offered(rate) / s.total().as_secs_f64(),
+        None => rate,
+    } / run.shard.count as f64;
     let rss = crate::report::rss_bytes();
     let tabs = log.tabs.len() as u64;
     let ledger_bytes = log
@@ -341,6 +501,7 @@ fn base_report(run: &AppRun, path: &Path, log: &AppLog, window: f64) -> Report {
             publishes: log.publishes.len() as u64,
             publish_errors: errors.len() as u64,
             publish_error_examples: errors.iter().take(3).cloned().collect(),
+            publishes_skipped: run.skipped.load(Ordering::Relaxed),
             foreign_markers: run.foreign.load(Ordering::Relaxed),
             unmarked: run.unmarked.lock().expect("poisoned").clone(),
             app_events: run.app_events.lock().expect("poisoned").clone(),

@@ -4,11 +4,13 @@
 //! of all the shards of a run together, as one generator would.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-use crate::latency::{Percentiles, encode, histogram};
-use crate::report::{Breakdown, ClientRow, Examples, Gate, Report};
+use crate::latency::{EventTiming, Percentiles, encode, histogram};
+use crate::report::{Breakdown, ClientRow, Examples, Gate, Report, StageReport};
+use crate::stages::{StageInputs, Stages};
 use crate::timeline::Second;
 use crate::truth::{self, AppLog, Judged};
 use crate::verify::DeliveryCounts;
@@ -78,6 +80,15 @@ pub fn fill(r: &mut Report, log: &AppLog, plan_tabs: usize, window: f64, partial
         unexpected: j.unexpected_examples.clone(),
     };
     r.timeline = timeline(log, &records, &j);
+    let stages = r
+        .run
+        .as_ref()
+        .and_then(|info| info.workload.stages.as_deref())
+        .and_then(|text| text.parse::<Stages>().ok());
+    r.stages = match stages {
+        Some(stages) => stage_rows(&stages, log, &records, &j, &r.timeline),
+        None => Vec::new(),
+    };
     if let Some(a) = &mut r.app {
         a.grey_zone = j.grey;
         a.grey_zone_received = j.grey_received;
@@ -117,6 +128,9 @@ fn timeline(log: &AppLog, records: &[truth::TabRecord], j: &Judged) -> Vec<Secon
         if let Some(at) = r.joined_us {
             rows[row(at)].0.tabs_joined += 1;
         }
+        if let Some(at) = r.left_us {
+            rows[row(at)].0.tabs_left += 1;
+        }
         for &(seq, at) in &r.receipts {
             let i = row(at);
             rows[i].0.delivered += 1;
@@ -136,18 +150,68 @@ fn timeline(log: &AppLog, records: &[truth::TabRecord], j: &Judged) -> Vec<Secon
         rows[row(at)].0.lost += 1;
     }
     // Tabs are counted in the second they connected or joined: the timeline shows totals.
-    let (mut connected, mut joined) = (0, 0);
+    let (mut connected, mut joined, mut left) = (0, 0, 0);
     rows.into_iter()
         .map(|(mut s, fanout, action)| {
             connected += s.tabs_connected;
             joined += s.tabs_joined;
-            (s.tabs_connected, s.tabs_joined) = (connected, joined);
+            left += s.tabs_left;
+            (s.tabs_connected, s.tabs_joined, s.tabs_left) = (connected, joined, left);
             let (f, a) = (Percentiles::of(&fanout), Percentiles::of(&action));
             (s.fanout_p50_ms, s.fanout_p99_ms) = (f.p50, f.p99);
             (s.action_p50_ms, s.action_p99_ms) = (a.p50, a.p99);
             s
         })
         .collect()
+}
+
+/// One row per stage of `--stages`: what `Stages::reports` makes of the timeline, with the
+/// fan-out of each stage's receipts and the latency of the publishes sent in it.
+fn stage_rows(
+    stages: &Stages,
+    log: &AppLog,
+    records: &[truth::TabRecord],
+    j: &Judged,
+    seconds: &[Second],
+) -> Vec<StageReport> {
+    let bounds = stages.bounds();
+    let stage_of = |us: i64| {
+        let t = Duration::from_micros((us - log.actions_us).max(0) as u64);
+        bounds
+            .iter()
+            .position(|(_, end)| t < *end)
+            .unwrap_or(bounds.len().saturating_sub(1))
+    };
+    let sent: HashMap<u64, i64> = log.publishes.iter().map(|p| (p.seq, p.sent_us)).collect();
+    let mut fanout: Vec<Histogram<u64>> = bounds.iter().map(|_| histogram()).collect();
+    for r in records {
+        for &(seq, at) in &r.receipts {
+            if let Some(s) = sent.get(&seq) {
+                let _ = fanout[stage_of(at)].record((at - s).max(1) as u64);
+            }
+        }
+    }
+    let timings: HashMap<i64, EventTiming> = log
+        .publishes
+        .iter()
+        .map(|p| {
+            let timing = EventTiming {
+                first_receipt_us: None,
+                last_receipt_us: j.last_receipt.get(&p.seq).copied(),
+                sent_us: Some(p.sent_us),
+            };
+            (p.seq as i64, timing)
+        })
+        .collect();
+    let base_rate = log.publishers.iter().map(|p| p.rate).sum();
+    stages.reports(StageInputs {
+        base_rate,
+        zero_us: log.actions_us,
+        timeline_zero_us: log.zero_us,
+        seconds,
+        fanout,
+        timings: &timings,
+    })
 }
 
 /// `loadgen merge` of an app run's shards: their logs judged together replace the figures
@@ -177,6 +241,7 @@ pub fn merge(reports: &[Report], out: &mut Report) -> Result<(), String> {
         log.publishes.extend(l.publishes.iter().cloned());
         log.tabs.extend(l.tabs.iter().cloned());
         log.zero_us = log.zero_us.min(l.zero_us);
+        log.actions_us = log.actions_us.max(l.actions_us);
         publishes += a.publishes;
         errors += a.publish_errors;
         foreign += a.foreign_markers;

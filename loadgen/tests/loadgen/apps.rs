@@ -331,7 +331,7 @@ async fn two_shards_of_an_app_run_merge_to_one_generators_verdict() {
         );
         assert!(s.delivery.owed < one.delivery.owed, "{}", s.summary());
     }
-    let merged = booking_loadgen::merge::merge(&shards).unwrap();
+    let merged = booking_loadgen::merge_reports(&shards).unwrap();
     assert!(merged.passed(), "{}", merged.summary());
     let (m, o) = (&merged.delivery, &one.delivery);
     assert_eq!(
@@ -345,4 +345,45 @@ async fn two_shards_of_an_app_run_merge_to_one_generators_verdict() {
     assert_eq!((ma.publishes, ma.grey_zone), (oa.publishes, 0));
     assert_eq!(merged.tabs, 30);
     assert_matches_schema(&as_json(&merged));
+}
+
+/// `--stages` shapes an app run: tabs open as their stage's target passes them and close by
+/// leaving their rooms; the publish rate ramps; one row per stage. Every delivery the app made
+/// is accounted for: owed and delivered, or in a join's or a leave's grey zone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stages_open_and_close_an_apps_tabs_and_account_for_every_delivery() {
+    let Some((mut app, url)) = start("chat-server", "0").await else {
+        return;
+    };
+    let r = run(&[
+        "--app",
+        &app_file("chat-server"),
+        "--host",
+        &url,
+        "--stages",
+        "3s:24,3s:24@40,3s:0",
+        "--seed",
+        "9",
+    ])
+    .await
+    .report;
+    let (delivered, _) = stats(&url).await;
+    let _ = app.kill().await;
+    assert!(r.passed(), "{}", r.summary());
+    assert_eq!(r.stages.len(), 3, "{}", r.summary());
+    assert_eq!(r.stages[2].tabs_open_at_end, 0, "{}", r.summary());
+    assert_eq!(r.timeline.last().map(|s| s.tabs_left), Some(24));
+    assert!(
+        r.stages[1].delivered > 0 && r.delivery.owed > 0,
+        "{}",
+        r.summary()
+    );
+    let a = r.app.as_ref().unwrap();
+    assert_eq!(
+        r.delivery.delivered + a.grey_zone_received,
+        delivered,
+        "{}",
+        r.summary()
+    );
+    assert_matches_schema(&as_json(&r));
 }
