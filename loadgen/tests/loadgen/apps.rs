@@ -387,3 +387,64 @@ async fn stages_open_and_close_an_apps_tabs_and_account_for_every_delivery() {
     );
     assert_matches_schema(&as_json(&r));
 }
+
+/// A third app, written for no example (tests/apps/notes-server.mjs): its own path and
+/// namespace, auth from a CSV, a header and a query the app insists on, joins by an acked
+/// `subscribe` with an object, HTTP publishes to a templated path, a marker in an array, and a
+/// bare-string broadcast to every other socket. Its ~25-line file gets the full verdict; a
+/// shout is owed to exactly every other tab.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_the_examples_do_not_cover_is_verified_from_a_short_file() {
+    if !testkit::node_package_installed("examples/chat-server", "socket.io") {
+        return;
+    }
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/apps");
+    let mut app = Command::new("node")
+        .arg(dir.join("notes-server.mjs"))
+        .arg("0")
+        .env("SOCKET_IO_FROM", example("chat-server"))
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node starts");
+    let mut lines = BufReader::new(app.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .expect("the app starts")
+        .unwrap()
+        .unwrap();
+    let url = line
+        .strip_prefix("listening on ")
+        .unwrap()
+        .trim()
+        .to_string();
+    let file = dir.join("notes.yaml").display().to_string();
+    let base = [
+        "--app", &file, "--host", &url, "--tabs", "30", "--seed", "3",
+    ];
+    let r = run(&[&base[..], &["--duration", "4s"]].concat())
+        .await
+        .report;
+    assert!(r.passed(), "{}", r.summary());
+    assert!(r.by_event_type["note"].delivery.owed > 0, "{}", r.summary());
+    // 4 s at 4 shouts a second, each owed to the 29 other tabs.
+    assert_eq!(
+        r.by_event_type["shouted"].delivery.owed,
+        16 * 29,
+        "{}",
+        r.summary()
+    );
+    assert_eq!(r.delivery.delivered, r.delivery.owed);
+    // Without the header the app insists on, no tab gets in: the run cannot happen.
+    let refused = tokio::time::timeout(
+        crate::RUN_LIMIT,
+        booking_loadgen::run(crate::config(
+            &[&base[..], &["--header", "x-team: red"]].concat(),
+        )),
+    )
+    .await
+    .expect("the run ends in time");
+    let _ = app.kill().await;
+    let e = refused.err().expect("the app refused every tab");
+    assert!(e.to_string().contains("x-team header"), "{e}");
+}
