@@ -404,7 +404,6 @@ impl Config {
             ("--inject-faults", self.inject_faults.is_some()),
             ("--auth-secret", self.auth_secret.is_some()),
             ("--token", self.token.is_some()),
-            ("--metrics-addr", self.metrics_addr.is_some()),
             ("--report-file", !self.report_file.is_empty()),
             ("--threshold", !self.thresholds.is_empty()),
             ("--goose-baseline-file", self.goose_baseline_file.is_some()),

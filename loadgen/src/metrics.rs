@@ -46,11 +46,11 @@ const BUCKETS: [f64; 15] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
-fn head(out: &mut String, name: &str, kind: &str, help: &str) {
+pub(crate) fn head(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
-fn histogram_lines(out: &mut String, name: &str, labels: &str, h: &Histogram<u64>) {
+pub(crate) fn histogram_lines(out: &mut String, name: &str, labels: &str, h: &Histogram<u64>) {
     let sep = if labels.is_empty() { "" } else { "," };
     for bound in BUCKETS {
         let count = h.count_between(0, (bound * 1e6) as u64);

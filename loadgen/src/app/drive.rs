@@ -68,6 +68,10 @@ pub struct AppRun {
     pub skipped: AtomicU64,
     /// `--stages`, when the run is shaped by them.
     pub stages: Option<crate::stages::Stages>,
+    /// The verdict's counts, once judged (`/metrics` shows them from then on).
+    pub verdict: std::sync::OnceLock<crate::verify::DeliveryCounts>,
+    /// The `/metrics` server, while it serves.
+    pub metrics: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Base of `{start}`: publishes of concurrent runs get slots of their own.
     slot_base_s: i64,
 }
@@ -130,6 +134,8 @@ impl AppRun {
             tabs_left: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
             stages: None,
+            verdict: std::sync::OnceLock::new(),
+            metrics: Mutex::new(None),
             slot_base_s,
         }
     }

@@ -7,6 +7,7 @@
 pub mod client;
 pub mod drive;
 pub mod file;
+pub mod metrics;
 pub mod plan;
 pub mod report;
 pub mod template;
@@ -131,6 +132,16 @@ pub async fn run(config: Config) -> Result<Outcome, RunError> {
         let g = generator.clone();
         tokio::spawn(async move { saturation::watch(&g).await })
     };
+    if let Some(addr) = config.metrics_addr {
+        let scraped = metrics::Scraped {
+            run: run.clone(),
+            generator: generator.clone(),
+        };
+        let server = metrics::serve(addr, scraped)
+            .await
+            .map_err(|e| RunError::Setup(format!("--metrics-addr {addr}: {e}")))?;
+        *run.metrics.lock().expect("poisoned") = Some(server);
+    }
     let zero_us = now_us();
     let progress = (!config.progress_every.is_zero())
         .then(|| tokio::spawn(progress(run.clone(), config.progress_every)));
@@ -261,6 +272,7 @@ async fn finish(
         at.window,
         shard.count > 1,
     );
+    let _ = run.verdict.set(report.delivery);
     let samples = generator.samples_since(Some(at.actions_start));
     report.generator = saturation::GeneratorReport {
         cpu_s: saturation::cpu_seconds().unwrap_or(0.0),
@@ -280,6 +292,11 @@ async fn finish(
         && let Some(app) = &mut report.app
     {
         app.log = Some(log);
+    }
+    let server = run.metrics.lock().expect("poisoned").take();
+    if let Some(server) = server {
+        tokio::time::sleep(config.metrics_linger).await;
+        server.abort();
     }
     Ok(Outcome {
         report,

@@ -448,3 +448,80 @@ async fn an_app_the_examples_do_not_cover_is_verified_from_a_short_file() {
     let e = refused.err().expect("the app refused every tab");
     assert!(e.to_string().contains("x-team header"), "{e}");
 }
+
+/// `--metrics-addr` serves an app run under the names the dashboards read: live deliveries
+/// and fan-out by event during the run, the verdict's counts once judged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_run_serves_its_metrics_under_the_dashboards_names() {
+    let Some((mut app, url)) = start("chat-server", "0").await else {
+        return;
+    };
+    let addr = format!("127.0.0.1:{}", testkit::free_port());
+    let file = app_file("chat-server");
+    let args = [
+        "--app",
+        &file,
+        "--host",
+        &url,
+        "--tabs",
+        "20",
+        "--duration",
+        "4s",
+        "--seed",
+        "8",
+        "--metrics-addr",
+        &addr,
+        "--metrics-linger",
+        "4s",
+    ];
+    let run = tokio::spawn(booking_loadgen::run(crate::config(&args)));
+    let scrape = || async {
+        match reqwest::get(format!("http://{addr}/metrics")).await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    };
+    let value = |text: &str, series: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+    };
+    let delivered = "loadgen_deliveries_total{outcome=\"delivered\"}";
+    let mut live = None;
+    for _ in 0..80 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let text = scrape().await;
+        if value(&text, delivered).is_some_and(|n| n > 0.0) {
+            live = Some(text);
+            break;
+        }
+    }
+    let live = live.expect("live deliveries on /metrics during the run");
+    for name in [
+        "loadgen_tabs_joined 20",
+        "loadgen_fanout_latency_seconds_count{event=\"message\"}",
+        "loadgen_actions_total{action=\"publish\",result=\"ok\"}",
+        "loadgen_generator_cpu_share",
+    ] {
+        assert!(live.contains(name), "no `{name}` in:\n{live}");
+    }
+    // Judged: the verdict's delivered count, while the run lingers.
+    let mut judged = None;
+    for _ in 0..300 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let text = scrape().await;
+        if value(&text, "loadgen_tabs_joined").is_some() && value(&text, delivered).is_some() {
+            judged = Some(text);
+        }
+        if run.is_finished() {
+            break;
+        }
+    }
+    let report = run.await.unwrap().unwrap().report;
+    let _ = app.kill().await;
+    assert!(report.passed(), "{}", report.summary());
+    let last = judged.expect("metrics while the run lingered");
+    assert_eq!(
+        value(&last, delivered),
+        Some(report.delivery.delivered as f64)
+    );
+}
