@@ -64,6 +64,13 @@ pub struct Config {
     /// the file's of the same name).
     #[arg(long = "query", env = "LOADGEN_QUERY", value_delimiter = '\n', value_parser = parse_query)]
     pub query: Vec<(String, String)>,
+    /// Trust this PEM CA certificate (as well as the system's) for https:// and wss:// servers:
+    /// the tabs' Socket.IO connections and the loadgen's own HTTP requests.
+    #[arg(long, env = "LOADGEN_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+    /// Accept any certificate (self-signed, another name): for test servers only.
+    #[arg(long, env = "LOADGEN_INSECURE")]
+    pub insecure: bool,
     /// Simulated browser tabs (one goose user and one Socket.IO connection each).
     #[arg(long, env = "LOADGEN_TABS", default_value_t = 100)]
     pub tabs: usize,
@@ -255,7 +262,59 @@ pub struct Config {
     pub log_level: String,
 }
 
+/// How the loadgen's clients verify TLS servers: `--ca-cert` read once, `--insecure`.
+#[derive(Debug, Clone, Default)]
+pub struct Tls {
+    pub ca_pem: Option<Vec<u8>>,
+    pub insecure: bool,
+}
+
+impl Tls {
+    /// The TLS connector of the tabs' Socket.IO clients.
+    pub fn connector(&self) -> Result<native_tls::TlsConnector, String> {
+        let mut b = native_tls::TlsConnector::builder();
+        if let Some(pem) = &self.ca_pem {
+            b.add_root_certificate(
+                native_tls::Certificate::from_pem(pem).map_err(|e| format!("--ca-cert: {e}"))?,
+            );
+        }
+        b.danger_accept_invalid_certs(self.insecure)
+            .danger_accept_invalid_hostnames(self.insecure);
+        b.build().map_err(|e| format!("TLS: {e}"))
+    }
+
+    /// `builder` trusting what this trusts.
+    pub fn http(&self, builder: reqwest::ClientBuilder) -> Result<reqwest::ClientBuilder, String> {
+        let mut builder = builder.danger_accept_invalid_certs(self.insecure);
+        if let Some(pem) = &self.ca_pem {
+            builder = builder.add_root_certificate(
+                reqwest::Certificate::from_pem(pem).map_err(|e| format!("--ca-cert: {e}"))?,
+            );
+        }
+        Ok(builder)
+    }
+}
+
 impl Config {
+    /// `--ca-cert` and `--insecure`, the certificate read and checked.
+    pub fn tls(&self) -> Result<Tls, String> {
+        let ca_pem = match &self.ca_cert {
+            Some(path) => {
+                let pem = std::fs::read(path)
+                    .map_err(|e| format!("--ca-cert {}: {e}", path.display()))?;
+                native_tls::Certificate::from_pem(&pem).map_err(|e| {
+                    format!("--ca-cert {}: not a PEM certificate: {e}", path.display())
+                })?;
+                Some(pem)
+            }
+            None => None,
+        };
+        Ok(Tls {
+            ca_pem,
+            insecure: self.insecure,
+        })
+    }
+
     /// When a second of the generator's counts as saturated.
     pub fn saturation_limits(&self) -> crate::saturation::Limits {
         crate::saturation::Limits {
@@ -424,8 +483,10 @@ impl Config {
             );
         }
         for host in &self.hosts {
-            if !host.starts_with("http://") {
-                return Err(format!("--host `{host}` must be an http:// URL"));
+            if !(host.starts_with("http://") || host.starts_with("https://")) {
+                return Err(format!(
+                    "--host `{host}` must be an http:// or https:// URL"
+                ));
             }
         }
         if self.actions_per_sec <= 0.0 {

@@ -49,6 +49,9 @@ pub async fn connect(run: &Arc<Run>, index: usize) -> Result<(), String> {
     for (k, v) in &c.headers {
         builder = builder.opening_header(k.as_str(), v.as_str());
     }
+    if let Some(tls) = &run.tls_connector {
+        builder = builder.tls_config(tls.clone());
+    }
     // One `on_any` callback for every named event: rust_socketio hands it the payload by
     // value, where an `on` callback gets a deep copy of it (and `on_any` is not called for
     // an event that has its own `on`). Connect, Error and Close reach only `on` callbacks.

@@ -51,6 +51,8 @@ pub struct Run {
     /// (ticket due -> request sent) lag of actions, µs.
     pub schedule_lag: Mutex<hdrhistogram::Histogram<u64>>,
     pub http: reqwest::Client,
+    /// The tabs' TLS connector, with `--ca-cert` or `--insecure` (none: the system's roots).
+    pub tls_connector: Option<native_tls::TlsConnector>,
     /// Receive spans, when traces are on.
     pub traces: Option<crate::traces::ReceiveSpans>,
     /// Keeps the embedded server running for the run.
@@ -75,10 +77,16 @@ impl Run {
     pub async fn setup(config: Config) -> Result<Run, RunError> {
         let seed = config.seed.unwrap_or_else(rand::random::<u64>);
         let run_id = seed % 100_000;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
+        let tls = config.tls().map_err(RunError::Setup)?;
+        let http = tls
+            .http(reqwest::Client::builder().timeout(Duration::from_secs(30)))
+            .map_err(RunError::Setup)?
             .build()
             .map_err(|e| RunError::Setup(format!("http client: {e}")))?;
+        let tls_connector = match (&tls.ca_pem, tls.insecure) {
+            (None, false) => None,
+            _ => Some(tls.connector().map_err(RunError::Setup)?),
+        };
         let (hosts, secret, server) = if config.hosts.is_empty() {
             let server = embedded::Embedded::start(config.inject_faults.clone()).await?;
             (
@@ -176,6 +184,7 @@ impl Run {
             })
             .collect();
         Ok(Run {
+            tls_connector,
             seed,
             run_id,
             hosts,

@@ -214,10 +214,17 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stopping, stopped) = watch::channel(false);
+    let tls = match (&state.config.tls_cert, &state.config.tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(crate::listen::tls_acceptor(cert, key).map_err(std::io::Error::other)?)
+        }
+        _ => None,
+    };
     let server = crate::listen::accept_until(
         listener,
         app(state.clone()),
         state.config.header_read_timeout,
+        tls,
         stopped,
     );
     let limit = state.config.shutdown_timeout;

@@ -101,6 +101,12 @@ pub struct ServerConfig {
     /// `30s`. Socket.IO long-polling is not timed by it.
     #[arg(long, env = "REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: std::time::Duration,
+    /// Serve HTTPS (and WebSocket over TLS) with this PEM certificate chain; needs --tls-key.
+    #[arg(long, env = "TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The PEM (PKCS#8) private key of --tls-cert.
+    #[arg(long, env = "TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
     /// How long a client may take to send a request's headers, and how long a keep-alive
     /// connection may stay idle between requests, before it is closed, e.g. `10s`.
     #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "30s", value_parser = parse_duration)]

@@ -71,7 +71,12 @@ fn announce_web_app(state: &AppState, addr: std::net::SocketAddr) {
     } else {
         addr.to_string()
     };
-    let url = format!("http://{host}/");
+    let scheme = if state.config.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let url = format!("{scheme}://{host}/");
     if state.config.dev_login {
         tracing::warn!("--dev-login is on: anyone who reaches this server can sign in as anyone");
     }

@@ -7,6 +7,8 @@
 //! [`shared_redis_url`]. With `CI` set they are required (a missing one fails the test);
 //! elsewhere a test without them is skipped with a note.
 
+pub mod tls;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -28,6 +28,8 @@ pub struct ConnectOptions {
     pub query: Vec<(String, String)>,
     /// How long the connect (to the namespace CONNECT) and an ack may take.
     pub timeout: Duration,
+    /// With `--ca-cert` or `--insecure` (none: the system's roots).
+    pub tls: Option<native_tls::TlsConnector>,
 }
 
 /// Every named event the tab hears: its name and arguments.
@@ -94,6 +96,9 @@ pub async fn connect(
     }
     for (k, v) in &o.headers {
         builder = builder.opening_header(k.as_str(), v.as_str());
+    }
+    if let Some(tls) = &o.tls {
+        builder = builder.tls_config(tls.clone());
     }
     builder = builder.on_any(move |event, payload, _| {
         // rust_socketio names an event called `message` Event::Message, not Custom.
@@ -228,6 +233,7 @@ mod tests {
                 ("v".into(), "1&2".into()),
             ],
             timeout: Duration::from_secs(1),
+            tls: None,
         };
         assert_eq!(
             socket_url(&o),

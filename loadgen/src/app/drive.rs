@@ -53,6 +53,7 @@ pub struct AppRun {
     next_seq: AtomicU64,
     expected: Vec<Expected>,
     pub http: reqwest::Client,
+    tls_connector: Option<native_tls::TlsConnector>,
     pub receipts: AtomicU64,
     pub foreign: AtomicU64,
     /// Expected events without a marker, and events no publisher expects, by name.
@@ -84,7 +85,8 @@ impl AppRun {
         url: String,
         run: u32,
         shard: Shard,
-    ) -> Self {
+        tls: &crate::config::Tls,
+    ) -> Result<Self, String> {
         let tabs = plan
             .tabs
             .iter()
@@ -106,11 +108,16 @@ impl AppRun {
         // 2030-01-01 plus up to ~11 years of days, by the run nonce; a publish's slot is its
         // seq's minute from there.
         let slot_base_s = 1_893_456_000 + i64::from(run % 4096) * 86_400;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
+        let http = tls
+            .http(reqwest::Client::builder().timeout(Duration::from_secs(30)))?
             .build()
-            .expect("a TLS-free HTTP client builds");
-        Self {
+            .map_err(|e| format!("http client: {e}"))?;
+        let tls_connector = match (&tls.ca_pem, tls.insecure) {
+            (None, false) => None,
+            _ => Some(tls.connector()?),
+        };
+        Ok(Self {
+            tls_connector,
             file,
             csv,
             plan,
@@ -137,7 +144,7 @@ impl AppRun {
             verdict: std::sync::OnceLock::new(),
             metrics: Mutex::new(None),
             slot_base_s,
-        }
+        })
     }
 
     fn vars(&self, index: usize) -> TabVars<'_> {
@@ -210,6 +217,7 @@ impl AppRun {
             headers: plan.headers.clone(),
             query: plan.query.clone(),
             timeout: TIMEOUT,
+            tls: self.tls_connector.clone(),
         };
         let heard = self.clone();
         let dropped = self.clone();

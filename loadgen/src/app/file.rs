@@ -530,12 +530,10 @@ fn share(v: f64) -> Result<(), String> {
 }
 
 fn check_url(url: &str) -> Result<(), String> {
-    if url.starts_with("https://") {
-        return Err("https:// is not supported yet: this build's tab and REST clients have no TLS (use http://)".into());
-    }
     let rest = url
         .strip_prefix("http://")
-        .ok_or("must start with http://")?;
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or("must start with http:// or https://")?;
     if rest.is_empty() || rest.starts_with('/') {
         return Err("has no host".into());
     }
@@ -622,7 +620,10 @@ publishers:
         let e = refused(&GOOD.replace("tab-{tab}", "tab-{tabb}"));
         assert!(e.contains("auth: unknown placeholder `{tabb}`"), "{e}");
         let e = refused(&GOOD.replace("name: chat", "name: chat\ntarget: { url: \"ws://x\" }"));
-        assert!(e.contains("target.url: must start with http://"), "{e}");
+        assert!(
+            e.contains("target.url: must start with http:// or https://"),
+            "{e}"
+        );
         let e = refused(&GOOD.replace("marker: text", "marker: \"a..b\""));
         assert!(e.contains("publishers[0].expect.marker"), "{e}");
         let e = refused(&GOOD.replace("name: \"room-{n}\", count: 5", "name: room, count: 5"));

@@ -124,7 +124,9 @@ pub async fn run(config: Config) -> Result<Outcome, RunError> {
             rate: planned.rate,
         })
         .collect();
-    let mut app_run = AppRun::new(file, csv, plan, url.clone(), nonce, shard);
+    let tls = config.tls().map_err(RunError::Setup)?;
+    let mut app_run =
+        AppRun::new(file, csv, plan, url.clone(), nonce, shard, &tls).map_err(RunError::Setup)?;
     app_run.stages = config.stages.clone();
     let run = Arc::new(app_run);
     let generator = Arc::new(saturation::Watch::default());

@@ -4,18 +4,24 @@
 // posted over HTTP (POST /boards/:id/notes {text}) and reach the board's room as
 // `note {board, items: [{text, at}]}`; a `shout` (a bare string) reaches every other socket
 // as `shouted` ("<user>: <text>"). No seq, no log. It loads socket.io from the folder named
-// by SOCKET_IO_FROM (an example's node_modules), and prints `listening on URL`.
+// by SOCKET_IO_FROM (an example's node_modules), and prints `listening on URL`. With TLS_CERT
+// and TLS_KEY (PEM files) it serves HTTPS and WebSocket over TLS instead.
 //
 //   SOCKET_IO_FROM=examples/chat-server node notes-server.mjs 0
 
-import { createServer } from "node:http";
+import { readFileSync } from "node:fs";
+import { createServer as createHttp } from "node:http";
+import { createServer as createHttps } from "node:https";
 import { createRequire } from "node:module";
 import path from "node:path";
 
 const from = path.resolve(process.env.SOCKET_IO_FROM ?? ".");
 const { Server } = createRequire(path.join(from, "package.json"))("socket.io");
 
-const httpServer = createServer((req, res) => {
+const tls = process.env.TLS_CERT
+  ? { cert: readFileSync(process.env.TLS_CERT), key: readFileSync(process.env.TLS_KEY) }
+  : null;
+const handler = (req, res) => {
   const match = /^\/boards\/([\w-]+)\/notes$/.exec(req.url ?? "");
   if (req.method !== "POST" || !match) {
     res.writeHead(404, { "content-type": "application/json" });
@@ -43,7 +49,8 @@ const httpServer = createServer((req, res) => {
     res.writeHead(201, { "content-type": "application/json" });
     res.end(JSON.stringify({ ok: true }));
   });
-});
+};
+const httpServer = tls ? createHttps(tls, handler) : createHttp(handler);
 
 const io = new Server(httpServer, { path: "/rt", cors: { origin: "*" } });
 const live = io.of("/live");
@@ -71,7 +78,8 @@ live.on("connection", (socket) => {
 });
 
 httpServer.listen(Number(process.argv[2] ?? 0), "127.0.0.1", () => {
-  console.log(`listening on http://127.0.0.1:${httpServer.address().port}`);
+  const scheme = tls ? "https" : "http";
+  console.log(`listening on ${scheme}://127.0.0.1:${httpServer.address().port}`);
 });
 for (const signal of ["SIGINT", "SIGTERM"]) {
   process.on(signal, () => {

@@ -388,25 +388,23 @@ async fn stages_open_and_close_an_apps_tabs_and_account_for_every_delivery() {
     assert_matches_schema(&as_json(&r));
 }
 
-/// A third app, written for no example (tests/apps/notes-server.mjs): its own path and
-/// namespace, auth from a CSV, a header and a query the app insists on, joins by an acked
-/// `subscribe` with an object, HTTP publishes to a templated path, a marker in an array, and a
-/// bare-string broadcast to every other socket. Its ~25-line file gets the full verdict; a
-/// shout is owed to exactly every other tab.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_app_the_examples_do_not_cover_is_verified_from_a_short_file() {
+/// The notes app on a free port (over TLS with `tls`), and its base URL.
+async fn start_notes(tls: Option<&testkit::tls::TlsFiles>) -> Option<(Child, String)> {
     if !testkit::node_package_installed("examples/chat-server", "socket.io") {
-        return;
+        return None;
     }
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/apps");
-    let mut app = Command::new("node")
+    let mut command = Command::new("node");
+    command
         .arg(dir.join("notes-server.mjs"))
         .arg("0")
         .env("SOCKET_IO_FROM", example("chat-server"))
         .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node starts");
+        .kill_on_drop(true);
+    if let Some(t) = tls {
+        command.env("TLS_CERT", &t.cert).env("TLS_KEY", &t.key);
+    }
+    let mut app = command.spawn().expect("node starts");
     let mut lines = BufReader::new(app.stdout.take().unwrap()).lines();
     let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
         .await
@@ -418,7 +416,62 @@ async fn an_app_the_examples_do_not_cover_is_verified_from_a_short_file() {
         .unwrap()
         .trim()
         .to_string();
-    let file = dir.join("notes.yaml").display().to_string();
+    Some((app, url))
+}
+
+fn notes_file() -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/apps/notes.yaml")
+        .display()
+        .to_string()
+}
+
+/// An app over TLS (wss:// and https://, a certificate of the test's own CA): verified with
+/// `--ca-cert`, refused without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_over_tls_is_verified_with_its_ca_and_refused_without() {
+    let dir = testkit::scratch_dir("app-tls");
+    let tls = testkit::tls::tls_files(&dir);
+    let Some((mut app, url)) = start_notes(Some(&tls)).await else {
+        return;
+    };
+    assert!(url.starts_with("https://"), "{url}");
+    let file = notes_file();
+    let ca = tls.ca_cert.display().to_string();
+    let base = [
+        "--app", &file, "--host", &url, "--tabs", "12", "--seed", "4",
+    ];
+    let r = run(&[&base[..], &["--duration", "3s", "--ca-cert", &ca]].concat())
+        .await
+        .report;
+    assert!(r.passed(), "{}", r.summary());
+    assert!(
+        r.by_event_type["note"].delivery.delivered > 0,
+        "{}",
+        r.summary()
+    );
+    let untrusted =
+        tokio::time::timeout(crate::RUN_LIMIT, booking_loadgen::run(crate::config(&base)))
+            .await
+            .expect("the run ends in time");
+    let _ = app.kill().await;
+    let e = untrusted
+        .err()
+        .expect("an untrusted certificate was accepted");
+    assert!(e.to_string().contains("no tab could connect"), "{e}");
+}
+
+/// A third app, written for no example (tests/apps/notes-server.mjs): its own path and
+/// namespace, auth from a CSV, a header and a query the app insists on, joins by an acked
+/// `subscribe` with an object, HTTP publishes to a templated path, a marker in an array, and a
+/// bare-string broadcast to every other socket. Its ~25-line file gets the full verdict; a
+/// shout is owed to exactly every other tab.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_the_examples_do_not_cover_is_verified_from_a_short_file() {
+    let Some((mut app, url)) = start_notes(None).await else {
+        return;
+    };
+    let file = notes_file();
     let base = [
         "--app", &file, "--host", &url, "--tabs", "30", "--seed", "3",
     ];

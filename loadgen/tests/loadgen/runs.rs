@@ -401,3 +401,52 @@ async fn booking_tabs_take_the_transport_header_query_and_namespace_flags() {
         Err(e) => assert!(!e.to_string().is_empty()),
     }
 }
+
+/// The reference server over TLS (`--tls-cert`, `--tls-key`, a certificate of the test's own
+/// CA): the booking workload runs over wss:// and https:// with nothing lost, and a generator
+/// that trusts neither the CA nor anything cannot even set up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_booking_workload_runs_over_tls() {
+    let dir = testkit::scratch_dir("booking-tls");
+    let tls = testkit::tls::tls_files(&dir);
+    let mut server = booking_server::ServerConfig::defaults_for("sqlite::memory:");
+    server.auth_secret = Some("tls-secret".into());
+    server.tls_cert = Some(tls.cert.clone());
+    server.tls_key = Some(tls.key.clone());
+    let state = booking_server::AppState::new(server).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = format!("https://{}", listener.local_addr().unwrap());
+    tokio::spawn(booking_server::serve(
+        listener,
+        state,
+        std::future::pending(),
+    ));
+    let ca = tls.ca_cert.display().to_string();
+    let base = [
+        "--host",
+        &host,
+        "--auth-secret",
+        "tls-secret",
+        "--tabs",
+        "12",
+        "--seed",
+        "5",
+    ];
+    // goose's REST actors take no CA of ours: --insecure for them, --ca-cert for the rest.
+    let flags = ["--duration", "3s", "--ca-cert", &ca, "--insecure"];
+    let over_tls = run(&[&base[..], &flags].concat()).await;
+    let r = &over_tls.report;
+    assert!(over_tls.passed(), "{}", r.summary());
+    assert!(
+        r.delivery.owed > 0 && r.actions.created > 0,
+        "{}",
+        r.summary()
+    );
+    let untrusted = tokio::time::timeout(RUN_LIMIT, booking_loadgen::run(config(&base)))
+        .await
+        .expect("the run ends in time");
+    let e = untrusted
+        .err()
+        .expect("an untrusted certificate was accepted");
+    assert!(!e.to_string().is_empty());
+}
