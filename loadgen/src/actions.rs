@@ -234,21 +234,9 @@ impl Actor {
     }
 }
 
-/// RFC 3339 of an hour since the epoch (UTC), plus `minute`, without a date library.
+/// RFC 3339 of an hour since the epoch (UTC), plus `minute`.
 fn instant_at(hour: i64, minute: u32) -> String {
-    let days = hour.div_euclid(24);
-    let h = hour.rem_euclid(24);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{h:02}:{minute:02}:00Z")
+    crate::latency::rfc3339(hour * 3600 + i64::from(minute) * 60)
 }
 
 fn instant(hour: i64) -> String {

@@ -479,12 +479,7 @@ impl Baseline {
             .map(|r| r.gate_in(&self.report, report, self.stage))
             .collect();
         report.gates.extend(gates);
-        report.verdict = if report.gates.iter().all(|g| g.passed) {
-            "pass"
-        } else {
-            "fail"
-        }
-        .to_string();
+        report.decide();
     }
 }
 

@@ -625,7 +625,6 @@ async fn verify_and_report(
     if let Some(f) = &fault {
         gates.extend(fault_gates(run.config.scenario, f));
     }
-    let passed = gates.iter().all(|g| g.passed);
     let by_event_type = BookingEventKind::ALL
         .iter()
         .enumerate()
@@ -672,8 +671,8 @@ async fn verify_and_report(
         .as_ref()
         .map(|server| faults_from_metrics(&server.metrics()))
         .unwrap_or_default();
-    Ok(Report {
-        verdict: if passed { "pass" } else { "fail" }.to_string(),
+    let mut report = Report {
+        verdict: String::new(),
         tabs: run.tabs.len() as u64,
         tabs_connected: Stats::get(&s.tabs_connected),
         tabs_joined: Stats::get(&s.tabs_joined),
@@ -720,7 +719,9 @@ async fn verify_and_report(
         histograms,
         stages,
         app: None,
-    })
+    };
+    report.decide();
+    Ok(report)
 }
 
 /// The by-client rows: the generator's protocol tabs, and the browser pages when there are.

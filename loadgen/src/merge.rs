@@ -256,12 +256,7 @@ pub fn merge_with(
         .enumerate()
         .map(|(i, gate)| rejudge(gate, i, reports, &out))
         .collect();
-    out.verdict = if out.gates.iter().all(|g| g.passed) {
-        "pass"
-    } else {
-        "fail"
-    }
-    .to_string();
+    out.decide();
     Ok(out)
 }
 

@@ -325,7 +325,11 @@ pub async fn serve(
 /// The generator's own load (see `saturation`): its last second, and its saturated seconds.
 fn generator_lines(out: &mut String, run: &Run) {
     let last = run.generator.last().unwrap_or_default();
-    let saturated = run.generator_report().saturated_s;
+    generator_load(out, last, run.generator_report().saturated_s);
+}
+
+/// The generator's last sampled second, and the seconds it was saturated so far.
+pub(crate) fn generator_load(out: &mut String, last: crate::saturation::Sample, saturated: u64) {
     head(
         out,
         GENERATOR_CPU,

@@ -408,6 +408,17 @@ impl Report {
         self.verdict == "pass"
     }
 
+    /// Sets the verdict from the gates: the one place it is decided ("pass" when every gate
+    /// passed). Whoever adds or judges gates again (a baseline, `loadgen merge`) calls it.
+    pub fn decide(&mut self) {
+        self.verdict = if self.gates.iter().all(|g| g.passed) {
+            "pass"
+        } else {
+            "fail"
+        }
+        .to_string();
+    }
+
     /// The summary printed at the end of a run.
     pub fn summary(&self) -> String {
         let mut out = String::new();

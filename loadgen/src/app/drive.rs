@@ -428,8 +428,8 @@ impl AppRun {
             "marker" => Some(mark.clone()),
             "seq" => Some(seq.to_string()),
             "peer" => Some(peer.to_string()),
-            "start" => Some(rfc3339(start)),
-            "end" => Some(rfc3339(start + 60)),
+            "start" => Some(crate::latency::rfc3339(start)),
+            "end" => Some(crate::latency::rfc3339(start + 60)),
             k => vars.get(k),
         };
         let rooms = match &p.expect.rooms {
@@ -555,28 +555,6 @@ fn peer_of(index: usize, ticket: usize, tabs: usize) -> usize {
     (index + 1 + ticket.wrapping_mul(7_919) % (tabs - 1)) % tabs
 }
 
-/// Unix seconds as RFC 3339 UTC (`2030-01-01T00:00:00Z`).
-pub fn rfc3339(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (proleptic Gregorian).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 /// Waits until `at`.
 pub async fn until(at: Instant) {
     tokio::time::sleep_until(at.into()).await;
@@ -595,12 +573,5 @@ mod tests {
             }
         }
         assert_eq!(peer_of(0, 3, 1), 0);
-    }
-
-    #[test]
-    fn slots_are_written_in_rfc3339() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_893_456_000), "2030-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400 + 3_723), "2000-02-29T01:02:03Z");
     }
 }

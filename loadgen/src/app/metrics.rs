@@ -18,8 +18,8 @@ use hdrhistogram::Histogram;
 use super::drive::AppRun;
 use crate::latency::histogram;
 use crate::metrics::{
-    ACTION_LATENCY, ACTIONS, DELIVERIES, FANOUT, GENERATOR_CPU, GENERATOR_LAG, TABS_CONNECTED,
-    TABS_JOINED, head, histogram_lines, with_label,
+    ACTION_LATENCY, ACTIONS, DELIVERIES, FANOUT, TABS_CONNECTED, TABS_JOINED, generator_load, head,
+    histogram_lines, with_label,
 };
 use crate::saturation::Watch;
 
@@ -28,6 +28,7 @@ use crate::saturation::Watch;
 pub struct Scraped {
     pub run: Arc<AppRun>,
     pub generator: Arc<Watch>,
+    pub limits: crate::saturation::Limits,
 }
 
 /// The Prometheus text exposition of the run now.
@@ -141,21 +142,10 @@ pub fn render(s: &Scraped) -> String {
         }
     }
     histogram_lines(&mut out, ACTION_LATENCY, "", &action);
-    let g = s.generator.last().unwrap_or_default();
-    head(
-        &mut out,
-        GENERATOR_CPU,
-        "gauge",
-        "The generator's CPU in its last second, as a share of the cores it may use",
-    );
-    let _ = writeln!(out, "{GENERATOR_CPU} {}", g.cpu_share);
-    head(
-        &mut out,
-        GENERATOR_LAG,
-        "gauge",
-        "How late a 10 ms timer on the generator's runtime fired, worst of its last second",
-    );
-    let _ = writeln!(out, "{GENERATOR_LAG} {}", g.lag_ms / 1e3);
+    let samples = s.generator.samples_since(None);
+    let saturated = crate::saturation::summarize(&samples, s.limits, crate::saturation::cores());
+    let last = s.generator.last().unwrap_or_default();
+    generator_load(&mut out, last, saturated.saturated_s);
     if run.shard.count > 1 {
         out = with_label(&out, "shard", &run.shard.to_string());
     }

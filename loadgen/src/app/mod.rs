@@ -138,6 +138,7 @@ pub async fn run(config: Config) -> Result<Outcome, RunError> {
         let scraped = metrics::Scraped {
             run: run.clone(),
             generator: generator.clone(),
+            limits: config.saturation_limits(),
         };
         let server = metrics::serve(addr, scraped)
             .await
@@ -284,12 +285,7 @@ async fn finish(
     if let Some(b) = &baseline {
         b.judge(&mut report);
     }
-    report.verdict = if report.gates.iter().all(|g| g.passed) {
-        "pass"
-    } else {
-        "fail"
-    }
-    .to_string();
+    report.decide();
     if shard.count > 1
         && let Some(app) = &mut report.app
     {
