@@ -457,8 +457,6 @@ impl Config {
     fn validate_app(&self) -> Result<(), String> {
         let not_yet = [
             ("--browser-tabs", self.browser_tabs > 0),
-            ("--churn", self.churn.is_some()),
-            ("--storm-at", self.storm_at.is_some()),
             ("--scenario", self.scenario != Scenario::None),
             ("--inject-faults", self.inject_faults.is_some()),
             ("--auth-secret", self.auth_secret.is_some()),

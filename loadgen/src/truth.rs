@@ -110,15 +110,22 @@ pub struct Membership {
     pub leave_sent_us: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub out_us: Option<i64>,
+    /// It ended because the connection dropped (not by a leave): from then on, until a new
+    /// membership of the room takes over, what it is owed is missed while disconnected.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dropped: bool,
 }
 
 impl Membership {
     /// Where a publish sent at `sent` finds the tab: owed, grey (a join or a leave in
-    /// flight), or not in the room.
+    /// flight), down (its connection had dropped), or not in the room.
     fn state_at(&self, sent: i64) -> Option<State> {
         if let Some(left) = self.leave_sent_us
             && left <= sent
         {
+            if self.dropped {
+                return self.in_us.map(|_| State::Down);
+            }
             return match self.out_us {
                 Some(out) if out <= sent => None,
                 _ => Some(State::Grey),
@@ -144,8 +151,9 @@ pub struct TabRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub left_us: Option<i64>,
     pub memberships: Vec<Membership>,
-    /// When its connection dropped (the generator did not close it).
-    pub dropped_us: Option<i64>,
+    /// When its connection was down: (dropped, back; none: never back).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub down: Vec<(i64, Option<i64>)>,
     /// Receipts of this run's markers, in arrival order: (publish seq, when).
     pub receipts: Vec<(u64, i64)>,
 }
@@ -222,6 +230,7 @@ pub struct Judged {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum State {
+    Down,
     Grey,
     Owed,
 }
@@ -279,7 +288,11 @@ pub fn judge(
     for p in publishes.iter().filter(|p| p.ok) {
         let mut audience: BTreeMap<usize, State> = BTreeMap::new();
         if p.audience == Audience::Sender {
-            audience.insert(p.tab, State::Owed);
+            let down = tabs[p.tab]
+                .down
+                .iter()
+                .any(|&(from, until)| from <= p.sent_us && until.is_none_or(|u| p.sent_us < u));
+            audience.insert(p.tab, if down { State::Down } else { State::Owed });
         } else {
             for room in &p.rooms {
                 for &(t, m) in members.get(room.as_str()).into_iter().flatten() {
@@ -306,6 +319,10 @@ pub fn judge(
                 }
                 continue;
             }
+            if state == State::Down && got.is_none() {
+                j.missed_disconnected += 1;
+                continue;
+            }
             match got {
                 Some((n, at)) => {
                     counts.owed += 1;
@@ -316,9 +333,6 @@ pub fn judge(
                     let _ = j.fanout_by_publisher[p.publisher].record(us);
                     first = Some(first.map_or(at, |f| f.min(at)));
                     last = Some(last.map_or(at, |l| l.max(at)));
-                }
-                None if tabs[t].dropped_us.is_some_and(|d| d <= p.sent_us) => {
-                    j.missed_disconnected += 1;
                 }
                 None => {
                     counts.owed += 1;
@@ -418,7 +432,41 @@ mod tests {
             in_us,
             leave_sent_us: None,
             out_us: None,
+            dropped: false,
         }
+    }
+
+    #[test]
+    fn after_a_drop_the_tab_misses_apart_until_its_new_join_makes_it_owed_again() {
+        let before = Membership {
+            leave_sent_us: Some(100),
+            out_us: Some(100),
+            dropped: true,
+            ..member("r", 0, Some(10))
+        };
+        let again = member("r", 150, Some(160));
+        let tabs = vec![TabRecord {
+            memberships: vec![before, again],
+            down: vec![(100, Some(150))],
+            receipts: vec![(1, 60), (4, 210)],
+            ..TabRecord::default()
+        }];
+        let publishes = [
+            publish(1, 1, 50, Audience::Room),
+            publish(2, 1, 120, Audience::Room),
+            publish(3, 1, 155, Audience::Room),
+            publish(4, 1, 200, Audience::Room),
+            publish(5, 1, 210, Audience::Room),
+        ];
+        let j = judge(&publishes, &tabs, 1, false);
+        // 1 and 4 delivered, 5 lost (in the room again), 2 missed while down, 3 grey.
+        assert_eq!((j.total.owed, j.total.delivered, j.total.lost), (3, 2, 1));
+        assert_eq!((j.missed_disconnected, j.grey), (1, 1));
+        let sender_down = judge(&[publish(6, 0, 120, Audience::Sender)], &tabs, 1, false);
+        assert_eq!(
+            (sender_down.missed_disconnected, sender_down.total.owed),
+            (1, 0)
+        );
     }
 
     #[test]
@@ -484,9 +532,14 @@ mod tests {
             },
             // 3: in the room, dropped at 105: misses 2 and 3 while down, got 1.
             TabRecord {
-                memberships: vec![member("r", 5, Some(10))],
+                memberships: vec![Membership {
+                    leave_sent_us: Some(105),
+                    out_us: Some(105),
+                    dropped: true,
+                    ..member("r", 5, Some(10))
+                }],
                 receipts: vec![(1, 104)],
-                dropped_us: Some(105),
+                down: vec![(105, None)],
                 ..TabRecord::default()
             },
         ];

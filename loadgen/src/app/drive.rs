@@ -26,6 +26,8 @@ pub struct AppTab {
     client: tokio::sync::Mutex<Option<Box<dyn TabClient>>>,
     /// Set before the generator closes the connection itself: a close then is no drop.
     closing: AtomicBool,
+    /// Which connection is current: a drop reported by an older one is ignored.
+    generation: AtomicU64,
     pub record: Mutex<TabRecord>,
 }
 
@@ -65,7 +67,10 @@ pub struct AppRun {
     pub tabs_joined: AtomicU64,
     /// Tabs closed by `--stages`.
     pub tabs_left: AtomicU64,
-    /// `--stages` tickets of emit publishers with no tab open to send them.
+    /// Connections the other side closed or lost, and tabs back after a drop or a cut.
+    pub drops: AtomicU64,
+    pub reconnects: AtomicU64,
+    /// Tickets of emit publishers with no tab open to send them (`--stages`, a tab down).
     pub skipped: AtomicU64,
     /// `--stages`, when the run is shaped by them.
     pub stages: Option<crate::stages::Stages>,
@@ -93,6 +98,7 @@ impl AppRun {
             .map(|_| AppTab {
                 client: tokio::sync::Mutex::new(None),
                 closing: AtomicBool::new(false),
+                generation: AtomicU64::new(0),
                 record: Mutex::new(TabRecord::default()),
             })
             .collect();
@@ -139,6 +145,8 @@ impl AppRun {
             tabs_connected: AtomicU64::new(0),
             tabs_joined: AtomicU64::new(0),
             tabs_left: AtomicU64::new(0),
+            drops: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
             stages: None,
             verdict: std::sync::OnceLock::new(),
@@ -222,10 +230,11 @@ impl AppRun {
         let heard = self.clone();
         let dropped = self.clone();
         let connecting_us = now_us();
+        let generation = self.tabs[index].generation.fetch_add(1, Ordering::SeqCst) + 1;
         let connected = client::connect(
             &options,
             Arc::new(move |event, args| heard.heard(index, event, args)),
-            Arc::new(move |why| dropped.dropped(index, &why)),
+            Arc::new(move |why| dropped.dropped(index, generation, &why)),
         )
         .await;
         let client = match connected {
@@ -237,8 +246,18 @@ impl AppRun {
         };
         let tab = &self.tabs[index];
         let connected_us = now_us();
-        tab.record.lock().expect("poisoned").connected_us = Some(connected_us);
-        self.tabs_connected.fetch_add(1, Ordering::Relaxed);
+        let first = {
+            let mut record = tab.record.lock().expect("poisoned");
+            if let Some((_, back)) = record.down.last_mut()
+                && back.is_none()
+            {
+                *back = Some(connected_us);
+            }
+            record.connected_us.get_or_insert(connected_us) == &connected_us
+        };
+        if first {
+            self.tabs_connected.fetch_add(1, Ordering::Relaxed);
+        }
         let settle = self.file.settle.as_micros() as i64;
         let mut ok = true;
         for room in &plan.rooms {
@@ -251,6 +270,7 @@ impl AppRun {
                     in_us: Some(connected_us + settle),
                     leave_sent_us: None,
                     out_us: None,
+                    dropped: false,
                 },
                 JoinedBy::Tab => {
                     let (sent, answer) = self
@@ -266,6 +286,7 @@ impl AppRun {
                         in_us: answer.ok(),
                         leave_sent_us: None,
                         out_us: None,
+                        dropped: false,
                     }
                 }
             };
@@ -278,9 +299,11 @@ impl AppRun {
         *tab.client.lock().await = Some(client);
         if ok {
             let mut record = tab.record.lock().expect("poisoned");
-            let last = record.memberships.iter().filter_map(|m| m.in_us).max();
-            record.joined_us = Some(last.unwrap_or(connected_us));
-            self.tabs_joined.fetch_add(1, Ordering::Relaxed);
+            if record.joined_us.is_none() {
+                let last = record.memberships.iter().filter_map(|m| m.in_us).max();
+                record.joined_us = Some(last.unwrap_or(connected_us));
+                self.tabs_joined.fetch_add(1, Ordering::Relaxed);
+            }
         }
         ok
     }
@@ -375,21 +398,84 @@ impl AppRun {
         self.tabs[index].client.lock().await.is_some()
     }
 
-    fn dropped(&self, index: usize, why: &str) {
+    /// Connection `generation` of tab `index` was closed or lost by the other side: the tab
+    /// is out of its rooms from now on, and reconnects.
+    fn dropped(self: &Arc<Self>, index: usize, generation: u64, why: &str) {
         let tab = &self.tabs[index];
-        if tab.closing.load(Ordering::Relaxed) {
+        if tab.closing.load(Ordering::Relaxed)
+            || tab.generation.load(Ordering::SeqCst) != generation
+        {
             return;
         }
+        tracing::info!(tab = index, why, "connection dropped");
+        self.drops.fetch_add(1, Ordering::Relaxed);
+        self.go_down(index);
+        let run = self.clone();
+        tokio::spawn(async move { run.reconnect(index).await });
+    }
+
+    /// The tab's connection is gone (dropped, or cut by churn): its memberships end now, as
+    /// a drop, and it is down until it reconnects.
+    fn go_down(&self, index: usize) {
+        let tab = &self.tabs[index];
+        tab.generation.fetch_add(1, Ordering::SeqCst);
+        let now = now_us();
         let mut record = tab.record.lock().expect("poisoned");
-        if record.dropped_us.is_none() {
-            tracing::info!(tab = index, why, "connection dropped");
-            record.dropped_us = Some(now_us());
+        record.down.push((now, None));
+        for m in record
+            .memberships
+            .iter_mut()
+            .filter(|m| m.leave_sent_us.is_none())
+        {
+            m.leave_sent_us = Some(now);
+            m.out_us = Some(now);
+            m.dropped = true;
+        }
+    }
+
+    /// Cuts tab `index`'s connection as a lost network would (`--churn`, `--storm-at`), then
+    /// lets it reconnect; false when it was not open.
+    pub async fn cut(self: &Arc<Self>, index: usize) -> bool {
+        let tab = &self.tabs[index];
+        let Some(client) = tab.client.lock().await.take() else {
+            return false;
+        };
+        self.go_down(index);
+        client.disconnect().await;
+        let run = self.clone();
+        tokio::spawn(async move { run.reconnect(index).await });
+        true
+    }
+
+    /// Reconnects tab `index` like socket.io-client: 0.5 s doubling to 5 s between attempts,
+    /// jittered, until it is back or the run ends; then it rejoins its rooms.
+    async fn reconnect(self: Arc<Self>, index: usize) {
+        let tab = &self.tabs[index];
+        let _ = tab.client.lock().await.take();
+        let mut delay = Duration::from_millis(500);
+        loop {
+            let jitter = 0.5 + rand::random::<f64>();
+            tokio::time::sleep(delay.mul_f64(jitter)).await;
+            if tab.closing.load(Ordering::Relaxed) {
+                return;
+            }
+            if self.open_tab(index).await {
+                self.reconnects.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            delay = (delay * 2).min(Duration::from_secs(5));
         }
     }
 
     /// Sends ticket `ticket` of publisher `publisher` from tab `index`.
     pub async fn publish(self: &Arc<Self>, publisher: usize, index: usize, ticket: usize) {
         let p = &self.file.publishers[publisher];
+        // An emit needs the tab's connection: a tab down (dropped, cut, not yet back) skips
+        // its ticket, counted, as a page offline would not send.
+        if p.emit.is_some() && self.tabs[index].client.lock().await.is_none() {
+            self.skipped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let family = self
             .file
             .rooms

@@ -17,6 +17,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use rand::{Rng, SeedableRng};
+
 use crate::config::Config;
 use crate::error::RunError;
 use crate::latency::now_us;
@@ -195,6 +197,7 @@ pub async fn run(config: Config) -> Result<Outcome, RunError> {
 
     let actions_start = Instant::now();
     let actions_us = now_us();
+    let cutting = cut_tabs(&run, &config, actions_start);
     let mut tasks = Vec::new();
     for handle in publish_all(&run, config.duration) {
         if let Ok(mut done) = handle.await {
@@ -202,6 +205,9 @@ pub async fn run(config: Config) -> Result<Outcome, RunError> {
         }
     }
     let window_end = Instant::now();
+    for task in cutting {
+        task.abort();
+    }
     // A publish still waiting for its answer past the window gets the timeout, no more.
     let _ = tokio::time::timeout(drive::TIMEOUT, futures_util::future::join_all(tasks)).await;
     tokio::time::sleep(config.settle).await;
@@ -386,6 +392,40 @@ fn staged(
     tasks
 }
 
+/// `--churn` (cut that many random open tabs a second) and `--storm-at` (cut every tab at
+/// once, that long after publishing starts): each cut tab reconnects and rejoins its rooms.
+fn cut_tabs(
+    run: &Arc<AppRun>,
+    config: &Config,
+    start: Instant,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let own: Vec<usize> = (0..run.tabs.len()).filter(|i| run.shard.owns(*i)).collect();
+    let mut tasks = Vec::new();
+    if let Some(rate) = config.churn {
+        let (run, own) = (run.clone(), own.clone());
+        let mut rng = rand::rngs::StdRng::seed_from_u64(config.seed.unwrap_or(0) ^ 0xc4);
+        tasks.push(tokio::spawn(async move {
+            let every = Duration::from_secs_f64(1.0 / rate);
+            loop {
+                tokio::time::sleep(every).await;
+                let tab = own[rng.random_range(0..own.len())];
+                run.cut(tab).await;
+            }
+        }));
+    }
+    if let Some(at) = config.storm_at {
+        let run = run.clone();
+        tasks.push(tokio::spawn(async move {
+            drive::until(start + at).await;
+            eprintln!("[storm] every tab drops and reconnects");
+            for tab in own {
+                run.cut(tab).await;
+            }
+        }));
+    }
+    tasks
+}
+
 /// `pairs` with each of `over` in place of the pair of the same name (for headers, in any
 /// case), or added.
 fn overlay(pairs: &mut Vec<(String, String)>, over: &[(String, String)], any_case: bool) {
@@ -493,6 +533,8 @@ fn base_report(run: &AppRun, path: &Path, log: &AppLog, window: f64) -> Report {
         tabs,
         tabs_connected: run.tabs_connected.load(Ordering::Relaxed),
         tabs_joined: run.tabs_joined.load(Ordering::Relaxed),
+        reconnects: run.reconnects.load(Ordering::Relaxed),
+        drops: run.drops.load(Ordering::Relaxed),
         duration_s: window,
         hosts: vec![run.url.clone()],
         actions: crate::report::Actions {

@@ -578,3 +578,41 @@ async fn an_app_run_serves_its_metrics_under_the_dashboards_names() {
         Some(report.delivery.delivered as f64)
     );
 }
+
+/// `--churn` and `--storm-at` cut tabs' connections: each reconnects with backoff and rejoins,
+/// what it is owed while down is counted apart, and once back in its rooms it is owed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cut_tabs_reconnect_rejoin_and_count_what_they_missed_apart() {
+    let Some((mut app, url)) = start("chat-server", "0").await else {
+        return;
+    };
+    let r = run(&[
+        "--app",
+        &app_file("chat-server"),
+        "--host",
+        &url,
+        "--tabs",
+        "24",
+        "--duration",
+        "6s",
+        "--seed",
+        "12",
+        "--churn",
+        "3",
+        "--storm-at",
+        "2s",
+    ])
+    .await
+    .report;
+    let _ = app.kill().await;
+    assert!(r.passed(), "{}", r.summary());
+    let a = r.app.as_ref().unwrap();
+    // The storm alone cut all 24; each came back.
+    assert!(r.reconnects >= 24, "{}", r.summary());
+    assert!(a.missed_while_disconnected > 0, "{}", r.summary());
+    assert!(
+        r.delivery.owed > 0 && r.delivery.lost == 0,
+        "{}",
+        r.summary()
+    );
+}
