@@ -51,8 +51,8 @@ use fault::Scenario;
 use latency::{Percentiles, histogram, now_us};
 use plan::ROOM_CLASSES;
 use report::{
-    Actions, Breakdown, ClientRow, Examples, FaultReport, Gate, LatencyReport, Memory, Report,
-    Throughput,
+    Actions, Breakdown, ClientRow, Examples, FaultReport, Gate, GateKind, LatencyReport, Memory,
+    Report, Throughput,
 };
 use run::Run;
 use stats::{Action, Stats, UNAVAILABLE};
@@ -609,18 +609,20 @@ async fn verify_and_report(
     if let Some(b) = &browser {
         gates.insert(
             1,
-            Gate::at_least(
-                "browser tabs joined",
+            Gate::of(
+                GateKind::BrowserTabsJoined,
                 run.config.browser_tabs as f64,
                 b.joined as f64,
+                None,
             ),
         );
     }
     let by_client = by_client(run, protocol, &latency, browser);
-    gates.push(Gate::at_most(
-        "acked writes not in log",
+    gates.push(Gate::of(
+        GateKind::AckedWritesMissing,
         0.0,
         acked_missing as f64,
+        None,
     ));
     if let Some(f) = &fault {
         gates.extend(fault_gates(run.config.scenario, f));
@@ -851,31 +853,40 @@ fn gates(
     // its own backlog to them.
     let saturated = generator.saturated();
     let mut gates = vec![
-        Gate::at_least(
-            "tabs joined",
+        Gate::of(
+            GateKind::TabsJoined,
             run.tabs.len() as f64,
             Stats::get(&run.stats.tabs_joined) as f64,
+            None,
         ),
-        Gate::at_most("lost", c.allow_lost as f64, v.total.lost as f64),
-        Gate::at_most(
-            "duplicated",
+        Gate::of(
+            GateKind::Lost,
+            c.allow_lost as f64,
+            v.total.lost as f64,
+            None,
+        ),
+        Gate::of(
+            GateKind::Duplicated,
             c.allow_duplicated as f64,
             v.total.duplicated as f64,
+            None,
         ),
-        Gate::at_most(
-            "unexpected",
+        Gate::of(
+            GateKind::Unexpected,
             c.allow_unexpected as f64,
             v.total.unexpected as f64,
+            None,
         ),
-        Gate::at_most(
-            "out of order",
+        Gate::of(
+            GateKind::OutOfOrder,
             c.allow_out_of_order as f64,
             v.total.out_of_order as f64,
+            None,
         ),
         // In a fault scenario the server being down is the point: "unavailable" is reported
         // in the fault section instead.
-        Gate::at_most(
-            "action errors",
+        Gate::of(
+            GateKind::ActionErrors,
             c.allow_action_errors as f64,
             (a.errors
                 + if c.scenario == Scenario::None {
@@ -883,6 +894,7 @@ fn gates(
                 } else {
                     0
                 }) as f64,
+            None,
         ),
     ];
     // `--gate-stage`: latency and throughput of that stage alone.
@@ -891,37 +903,30 @@ fn gates(
             s.fanout_ms.p99,
             s.action_ms.p99,
             s.deliveries_per_s,
-            format!(" (stage {})", s.stage),
+            Some(s.stage),
         ),
-        None => (
-            l.fanout.p99,
-            l.action.p99,
-            t.deliveries_per_s,
-            String::new(),
-        ),
+        None => (l.fanout.p99, l.action.p99, t.deliveries_per_s, None),
     };
-    if let Some(limit) = c.gate_fanout_p99_ms {
-        gates.push(
-            Gate::at_most(&format!("fan-out p99 ms{of}"), limit, fanout_p99)
-                .unreliable_if(saturated),
-        );
-    }
-    if let Some(limit) = c.gate_action_p99_ms {
-        gates.push(
-            Gate::at_most(&format!("action p99 ms{of}"), limit, action_p99)
-                .unreliable_if(saturated),
-        );
-    }
-    if let Some(limit) = c.gate_min_deliveries_per_sec {
-        gates.push(
-            Gate::at_least(&format!("deliveries per s{of}"), limit, per_s).unreliable_if(saturated),
-        );
+    let timed = [
+        (c.gate_fanout_p99_ms, GateKind::FanoutP99, fanout_p99),
+        (c.gate_action_p99_ms, GateKind::ActionP99, action_p99),
+        (
+            c.gate_min_deliveries_per_sec,
+            GateKind::DeliveriesPerS,
+            per_s,
+        ),
+    ];
+    for (limit, kind, observed) in timed {
+        if let Some(limit) = limit {
+            gates.push(Gate::of(kind, limit, observed, of).unreliable_if(saturated));
+        }
     }
     if let Some(limit) = c.gate_saturated_secs {
-        gates.push(Gate::at_most(
-            "generator saturated s",
+        gates.push(Gate::of(
+            GateKind::GeneratorSaturated,
             limit as f64,
             generator.saturated_s as f64,
+            None,
         ));
     }
     gates

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use crate::latency::{Percentiles, decode_sum, encode};
 use crate::plan::Shard;
-use crate::report::{Breakdown, Gate, Report, Workload};
+use crate::report::{Breakdown, Gate, GateKind, Report, Workload};
 use crate::timeline::Second;
 
 /// `loadgen merge`.
@@ -334,48 +334,40 @@ fn rejudge(gate: &Gate, i: usize, reports: &[Report], m: &Report) -> Gate {
             .map(|g| g.observed)
             .sum::<f64>()
     };
-    let at_most = |observed: f64| Some(Gate::at_most(&gate.name, gate.limit, observed));
+    let same = |g: Gate| Gate {
+        name: gate.name.clone(),
+        kind: gate.kind,
+        stage: gate.stage,
+        ..g
+    };
+    let at_most = |observed: f64| Some(same(Gate::at_most("", gate.limit, observed)));
     let (d, l) = (&m.delivery, &m.latency_ms);
-    // Latency and throughput over the whole run, or, for `--gate-stage`'s "<gate> (stage N)",
-    // on the merged row of stage N.
-    let staged = gate
-        .name
-        .strip_suffix(')')
-        .and_then(|n| n.split_once(" (stage "))
-        .and_then(|(base, n)| {
-            Some((
-                base,
-                m.stages.get(n.parse::<usize>().ok()?.checked_sub(1)?)?,
-            ))
-        });
-    let (name, fanout_p99, action_p99, per_s) = match staged {
-        Some((base, s)) => (base, s.fanout_ms.p99, s.action_ms.p99, s.deliveries_per_s),
-        None => (
-            gate.name.as_str(),
-            l.fanout.p99,
-            l.action.p99,
-            m.throughput.deliveries_per_s,
-        ),
+    // Latency and throughput over the whole run, or, for a `--gate-stage` gate, on the
+    // merged row of its stage (a stage the merged run lacks: every shard's result stands).
+    let figures = match gate.stage {
+        None => Some((l.fanout.p99, l.action.p99, m.throughput.deliveries_per_s)),
+        Some(n) => n
+            .checked_sub(1)
+            .and_then(|i| m.stages.get(usize::try_from(i).ok()?))
+            .map(|s| (s.fanout_ms.p99, s.action_ms.p99, s.deliveries_per_s)),
     };
-    let judged = match name {
-        "tabs joined" => Some(Gate::at_least(
-            &gate.name,
-            limit_sum(),
-            m.tabs_joined as f64,
-        )),
-        "lost" => at_most(d.lost as f64),
-        "duplicated" => at_most(d.duplicated as f64),
-        "unexpected" => at_most(d.unexpected as f64),
-        "out of order" => at_most(d.out_of_order as f64),
-        "action errors" | "publish errors" | "acked writes not in log" => at_most(summed()),
-        "fan-out p99 ms" => at_most(fanout_p99).map(|g| g.unreliable_if(saturated)),
-        "action p99 ms" => at_most(action_p99).map(|g| g.unreliable_if(saturated)),
-        "deliveries per s" => {
-            Some(Gate::at_least(&gate.name, gate.limit, per_s).unreliable_if(saturated))
+    let judged = figures.and_then(|(fanout_p99, action_p99, per_s)| match gate.kind {
+        GateKind::TabsJoined => Some(same(Gate::at_least("", limit_sum(), m.tabs_joined as f64))),
+        GateKind::Lost => at_most(d.lost as f64),
+        GateKind::Duplicated => at_most(d.duplicated as f64),
+        GateKind::Unexpected => at_most(d.unexpected as f64),
+        GateKind::OutOfOrder => at_most(d.out_of_order as f64),
+        GateKind::ActionErrors | GateKind::PublishErrors | GateKind::AckedWritesMissing => {
+            at_most(summed())
         }
-        "generator saturated s" => at_most(m.generator.saturated_s as f64),
-        _ => None,
-    };
+        GateKind::FanoutP99 => at_most(fanout_p99).map(|g| g.unreliable_if(saturated)),
+        GateKind::ActionP99 => at_most(action_p99).map(|g| g.unreliable_if(saturated)),
+        GateKind::DeliveriesPerS => {
+            Some(same(Gate::at_least("", gate.limit, per_s)).unreliable_if(saturated))
+        }
+        GateKind::GeneratorSaturated => at_most(m.generator.saturated_s as f64),
+        GateKind::BrowserTabsJoined | GateKind::Other => None,
+    });
     judged.unwrap_or_else(|| {
         let all = reports.iter().filter_map(|r| r.gates.get(i));
         Gate {
@@ -413,7 +405,7 @@ mod tests {
         };
         let shard = |per_s: f64| Report {
             stages: vec![stage(0.0, 0.0), stage(per_s, 3.0)],
-            gates: vec![Gate::at_least("deliveries per s (stage 2)", 150.0, per_s)],
+            gates: vec![Gate::of(GateKind::DeliveriesPerS, 150.0, per_s, Some(2))],
             ..Report::default()
         };
         let shards = [shard(100.0), shard(100.0)];
@@ -427,10 +419,10 @@ mod tests {
             g.passed && g.observed == 200.0,
             "{g:?}: each shard failed, the run did not"
         );
-        let fanout = Gate::at_most("fan-out p99 ms (stage 2)", 2.0, 3.0);
+        let fanout = Gate::of(GateKind::FanoutP99, 2.0, 3.0, Some(2));
         assert!(!rejudge(&fanout, 0, &shards, &merged).passed);
         // A stage the merged report does not have falls back to "every shard".
-        let lost = Gate::at_most("fan-out p99 ms (stage 7)", 2.0, 1.0);
+        let lost = Gate::of(GateKind::FanoutP99, 2.0, 1.0, Some(7));
         assert!(
             rejudge(&lost, 0, &shards, &merged)
                 .name

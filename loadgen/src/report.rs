@@ -179,9 +179,67 @@ pub struct Throughput {
     pub target_actions_per_s: f64,
 }
 
+/// What a gate judges: `loadgen merge` judges a gate again on the merged figures by its kind
+/// (and stage), never by its name.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum GateKind {
+    TabsJoined,
+    BrowserTabsJoined,
+    Lost,
+    Duplicated,
+    Unexpected,
+    OutOfOrder,
+    ActionErrors,
+    PublishErrors,
+    AckedWritesMissing,
+    FanoutP99,
+    ActionP99,
+    DeliveriesPerS,
+    GeneratorSaturated,
+    /// Anything else (a baseline rule, a fault scenario's): merge takes every shard's result.
+    #[default]
+    Other,
+}
+
+impl GateKind {
+    /// The gate's name in summaries and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            GateKind::TabsJoined => "tabs joined",
+            GateKind::BrowserTabsJoined => "browser tabs joined",
+            GateKind::Lost => "lost",
+            GateKind::Duplicated => "duplicated",
+            GateKind::Unexpected => "unexpected",
+            GateKind::OutOfOrder => "out of order",
+            GateKind::ActionErrors => "action errors",
+            GateKind::PublishErrors => "publish errors",
+            GateKind::AckedWritesMissing => "acked writes not in log",
+            GateKind::FanoutP99 => "fan-out p99 ms",
+            GateKind::ActionP99 => "action p99 ms",
+            GateKind::DeliveriesPerS => "deliveries per s",
+            GateKind::GeneratorSaturated => "generator saturated s",
+            GateKind::Other => "",
+        }
+    }
+
+    /// Whether the figure must be at least the limit (else at most).
+    fn at_least(self) -> bool {
+        matches!(
+            self,
+            GateKind::TabsJoined | GateKind::BrowserTabsJoined | GateKind::DeliveriesPerS
+        )
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Gate {
     pub name: String,
+    /// What it judges, and for `--gate-stage` the stage (1-based).
+    #[serde(default)]
+    pub kind: GateKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<u64>,
     pub limit: f64,
     pub observed: f64,
     pub passed: bool,
@@ -219,9 +277,29 @@ impl Gate {
         text
     }
 
+    /// A gate of `kind` (on stage `stage` of `--stages`, if given), named after it.
+    pub fn of(kind: GateKind, limit: f64, observed: f64, stage: Option<u64>) -> Gate {
+        let name = match stage {
+            Some(n) => format!("{} (stage {n})", kind.name()),
+            None => kind.name().to_string(),
+        };
+        let gate = if kind.at_least() {
+            Gate::at_least(&name, limit, observed)
+        } else {
+            Gate::at_most(&name, limit, observed)
+        };
+        Gate {
+            kind,
+            stage,
+            ..gate
+        }
+    }
+
     pub fn at_most(name: &str, limit: f64, observed: f64) -> Gate {
         Gate {
             name: name.to_string(),
+            kind: GateKind::Other,
+            stage: None,
             limit,
             observed,
             passed: observed <= limit,
@@ -234,6 +312,8 @@ impl Gate {
     pub fn at_least(name: &str, limit: f64, observed: f64) -> Gate {
         Gate {
             name: name.to_string(),
+            kind: GateKind::Other,
+            stage: None,
             limit,
             observed,
             passed: observed >= limit,

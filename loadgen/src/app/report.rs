@@ -9,7 +9,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 
 use crate::latency::{EventTiming, Percentiles, encode, histogram};
-use crate::report::{Breakdown, ClientRow, Examples, Gate, Report, StageReport};
+use crate::report::{Breakdown, ClientRow, Examples, Gate, GateKind, Report, StageReport};
 use crate::stages::{StageInputs, Stages};
 use crate::timeline::Second;
 use crate::truth::{self, AppLog, Judged};
@@ -275,52 +275,82 @@ pub fn gates(c: &crate::config::Config, g: &super::file::Gates, r: &Report) -> V
         |flag: u64, file: Option<u64>| (if flag > 0 { flag } else { file.unwrap_or(0) }) as f64;
     let d = &r.delivery;
     let saturated = r.generator.saturated();
-    let mut gates = vec![
-        Gate::at_least("tabs joined", r.tabs as f64, r.tabs_joined as f64),
-        Gate::at_most("lost", allow(c.allow_lost, g.lost), d.lost as f64),
-        Gate::at_most(
-            "duplicated",
+    // `--gate-stage`: latency and throughput of that stage alone.
+    let stage = c.gate_stage.and_then(|n| r.stages.get(n.saturating_sub(1)));
+    let (fanout_p99, action_p99, per_s, of) = match stage {
+        Some(s) => (
+            s.fanout_ms.p99,
+            s.action_ms.p99,
+            s.deliveries_per_s,
+            Some(s.stage),
+        ),
+        None => (
+            r.latency_ms.fanout.p99,
+            r.latency_ms.action.p99,
+            r.throughput.deliveries_per_s,
+            None,
+        ),
+    };
+    let counted = [
+        (GateKind::Lost, allow(c.allow_lost, g.lost), d.lost),
+        (
+            GateKind::Duplicated,
             allow(c.allow_duplicated, g.duplicated),
-            d.duplicated as f64,
+            d.duplicated,
         ),
-        Gate::at_most(
-            "unexpected",
+        (
+            GateKind::Unexpected,
             allow(c.allow_unexpected, g.unexpected),
-            d.unexpected as f64,
+            d.unexpected,
         ),
-        Gate::at_most(
-            "out of order",
+        (
+            GateKind::OutOfOrder,
             allow(c.allow_out_of_order, g.out_of_order),
-            d.out_of_order as f64,
+            d.out_of_order,
         ),
-        Gate::at_most(
-            "publish errors",
+        (
+            GateKind::PublishErrors,
             allow(c.allow_action_errors, g.publish_errors),
-            r.actions.errors as f64,
+            r.actions.errors,
         ),
     ];
-    if let Some(limit) = c.gate_fanout_p99_ms.or(g.fanout_p99_ms) {
-        gates.push(
-            Gate::at_most("fan-out p99 ms", limit, r.latency_ms.fanout.p99)
-                .unreliable_if(saturated),
-        );
+    let mut gates = vec![Gate::of(
+        GateKind::TabsJoined,
+        r.tabs as f64,
+        r.tabs_joined as f64,
+        None,
+    )];
+    for (kind, limit, observed) in counted {
+        gates.push(Gate::of(kind, limit, observed as f64, None));
     }
-    if let Some(limit) = c.gate_action_p99_ms.or(g.action_p99_ms) {
-        gates.push(
-            Gate::at_most("action p99 ms", limit, r.latency_ms.action.p99).unreliable_if(saturated),
-        );
-    }
-    if let Some(limit) = c.gate_min_deliveries_per_sec.or(g.min_deliveries_per_sec) {
-        gates.push(
-            Gate::at_least("deliveries per s", limit, r.throughput.deliveries_per_s)
-                .unreliable_if(saturated),
-        );
+    let timed = [
+        (
+            c.gate_fanout_p99_ms.or(g.fanout_p99_ms),
+            GateKind::FanoutP99,
+            fanout_p99,
+        ),
+        (
+            c.gate_action_p99_ms.or(g.action_p99_ms),
+            GateKind::ActionP99,
+            action_p99,
+        ),
+        (
+            c.gate_min_deliveries_per_sec.or(g.min_deliveries_per_sec),
+            GateKind::DeliveriesPerS,
+            per_s,
+        ),
+    ];
+    for (limit, kind, observed) in timed {
+        if let Some(limit) = limit {
+            gates.push(Gate::of(kind, limit, observed, of).unreliable_if(saturated));
+        }
     }
     if let Some(limit) = c.gate_saturated_secs {
-        gates.push(Gate::at_most(
-            "generator saturated s",
+        gates.push(Gate::of(
+            GateKind::GeneratorSaturated,
             limit as f64,
             r.generator.saturated_s as f64,
+            None,
         ));
     }
     gates
