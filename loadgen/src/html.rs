@@ -283,12 +283,12 @@ fn charts(out: &mut String, runs: &[(String, &Report)]) {
             ],
         ),
         (
-            "Fan-out latency (server emit to tab receipt), receipts of each second",
+            "Fan-out latency (server emit, or an app run's publish, to tab receipt), receipts of each second",
             "ms",
             &[("p50", |s| s.fanout_p50_ms), ("p99", |s| s.fanout_p99_ms)],
         ),
         (
-            "Action latency (request sent to last receipt), actions sent in each second",
+            "Action latency (request or publish sent to last receipt), actions sent in each second",
             "ms",
             &[("p50", |s| s.action_p50_ms), ("p99", |s| s.action_p99_ms)],
         ),

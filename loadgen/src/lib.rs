@@ -898,15 +898,7 @@ fn gates(
         ),
     ];
     // `--gate-stage`: latency and throughput of that stage alone.
-    let (fanout_p99, action_p99, per_s, of) = match stage {
-        Some(s) => (
-            s.fanout_ms.p99,
-            s.action_ms.p99,
-            s.deliveries_per_s,
-            Some(s.stage),
-        ),
-        None => (l.fanout.p99, l.action.p99, t.deliveries_per_s, None),
-    };
+    let (fanout_p99, action_p99, per_s, of) = report::timed_figures(stage, l, t);
     let timed = [
         (c.gate_fanout_p99_ms, GateKind::FanoutP99, fanout_p99),
         (c.gate_action_p99_ms, GateKind::ActionP99, action_p99),

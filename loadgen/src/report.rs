@@ -324,6 +324,24 @@ impl Gate {
     }
 }
 
+/// The figures the timed gates judge: fan-out p99, action p99 and deliveries per second, of
+/// the whole run or of one stage (`--gate-stage`, whose number comes along).
+pub fn timed_figures(
+    stage: Option<&StageReport>,
+    l: &LatencyReport,
+    t: &Throughput,
+) -> (f64, f64, f64, Option<u64>) {
+    match stage {
+        Some(s) => (
+            s.fanout_ms.p99,
+            s.action_ms.p99,
+            s.deliveries_per_s,
+            Some(s.stage),
+        ),
+        None => (l.fanout.p99, l.action.p99, t.deliveries_per_s, None),
+    }
+}
+
 /// `text` for XML and HTML, in text and in quoted attributes.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

@@ -277,20 +277,8 @@ pub fn gates(c: &crate::config::Config, g: &super::file::Gates, r: &Report) -> V
     let saturated = r.generator.saturated();
     // `--gate-stage`: latency and throughput of that stage alone.
     let stage = c.gate_stage.and_then(|n| r.stages.get(n.saturating_sub(1)));
-    let (fanout_p99, action_p99, per_s, of) = match stage {
-        Some(s) => (
-            s.fanout_ms.p99,
-            s.action_ms.p99,
-            s.deliveries_per_s,
-            Some(s.stage),
-        ),
-        None => (
-            r.latency_ms.fanout.p99,
-            r.latency_ms.action.p99,
-            r.throughput.deliveries_per_s,
-            None,
-        ),
-    };
+    let (fanout_p99, action_p99, per_s, of) =
+        crate::report::timed_figures(stage, &r.latency_ms, &r.throughput);
     let counted = [
         (GateKind::Lost, allow(c.allow_lost, g.lost), d.lost),
         (
