@@ -849,9 +849,6 @@ fn gates(
     stage: Option<&report::StageReport>,
 ) -> Vec<Gate> {
     let c = &run.config;
-    // Latency and throughput are read on the generator's clock: a saturated generator adds
-    // its own backlog to them.
-    let saturated = generator.saturated();
     let mut gates = vec![
         Gate::of(
             GateKind::TabsJoined,
@@ -898,29 +895,13 @@ fn gates(
         ),
     ];
     // `--gate-stage`: latency and throughput of that stage alone.
-    let (fanout_p99, action_p99, per_s, of) = report::timed_figures(stage, l, t);
-    let timed = [
-        (c.gate_fanout_p99_ms, GateKind::FanoutP99, fanout_p99),
-        (c.gate_action_p99_ms, GateKind::ActionP99, action_p99),
-        (
-            c.gate_min_deliveries_per_sec,
-            GateKind::DeliveriesPerS,
-            per_s,
-        ),
-    ];
-    for (limit, kind, observed) in timed {
-        if let Some(limit) = limit {
-            gates.push(Gate::of(kind, limit, observed, of).unreliable_if(saturated));
-        }
-    }
-    if let Some(limit) = c.gate_saturated_secs {
-        gates.push(Gate::of(
-            GateKind::GeneratorSaturated,
-            limit as f64,
-            generator.saturated_s as f64,
-            None,
-        ));
-    }
+    let limits = report::TimedLimits {
+        fanout_p99_ms: c.gate_fanout_p99_ms,
+        action_p99_ms: c.gate_action_p99_ms,
+        min_deliveries_per_sec: c.gate_min_deliveries_per_sec,
+        saturated_s: c.gate_saturated_secs,
+    };
+    gates.extend(report::timed_gates(limits, stage, l, t, generator));
     gates
 }
 

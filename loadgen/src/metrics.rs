@@ -8,9 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::Router;
-use axum::extract::State;
 use axum::http::header;
-use axum::response::IntoResponse;
 use axum::routing::get;
 use booking_server::realtime::protocol::BookingEventKind;
 use hdrhistogram::Histogram;
@@ -67,30 +65,35 @@ pub(crate) fn histogram_lines(out: &mut String, name: &str, labels: &str, h: &Hi
     let _ = writeln!(out, "{name}_count{braces} {}", h.len());
 }
 
-/// The Prometheus text exposition of the run now.
-pub fn render(run: &Run) -> String {
-    let s = &run.stats;
-    let mut out = String::new();
+/// Tabs connected now, and tabs in all their rooms and open (`--stages` closes tabs).
+pub(crate) fn tabs_lines(out: &mut String, connected: u64, open: u64) {
     head(
-        &mut out,
+        out,
         TABS_CONNECTED,
         "gauge",
         "Tabs with an open Socket.IO connection",
     );
+    let _ = writeln!(out, "{TABS_CONNECTED} {connected}");
+    head(
+        out,
+        TABS_JOINED,
+        "gauge",
+        "Tabs that joined all their rooms and are open (--stages closes tabs)",
+    );
+    let _ = writeln!(out, "{TABS_JOINED} {open}");
+}
+
+/// The Prometheus text exposition of the run now.
+pub fn render(run: &Run) -> String {
+    let s = &run.stats;
+    let mut out = String::new();
     let connected = run
         .tabs
         .iter()
         .filter(|t| t.connected.load(Ordering::Relaxed))
         .count();
-    let _ = writeln!(out, "{TABS_CONNECTED} {connected}");
-    head(
-        &mut out,
-        TABS_JOINED,
-        "gauge",
-        "Tabs that joined all their rooms and are open (--stages closes tabs)",
-    );
     let open = Stats::get(&s.tabs_joined).saturating_sub(Stats::get(&s.tabs_left));
-    let _ = writeln!(out, "{TABS_JOINED} {open}");
+    tabs_lines(&mut out, connected as u64, open);
     head(
         &mut out,
         ROOM_JOINS,
@@ -299,27 +302,41 @@ pub fn with_label(text: &str, name: &str, value: &str) -> String {
     out
 }
 
-async fn metrics(State(run): State<Arc<Run>>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        render(&run),
-    )
-}
-
-/// Serves `/metrics` on `addr` until the task is aborted.
-pub async fn serve(
+/// Serves `/metrics` on `addr`, rendered by `render` at each scrape, until the task is
+/// aborted. The booking run's and an app run's metrics both go through it.
+pub async fn serve_text<F>(
     addr: SocketAddr,
-    run: Arc<Run>,
-) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    render: F,
+) -> std::io::Result<tokio::task::JoinHandle<()>>
+where
+    F: Fn() -> String + Clone + Send + Sync + 'static,
+{
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    let app = Router::new()
-        .route("/metrics", get(metrics))
-        .with_state(run);
+    let app = Router::new().route(
+        "/metrics",
+        get(move || {
+            let render = render.clone();
+            async move {
+                (
+                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    render(),
+                )
+            }
+        }),
+    );
     Ok(tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "loadgen metrics server failed");
         }
     }))
+}
+
+/// Serves the booking run's `/metrics` on `addr` until the task is aborted.
+pub async fn serve(
+    addr: SocketAddr,
+    run: Arc<Run>,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    serve_text(addr, move || render(&run)).await
 }
 
 /// The generator's own load (see `saturation`): its last second, and its saturated seconds.

@@ -324,14 +324,27 @@ impl Gate {
     }
 }
 
-/// The figures the timed gates judge: fan-out p99, action p99 and deliveries per second, of
-/// the whole run or of one stage (`--gate-stage`, whose number comes along).
-pub fn timed_figures(
+/// Limits of the timed gates: fan-out p99 and action p99 (ms, at most), deliveries per
+/// second (at least), and seconds the generator may be saturated.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TimedLimits {
+    pub fanout_p99_ms: Option<f64>,
+    pub action_p99_ms: Option<f64>,
+    pub min_deliveries_per_sec: Option<f64>,
+    pub saturated_s: Option<u64>,
+}
+
+/// The timed gates, for any kind of run: latency and throughput of the whole run, or of one
+/// stage (`--gate-stage`), marked unreliable when the generator was saturated; and the
+/// saturation gate itself.
+pub fn timed_gates(
+    limits: TimedLimits,
     stage: Option<&StageReport>,
     l: &LatencyReport,
     t: &Throughput,
-) -> (f64, f64, f64, Option<u64>) {
-    match stage {
+    generator: &GeneratorReport,
+) -> Vec<Gate> {
+    let (fanout_p99, action_p99, per_s, of) = match stage {
         Some(s) => (
             s.fanout_ms.p99,
             s.action_ms.p99,
@@ -339,7 +352,34 @@ pub fn timed_figures(
             Some(s.stage),
         ),
         None => (l.fanout.p99, l.action.p99, t.deliveries_per_s, None),
+    };
+    // Latency and throughput are read on the generator's clock: a saturated generator adds
+    // its own backlog to them.
+    let saturated = generator.saturated();
+    let timed = [
+        (limits.fanout_p99_ms, GateKind::FanoutP99, fanout_p99),
+        (limits.action_p99_ms, GateKind::ActionP99, action_p99),
+        (
+            limits.min_deliveries_per_sec,
+            GateKind::DeliveriesPerS,
+            per_s,
+        ),
+    ];
+    let mut gates: Vec<Gate> = timed
+        .into_iter()
+        .filter_map(|(limit, kind, observed)| {
+            Some(Gate::of(kind, limit?, observed, of).unreliable_if(saturated))
+        })
+        .collect();
+    if let Some(limit) = limits.saturated_s {
+        gates.push(Gate::of(
+            GateKind::GeneratorSaturated,
+            limit as f64,
+            generator.saturated_s as f64,
+            None,
+        ));
     }
+    gates
 }
 
 /// `text` for XML and HTML, in text and in quoted attributes.

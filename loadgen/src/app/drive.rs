@@ -205,11 +205,14 @@ impl AppRun {
         } else {
             &self.app_events
         };
-        *counts
-            .lock()
-            .expect("poisoned")
-            .entry(event.to_string())
-            .or_default() += 1;
+        // The name is copied once, at its first receipt, not per receipt.
+        let mut counts = counts.lock().expect("poisoned");
+        match counts.get_mut(event) {
+            Some(n) => *n += 1,
+            None => {
+                counts.insert(event.to_string(), 1);
+            }
+        }
     }
 
     /// Connects tab `index` and puts it in its rooms; false when it could not.
@@ -253,7 +256,9 @@ impl AppRun {
             {
                 *back = Some(connected_us);
             }
-            record.connected_us.get_or_insert(connected_us) == &connected_us
+            let first = record.connected_us.is_none();
+            record.connected_us.get_or_insert(connected_us);
+            first
         };
         if first {
             self.tabs_connected.fetch_add(1, Ordering::Relaxed);
@@ -472,7 +477,7 @@ impl AppRun {
         let p = &self.file.publishers[publisher];
         // An emit needs the tab's connection: a tab down (dropped, cut, not yet back) skips
         // its ticket, counted, as a page offline would not send.
-        if p.emit.is_some() && self.tabs[index].client.lock().await.is_none() {
+        if p.emit.is_some() && !self.is_open(index).await {
             self.skipped.fetch_add(1, Ordering::Relaxed);
             return;
         }

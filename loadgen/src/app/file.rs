@@ -443,16 +443,12 @@ fn check_publisher(file: &AppFile, p: &Publisher, i: usize, csv: bool) -> Result
     {
         return Err(refuse(f("rate"), "must be above 0 (publishes per second)"));
     }
-    let Some(family) = file.rooms.iter().find(|r| r.name == p.room) else {
+    if !file.rooms.iter().any(|r| r.name == p.room) {
         let names: Vec<_> = file.rooms.iter().map(|r| r.name.as_str()).collect();
         return Err(refuse(
             f("room"),
             format!("`{}` is not a room's name; the rooms are {names:?}", p.room),
         ));
-    };
-    if family.joined_by == JoinedBy::Server && family.name.contains('{') && family.count == 1 {
-        // A server-joined room named per tab (`user:{tab}`): a publish addresses the
-        // publisher's own, which is fine.
     }
     let vars = super::template::PUBLISH_VARS;
     let marked = match (&p.emit, &p.http) {

@@ -8,18 +8,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::header;
-use axum::response::IntoResponse;
-use axum::routing::get;
 use hdrhistogram::Histogram;
 
 use super::drive::AppRun;
 use crate::latency::histogram;
 use crate::metrics::{
-    ACTION_LATENCY, ACTIONS, DELIVERIES, FANOUT, TABS_CONNECTED, TABS_JOINED, generator_load, head,
-    histogram_lines, with_label,
+    ACTION_LATENCY, ACTIONS, DELIVERIES, FANOUT, generator_load, head, histogram_lines, tabs_lines,
+    with_label,
 };
 use crate::saturation::Watch;
 
@@ -35,26 +30,23 @@ pub struct Scraped {
 pub fn render(s: &Scraped) -> String {
     let run = &s.run;
     let mut out = String::new();
-    let left = run.tabs_left.load(Ordering::Relaxed);
-    head(
+    // Tabs down now (dropped or cut, not back yet) are neither connected nor in their rooms.
+    let down = run
+        .tabs
+        .iter()
+        .filter(|t| {
+            let record = t.record.lock().expect("poisoned");
+            record.down.last().is_some_and(|(_, back)| back.is_none())
+        })
+        .count() as u64;
+    let gone = run.tabs_left.load(Ordering::Relaxed) + down;
+    tabs_lines(
         &mut out,
-        TABS_CONNECTED,
-        "gauge",
-        "Tabs with an open Socket.IO connection",
+        run.tabs_connected
+            .load(Ordering::Relaxed)
+            .saturating_sub(gone),
+        run.tabs_joined.load(Ordering::Relaxed).saturating_sub(gone),
     );
-    let connected = run
-        .tabs_connected
-        .load(Ordering::Relaxed)
-        .saturating_sub(left);
-    let _ = writeln!(out, "{TABS_CONNECTED} {connected}");
-    head(
-        &mut out,
-        TABS_JOINED,
-        "gauge",
-        "Tabs in all their rooms and open (--stages closes tabs)",
-    );
-    let joined = run.tabs_joined.load(Ordering::Relaxed).saturating_sub(left);
-    let _ = writeln!(out, "{TABS_JOINED} {joined}");
 
     // Publish sent time by seq, and the publishes' outcomes.
     let (sent, ok, failed) = {
@@ -152,25 +144,10 @@ pub fn render(s: &Scraped) -> String {
     out
 }
 
-async fn metrics(State(s): State<Scraped>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        render(&s),
-    )
-}
-
 /// Serves `/metrics` on `addr` until the task is aborted.
 pub async fn serve(
     addr: SocketAddr,
     scraped: Scraped,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let app = Router::new()
-        .route("/metrics", get(metrics))
-        .with_state(scraped);
-    Ok(tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "loadgen metrics server failed");
-        }
-    }))
+    crate::metrics::serve_text(addr, move || render(&scraped)).await
 }

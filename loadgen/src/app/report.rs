@@ -274,11 +274,6 @@ pub fn gates(c: &crate::config::Config, g: &super::file::Gates, r: &Report) -> V
     let allow =
         |flag: u64, file: Option<u64>| (if flag > 0 { flag } else { file.unwrap_or(0) }) as f64;
     let d = &r.delivery;
-    let saturated = r.generator.saturated();
-    // `--gate-stage`: latency and throughput of that stage alone.
-    let stage = c.gate_stage.and_then(|n| r.stages.get(n.saturating_sub(1)));
-    let (fanout_p99, action_p99, per_s, of) =
-        crate::report::timed_figures(stage, &r.latency_ms, &r.throughput);
     let counted = [
         (GateKind::Lost, allow(c.allow_lost, g.lost), d.lost),
         (
@@ -311,35 +306,20 @@ pub fn gates(c: &crate::config::Config, g: &super::file::Gates, r: &Report) -> V
     for (kind, limit, observed) in counted {
         gates.push(Gate::of(kind, limit, observed as f64, None));
     }
-    let timed = [
-        (
-            c.gate_fanout_p99_ms.or(g.fanout_p99_ms),
-            GateKind::FanoutP99,
-            fanout_p99,
-        ),
-        (
-            c.gate_action_p99_ms.or(g.action_p99_ms),
-            GateKind::ActionP99,
-            action_p99,
-        ),
-        (
-            c.gate_min_deliveries_per_sec.or(g.min_deliveries_per_sec),
-            GateKind::DeliveriesPerS,
-            per_s,
-        ),
-    ];
-    for (limit, kind, observed) in timed {
-        if let Some(limit) = limit {
-            gates.push(Gate::of(kind, limit, observed, of).unreliable_if(saturated));
-        }
-    }
-    if let Some(limit) = c.gate_saturated_secs {
-        gates.push(Gate::of(
-            GateKind::GeneratorSaturated,
-            limit as f64,
-            r.generator.saturated_s as f64,
-            None,
-        ));
-    }
+    // `--gate-stage`: latency and throughput of that stage alone.
+    let stage = c.gate_stage.and_then(|n| r.stages.get(n.saturating_sub(1)));
+    let limits = crate::report::TimedLimits {
+        fanout_p99_ms: c.gate_fanout_p99_ms.or(g.fanout_p99_ms),
+        action_p99_ms: c.gate_action_p99_ms.or(g.action_p99_ms),
+        min_deliveries_per_sec: c.gate_min_deliveries_per_sec.or(g.min_deliveries_per_sec),
+        saturated_s: c.gate_saturated_secs,
+    };
+    gates.extend(crate::report::timed_gates(
+        limits,
+        stage,
+        &r.latency_ms,
+        &r.throughput,
+        &r.generator,
+    ));
     gates
 }
