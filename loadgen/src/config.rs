@@ -270,8 +270,12 @@ pub struct Tls {
 }
 
 impl Tls {
-    /// The TLS connector of the tabs' Socket.IO clients.
-    pub fn connector(&self) -> Result<native_tls::TlsConnector, String> {
+    /// The TLS connector of the tabs' Socket.IO clients: none without `--ca-cert` or
+    /// `--insecure` (the client's own, with the system's roots).
+    pub fn connector(&self) -> Result<Option<native_tls::TlsConnector>, String> {
+        if self.ca_pem.is_none() && !self.insecure {
+            return Ok(None);
+        }
         let mut b = native_tls::TlsConnector::builder();
         if let Some(pem) = &self.ca_pem {
             b.add_root_certificate(
@@ -280,7 +284,7 @@ impl Tls {
         }
         b.danger_accept_invalid_certs(self.insecure)
             .danger_accept_invalid_hostnames(self.insecure);
-        b.build().map_err(|e| format!("TLS: {e}"))
+        b.build().map(Some).map_err(|e| format!("TLS: {e}"))
     }
 
     /// `builder` trusting what this trusts.

@@ -5,6 +5,7 @@
 pub mod actions;
 pub mod app;
 pub mod browser;
+pub mod client;
 pub mod compare;
 pub mod config;
 pub mod embedded;

@@ -1,5 +1,5 @@
-//! A tab's Socket.IO connection and the receive path: `connect` opens it (rust_socketio, async,
-//! WebSocket) with one callback for all named events, and `booking_event` is what every live receipt
+//! A booking tab's Socket.IO connection and the receive path: `connect` opens it through the
+//! tab client (`client`) with one callback for all named events, and `booking_event` is what every live receipt
 //! costs the generator: read the payload's stamp (`seq`, `emittedAt`, `boardroomId`, `node`),
 //! mark the tab's ledger, count, and time it. Everything else a tab does is in `tab`.
 
@@ -7,12 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use booking_server::realtime::protocol::{BookingEventKind, EDITING, EventStamp, RESYNC};
-use futures_util::FutureExt;
-use rust_socketio::asynchronous::ClientBuilder;
-use rust_socketio::{Event, Payload, TransportType};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
+
+use crate::client::{self, ConnectOptions};
 
 use crate::latency::{kind_index, now_us};
 use crate::plan::{CLASS_BOOKINGS, CLASS_USER, Page};
@@ -20,105 +18,50 @@ use crate::run::Run;
 use crate::tab::SOCKET_TIMEOUT;
 use crate::verify::{PATH_CROSS, path};
 
-/// Opens the Socket.IO connection and waits for the namespace CONNECT (an emit sent
-/// before it is lost, see DESIGN.md).
+/// Opens the Socket.IO connection through the tab client and waits for the namespace
+/// CONNECT (an emit sent before it is lost, see DESIGN.md).
 pub async fn connect(run: &Arc<Run>, index: usize) -> Result<(), String> {
     let tab = &run.tabs[index];
     let generation = tab.next_generation();
-    let (tx, mut rx) = mpsc::unbounded_channel::<Result<(), String>>();
     let c = &run.config;
-    let mut url = run.hosts[tab.host()].clone();
-    for (i, (k, v)) in c.query.iter().enumerate() {
-        if i == 0 {
-            url = format!("{}/?", url.trim_end_matches('/'));
-        } else {
-            url.push('&');
-        }
-        url.push_str(&crate::app::client::encode(k));
-        url.push('=');
-        url.push_str(&crate::app::client::encode(v));
-    }
-    let mut builder = ClientBuilder::new(url)
-        .namespace(c.namespace.as_deref().unwrap_or("/"))
-        .transport_type(match c.transport.unwrap_or_default() {
-            crate::config::Transport::Websocket => TransportType::Websocket,
-            crate::config::Transport::Polling => TransportType::Polling,
-        })
-        .reconnect(false)
-        .auth(json!({ "token": tab.token }));
-    for (k, v) in &c.headers {
-        builder = builder.opening_header(k.as_str(), v.as_str());
-    }
-    if let Some(tls) = &run.tls_connector {
-        builder = builder.tls_config(tls.clone());
-    }
-    // One `on_any` callback for every named event: rust_socketio hands it the payload by
-    // value, where an `on` callback gets a deep copy of it (and `on_any` is not called for
-    // an event that has its own `on`). Connect, Error and Close reach only `on` callbacks.
-    let received = run.clone();
-    builder = builder.on_any(move |event, payload, _| {
-        if let Event::Custom(name) = &event {
-            on_named_event(&received, index, generation, name, payload);
-        }
-        async {}.boxed()
-    });
-    let connected = tx.clone();
-    builder = builder.on(Event::Connect, move |_, _| {
-        let _ = connected.send(Ok(()));
-        async {}.boxed()
-    });
-    // rust_socketio reports a lost transport (node killed, connection reset) as an error,
-    // and fires Close only when the server sends a Socket.IO disconnect.
-    let failed = run.clone();
-    builder = builder.on(Event::Error, move |payload, _| {
-        let tab = &failed.tabs[index];
-        if !tab.on_drop(&failed.stats, generation, &format!("{payload:?}")) {
-            let _ = tx.send(Err(format!("{payload:?}")));
-        }
-        async {}.boxed()
-    });
-    let closed = run.clone();
-    builder = builder.on(Event::Close, move |_, _| {
-        closed.tabs[index].on_drop(&closed.stats, generation, "closed by the server");
-        async {}.boxed()
-    });
-    let client = tokio::time::timeout(SOCKET_TIMEOUT, builder.connect())
-        .await
-        .map_err(|_| "connect timed out".to_string())?
-        .map_err(|e| format!("connect failed: {e}"))?;
-    match tokio::time::timeout(SOCKET_TIMEOUT, rx.recv()).await {
-        Ok(Some(Ok(()))) => {
-            tab.connected_with(client).await;
-            Ok(())
-        }
-        Ok(Some(Err(e))) => {
-            let _ = client.disconnect().await;
-            Err(format!("refused: {e}"))
-        }
-        _ => {
-            let _ = client.disconnect().await;
-            Err("no CONNECT from the server in time".into())
-        }
-    }
+    let options = ConnectOptions {
+        url: run.hosts[tab.host()].clone(),
+        path: "/socket.io".into(),
+        namespace: c.namespace.clone().unwrap_or_else(|| "/".into()),
+        transport: c.transport.unwrap_or_default(),
+        auth: Some(json!({ "token": tab.token })),
+        headers: c.headers.clone(),
+        query: c.query.clone(),
+        timeout: SOCKET_TIMEOUT,
+        tls: run.tls_connector.clone(),
+    };
+    let (received, failed) = (run.clone(), run.clone());
+    let client = client::connect(
+        &options,
+        Arc::new(move |name, args| on_named_event(&received, index, generation, name, args)),
+        // A lost transport (node killed, connection reset) or a Socket.IO disconnect.
+        Arc::new(move |why| {
+            failed.tabs[index].on_drop(&failed.stats, generation, &why);
+        }),
+    )
+    .await?;
+    tab.connected_with(client).await;
+    Ok(())
 }
 
 /// Routes a named Socket.IO event of tab `index` (connection `generation`) to its handler;
 /// names the tab does not listen for are ignored.
-fn on_named_event(run: &Run, index: usize, generation: u64, name: &str, payload: Payload) {
+fn on_named_event(run: &Run, index: usize, generation: u64, name: &str, args: &[Value]) {
     if let Some(kind) = BookingEventKind::from_name(name) {
-        if let Payload::Text(values) = &payload
-            && let Some(value) = values.first()
-        {
+        if let Some(value) = args.first() {
             booking_event(run, index, kind, value);
         }
     } else if name == EDITING {
-        if let Payload::Text(values) = &payload
-            && let Some(value) = values.first()
-        {
+        if let Some(value) = args.first() {
             run.volatile.received(value, now_us());
         }
     } else if name == RESYNC {
-        run.tabs[index].on_resync(&run.stats, generation, payload);
+        run.tabs[index].on_resync(&run.stats, generation, args.first());
     }
 }
 

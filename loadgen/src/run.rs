@@ -83,10 +83,7 @@ impl Run {
             .map_err(RunError::Setup)?
             .build()
             .map_err(|e| RunError::Setup(format!("http client: {e}")))?;
-        let tls_connector = match (&tls.ca_pem, tls.insecure) {
-            (None, false) => None,
-            _ => Some(tls.connector().map_err(RunError::Setup)?),
-        };
+        let tls_connector = tls.connector().map_err(RunError::Setup)?;
         let (hosts, secret, server) = if config.hosts.is_empty() {
             let server = embedded::Embedded::start(config.inject_faults.clone()).await?;
             (

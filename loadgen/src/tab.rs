@@ -1,7 +1,7 @@
 //! One simulated browser tab's state: the rooms it joined with their watermarks, the server
 //! nodes it was on, the ledger of what it received, and its Socket.IO client once `receive`
 //! has connected it. A connection the server closes or loses is noticed here and handed to the
-//! tab's turn to reconnect (rust_socketio's own reconnect is off: it would not rejoin or
+//! tab's turn to reconnect (the client's own reconnect is off: it would not rejoin or
 //! replay).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -12,12 +12,11 @@ use booking_server::realtime::editing::Throttle;
 use booking_server::realtime::protocol::{
     BookingEventKind, EDITING, EditingSignal, JOIN_ROOM, LEAVE_ROOM, Resync, RoomAck,
 };
-use futures_util::FutureExt;
-use rust_socketio::Payload;
-use rust_socketio::asynchronous::Client;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::Notify;
+
+use crate::client::TabClient;
 
 use crate::ledger::Ledger;
 use crate::plan::TabPlan;
@@ -52,7 +51,7 @@ pub struct Tab {
     generation: AtomicU64,
     /// The nodes the tab was on: from each connection's lowest join watermark on, (seq, node).
     nodes: Mutex<Vec<(i64, Option<String>)>>,
-    client: tokio::sync::Mutex<Option<Client>>,
+    client: tokio::sync::Mutex<Option<Arc<dyn TabClient>>>,
     /// Receipts waiting to be recorded in goose: (event kind, fan-out µs).
     pub samples: Mutex<Vec<(BookingEventKind, u64)>>,
     /// When this tab last sent an `editing` signal.
@@ -103,7 +102,7 @@ impl Tab {
         let Ok(arg) = serde_json::to_value(signal) else {
             return false;
         };
-        client.emit(EDITING, arg).await.is_ok()
+        client.emit(EDITING, vec![arg]).await.is_ok()
     }
 
     /// Starts a new connection: returns its generation (callbacks of older ones are ignored).
@@ -112,7 +111,7 @@ impl Tab {
     }
 
     /// The connection got the namespace CONNECT: it is the tab's from now on.
-    pub async fn connected_with(&self, client: Client) {
+    pub async fn connected_with(&self, client: Arc<dyn TabClient>) {
         self.connected.store(true, Ordering::Relaxed);
         *self.client.lock().await = Some(client);
     }
@@ -152,22 +151,11 @@ impl Tab {
     /// Sends `event` (join or leave) for `room`; returns the ack.
     async fn room_request(&self, event: &str, room: &str) -> Result<RoomAck, String> {
         let client = self.client.lock().await.clone().ok_or("not connected")?;
-        let (tx, rx) = oneshot::channel();
-        let tx = Arc::new(Mutex::new(Some(tx)));
-        client
-            .emit_with_ack(event, json!(room), SOCKET_TIMEOUT, move |payload, _| {
-                if let Some(tx) = tx.lock().expect("poisoned").take() {
-                    let _ = tx.send(payload);
-                }
-                async {}.boxed()
-            })
+        let args = client
+            .emit_with_ack(event, vec![json!(room)])
             .await
-            .map_err(|e| format!("{event} emit failed: {e}"))?;
-        let payload = tokio::time::timeout(SOCKET_TIMEOUT, rx)
-            .await
-            .map_err(|_| format!("no ack for {event} {room} in time"))?
-            .map_err(|_| "ack dropped".to_string())?;
-        parse_ack(payload)
+            .map_err(|e| format!("{room}: {e}"))?;
+        parse_ack(args)
     }
 
     /// Closes the connection (churn, storm, end of run, or what is left of a dropped one).
@@ -176,7 +164,7 @@ impl Tab {
         let client = self.client.lock().await.take();
         self.connected.store(false, Ordering::Relaxed);
         if let Some(client) = client {
-            let _ = tokio::time::timeout(Duration::from_secs(5), client.disconnect()).await;
+            client.disconnect().await;
         }
     }
 
@@ -199,17 +187,11 @@ impl Tab {
         true
     }
 
-    pub fn on_resync(&self, stats: &Stats, generation: u64, payload: Payload) {
+    pub fn on_resync(&self, stats: &Stats, generation: u64, payload: Option<&Value>) {
         if self.generation.load(Ordering::SeqCst) != generation {
             return;
         }
-        let resync = match payload {
-            Payload::Text(values) => values
-                .into_iter()
-                .next()
-                .and_then(|v| Resync::deserialize(&v).ok()),
-            _ => None,
-        };
+        let resync = payload.and_then(|v| Resync::deserialize(v).ok());
         let Some(resync) = resync else {
             tracing::warn!(tab = self.index, "a resync without a readable payload");
             return;
@@ -278,11 +260,8 @@ impl Tab {
     }
 }
 
-/// rust_socketio hands an ack's arguments over wrapped in an array.
-fn parse_ack(payload: Payload) -> Result<RoomAck, String> {
-    let Payload::Text(values) = payload else {
-        return Err("binary ack".into());
-    };
+/// An ack's arguments may come wrapped in an array (rust_socketio hands them over so).
+fn parse_ack(values: Vec<Value>) -> Result<RoomAck, String> {
     let mut value = values.into_iter().next().unwrap_or(Value::Null);
     while let Value::Array(mut inner) = value {
         if inner.is_empty() {
@@ -301,10 +280,10 @@ mod tests {
     fn acks_parse_wrapped_or_not() {
         let ack = json!({"ok": true, "room": "bookings", "watermark": 4});
         for payload in [vec![ack.clone()], vec![json!([ack.clone()])]] {
-            let parsed = parse_ack(Payload::Text(payload)).unwrap();
+            let parsed = parse_ack(payload).unwrap();
             assert_eq!(parsed.watermark, Some(4));
         }
-        assert!(parse_ack(Payload::Text(vec![json!([])])).is_err());
-        assert!(parse_ack(Payload::Text(vec![json!({"room": 1})])).is_err());
+        assert!(parse_ack(vec![json!([])]).is_err());
+        assert!(parse_ack(vec![json!({"room": 1})]).is_err());
     }
 }

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::client::{self, ConnectOptions, TabClient};
 use super::file::{AppFile, Emit, Http, JoinedBy, RoomRequest};
 use super::plan::{Csv, Plan, TabVars};
 use super::template::{render, render_value};
+use crate::client::{self, ConnectOptions, TabClient};
 use crate::latency::now_us;
 use crate::plan::Shard;
 use crate::truth::{Found, Membership, Publish, TabRecord, at_path, find_marker, marker};
@@ -23,7 +23,7 @@ pub const TIMEOUT: Duration = Duration::from_secs(15);
 
 /// One tab of an app run.
 pub struct AppTab {
-    client: tokio::sync::Mutex<Option<Box<dyn TabClient>>>,
+    client: tokio::sync::Mutex<Option<Arc<dyn TabClient>>>,
     /// Set before the generator closes the connection itself: a close then is no drop.
     closing: AtomicBool,
     /// Which connection is current: a drop reported by an older one is ignored.
@@ -118,10 +118,7 @@ impl AppRun {
             .http(reqwest::Client::builder().timeout(Duration::from_secs(30)))?
             .build()
             .map_err(|e| format!("http client: {e}"))?;
-        let tls_connector = match (&tls.ca_pem, tls.insecure) {
-            (None, false) => None,
-            _ => Some(tls.connector()?),
-        };
+        let tls_connector = tls.connector()?;
         Ok(Self {
             tls_connector,
             file,

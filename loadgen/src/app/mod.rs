@@ -4,7 +4,6 @@
 //! join, publish, hear) -> `truth` (the judge over plain records) -> the common [`Report`],
 //! so gates, the JSON, HTML and JUnit reports and `compare` read an app run as a booking one.
 
-pub mod client;
 pub mod drive;
 pub mod file;
 pub mod metrics;

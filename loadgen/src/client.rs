@@ -1,7 +1,8 @@
-//! The narrow interface an app run's tab talks to its app through: connect with auth,
-//! headers, query and namespace; emit with or without an ack; hear every event. The engine
-//! sees only [`TabClient`], so a cheaper client can take rust_socketio's place behind it.
-//! rust_socketio (async) is the one here: it carries WebSocket and long-polling.
+//! The narrow interface every tab talks to its server through, a booking run's and an app
+//! run's alike: connect with auth, headers, query and namespace; emit with or without an ack;
+//! hear every named event's raw arguments. Tabs see only [`TabClient`], so a cheaper client
+//! can take rust_socketio's place behind it. rust_socketio (async) is the one here: it carries
+//! WebSocket and long-polling.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,7 +14,7 @@ use rust_socketio::{Event, Payload, TransportType};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
-use super::file::Transport;
+pub use crate::config::Transport;
 
 /// Where and how a tab connects.
 #[derive(Debug, Clone)]
@@ -82,7 +83,7 @@ pub async fn connect(
     o: &ConnectOptions,
     on_event: OnEvent,
     on_drop: OnDrop,
-) -> Result<Box<dyn TabClient>, String> {
+) -> Result<Arc<dyn TabClient>, String> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Result<(), String>>();
     let mut builder = ClientBuilder::new(socket_url(o))
         .namespace(o.namespace.clone())
@@ -142,7 +143,7 @@ pub async fn connect(
     // From now on an error is a lost connection, reported through on_drop.
     rx.close();
     match answer {
-        Ok(Some(Ok(()))) => Ok(Box::new(RustSocketio {
+        Ok(Some(Ok(()))) => Ok(Arc::new(RustSocketio {
             client,
             timeout: o.timeout,
         })),
