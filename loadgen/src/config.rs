@@ -7,8 +7,7 @@ use std::time::Duration;
 use booking_server::realtime::faults::FaultPlan;
 use clap::Parser;
 
-use crate::fault::{FaultFlags, Scenario};
-use crate::report::{RunInfo, Workload, redacted};
+use crate::judge::fault::{FaultFlags, Scenario};
 
 /// The Engine.IO transport of each tab.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
@@ -104,7 +103,7 @@ pub struct Config {
         env = "LOADGEN_STAGES",
         conflicts_with_all = ["tabs", "duration", "ramp_up"]
     )]
-    pub stages: Option<crate::stages::Stages>,
+    pub stages: Option<crate::plan::stages::Stages>,
     /// Judge the latency and throughput gates (`--gate-fanout-p99-ms`, `--gate-action-p99-ms`,
     /// `--gate-min-deliveries-per-sec`) on this stage of --stages (1-based: the steady state,
     /// say) instead of the whole run, and the --max-regression rules on this stage of both
@@ -319,15 +318,6 @@ impl Config {
         })
     }
 
-    /// When a second of the generator's counts as saturated.
-    pub fn saturation_limits(&self) -> crate::saturation::Limits {
-        crate::saturation::Limits {
-            cpu_share: self.saturation_cpu,
-            lag_ms: self.saturation_lag_ms,
-            backlog_bytes: self.saturation_backlog_kib.saturating_mul(1024),
-        }
-    }
-
     /// How long from now until `--actions-at` (zero when unset or past).
     pub fn until_actions_at(&self) -> Duration {
         self.actions_at.map_or(Duration::ZERO, |at| {
@@ -440,9 +430,6 @@ impl Config {
         if self.max_regression.is_some() && self.baseline.is_none() {
             return Err("--max-regression needs --baseline (the run to compare with)".into());
         }
-        if let Some(rules) = &self.max_regression {
-            crate::compare::parse_rules(rules).map_err(|e| format!("--max-regression: {e}"))?;
-        }
         self.fault_flags().validate()?;
         for host in &self.hosts {
             if !(host.starts_with("http://") || host.starts_with("https://")) {
@@ -500,41 +487,6 @@ impl Config {
         Ok(())
     }
 
-    /// What this run asks for (compared with a baseline's).
-    pub fn workload(&self) -> Workload {
-        Workload {
-            tabs: self.tabs as u64,
-            browser_tabs: self.browser_tabs as u64,
-            duration_s: self.duration.as_secs_f64(),
-            ramp_up_per_s: self.ramp_up,
-            boardrooms: self.boardrooms as u64,
-            actions_per_s: self.actions_per_sec,
-            actor_share: self.actor_share,
-            dashboard_share: self.dashboard_share,
-            conflict_share: self.conflict_share,
-            think_time_s: self.think_time.as_secs_f64(),
-            churn_per_s: self.churn,
-            storm_at_s: self.storm_at.map(|d| d.as_secs_f64()),
-            scenario: clap::ValueEnum::to_possible_value(&self.scenario)
-                .map_or_else(String::new, |v| v.get_name().to_string()),
-            servers: self.hosts.len().max(1) as u64,
-            stages: self.stages.as_ref().map(ToString::to_string),
-            app: None,
-        }
-    }
-
-    /// What a fair comparison with another run needs to know of this one.
-    pub fn run_info(&self) -> RunInfo {
-        RunInfo {
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            cores: std::thread::available_parallelism().map_or(1, |n| n.get() as u64),
-            platform: format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH),
-            command_line: redacted(std::env::args()),
-            workload: self.workload(),
-            shard: self.shard,
-        }
-    }
-
     /// The fault scenario's flags, together.
     pub fn fault_flags(&self) -> FaultFlags<'_> {
         FaultFlags {
@@ -585,11 +537,66 @@ fn parse_query(text: &str) -> Result<(String, String), String> {
 pub enum Command {
     /// Compares JSON reports side by side with the first (the baseline); exits 1 when a
     /// `--max-regression` rule fails, 2 when the runs cannot be compared.
-    Compare(crate::compare::CompareArgs),
+    Compare(CompareArgs),
     /// Judges the reports of the n shards of one run (`--shard i/n`) as one run: adds the
     /// counts, merges the latency histograms, checks the shards cover the plan once, and
     /// judges the gates again. Exits 0 (pass), 1 (a gate failed), 2 (cannot merge).
-    Merge(crate::merge::MergeArgs),
+    Merge(MergeArgs),
+}
+
+/// The regression rules `loadgen compare` and `--baseline` judge by when none are given.
+pub const DEFAULT_RULES: &str = "fanout_p99=20%,action_p99=20%,deliveries_per_s=10%";
+
+/// `loadgen compare`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CompareArgs {
+    /// JSON reports (`--report-json`); the first is the baseline.
+    #[arg(required = true, num_args = 2..)]
+    pub reports: Vec<PathBuf>,
+    /// Regression allowed per figure, e.g. `fanout_p99=20%,deliveries_per_s=10%`. Figures:
+    /// deliveries_per_s, actions_per_s, fanout_p50, fanout_p95, fanout_p99, action_p50,
+    /// action_p99, owed, lost, duplicated, unexpected, out_of_order, action_errors,
+    /// generator_saturated_s, generator_cpu_us_per_delivery.
+    #[arg(long, default_value = DEFAULT_RULES)]
+    pub max_regression: String,
+    /// Table format: text, or markdown for a pull-request comment.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Compare runs of different workloads anyway (the differences are printed).
+    #[arg(long)]
+    pub allow_different_workload: bool,
+    /// Also write the comparison as one self-contained HTML page, the runs' plots overlaid.
+    #[arg(long)]
+    pub report_html: Option<PathBuf>,
+    /// Read the figures that have per-stage values (deliveries/s, actions/s, fan-out and
+    /// action percentiles, lost) within this stage of staged runs (1-based: the steady state,
+    /// say), and judge their rules there; the other figures stay whole-run.
+    #[arg(long)]
+    pub stage: Option<usize>,
+}
+
+/// Output format of `loadgen compare`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Markdown,
+}
+
+/// `loadgen merge`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MergeArgs {
+    /// The shards' JSON reports (`--report-json` of each `--shard i/n` generator).
+    #[arg(required = true)]
+    pub reports: Vec<PathBuf>,
+    /// Write the merged JSON report here.
+    #[arg(long)]
+    pub report_json: Option<PathBuf>,
+    /// Write the merged report as one self-contained HTML page here.
+    #[arg(long)]
+    pub report_html: Option<PathBuf>,
+    /// Write the merged gates as JUnit XML here.
+    #[arg(long)]
+    pub report_junit: Option<PathBuf>,
 }
 
 #[cfg(test)]
@@ -632,11 +639,6 @@ mod tests {
             parse(&["--max-regression", "fanout_p99=10%"])
                 .unwrap_err()
                 .contains("needs --baseline")
-        );
-        assert!(
-            parse(&["--baseline", "b.json", "--max-regression", "p99=10%"])
-                .unwrap_err()
-                .contains("unknown figure `p99`")
         );
         assert!(
             parse(&["--actor-share", "2"])
@@ -701,7 +703,7 @@ mod tests {
             "two per action per second at the peak"
         );
         assert_eq!(
-            config.workload().stages.as_deref(),
+            config.stages.as_ref().map(ToString::to_string).as_deref(),
             Some("10s:50,20s:50@40,10s:0")
         );
         let unknown = Config::try_parse_from(["loadgen", "--scenario", "meteor"]);
@@ -715,7 +717,7 @@ mod tests {
             panic!("no compare subcommand");
         };
         assert_eq!(args.reports.len(), 2);
-        assert_eq!(args.max_regression, crate::compare::DEFAULT_RULES);
+        assert_eq!(args.max_regression, DEFAULT_RULES);
         assert!(Config::try_parse_from(["loadgen", "compare", "a.json"]).is_err());
         assert!(Config::try_parse_from(["loadgen", "--tabs", "5", "compare", "a", "b"]).is_err());
     }

@@ -2,37 +2,14 @@
 //! proves every subscriber got every event it was owed. `run` is the whole load test; the
 //! binary is a thin wrapper that maps its outcome to an exit code.
 
-pub mod actions;
 pub mod app;
-pub mod browser;
-pub mod client;
-pub mod compare;
 pub mod config;
-pub mod embedded;
+pub mod drive;
 pub mod error;
-pub mod fault;
-pub mod fault_drive;
-pub mod html;
-pub mod junit;
-pub mod latency;
-pub mod ledger;
-pub mod merge;
-pub mod metrics;
+pub mod judge;
 pub mod plan;
-pub mod receive;
-pub mod reconnect;
+pub mod record;
 pub mod report;
-pub mod run;
-pub mod saturation;
-pub mod scenario;
-pub mod stages;
-pub mod stats;
-pub mod tab;
-pub mod timeline;
-pub mod traces;
-pub mod truth;
-pub mod verify;
-pub mod volatile;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -45,33 +22,33 @@ use goose::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use browser::{Browser, BrowserTab, Harness};
 use config::Config;
+use drive::browser::{Browser, BrowserTab, Harness};
+use drive::run::Run;
 pub use error::RunError;
-use fault::Scenario;
-use latency::{Percentiles, histogram, now_us};
+use judge::fault::Scenario;
+use judge::verify::{LogEvent, PATHS, RoomRef, Verdict, judge_tab};
 use plan::ROOM_CLASSES;
+use record::latency::{Percentiles, histogram, now_us};
+use record::stats::{Action, Stats, UNAVAILABLE};
 use report::{
     Actions, Breakdown, ClientRow, Examples, FaultReport, Gate, GateKind, LatencyReport, Memory,
     Report, Throughput,
 };
-use run::Run;
-use stats::{Action, Stats, UNAVAILABLE};
-use verify::{LogEvent, PATHS, RoomRef, Verdict, judge_tab};
 
 /// `loadgen merge` of any run's shards: an app run's shards are judged again from their logs.
 pub fn merge_reports(reports: &[report::Report]) -> Result<report::Report, String> {
-    merge::merge_with(reports, refine_merged)
+    judge::merge::merge_with(reports, refine_merged)
 }
 
 /// `loadgen merge` of the report files `args` names (see [`merge_reports`]).
-pub fn merge_files(args: &merge::MergeArgs) -> Result<report::Report, String> {
-    merge::merge_files(args, refine_merged)
+pub fn merge_files(args: &config::MergeArgs) -> Result<report::Report, String> {
+    judge::merge::merge_files(args, refine_merged)
 }
 
 fn refine_merged(reports: &[report::Report], out: &mut report::Report) -> Result<(), String> {
     match reports.first().and_then(|r| r.app.as_ref()) {
-        Some(_) => app::report::merge(reports, out),
+        Some(_) => report::app::merge(reports, out),
         None => Ok(()),
     }
 }
@@ -91,6 +68,10 @@ impl Outcome {
 /// Runs one load test: set up, ramp tabs, act, settle, verify, report. Receive spans are
 /// exported when the standard `OTEL_*` variables ask for it.
 pub async fn run(config: Config) -> Result<Outcome, RunError> {
+    if let Some(rules) = &config.max_regression {
+        judge::compare::parse_rules(rules)
+            .map_err(|e| RunError::Setup(format!("--max-regression: {e}")))?;
+    }
     if config.app.is_some() {
         return app::run(config).await;
     }
@@ -113,13 +94,13 @@ pub async fn run_with_traces(
     config.validate().map_err(RunError::Setup)?;
     let baseline = match &config.baseline {
         Some(path) => Some(
-            compare::Baseline::load(
+            judge::compare::Baseline::load(
                 path,
                 config
                     .max_regression
                     .as_deref()
-                    .unwrap_or(compare::DEFAULT_RULES),
-                &config.workload(),
+                    .unwrap_or(judge::compare::DEFAULT_RULES),
+                &crate::report::Workload::of(&config),
                 config.allow_different_workload,
                 config.gate_stage,
             )
@@ -132,11 +113,13 @@ pub async fn run_with_traces(
     }
     let chromium = match config.browser_tabs {
         0 => None,
-        _ => Some(browser::find_chromium(config.chromium.as_deref()).map_err(RunError::Setup)?),
+        _ => Some(
+            drive::browser::find_chromium(config.chromium.as_deref()).map_err(RunError::Setup)?,
+        ),
     };
     let every = config.trace_every;
     let mut run = Run::setup(config).await?;
-    run.traces = traces.map(|p| traces::ReceiveSpans::new(p, every));
+    run.traces = traces.map(|p| record::traces::ReceiveSpans::new(p, every));
     let run = Arc::new(run);
     let browser = match &chromium {
         Some(chromium) => Some(open_browser_tabs(&run, chromium).await?),
@@ -144,7 +127,7 @@ pub async fn run_with_traces(
     };
     let metrics_server = match run.config.metrics_addr {
         Some(addr) => Some(
-            metrics::serve(addr, run.clone())
+            record::metrics::serve(addr, run.clone())
                 .await
                 .map_err(|e| RunError::Setup(format!("--metrics-addr {addr}: {e}")))?,
         ),
@@ -168,7 +151,7 @@ pub async fn run_with_traces(
     }
     let watcher = {
         let run = run.clone();
-        tokio::spawn(async move { saturation::watch(&run.generator).await })
+        tokio::spawn(async move { record::saturation::watch(&run.generator).await })
     };
     let sampler = {
         let run = run.clone();
@@ -176,7 +159,7 @@ pub async fn run_with_traces(
     };
     let background = spawn_background(&run, ramp);
     let fault = (run.config.scenario != Scenario::None)
-        .then(|| tokio::spawn(fault_drive::run_fault(run.clone())));
+        .then(|| tokio::spawn(drive::fault::run_fault(run.clone())));
 
     let goose_result = goose_attack(&run, ramp, launch_rate).await;
     let action_window_end = Instant::now();
@@ -329,7 +312,7 @@ async fn goose_attack(run: &Arc<Run>, ramp: Duration, launch_rate: f64) -> Resul
         .timeout(Duration::from_secs(30));
     tracing::info!(?ramp, "starting goose");
     GooseAttack::initialize_with_config(goose)?
-        .register_scenario(scenario::tab_scenario(run))
+        .register_scenario(drive::scenario::tab_scenario(run))
         .set_client_builder_without_cookies(client)?
         .execute()
         .await
@@ -363,9 +346,9 @@ async fn sample_timeline(run: &Run) {
     }
 }
 
-fn timeline_counters(run: &Run) -> timeline::Counters {
+fn timeline_counters(run: &Run) -> record::timeline::Counters {
     let s = &run.stats;
-    timeline::Counters {
+    record::timeline::Counters {
         tabs_connected: Stats::get(&s.tabs_connected),
         tabs_joined: Stats::get(&s.tabs_joined),
         tabs_left: Stats::get(&s.tabs_left),
@@ -431,7 +414,10 @@ async fn progress(run: Arc<Run>) {
         let secs = last_at.elapsed().as_secs_f64().max(1e-3);
         let fanout = Percentiles::of(&run.latency.fanout().total());
         let generator = run.generator.last().map_or(String::new(), |g| {
-            let mark = if run.config.saturation_limits().check(&g).any() {
+            let mark = if crate::record::saturation::Limits::of(&run.config)
+                .check(&g)
+                .any()
+            {
                 " SATURATED"
             } else {
                 ""
@@ -484,7 +470,7 @@ async fn verify_and_report(
             .expect("poisoned")
             .iter()
             .map(|(name, j)| match j.room {
-                RoomRef::User(_) => verify::Joined {
+                RoomRef::User(_) => judge::verify::Joined {
                     room: users.room(name).unwrap_or(j.room),
                     ..*j
                 },
@@ -501,7 +487,7 @@ async fn verify_and_report(
     let protocol = verdict.total;
     let browser = pages.map(|(tabs, pages)| {
         let first = run.tabs.len();
-        browser::judge(
+        drive::browser::judge(
             tabs,
             &pages,
             run.start_seq,
@@ -572,19 +558,19 @@ async fn verify_and_report(
             }),
     };
     let fault = fault_report(run, &verdict, &actions, acked.len() as u64, acked_missing);
-    let generator = saturation::GeneratorReport {
-        cpu_s: saturation::cpu_seconds().unwrap_or(0.0),
+    let generator = record::saturation::GeneratorReport {
+        cpu_s: record::saturation::cpu_seconds().unwrap_or(0.0),
         ..run.generator_report()
     };
     let seconds = run.timeline.seconds(
         &timings,
-        &timeline::Outcomes {
+        &record::timeline::Outcomes {
             recovered: &verdict.recovered_by_seq,
             lost: &verdict.lost_by_seq,
         },
     );
     let stages = match (&run.config.stages, run.actions_started.get()) {
-        (Some(stages), Some(zero)) => stages.reports(stages::StageInputs {
+        (Some(stages), Some(zero)) => stages.reports(report::stages::StageInputs {
             base_rate: run.config.actions_per_sec,
             zero_us: wall_us(*zero),
             timeline_zero_us: run.timeline.zero_us().unwrap_or_default(),
@@ -651,19 +637,29 @@ async fn verify_and_report(
         })
         .collect();
     let histograms = report::Histograms {
-        fanout: latency::encode(&fanout_total),
-        action: latency::encode(&action),
-        spread: latency::encode(&spread),
-        schedule_lag: latency::encode(&run.schedule_lag.lock().expect("poisoned")),
+        fanout: record::latency::encode(&fanout_total),
+        action: record::latency::encode(&action),
+        spread: record::latency::encode(&spread),
+        schedule_lag: record::latency::encode(&run.schedule_lag.lock().expect("poisoned")),
         fanout_by_event_type: BookingEventKind::ALL
             .iter()
             .enumerate()
-            .map(|(k, kind)| (kind.name().to_string(), latency::encode(&fanout.by_kind(k))))
+            .map(|(k, kind)| {
+                (
+                    kind.name().to_string(),
+                    record::latency::encode(&fanout.by_kind(k)),
+                )
+            })
             .collect(),
         fanout_by_room_size: ROOM_CLASSES
             .iter()
             .enumerate()
-            .map(|(c, class)| (class.to_string(), latency::encode(&fanout.by_class(c))))
+            .map(|(c, class)| {
+                (
+                    class.to_string(),
+                    record::latency::encode(&fanout.by_class(c)),
+                )
+            })
             .collect(),
     };
     let rss = report::rss_bytes();
@@ -681,7 +677,7 @@ async fn verify_and_report(
         tabs_joined: Stats::get(&s.tabs_joined),
         duration_s: window,
         seed: run.seed,
-        run: Some(run.config.run_info()),
+        run: Some(crate::report::RunInfo::of(&run.config)),
         hosts: run.hosts.clone(),
         embedded_server: run.embedded,
         actions,
@@ -730,9 +726,9 @@ async fn verify_and_report(
 /// The by-client rows: the generator's protocol tabs, and the browser pages when there are.
 fn by_client(
     run: &Run,
-    protocol: verify::DeliveryCounts,
+    protocol: judge::verify::DeliveryCounts,
     latency: &LatencyReport,
-    browser: Option<browser::BrowserVerdict>,
+    browser: Option<drive::browser::BrowserVerdict>,
 ) -> BTreeMap<String, ClientRow> {
     let mut rows = BTreeMap::new();
     rows.insert(
@@ -846,7 +842,7 @@ fn gates(
     l: &LatencyReport,
     t: &Throughput,
     a: &Actions,
-    generator: &saturation::GeneratorReport,
+    generator: &record::saturation::GeneratorReport,
     stage: Option<&report::StageReport>,
 ) -> Vec<Gate> {
     let c = &run.config;
@@ -921,6 +917,19 @@ pub fn faults_from_metrics(text: &str) -> BTreeMap<String, u64> {
 mod tests {
     use super::*;
     use clap::Parser;
+
+    #[tokio::test]
+    async fn unknown_regression_rules_are_refused_before_anything_runs() {
+        for extra in [&[][..], &["--app", "no-such-app.yaml"][..]] {
+            let mut args = vec!["loadgen", "--baseline", "b.json"];
+            args.extend_from_slice(&["--max-regression", "p99=10%"]);
+            args.extend_from_slice(extra);
+            let Err(RunError::Setup(why)) = run(Config::try_parse_from(args).unwrap()).await else {
+                panic!("a bad rule must stop the run at setup");
+            };
+            assert!(why.contains("unknown figure `p99`"), "{why}");
+        }
+    }
 
     #[test]
     fn a_run_that_would_run_out_of_open_files_is_refused_up_front() {

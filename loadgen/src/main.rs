@@ -18,7 +18,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> ExitCode {
     let config = Config::parse();
     if let Some(Command::Compare(args)) = &config.command {
-        return match booking_loadgen::compare::compare_files(args) {
+        return match booking_loadgen::judge::compare::compare_files(args) {
             Ok(compared) => {
                 print!("{}", compared.text);
                 if let Some(path) = &args.report_html
@@ -114,8 +114,8 @@ fn write_reports(
         (json, |r| {
             serde_json::to_string_pretty(r).expect("reports serialize")
         }),
-        (html, booking_loadgen::html::report_page),
-        (junit, booking_loadgen::junit::junit),
+        (html, booking_loadgen::report::html::report_page),
+        (junit, booking_loadgen::report::junit::junit),
     ];
     for (path, render) in forms {
         if let Some(path) = path {

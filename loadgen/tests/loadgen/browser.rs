@@ -2,7 +2,7 @@
 //! among the protocol tabs, judged by what each page rendered. Needs Chromium (Debian's
 //! `chromium`); skipped without it, except in CI where it is required.
 
-use booking_loadgen::browser::find_chromium;
+use booking_loadgen::drive::browser::find_chromium;
 
 use crate::{as_json, assert_matches_schema, run};
 
@@ -166,7 +166,11 @@ async fn the_html_report_renders_in_chromium() {
     let dir = std::env::temp_dir().join(format!("loadgen-html-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let page = dir.join("report.html");
-    std::fs::write(&page, booking_loadgen::html::report_page(&outcome.report)).unwrap();
+    std::fs::write(
+        &page,
+        booking_loadgen::report::html::report_page(&outcome.report),
+    )
+    .unwrap();
     let url = format!("file://{}", page.display());
     let chrome = |extra: &[&str]| {
         std::process::Command::new(&chromium)

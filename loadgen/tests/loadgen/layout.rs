@@ -1,53 +1,78 @@
 //! The loadgen's modules import each other in layers, never in a circle: a module's file may
-//! name `crate::<other>` only where `<other>` does not lead back to it. A folder module
-//! (`app/`) counts as one, all its files together. lib.rs, the root that declares them all,
-//! is left out (nothing may import from it).
+//! name `crate::<path>` only where that module does not lead back to it. Each file is a module,
+//! named by its path (`drive::run`, `plan` for `plan/mod.rs`); a folder's `mod.rs` that only
+//! declares its files is left out, and so is lib.rs, the root that declares them all (nothing
+//! may import from it). `src` is laid out by stage: plan, drive, record, judge, report.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-/// Module name -> the loadgen modules its file refers to as `crate::<name>`.
-fn imports() -> BTreeMap<String, BTreeSet<String>> {
-    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut files = BTreeMap::new();
-    for entry in std::fs::read_dir(&src).unwrap() {
+/// Every `.rs` file under `dir`, as (module path, text).
+fn files(dir: &Path, prefix: &str, out: &mut BTreeMap<String, String>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
-        let name = path.file_stem().unwrap().to_string_lossy().to_string();
-        if path.extension().is_some_and(|e| e == "rs") && name != "lib" && name != "main" {
-            files.insert(name, std::fs::read_to_string(&path).unwrap());
-        } else if path.is_dir() {
-            let mut text = String::new();
-            for file in std::fs::read_dir(&path).unwrap() {
-                text += &std::fs::read_to_string(file.unwrap().path()).unwrap();
+        let stem = path.file_stem().unwrap().to_string_lossy().to_string();
+        let name = if prefix.is_empty() {
+            stem.clone()
+        } else {
+            format!("{prefix}::{stem}")
+        };
+        if path.is_dir() {
+            files(&path, &name, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            if stem == "mod" {
+                out.insert(prefix.to_string(), text);
+            } else if !(prefix.is_empty() && (stem == "lib" || stem == "main")) {
+                out.insert(name, text);
             }
-            files.insert(name, text);
         }
     }
-    let modules: BTreeSet<String> = files.keys().cloned().collect();
-    files
-        .iter()
+}
+
+fn src() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src")
+}
+
+/// The longest module of `modules` that `path` (`a::b::Item`) names.
+fn module_of(path: &str, modules: &BTreeSet<String>) -> Option<String> {
+    let parts: Vec<&str> = path.split("::").collect();
+    (1..=parts.len())
+        .rev()
+        .map(|n| parts[..n].join("::"))
+        .find(|m| modules.contains(m))
+}
+
+/// Module path -> the loadgen modules its file refers to as `crate::<path>`.
+fn imports() -> BTreeMap<String, BTreeSet<String>> {
+    let mut all = BTreeMap::new();
+    files(&src(), "", &mut all);
+    // A folder's mod.rs that only declares its files imports nothing of its own.
+    all.retain(|_, text| text.contains("crate::") || text.contains("fn "));
+    let modules: BTreeSet<String> = all.keys().cloned().collect();
+    let path_at = |rest: &str| {
+        let end = rest
+            .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+            .unwrap_or(rest.len());
+        rest[..end].trim_end_matches(':').to_string()
+    };
+    all.iter()
         .map(|(name, text)| {
             let mut used = BTreeSet::new();
             for (i, _) in text.match_indices("crate::") {
                 let rest = &text[i + "crate::".len()..];
-                let end = rest
-                    .find(|c: char| !(c.is_alphanumeric() || c == '_'))
-                    .unwrap_or(rest.len());
-                used.insert(rest[..end].to_string());
-            }
-            // `use crate::{a, b::C}` names several at once.
-            for (i, _) in text.match_indices("use crate::{") {
-                let rest = &text[i + "use crate::{".len()..];
-                let group = &rest[..rest.find("};").unwrap_or(rest.len())];
-                for part in group.split(',') {
-                    let head = part.trim().split("::").next().unwrap_or("").trim();
-                    used.insert(head.to_string());
+                used.extend(module_of(&path_at(rest), &modules));
+                // `use crate::a::{b, c::D}` names several at once.
+                let head = path_at(rest);
+                if let Some(group) = rest[head.len()..].strip_prefix("::{") {
+                    let group = &group[..group.find('}').unwrap_or(group.len())];
+                    for part in group.split(',') {
+                        let full = format!("{head}::{}", part.trim());
+                        used.extend(module_of(&full, &modules));
+                    }
                 }
             }
-            let used = used
-                .into_iter()
-                .filter(|m| modules.contains(m) && m != name)
-                .collect();
+            used.remove(name);
             (name.clone(), used)
         })
         .collect()
@@ -107,10 +132,45 @@ fn the_cycle_finder_finds_a_circle_and_only_a_circle() {
 fn loadgen_modules_import_each_other_without_circles() {
     let graph = imports();
     assert!(
-        graph.len() > 10 && graph["run"].contains("tab") && graph["app"].contains("report"),
+        graph.len() > 30
+            && graph["drive::run"].contains("drive::tab")
+            && graph["drive::receive"].contains("drive::client")
+            && graph["app"].contains("report::app"),
         "{graph:?}"
     );
     if let Some(cycle) = find_cycle(&graph) {
         panic!("loadgen/src imports in a circle: {}", cycle.join(" -> "));
     }
+}
+
+#[test]
+fn src_is_laid_out_by_stage() {
+    let stages = ["plan", "drive", "record", "judge", "report"];
+    let mut top: Vec<String> = std::fs::read_dir(src())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    top.sort();
+    let mut expected: Vec<String> = stages.iter().map(|s| s.to_string()).collect();
+    // The roots: the library (a booking run's pipeline), an app run's pipeline, the binary, the
+    // command line and the setup error.
+    expected.extend(["app.rs", "config.rs", "error.rs", "lib.rs", "main.rs"].map(String::from));
+    expected.sort();
+    assert_eq!(
+        top, expected,
+        "loadgen/src holds the stage folders and the roots only"
+    );
+}
+
+#[test]
+fn the_command_line_imports_no_later_stage() {
+    // config is read by every stage; it may name the plan (`--stages`, `--shard`) and the
+    // fault scenarios' flags, never what drives, records, judges or reports a run.
+    let graph = imports();
+    let allowed = ["plan", "plan::stages", "judge::fault"];
+    let later: Vec<&String> = graph["config"]
+        .iter()
+        .filter(|m| !allowed.contains(&m.as_str()))
+        .collect();
+    assert!(later.is_empty(), "config imports {later:?}");
 }

@@ -1,0 +1,576 @@
+//! `loadgen --app FILE`: verify any Socket.IO app an app file describes, with generator-side
+//! truth (the app needs no sequence numbers, event log or join watermarks). The pipeline:
+//! `plan::app_file` (read and check) -> `plan::app` (seeded tabs, rooms, publishers) ->
+//! `drive::app` (connect, join, publish, hear) -> `judge::truth` (the judge over plain
+//! records) -> `report::app` (the common [`Report`]), so gates, the JSON, HTML and JUnit reports and `compare` read an app run as a booking one.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+
+use crate::Outcome;
+use crate::config::Config;
+use crate::drive::app::AppRun;
+use crate::error::RunError;
+use crate::judge::truth::{AppLog, PublisherMeta};
+use crate::plan::app::Csv;
+use crate::plan::app_file::AppFile;
+use crate::record::latency::now_us;
+use crate::record::saturation;
+use crate::report::{AppReport, Memory, Report, Throughput};
+
+/// Reads `--app`'s file (and its CSV), or says exactly what is wrong with it.
+pub fn load(path: &Path) -> Result<(AppFile, Option<Csv>), String> {
+    let file = crate::plan::app_file::load(path).map_err(|e| e.to_string())?;
+    let csv = match &file.auth_csv {
+        Some(csv) => {
+            let at = path.parent().unwrap_or(Path::new(".")).join(csv);
+            let text = std::fs::read_to_string(&at)
+                .map_err(|e| format!("{}: auth_csv {}: {e}", path.display(), at.display()))?;
+            Some(
+                Csv::parse(&text)
+                    .map_err(|e| format!("{}: auth_csv {}: {e}", path.display(), at.display()))?,
+            )
+        }
+        None => None,
+    };
+    Ok((file, csv))
+}
+
+/// Runs the app run `config.app` asks for.
+pub async fn run(config: Config) -> Result<Outcome, RunError> {
+    let mut config = config;
+    config.apply_stages();
+    config.validate().map_err(RunError::Setup)?;
+    let path = config.app.clone().expect("an app run has --app");
+    let (mut file, csv) = load(&path).map_err(RunError::Setup)?;
+    if let Some(ns) = &config.namespace {
+        file.target.namespace = ns.clone();
+    }
+    if let Some(t) = config.transport {
+        file.target.transport = t;
+    }
+    let url = match (config.hosts.first(), &file.target.url) {
+        (Some(host), _) => host.clone(),
+        (None, Some(url)) => url.clone(),
+        (None, None) => {
+            return Err(RunError::Setup(format!(
+                "{}: the app has no `target.url`: give one, or --host",
+                path.display()
+            )));
+        }
+    };
+    let mut workload = crate::report::Workload::of(&config);
+    workload.app = Some(file.name.clone());
+    let baseline = match &config.baseline {
+        Some(b) => Some(
+            crate::judge::compare::Baseline::load(
+                b,
+                config
+                    .max_regression
+                    .as_deref()
+                    .unwrap_or(crate::judge::compare::DEFAULT_RULES),
+                &workload,
+                config.allow_different_workload,
+                None,
+            )
+            .map_err(RunError::Setup)?,
+        ),
+        None => None,
+    };
+    let seed = config.seed.unwrap_or_else(rand::random::<u64>);
+    let shard = config.shard;
+    // The shards of a run read each other's markers: they share the nonce, from what they
+    // share (the seed, and the start of actions).
+    let nonce = if shard.count > 1 {
+        let mixed = (seed ^ config.actions_at.unwrap_or(0)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (mixed >> 32) as u32
+    } else {
+        rand::random::<u32>()
+    };
+    let mut plan = crate::plan::app::plan(
+        &file,
+        csv.as_ref(),
+        config.tabs,
+        seed,
+        &format!("{nonce:08x}"),
+        config.actions_per_sec,
+    )
+    .map_err(|e| RunError::Setup(format!("{}: {e}", path.display())))?;
+    for tab in &mut plan.tabs {
+        overlay(&mut tab.headers, &config.headers, true);
+        overlay(&mut tab.query, &config.query, false);
+    }
+    let publishers = file
+        .publishers
+        .iter()
+        .zip(&plan.publishers)
+        .enumerate()
+        .map(|(i, (p, planned))| PublisherMeta {
+            name: p
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("publisher-{}", i + 1)),
+            event: p.expect.event.clone(),
+            room: p.room.clone(),
+            rate: planned.rate,
+        })
+        .collect();
+    let tls = config.tls().map_err(RunError::Setup)?;
+    let mut app_run =
+        AppRun::new(file, csv, plan, url.clone(), nonce, shard, &tls).map_err(RunError::Setup)?;
+    app_run.stages = config.stages.clone();
+    let run = Arc::new(app_run);
+    let generator = Arc::new(saturation::Watch::default());
+    let watcher = {
+        let g = generator.clone();
+        tokio::spawn(async move { saturation::watch(&g).await })
+    };
+    if let Some(addr) = config.metrics_addr {
+        let scraped = crate::record::app_metrics::Scraped {
+            run: run.clone(),
+            generator: generator.clone(),
+            limits: crate::record::saturation::Limits::of(&config),
+        };
+        let server = crate::record::app_metrics::serve(addr, scraped)
+            .await
+            .map_err(|e| RunError::Setup(format!("--metrics-addr {addr}: {e}")))?;
+        *run.metrics.lock().expect("poisoned") = Some(server);
+    }
+    let zero_us = now_us();
+    let progress = (!config.progress_every.is_zero())
+        .then(|| tokio::spawn(progress(run.clone(), config.progress_every)));
+
+    if let Some(stages) = &config.stages {
+        let zero = Instant::now() + config.until_actions_at().max(Duration::from_millis(100));
+        let actions_us = now_us() + (zero - Instant::now()).as_micros() as i64;
+        let tasks = staged(&run, stages, zero);
+        crate::drive::app::until(zero + stages.total()).await;
+        let window_end = Instant::now();
+        let _ = tokio::time::timeout(
+            crate::drive::app::TIMEOUT,
+            futures_util::future::join_all(tasks),
+        )
+        .await;
+        tokio::time::sleep(config.settle).await;
+        watcher.abort();
+        if let Some(p) = progress {
+            p.abort();
+        }
+        let window = window_end.saturating_duration_since(zero).as_secs_f64();
+        let finished = Finished {
+            window,
+            actions_start: zero,
+            actions_us,
+            zero_us,
+        };
+        return finish(
+            &config, &run, &path, publishers, finished, &generator, workload, seed, baseline,
+        )
+        .await;
+    }
+    open_tabs(&run, config.ramp_up).await;
+    if run.tabs_joined.load(Ordering::Relaxed) == 0 {
+        watcher.abort();
+        let errors = run.tab_errors.lock().expect("poisoned");
+        return Err(RunError::Setup(format!(
+            "no tab could connect and join {url}: {}",
+            errors.first().map_or("", String::as_str)
+        )));
+    }
+    // Unacknowledged joins count from `settle` after they were sent: publish after that, and
+    // not before --actions-at (the shards of a run publish together).
+    let in_rooms = run
+        .records()
+        .iter()
+        .flat_map(|r| r.memberships.iter().filter_map(|m| m.in_us))
+        .max()
+        .unwrap_or(0);
+    let wait = Duration::from_micros((in_rooms - now_us()).max(0) as u64 + 1_000);
+    tokio::time::sleep(wait.max(config.until_actions_at())).await;
+
+    let actions_start = Instant::now();
+    let actions_us = now_us();
+    let cutting = cut_tabs(&run, &config, actions_start);
+    let mut tasks = Vec::new();
+    for handle in publish_all(&run, config.duration) {
+        if let Ok(mut done) = handle.await {
+            tasks.append(&mut done);
+        }
+    }
+    let window_end = Instant::now();
+    for task in cutting {
+        task.abort();
+    }
+    // A publish still waiting for its answer past the window gets the timeout, no more.
+    let _ = tokio::time::timeout(
+        crate::drive::app::TIMEOUT,
+        futures_util::future::join_all(tasks),
+    )
+    .await;
+    tokio::time::sleep(config.settle).await;
+    watcher.abort();
+    if let Some(p) = progress {
+        p.abort();
+    }
+    let window = window_end
+        .saturating_duration_since(actions_start)
+        .as_secs_f64()
+        .max(1e-3);
+    let finished = Finished {
+        window,
+        actions_start,
+        actions_us,
+        zero_us,
+    };
+    finish(
+        &config, &run, &path, publishers, finished, &generator, workload, seed, baseline,
+    )
+    .await
+}
+
+/// When the run's phases were, for the report.
+struct Finished {
+    /// Seconds of publishing.
+    window: f64,
+    actions_start: Instant,
+    /// The wall clock (µs) of the start of publishing, and of the tabs.
+    actions_us: i64,
+    zero_us: i64,
+}
+
+/// Closes the tabs, judges, and writes the report.
+#[allow(clippy::too_many_arguments)]
+async fn finish(
+    config: &Config,
+    run: &Arc<AppRun>,
+    path: &Path,
+    publishers: Vec<PublisherMeta>,
+    at: Finished,
+    generator: &saturation::Watch,
+    workload: crate::report::Workload,
+    seed: u64,
+    baseline: Option<crate::judge::compare::Baseline>,
+) -> Result<Outcome, RunError> {
+    let shard = run.shard;
+    let records = run.records();
+    run.close().await;
+    let log = AppLog {
+        publishers,
+        publishes: run.publishes.lock().expect("poisoned").clone(),
+        tabs: records
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| shard.owns(*i))
+            .collect(),
+        zero_us: at.zero_us,
+        actions_us: at.actions_us,
+    };
+    let mut report = base_report(run, path, &log, at.window);
+    report.seed = seed;
+    report.run = Some(crate::report::RunInfo {
+        workload,
+        ..crate::report::RunInfo::of(config)
+    });
+    crate::report::app::fill(
+        &mut report,
+        &log,
+        run.tabs.len(),
+        at.window,
+        shard.count > 1,
+    );
+    let _ = run.verdict.set(report.delivery);
+    let samples = generator.samples_since(Some(at.actions_start));
+    report.generator = saturation::GeneratorReport {
+        cpu_s: saturation::cpu_seconds().unwrap_or(0.0),
+        ..saturation::summarize(
+            &samples,
+            crate::record::saturation::Limits::of(config),
+            saturation::cores(),
+        )
+    };
+    report.gates = crate::report::app::gates(config, &run.file.gates, &report);
+    if let Some(b) = &baseline {
+        b.judge(&mut report);
+    }
+    report.decide();
+    if shard.count > 1
+        && let Some(app) = &mut report.app
+    {
+        app.log = Some(log);
+    }
+    let server = run.metrics.lock().expect("poisoned").take();
+    if let Some(server) = server {
+        tokio::time::sleep(config.metrics_linger).await;
+        server.abort();
+    }
+    Ok(Outcome {
+        report,
+        goose_thresholds_failed: false,
+    })
+}
+
+/// `--stages`: each of this generator's tabs opens when its stage's target passes it and, when
+/// the target falls back below it, leaves its rooms and closes; publishes follow the stages'
+/// rate, ramped (time zero is the start of publishing). Returns the tasks to wait for.
+fn staged(
+    run: &Arc<AppRun>,
+    stages: &crate::plan::stages::Stages,
+    zero: Instant,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    let windows: Vec<_> = (0..run.tabs.len()).map(|k| stages.window(k)).collect();
+    for (k, window) in windows.iter().enumerate() {
+        let Some((open, close)) = *window else {
+            continue;
+        };
+        if !run.shard.owns(k) {
+            continue;
+        }
+        let run = run.clone();
+        tasks.push(tokio::spawn(async move {
+            crate::drive::app::until(zero + open).await;
+            if run.open_tab(k).await
+                && let Some(close) = close
+            {
+                crate::drive::app::until(zero + close).await;
+                run.close_tab(k).await;
+            }
+        }));
+    }
+    // Publishes, dealt to the publishers by their rates (smooth weighted round robin), each to
+    // a tab of its publisher the plan has open by then (emits need a connection; a tab counts
+    // as open 2 s after its stage opened it, and until it closes).
+    let rates: Vec<f64> = run.plan.publishers.iter().map(|p| p.rate).collect();
+    let total: f64 = rates.iter().sum();
+    let mut credit = vec![0.0; rates.len()];
+    let mut dealt = vec![0usize; rates.len()];
+    let mut schedule = Vec::new();
+    for n in 0u64.. {
+        let Some(at) = stages.ticket_at(n, total) else {
+            break;
+        };
+        for (c, r) in credit.iter_mut().zip(&rates) {
+            *c += r;
+        }
+        let p = (0..rates.len())
+            .max_by(|a, b| credit[*a].total_cmp(&credit[*b]).then(b.cmp(a)))
+            .unwrap_or(0);
+        credit[p] -= total;
+        let ticket = dealt[p];
+        dealt[p] += 1;
+        let tabs = &run.plan.publishers[p].tabs;
+        let needs_socket = run.file.publishers[p].emit.is_some();
+        let open = |t: usize| match windows[t] {
+            _ if !needs_socket => true,
+            Some((o, c)) => o + Duration::from_secs(2) <= at && c.is_none_or(|c| at < c),
+            None => false,
+        };
+        let chosen = (0..tabs.len())
+            .map(|j| tabs[(ticket + j) % tabs.len()])
+            .find(|t| open(*t));
+        match chosen {
+            Some(tab) => schedule.push((at, p, tab, ticket)),
+            None => {
+                run.skipped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    let runner = run.clone();
+    tasks.push(tokio::spawn(async move {
+        let mut sent = Vec::new();
+        for (at, p, tab, ticket) in schedule {
+            if !runner.shard.owns(tab) {
+                continue;
+            }
+            crate::drive::app::until(zero + at).await;
+            let run = runner.clone();
+            sent.push(tokio::spawn(
+                async move { run.publish(p, tab, ticket).await },
+            ));
+        }
+        futures_util::future::join_all(sent).await;
+    }));
+    tasks
+}
+
+/// `--churn` (cut that many random open tabs a second) and `--storm-at` (cut every tab at
+/// once, that long after publishing starts): each cut tab reconnects and rejoins its rooms.
+fn cut_tabs(
+    run: &Arc<AppRun>,
+    config: &Config,
+    start: Instant,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let own: Vec<usize> = (0..run.tabs.len()).filter(|i| run.shard.owns(*i)).collect();
+    let mut tasks = Vec::new();
+    if let Some(rate) = config.churn {
+        let (run, own) = (run.clone(), own.clone());
+        let mut rng = rand::rngs::StdRng::seed_from_u64(config.seed.unwrap_or(0) ^ 0xc4);
+        tasks.push(tokio::spawn(async move {
+            let every = Duration::from_secs_f64(1.0 / rate);
+            loop {
+                tokio::time::sleep(every).await;
+                let tab = own[rng.random_range(0..own.len())];
+                run.cut(tab).await;
+            }
+        }));
+    }
+    if let Some(at) = config.storm_at {
+        let run = run.clone();
+        tasks.push(tokio::spawn(async move {
+            crate::drive::app::until(start + at).await;
+            eprintln!("[storm] every tab drops and reconnects");
+            for tab in own {
+                run.cut(tab).await;
+            }
+        }));
+    }
+    tasks
+}
+
+/// `pairs` with each of `over` in place of the pair of the same name (for headers, in any
+/// case), or added.
+fn overlay(pairs: &mut Vec<(String, String)>, over: &[(String, String)], any_case: bool) {
+    for (k, v) in over {
+        pairs.retain(|(name, _)| {
+            if any_case {
+                !name.eq_ignore_ascii_case(k)
+            } else {
+                name != k
+            }
+        });
+        pairs.push((k.clone(), v.clone()));
+    }
+}
+
+/// Opens the tabs at `ramp_up` per second and waits for each to connect and join (or fail).
+async fn open_tabs(run: &Arc<AppRun>, ramp_up: f64) {
+    let start = Instant::now();
+    let own: Vec<usize> = (0..run.tabs.len()).filter(|i| run.shard.owns(*i)).collect();
+    let opening: Vec<_> = own
+        .into_iter()
+        .enumerate()
+        .map(|(k, i)| {
+            let run = run.clone();
+            let at = start + Duration::from_secs_f64(k as f64 / ramp_up);
+            tokio::spawn(async move {
+                crate::drive::app::until(at).await;
+                run.open_tab(i).await
+            })
+        })
+        .collect();
+    for o in opening {
+        let _ = o.await;
+    }
+}
+
+/// One scheduler per publisher: each ticket, at its time, becomes a publish task of its own
+/// (open model: a slow app shows up as latency, not as fewer publishes). Each scheduler
+/// returns its publish tasks.
+fn publish_all(
+    run: &Arc<AppRun>,
+    window: Duration,
+) -> Vec<tokio::task::JoinHandle<Vec<tokio::task::JoinHandle<()>>>> {
+    let start = Instant::now();
+    (0..run.plan.publishers.len())
+        .map(|p| {
+            let run = run.clone();
+            tokio::spawn(async move {
+                let tickets: Vec<_> = run.plan.publishers[p].tickets(window).collect();
+                let mut tasks = Vec::with_capacity(tickets.len());
+                for (ticket, (at, tab)) in tickets.into_iter().enumerate() {
+                    // Every shard walks the whole schedule and sends its own tabs' tickets.
+                    if !run.shard.owns(tab) {
+                        continue;
+                    }
+                    crate::drive::app::until(start + at).await;
+                    let run = run.clone();
+                    tasks.push(tokio::spawn(async move {
+                        run.publish(p, tab, ticket).await;
+                    }));
+                }
+                tasks
+            })
+        })
+        .collect()
+}
+
+async fn progress(run: Arc<AppRun>, every: Duration) {
+    let started = Instant::now();
+    loop {
+        tokio::time::sleep(every).await;
+        eprintln!(
+            "[{:>4.0}s] tabs {}/{} joined {} | publishes {} (errors {}) | deliveries {}",
+            started.elapsed().as_secs_f64(),
+            run.tabs_connected.load(Ordering::Relaxed),
+            run.tabs.len(),
+            run.tabs_joined.load(Ordering::Relaxed),
+            run.publishes.lock().expect("poisoned").len(),
+            run.publish_errors.lock().expect("poisoned").len(),
+            run.receipts.load(Ordering::Relaxed),
+        );
+    }
+}
+
+/// What the generator counted itself, before the judge: tabs, publishes, the app's own
+/// events, errors.
+fn base_report(run: &AppRun, path: &Path, log: &AppLog, window: f64) -> Report {
+    let f = &run.file;
+    let errors = run.publish_errors.lock().expect("poisoned").clone();
+    let tab_errors = run.tab_errors.lock().expect("poisoned").clone();
+    // What the schedule offers a second, this shard's share: with --stages, their average.
+    let rate: f64 = log.publishers.iter().map(|p| p.rate).sum();
+    let target = match &run.stages {
+        Some(s) => s.offered(rate) / s.total().as_secs_f64(),
+        None => rate,
+    } / run.shard.count as f64;
+    let rss = crate::report::rss_bytes();
+    let tabs = log.tabs.len() as u64;
+    let ledger_bytes = log
+        .tabs
+        .iter()
+        .map(|(_, r)| r.receipts.capacity() * 16 + r.memberships.capacity() * 64)
+        .sum::<usize>() as u64;
+    Report {
+        tabs,
+        tabs_connected: run.tabs_connected.load(Ordering::Relaxed),
+        tabs_joined: run.tabs_joined.load(Ordering::Relaxed),
+        reconnects: run.reconnects.load(Ordering::Relaxed),
+        drops: run.drops.load(Ordering::Relaxed),
+        duration_s: window,
+        hosts: vec![run.url.clone()],
+        actions: crate::report::Actions {
+            errors: errors.len() as u64,
+            ..Default::default()
+        },
+        throughput: Throughput {
+            actions_per_s: log.publishes.len() as f64 / window,
+            target_actions_per_s: target,
+            ..Throughput::default()
+        },
+        memory: Memory {
+            rss_bytes: rss,
+            rss_per_tab_bytes: rss / tabs.max(1),
+            ledger_bytes,
+        },
+        app: Some(AppReport {
+            name: f.name.clone(),
+            file: path.display().to_string(),
+            truth: "generator".into(),
+            publishes: log.publishes.len() as u64,
+            publish_errors: errors.len() as u64,
+            publish_error_examples: errors.iter().take(3).cloned().collect(),
+            publishes_skipped: run.skipped.load(Ordering::Relaxed),
+            foreign_markers: run.foreign.load(Ordering::Relaxed),
+            unmarked: run.unmarked.lock().expect("poisoned").clone(),
+            app_events: run.app_events.lock().expect("poisoned").clone(),
+            tab_errors: tab_errors.len() as u64,
+            tab_error_examples: tab_errors.iter().take(3).cloned().collect(),
+            ..AppReport::default()
+        }),
+        ..Report::default()
+    }
+}

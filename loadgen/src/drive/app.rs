@@ -1,0 +1,665 @@
+//! Drives an app run: opens each tab's connection (auth, headers, query, namespace), puts it in
+//! its rooms (a join emitted with or without an ack, or the server's own on connect), then
+//! publishes on the open-model schedule of each publisher, every publish logged before it is
+//! sent. What the tabs hear is logged by the receive path below, which reads only the marker.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::drive::client::{self, ConnectOptions, TabClient};
+use crate::judge::truth::{Found, Membership, Publish, TabRecord, at_path, find_marker, marker};
+use crate::plan::Shard;
+use crate::plan::app::{Csv, Plan, TabVars};
+use crate::plan::app_file::{AppFile, Emit, Http, JoinedBy, RoomRequest};
+use crate::plan::template::{render, render_value};
+use crate::record::latency::now_us;
+
+/// How long a connect or an ack may take.
+pub const TIMEOUT: Duration = Duration::from_secs(15);
+
+/// One tab of an app run.
+pub struct AppTab {
+    client: tokio::sync::Mutex<Option<Arc<dyn TabClient>>>,
+    /// Set before the generator closes the connection itself: a close then is no drop.
+    closing: AtomicBool,
+    /// Which connection is current: a drop reported by an older one is ignored.
+    generation: AtomicU64,
+    pub record: Mutex<TabRecord>,
+}
+
+/// An expected event: which publisher expects it and where its marker sits.
+struct Expected {
+    event: String,
+    arg: usize,
+    marker: String,
+}
+
+/// Everything an app run shares between its tabs and publishers.
+pub struct AppRun {
+    pub file: AppFile,
+    pub csv: Option<Csv>,
+    pub plan: Plan,
+    pub url: String,
+    /// This run's marker nonce: markers of other runs are foreign (the shards of one run
+    /// share it).
+    pub run: u32,
+    run_text: String,
+    /// This generator's share of the plan's tabs.
+    pub shard: Shard,
+    pub tabs: Vec<AppTab>,
+    pub publishes: Mutex<Vec<Publish>>,
+    next_seq: AtomicU64,
+    expected: Vec<Expected>,
+    pub http: reqwest::Client,
+    tls_connector: Option<native_tls::TlsConnector>,
+    pub receipts: AtomicU64,
+    pub foreign: AtomicU64,
+    /// Expected events without a marker, and events no publisher expects, by name.
+    pub unmarked: Mutex<BTreeMap<String, u64>>,
+    pub app_events: Mutex<BTreeMap<String, u64>>,
+    pub tab_errors: Mutex<Vec<String>>,
+    pub publish_errors: Mutex<Vec<String>>,
+    pub tabs_connected: AtomicU64,
+    pub tabs_joined: AtomicU64,
+    /// Tabs closed by `--stages`.
+    pub tabs_left: AtomicU64,
+    /// Connections the other side closed or lost, and tabs back after a drop or a cut.
+    pub drops: AtomicU64,
+    pub reconnects: AtomicU64,
+    /// Tickets of emit publishers with no tab open to send them (`--stages`, a tab down).
+    pub skipped: AtomicU64,
+    /// `--stages`, when the run is shaped by them.
+    pub stages: Option<crate::plan::stages::Stages>,
+    /// The verdict's counts, once judged (`/metrics` shows them from then on).
+    pub verdict: std::sync::OnceLock<crate::judge::verify::DeliveryCounts>,
+    /// The `/metrics` server, while it serves.
+    pub metrics: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Base of `{start}`: publishes of concurrent runs get slots of their own.
+    slot_base_s: i64,
+}
+
+impl AppRun {
+    pub fn new(
+        file: AppFile,
+        csv: Option<Csv>,
+        plan: Plan,
+        url: String,
+        run: u32,
+        shard: Shard,
+        tls: &crate::config::Tls,
+    ) -> Result<Self, String> {
+        let tabs = plan
+            .tabs
+            .iter()
+            .map(|_| AppTab {
+                client: tokio::sync::Mutex::new(None),
+                closing: AtomicBool::new(false),
+                generation: AtomicU64::new(0),
+                record: Mutex::new(TabRecord::default()),
+            })
+            .collect();
+        let expected = file
+            .publishers
+            .iter()
+            .map(|p| Expected {
+                event: p.expect.event.clone(),
+                arg: p.expect.arg,
+                marker: p.expect.marker.clone(),
+            })
+            .collect();
+        // 2030-01-01 plus up to ~11 years of days, by the run nonce; a publish's slot is its
+        // seq's minute from there.
+        let slot_base_s = 1_893_456_000 + i64::from(run % 4096) * 86_400;
+        let http = tls
+            .http(reqwest::Client::builder().timeout(Duration::from_secs(30)))?
+            .build()
+            .map_err(|e| format!("http client: {e}"))?;
+        let tls_connector = tls.connector()?;
+        Ok(Self {
+            tls_connector,
+            file,
+            csv,
+            plan,
+            url,
+            run,
+            run_text: format!("{run:08x}"),
+            shard,
+            tabs,
+            publishes: Mutex::new(Vec::new()),
+            next_seq: AtomicU64::new(1),
+            expected,
+            http,
+            receipts: AtomicU64::new(0),
+            foreign: AtomicU64::new(0),
+            unmarked: Mutex::new(BTreeMap::new()),
+            app_events: Mutex::new(BTreeMap::new()),
+            tab_errors: Mutex::new(Vec::new()),
+            publish_errors: Mutex::new(Vec::new()),
+            tabs_connected: AtomicU64::new(0),
+            tabs_joined: AtomicU64::new(0),
+            tabs_left: AtomicU64::new(0),
+            drops: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+            stages: None,
+            verdict: std::sync::OnceLock::new(),
+            metrics: Mutex::new(None),
+            slot_base_s,
+        })
+    }
+
+    fn vars(&self, index: usize) -> TabVars<'_> {
+        TabVars {
+            index,
+            run: &self.run_text,
+            csv: self.csv.as_ref(),
+            csv_row: self.plan.tabs[index].csv_row,
+        }
+    }
+
+    fn tab_error(&self, index: usize, why: String) {
+        let mut errors = self.tab_errors.lock().expect("poisoned");
+        errors.push(format!("tab {index}: {why}"));
+    }
+
+    /// The receive path: an event reached tab `index`. Only the marker is read.
+    fn heard(&self, index: usize, event: &str, args: &[Value]) {
+        let now = now_us();
+        let mut expected = false;
+        for e in self.expected.iter().filter(|e| e.event == event) {
+            expected = true;
+            let Some(text) = args
+                .get(e.arg)
+                .and_then(|a| at_path(a, &e.marker))
+                .and_then(Value::as_str)
+            else {
+                continue;
+            };
+            match find_marker(text, self.run) {
+                Found::Ours(seq) => {
+                    self.receipts.fetch_add(1, Ordering::Relaxed);
+                    let tab = &self.tabs[index];
+                    tab.record
+                        .lock()
+                        .expect("poisoned")
+                        .receipts
+                        .push((seq, now));
+                    return;
+                }
+                Found::Foreign => {
+                    self.foreign.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                Found::None => {}
+            }
+        }
+        let counts = if expected {
+            &self.unmarked
+        } else {
+            &self.app_events
+        };
+        // The name is copied once, at its first receipt, not per receipt.
+        let mut counts = counts.lock().expect("poisoned");
+        match counts.get_mut(event) {
+            Some(n) => *n += 1,
+            None => {
+                counts.insert(event.to_string(), 1);
+            }
+        }
+    }
+
+    /// Connects tab `index` and puts it in its rooms; false when it could not.
+    pub async fn open_tab(self: &Arc<Self>, index: usize) -> bool {
+        let plan = &self.plan.tabs[index];
+        let t = &self.file.target;
+        let options = ConnectOptions {
+            url: self.url.clone(),
+            path: t.path.clone(),
+            namespace: t.namespace.clone(),
+            transport: t.transport,
+            auth: plan.auth.clone(),
+            headers: plan.headers.clone(),
+            query: plan.query.clone(),
+            timeout: TIMEOUT,
+            tls: self.tls_connector.clone(),
+        };
+        let heard = self.clone();
+        let dropped = self.clone();
+        let connecting_us = now_us();
+        let generation = self.tabs[index].generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let connected = client::connect(
+            &options,
+            Arc::new(move |event, args| heard.heard(index, event, args)),
+            Arc::new(move |why| dropped.dropped(index, generation, &why)),
+        )
+        .await;
+        let client = match connected {
+            Ok(c) => c,
+            Err(why) => {
+                self.tab_error(index, why);
+                return false;
+            }
+        };
+        let tab = &self.tabs[index];
+        let connected_us = now_us();
+        let first = {
+            let mut record = tab.record.lock().expect("poisoned");
+            if let Some((_, back)) = record.down.last_mut()
+                && back.is_none()
+            {
+                *back = Some(connected_us);
+            }
+            let first = record.connected_us.is_none();
+            record.connected_us.get_or_insert(connected_us);
+            first
+        };
+        if first {
+            self.tabs_connected.fetch_add(1, Ordering::Relaxed);
+        }
+        let settle = self.file.settle.as_micros() as i64;
+        let mut ok = true;
+        for room in &plan.rooms {
+            let membership = match room.joined_by {
+                // The server put the tab in on connect: in the room from the CONNECT on, give or
+                // take the settle an app may take to do it.
+                JoinedBy::Server => Membership {
+                    room: room.name.clone(),
+                    join_sent_us: connecting_us,
+                    in_us: Some(connected_us + settle),
+                    leave_sent_us: None,
+                    out_us: None,
+                    dropped: false,
+                },
+                JoinedBy::Tab => {
+                    let (sent, answer) = self
+                        .room_request(index, client.as_ref(), &self.file.join, room)
+                        .await;
+                    if let Err(why) = &answer {
+                        self.tab_error(index, format!("join {}: {why}", room.name));
+                        ok = false;
+                    }
+                    Membership {
+                        room: room.name.clone(),
+                        join_sent_us: sent,
+                        in_us: answer.ok(),
+                        leave_sent_us: None,
+                        out_us: None,
+                        dropped: false,
+                    }
+                }
+            };
+            tab.record
+                .lock()
+                .expect("poisoned")
+                .memberships
+                .push(membership);
+        }
+        *tab.client.lock().await = Some(client);
+        if ok {
+            let mut record = tab.record.lock().expect("poisoned");
+            if record.joined_us.is_none() {
+                let last = record.memberships.iter().filter_map(|m| m.in_us).max();
+                record.joined_us = Some(last.unwrap_or(connected_us));
+                self.tabs_joined.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        ok
+    }
+
+    /// Sends a join or a leave of `room` for tab `index`: when it was sent, and when it took
+    /// effect (the ack, or `settle` after the send without one).
+    async fn room_request(
+        &self,
+        index: usize,
+        client: &dyn TabClient,
+        request: &RoomRequest,
+        room: &crate::plan::app::RoomPick,
+    ) -> (i64, Result<i64, String>) {
+        let vars = self.vars(index);
+        let get = |k: &str| match k {
+            "n" => Some(room.n.to_string()),
+            "room" => Some(room.name.clone()),
+            k => vars.get(k),
+        };
+        let sent = now_us();
+        let args = match request
+            .args
+            .iter()
+            .map(|a| render_value(a, &get))
+            .collect::<Result<Vec<_>, _>>()
+        {
+            Ok(a) => a,
+            Err(why) => return (sent, Err(format!("args: {why}"))),
+        };
+        let settle = self.file.settle.as_micros() as i64;
+        let answer = if request.ack {
+            client
+                .emit_with_ack(&request.event, args)
+                .await
+                .map(|_| now_us())
+        } else {
+            client
+                .emit(&request.event, args)
+                .await
+                .map(|_| sent + settle)
+        };
+        (sent, answer)
+    }
+
+    /// Closes tab `index` as a page that goes away does (`--stages`): leaves each room it
+    /// joined itself, then disconnects; the rooms the server joined it to end with the
+    /// connection.
+    pub async fn close_tab(&self, index: usize) {
+        let tab = &self.tabs[index];
+        tab.closing.store(true, Ordering::Relaxed);
+        let Some(client) = tab.client.lock().await.take() else {
+            return;
+        };
+        let settle = self.file.settle.as_micros() as i64;
+        for room in &self.plan.tabs[index].rooms {
+            if room.joined_by == JoinedBy::Server {
+                continue;
+            }
+            let (sent, answer) = self
+                .room_request(index, client.as_ref(), &self.file.leave, room)
+                .await;
+            if let Err(why) = &answer {
+                self.tab_error(index, format!("leave {}: {why}", room.name));
+            }
+            let mut record = tab.record.lock().expect("poisoned");
+            for m in record
+                .memberships
+                .iter_mut()
+                .filter(|m| m.room == room.name)
+            {
+                m.leave_sent_us = Some(sent);
+                // A leave that failed may not have taken: out of the room at the disconnect.
+                m.out_us = answer.as_ref().ok().copied();
+            }
+        }
+        let gone = now_us();
+        client.disconnect().await;
+        let mut record = tab.record.lock().expect("poisoned");
+        for m in record.memberships.iter_mut() {
+            m.leave_sent_us.get_or_insert(gone);
+            if m.out_us.is_none() {
+                m.out_us = Some(gone + settle);
+            }
+        }
+        record.left_us = Some(gone);
+        drop(record);
+        self.tabs_left.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether tab `index` has an open connection now.
+    pub async fn is_open(&self, index: usize) -> bool {
+        self.tabs[index].client.lock().await.is_some()
+    }
+
+    /// Connection `generation` of tab `index` was closed or lost by the other side: the tab
+    /// is out of its rooms from now on, and reconnects.
+    fn dropped(self: &Arc<Self>, index: usize, generation: u64, why: &str) {
+        let tab = &self.tabs[index];
+        if tab.closing.load(Ordering::Relaxed)
+            || tab.generation.load(Ordering::SeqCst) != generation
+        {
+            return;
+        }
+        tracing::info!(tab = index, why, "connection dropped");
+        self.drops.fetch_add(1, Ordering::Relaxed);
+        self.go_down(index);
+        let run = self.clone();
+        tokio::spawn(async move { run.reconnect(index).await });
+    }
+
+    /// The tab's connection is gone (dropped, or cut by churn): its memberships end now, as
+    /// a drop, and it is down until it reconnects.
+    fn go_down(&self, index: usize) {
+        let tab = &self.tabs[index];
+        tab.generation.fetch_add(1, Ordering::SeqCst);
+        let now = now_us();
+        let mut record = tab.record.lock().expect("poisoned");
+        record.down.push((now, None));
+        for m in record
+            .memberships
+            .iter_mut()
+            .filter(|m| m.leave_sent_us.is_none())
+        {
+            m.leave_sent_us = Some(now);
+            m.out_us = Some(now);
+            m.dropped = true;
+        }
+    }
+
+    /// Cuts tab `index`'s connection as a lost network would (`--churn`, `--storm-at`), then
+    /// lets it reconnect; false when it was not open.
+    pub async fn cut(self: &Arc<Self>, index: usize) -> bool {
+        let tab = &self.tabs[index];
+        let Some(client) = tab.client.lock().await.take() else {
+            return false;
+        };
+        self.go_down(index);
+        client.disconnect().await;
+        let run = self.clone();
+        tokio::spawn(async move { run.reconnect(index).await });
+        true
+    }
+
+    /// Reconnects tab `index` like socket.io-client: 0.5 s doubling to 5 s between attempts,
+    /// jittered, until it is back or the run ends; then it rejoins its rooms.
+    async fn reconnect(self: Arc<Self>, index: usize) {
+        let tab = &self.tabs[index];
+        let _ = tab.client.lock().await.take();
+        let mut delay = Duration::from_millis(500);
+        loop {
+            let jitter = 0.5 + rand::random::<f64>();
+            tokio::time::sleep(delay.mul_f64(jitter)).await;
+            if tab.closing.load(Ordering::Relaxed) {
+                return;
+            }
+            if self.open_tab(index).await {
+                self.reconnects.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// Sends ticket `ticket` of publisher `publisher` from tab `index`.
+    pub async fn publish(self: &Arc<Self>, publisher: usize, index: usize, ticket: usize) {
+        let p = &self.file.publishers[publisher];
+        // An emit needs the tab's connection: a tab down (dropped, cut, not yet back) skips
+        // its ticket, counted, as a page offline would not send.
+        if p.emit.is_some() && !self.is_open(index).await {
+            self.skipped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let family = self
+            .file
+            .rooms
+            .iter()
+            .position(|r| r.name == p.room)
+            .expect("checked when the file was read");
+        let own: Vec<_> = self.plan.tabs[index]
+            .rooms
+            .iter()
+            .filter(|r| r.family == family)
+            .collect();
+        let (n, room) = match own.get(ticket % own.len().max(1)) {
+            Some(r) => (r.n, r.name.clone()),
+            None => {
+                let count = self.file.rooms[family].count;
+                let n = (ticket as u64).wrapping_mul(2_654_435_761) % count + 1;
+                let vars = self.vars(index);
+                let name = render(&p.room, &|k| match k {
+                    "n" => Some(n.to_string()),
+                    k => vars.get(k),
+                })
+                .unwrap_or_default();
+                (n, name)
+            }
+        };
+        // Unique among the shards of the run too.
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed) * self.shard.count as u64
+            + self.shard.index as u64;
+        let mark = marker(self.run, seq);
+        let start = self.slot_base_s + seq as i64 * 60;
+        let peer = peer_of(index, ticket, self.tabs.len());
+        let vars = self.vars(index);
+        let get = |k: &str| match k {
+            "n" => Some(n.to_string()),
+            "room" => Some(room.clone()),
+            "marker" => Some(mark.clone()),
+            "seq" => Some(seq.to_string()),
+            "peer" => Some(peer.to_string()),
+            "start" => Some(crate::record::latency::rfc3339(start)),
+            "end" => Some(crate::record::latency::rfc3339(start + 60)),
+            k => vars.get(k),
+        };
+        let rooms = match &p.expect.rooms {
+            Some(list) => list.iter().map(|r| render(r, &get)).collect(),
+            None => Ok(vec![room.clone()]),
+        };
+        let rooms = match rooms {
+            Ok(r) => r,
+            Err(why) => {
+                self.publish_error(format!("expect.rooms: {why}"));
+                return;
+            }
+        };
+        let sent_us = now_us();
+        let at = {
+            let mut log = self.publishes.lock().expect("poisoned");
+            log.push(Publish {
+                seq,
+                publisher,
+                tab: index,
+                room: room.clone(),
+                rooms,
+                audience: p.expect.audience,
+                sent_us,
+                ok: true,
+            });
+            log.len() - 1
+        };
+        let result = match (&p.emit, &p.http) {
+            (Some(emit), _) => self.emit(index, emit, &get).await,
+            (None, Some(http)) => self.request(http, &get).await,
+            (None, None) => Err("neither emit nor http".into()),
+        };
+        if let Err(why) = result {
+            self.publishes.lock().expect("poisoned")[at].ok = false;
+            self.publish_error(why);
+        }
+    }
+
+    fn publish_error(&self, why: String) {
+        self.publish_errors.lock().expect("poisoned").push(why);
+    }
+
+    async fn emit(
+        &self,
+        index: usize,
+        emit: &Emit,
+        get: &(dyn Fn(&str) -> Option<String> + Sync),
+    ) -> Result<(), String> {
+        let args = emit
+            .args
+            .iter()
+            .map(|a| render_value(a, get))
+            .collect::<Result<Vec<_>, _>>()?;
+        let client = self.tabs[index].client.lock().await;
+        let client = client
+            .as_ref()
+            .ok_or("the publishing tab is not connected")?;
+        if emit.ack {
+            client.emit_with_ack(&emit.event, args).await.map(|_| ())
+        } else {
+            client.emit(&emit.event, args).await
+        }
+    }
+
+    async fn request(
+        &self,
+        http: &Http,
+        get: &(dyn Fn(&str) -> Option<String> + Sync),
+    ) -> Result<(), String> {
+        let path = render(&http.path, get)?;
+        let method = reqwest::Method::from_bytes(http.method.as_bytes())
+            .map_err(|e| format!("http.method: {e}"))?;
+        let url = format!("{}{path}", self.url.trim_end_matches('/'));
+        let mut request = self.http.request(method, &url);
+        for (k, v) in &self.file.headers {
+            request = request.header(k, render(v, get)?);
+        }
+        for (k, v) in &http.headers {
+            request = request.header(k, render(v, get)?);
+        }
+        if let Some(body) = &http.body {
+            request = request.json(&render_value(body, get)?);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| format!("{} {path}: {e}", http.method))?;
+        let status = response.status();
+        if status.is_success() {
+            Ok(())
+        } else {
+            let text = response.text().await.unwrap_or_default();
+            let text: String = text.chars().take(200).collect();
+            Err(format!("{} {path}: {status} {text}", http.method))
+        }
+    }
+
+    /// Closes every tab's connection.
+    pub async fn close(&self) {
+        for tab in &self.tabs {
+            tab.closing.store(true, Ordering::Relaxed);
+            if let Some(client) = tab.client.lock().await.take() {
+                client.disconnect().await;
+            }
+        }
+    }
+
+    /// Each tab's record, by plan index (other shards' tabs are empty).
+    pub fn records(&self) -> Vec<TabRecord> {
+        self.tabs
+            .iter()
+            .map(|t| t.record.lock().expect("poisoned").clone())
+            .collect()
+    }
+}
+
+/// Another tab than `index` (of `tabs`), spread over the others by `ticket`.
+fn peer_of(index: usize, ticket: usize, tabs: usize) -> usize {
+    if tabs < 2 {
+        return index;
+    }
+    (index + 1 + ticket.wrapping_mul(7_919) % (tabs - 1)) % tabs
+}
+
+/// Waits until `at`.
+pub async fn until(at: Instant) {
+    tokio::time::sleep_until(at.into()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_is_never_the_publisher() {
+        for ticket in 0..50 {
+            for index in 0..5 {
+                let peer = peer_of(index, ticket, 5);
+                assert!(peer != index && peer < 5);
+            }
+        }
+        assert_eq!(peer_of(0, 3, 1), 0);
+    }
+}

@@ -1,0 +1,581 @@
+//! The state one run shares between its tabs, actors and reporters, and its setup: the
+//! embedded server when no host is given, tokens, boardrooms, the starting `seq`.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use booking_server::auth::{Role, mint_with_secret};
+use booking_server::events::ReplayPage;
+use booking_server::realtime::protocol::{BookingEventKind, Room};
+use serde_json::{Value, json};
+
+use crate::config::Config;
+use crate::drive::embedded;
+use crate::drive::tab::Tab;
+use crate::error::RunError;
+use crate::judge::fault::FaultTracker;
+use crate::judge::verify::{LogEvent, RoomRef};
+use crate::plan::{CLASS_BOOKINGS, CLASS_USER, Page, Plan};
+use crate::record::latency::{Latency, kind_index};
+use crate::record::stats::Stats;
+
+pub struct Run {
+    pub config: Config,
+    pub seed: u64,
+    /// Short id of this run, in user and boardroom names so concurrent runs do not collide.
+    pub run_id: u64,
+    pub hosts: Vec<String>,
+    pub embedded: bool,
+    pub admin_token: String,
+    /// The servers' secret, when known (tabs get users of their own).
+    secret: Option<String>,
+    /// The user of `--token`, when every tab shares it.
+    shared_user: Option<String>,
+    pub plan: Plan,
+    /// Boardroom id of each plan boardroom index.
+    pub boardroom_ids: Vec<i64>,
+    /// The highest `seq` before the run: every watermark is at or above it.
+    pub start_seq: i64,
+    pub tabs: Vec<Tab>,
+    pub stats: Stats,
+    pub latency: Latency,
+    /// The volatile `editing` signals: sent, expected, received, latency.
+    pub volatile: crate::drive::volatile::VolatileStats,
+    /// This generator's actors: (ordinal among all the plan's actors, tab index here).
+    pub actors: Vec<(usize, usize)>,
+    /// Actors of the whole plan (all shards): tickets and hours are dealt among them.
+    pub actor_count: usize,
+    /// When every tab had joined its rooms: actions are scheduled from here.
+    pub actions_started: OnceLock<Instant>,
+    /// (ticket due -> request sent) lag of actions, µs.
+    pub schedule_lag: Mutex<hdrhistogram::Histogram<u64>>,
+    pub http: reqwest::Client,
+    /// The tabs' TLS connector, with `--ca-cert` or `--insecure` (none: the system's roots).
+    pub tls_connector: Option<native_tls::TlsConnector>,
+    /// Receive spans, when traces are on.
+    pub traces: Option<crate::record::traces::ReceiveSpans>,
+    /// Keeps the embedded server running for the run.
+    pub server: Mutex<Option<embedded::Embedded>>,
+    /// The fault scenario's timeline (`--scenario`).
+    pub fault: FaultTracker,
+    /// How long each dropped tab took to rejoin and replay.
+    pub recoveries: Mutex<Vec<Duration>>,
+    /// `seq`s of this run's writes answered 2xx: each must be in the log at the end.
+    pub acked: Mutex<Vec<i64>>,
+    /// Once-a-second samples of the generator's own CPU, scheduling lag and receive backlog.
+    pub generator: crate::record::saturation::Watch,
+    /// The run second by second.
+    pub timeline: crate::record::timeline::Timeline,
+    /// With `--stages`: the highest committed `seq` lately read from the log (see
+    /// [`Run::track_committed`]).
+    pub committed: AtomicI64,
+}
+
+impl Run {
+    /// Starts or reaches the servers, mints tokens, creates boardrooms, reads the start `seq`.
+    pub async fn setup(config: Config) -> Result<Run, RunError> {
+        let seed = config.seed.unwrap_or_else(rand::random::<u64>);
+        let run_id = seed % 100_000;
+        let tls = config.tls().map_err(RunError::Setup)?;
+        let http = tls
+            .http(reqwest::Client::builder().timeout(Duration::from_secs(30)))
+            .map_err(RunError::Setup)?
+            .build()
+            .map_err(|e| RunError::Setup(format!("http client: {e}")))?;
+        let tls_connector = tls.connector().map_err(RunError::Setup)?;
+        let (hosts, secret, server) = if config.hosts.is_empty() {
+            let server = embedded::Embedded::start(config.inject_faults.clone()).await?;
+            (
+                vec![server.base.clone()],
+                Some(server.secret.clone()),
+                Some(server),
+            )
+        } else {
+            let hosts = config
+                .hosts
+                .iter()
+                .map(|h| h.trim_end_matches('/').to_string())
+                .collect();
+            (hosts, config.auth_secret.clone(), None)
+        };
+        let embedded = server.is_some();
+        let day = 24 * 3600;
+        let admin_token = match (&secret, &config.token) {
+            (_, Some(token)) => token.clone(),
+            (Some(secret), None) => mint_with_secret(
+                secret,
+                &format!("lg{run_id}-admin"),
+                Role::Admin,
+                Some("loadgen admin"),
+                day,
+            ),
+            (None, None) => return Err(RunError::Setup("no --auth-secret or --token".into())),
+        };
+        let plan = Plan::draw(
+            seed,
+            config.tabs,
+            config.boardrooms,
+            hosts.len(),
+            config.dashboard_share,
+            (config.actor_share, config.max_actors()),
+        );
+        for host in &hosts {
+            let ready = http.get(format!("{host}/ready")).send().await;
+            match ready {
+                Ok(r) if r.status().is_success() => {}
+                Ok(r) => {
+                    return Err(RunError::Setup(format!(
+                        "{host}/ready answered {}",
+                        r.status()
+                    )));
+                }
+                Err(e) => return Err(RunError::Setup(format!("{host} is unreachable: {e}"))),
+            }
+        }
+        let start_seq = read_page(&http, &hosts[0], &admin_token, 0, None, 1)
+            .await?
+            .last_seq;
+        let boardroom_ids =
+            create_boardrooms(&http, &hosts[0], &admin_token, run_id, config.boardrooms).await?;
+        let shared_user = config.token.as_deref().map(token_subject).transpose()?;
+        // A shard runs the plan's tabs it owns; each keeps its plan index `i` in its user's
+        // name, so the shards of a run have the users one generator would.
+        let shard = config.shard;
+        let owned: Vec<usize> = (0..plan.tabs.len()).filter(|t| shard.owns(*t)).collect();
+        let tabs = owned
+            .iter()
+            .enumerate()
+            .map(|(local, &i)| {
+                let tab_plan = &plan.tabs[i];
+                let (user, token) = match (&shared_user, &secret) {
+                    (Some(user), _) => (user.clone(), admin_token.clone()),
+                    (None, Some(secret)) => {
+                        let user = format!("lg{run_id}-{i}");
+                        let token = mint_with_secret(
+                            secret,
+                            &user,
+                            Role::User,
+                            Some(&format!("Tab {i}")),
+                            day,
+                        );
+                        (user, token)
+                    }
+                    (None, None) => unreachable!("checked above"),
+                };
+                Tab::new(local, tab_plan.clone(), user, token, start_seq)
+            })
+            .collect();
+        // Every actor of the plan, in plan order (its ordinal decides its tickets and hours);
+        // this generator's tabs act for those it owns.
+        let all_actors: Vec<usize> = (0..plan.tabs.len())
+            .filter(|t| plan.tabs[*t].actor)
+            .collect();
+        let actor_count = all_actors.len();
+        let actors = all_actors
+            .iter()
+            .enumerate()
+            .filter_map(|(ordinal, t)| {
+                let local = owned.binary_search(t).ok()?;
+                Some((ordinal, local))
+            })
+            .collect();
+        Ok(Run {
+            tls_connector,
+            seed,
+            run_id,
+            hosts,
+            embedded,
+            admin_token,
+            secret,
+            shared_user,
+            plan,
+            boardroom_ids,
+            start_seq,
+            tabs,
+            stats: Stats::default(),
+            latency: Latency::new(),
+            volatile: crate::drive::volatile::VolatileStats::default(),
+            actors,
+            actor_count,
+            actions_started: OnceLock::new(),
+            schedule_lag: Mutex::new(crate::record::latency::histogram()),
+            http,
+            server: Mutex::new(server),
+            traces: None,
+            fault: FaultTracker::new(),
+            recoveries: Mutex::new(Vec::new()),
+            acked: Mutex::new(Vec::new()),
+            generator: crate::record::saturation::Watch::default(),
+            timeline: crate::record::timeline::Timeline::default(),
+            committed: AtomicI64::new(start_seq),
+            config,
+        })
+    }
+
+    /// User and token of browser page `index`: a user of its own when the secret is known,
+    /// else the shared `--token`'s.
+    pub fn browser_user(&self, index: usize) -> (String, String) {
+        match (&self.shared_user, &self.secret) {
+            (None, Some(secret)) => {
+                let user = format!("lg{}-b{index}", self.run_id);
+                let name = format!("Browser {index}");
+                let token = mint_with_secret(secret, &user, Role::User, Some(&name), 24 * 3600);
+                (user, token)
+            }
+            (shared, _) => (
+                shared.clone().unwrap_or_else(|| "admin".into()),
+                self.admin_token.clone(),
+            ),
+        }
+    }
+
+    /// The rooms a tab's page joins, with their report class: its page room, then its own.
+    pub fn rooms_of(&self, tab: &Tab) -> Vec<(Room, usize)> {
+        let page = match tab.plan.page {
+            Page::Dashboard => (Room::Bookings, CLASS_BOOKINGS),
+            Page::Calendar(k) => (
+                Room::Boardroom(self.boardroom_ids[k]),
+                self.plan.boardroom_class(k),
+            ),
+        };
+        vec![page, (Room::User(tab.user.clone()), CLASS_USER)]
+    }
+
+    /// Starts actions: now, or at `--actions-at` when that is later (the instant set may then
+    /// lie ahead; tickets are due from it). Only the first call counts.
+    pub fn start_actions(&self) -> bool {
+        let at = Instant::now() + self.config.until_actions_at();
+        self.actions_started.set(at).is_ok()
+    }
+
+    /// With `--stages`: when tab `local` of this generator opens and closes (`None` for the
+    /// close: it stays open to the end). A tab beyond every stage's count opens at the end.
+    pub fn stage_window(&self, local: usize) -> Option<(Instant, Option<Instant>)> {
+        let stages = self.config.stages.as_ref()?;
+        let zero = *self.actions_started.get()?;
+        Some(match stages.window(self.config.shard.plan_index(local)) {
+            Some((open, close)) => (zero + open, close.map(|c| zero + c)),
+            None => (zero + stages.total(), None),
+        })
+    }
+
+    /// Keeps [`Run::committed`] a quarter of a second fresh, for the cutoffs of closing
+    /// tabs: one read of the log for the whole generator, not one per tab.
+    pub async fn track_committed(&self) {
+        loop {
+            if let Some(seq) = self.read_last_seq().await {
+                self.committed.fetch_max(seq, Ordering::Relaxed);
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Waits until actions have a start instant and returns it (it may lie ahead, see
+    /// [`Run::start_actions`]).
+    pub async fn actions_start(&self) -> Instant {
+        loop {
+            match self.actions_started.get() {
+                Some(at) => return *at,
+                None => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    /// When goose's run ends (about): a tab still reconnecting then gives up.
+    pub fn end_at(&self) -> Option<Instant> {
+        let c = &self.config;
+        let started = *self.actions_started.get()?;
+        Some(started + c.duration + c.think_time + Duration::from_secs(2))
+    }
+
+    /// The generator's samples since actions started, judged by the run's limits.
+    pub fn generator_report(&self) -> crate::record::saturation::GeneratorReport {
+        crate::record::saturation::summarize(
+            &self
+                .generator
+                .samples_since(self.actions_started.get().copied()),
+            crate::record::saturation::Limits::of(&self.config),
+            crate::record::saturation::cores(),
+        )
+    }
+
+    pub fn past_end(&self) -> bool {
+        self.end_at().is_some_and(|end| Instant::now() >= end)
+    }
+
+    /// A dropped tab's reconnect, started at `dropped`, ended (`ok`: rejoined and replayed).
+    pub fn recovered(&self, dropped: Instant, ok: bool) {
+        if !ok {
+            self.stats.gave_up.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.recoveries
+            .lock()
+            .expect("poisoned")
+            .push(dropped.elapsed());
+        let down = self.stats.tabs_down.fetch_sub(1, Ordering::Relaxed) - 1;
+        if down <= 0 && self.fault.fault_at.get().is_some() {
+            *self.fault.all_recovered.lock().expect("poisoned") = Some(Instant::now());
+        }
+    }
+
+    /// One page of the log from the first host that answers, trying `hosts[*first]` first
+    /// (and remembering which one answered).
+    async fn read_page_any(
+        &self,
+        first: &mut usize,
+        after: i64,
+        limit: usize,
+    ) -> Result<ReplayPage, RunError> {
+        let mut last = None;
+        for k in 0..self.hosts.len() {
+            let i = (*first + k) % self.hosts.len();
+            match read_page(
+                &self.http,
+                &self.hosts[i],
+                &self.admin_token,
+                after,
+                None,
+                limit,
+            )
+            .await
+            {
+                Ok(page) => {
+                    *first = i;
+                    return Ok(page);
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| RunError::Setup("no host".into())))
+    }
+
+    /// The highest committed `seq` now, from any host, if one answers within a moment.
+    pub async fn read_last_seq(&self) -> Option<i64> {
+        let mut first = 0;
+        let read = self.read_page_any(&mut first, 0, 1);
+        match tokio::time::timeout(Duration::from_secs(2), read).await {
+            Ok(Ok(page)) => Some(page.last_seq),
+            _ => None,
+        }
+    }
+
+    /// Reads the event log from the start `seq` to its end, as the verifier needs it, from the
+    /// first host that answers (a node may have been killed; the database may still be coming
+    /// back, so a failed read is retried for a while).
+    pub async fn read_log(&self) -> Result<(Vec<LogEvent>, i64, LogNames), RunError> {
+        let mut names = LogNames::default();
+        let mut events = Vec::new();
+        let mut after = self.start_seq;
+        let mut log_end = self.start_seq;
+        let mut host = 0;
+        let mut retries = 0;
+        loop {
+            let page = match self.read_page_any(&mut host, after, 5000).await {
+                Ok(page) => page,
+                Err(e) if retries < LOG_READ_RETRIES => {
+                    retries += 1;
+                    tracing::warn!(error = %e, "reading the event log failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            log_end = log_end.max(page.last_seq);
+            for e in &page.events {
+                let kind = BookingEventKind::from_name(&e.event).map_or(0, kind_index);
+                let rooms = e.rooms.iter().filter_map(|r| names.room(r)).collect();
+                let node = e.payload.node.as_deref().map(|n| names.node(n));
+                events.push(LogEvent {
+                    seq: e.payload.seq,
+                    kind,
+                    rooms,
+                    node,
+                });
+            }
+            after = page.next_after;
+            if !page.has_more {
+                break;
+            }
+        }
+        // Judge only what was read: events committed after the last page are not in `events`.
+        let log_end = events
+            .last()
+            .map_or(self.start_seq, |e| e.seq)
+            .max(after)
+            .min(log_end);
+        Ok((events, log_end, names))
+    }
+}
+
+/// Reads of the event log at the end are retried this many times, a second apart.
+const LOG_READ_RETRIES: u32 = 15;
+
+/// Interns user ids and node ids so the verifier compares numbers.
+#[derive(Default)]
+pub struct LogNames {
+    users: std::collections::HashMap<String, u32>,
+    nodes: std::collections::HashMap<String, u32>,
+}
+
+impl LogNames {
+    pub fn id(&mut self, user: &str) -> u32 {
+        let next = self.users.len() as u32;
+        *self.users.entry(user.to_string()).or_insert(next)
+    }
+
+    pub fn node(&mut self, node: &str) -> u32 {
+        let next = self.nodes.len() as u32;
+        *self.nodes.entry(node.to_string()).or_insert(next)
+    }
+
+    pub fn room(&mut self, name: &str) -> Option<RoomRef> {
+        Some(match Room::parse(name).ok()? {
+            Room::Bookings => RoomRef::Bookings,
+            Room::Boardroom(id) => RoomRef::Boardroom(id),
+            Room::User(user) => RoomRef::User(self.id(&user)),
+        })
+    }
+}
+
+pub async fn read_page(
+    http: &reqwest::Client,
+    host: &str,
+    token: &str,
+    after: i64,
+    rooms: Option<&str>,
+    limit: usize,
+) -> Result<ReplayPage, RunError> {
+    let mut url = format!("{host}/api/events?after={after}&limit={limit}");
+    if let Some(rooms) = rooms {
+        url.push_str(&format!("&rooms={rooms}"));
+    }
+    let res = http
+        .get(&url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(|e| RunError::Setup(format!("reading the event log: {e}")))?;
+    if !res.status().is_success() {
+        let status = res.status();
+        let body = res.text().await.unwrap_or_default();
+        return Err(RunError::Setup(format!(
+            "reading the event log: {status} {body}"
+        )));
+    }
+    res.json()
+        .await
+        .map_err(|e| RunError::Setup(format!("event log page: {e}")))
+}
+
+async fn create_boardrooms(
+    http: &reqwest::Client,
+    host: &str,
+    admin: &str,
+    run_id: u64,
+    count: usize,
+) -> Result<Vec<i64>, RunError> {
+    let mut ids = Vec::with_capacity(count);
+    for k in 0..count {
+        let body = json!({ "name": format!("lg{run_id}-room-{k}"), "capacity": 50, "location": "loadgen" });
+        let res = http
+            .post(format!("{host}/api/boardrooms"))
+            .bearer_auth(admin)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| RunError::Setup(format!("creating boardrooms: {e}")))?;
+        let status = res.status();
+        let value: Value = res.json().await.unwrap_or(Value::Null);
+        match status.as_u16() {
+            201 => ids.push(value["id"].as_i64().unwrap_or_default()),
+            409 => {
+                // A run with the same seed made it before: reuse it.
+                let list: Vec<Value> = http
+                    .get(format!("{host}/api/boardrooms"))
+                    .bearer_auth(admin)
+                    .send()
+                    .await
+                    .map_err(|e| RunError::Setup(format!("listing boardrooms: {e}")))?
+                    .json()
+                    .await
+                    .map_err(|e| RunError::Setup(format!("listing boardrooms: {e}")))?;
+                let id = list
+                    .iter()
+                    .find(|b| b["name"] == body["name"])
+                    .and_then(|b| b["id"].as_i64());
+                ids.push(id.ok_or_else(|| RunError::Setup("boardroom vanished".into()))?);
+            }
+            403 => return Err(RunError::Setup(
+                "creating boardrooms needs an admin token (--token of an admin, or --auth-secret)"
+                    .into(),
+            )),
+            _ => {
+                return Err(RunError::Setup(format!(
+                    "creating boardrooms: {status} {value}"
+                )));
+            }
+        }
+    }
+    Ok(ids)
+}
+
+/// The `sub` of a JWT, read without checking it (the server checks it).
+fn token_subject(token: &str) -> Result<String, RunError> {
+    let bad = || RunError::Setup("--token is not a JWT with a `sub`".into());
+    let payload = token.split('.').nth(1).ok_or_else(bad)?;
+    let bytes = base64url(payload).ok_or_else(bad)?;
+    let claims: Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    claims["sub"].as_str().map(str::to_string).ok_or_else(bad)
+}
+
+fn base64url(text: &str) -> Option<Vec<u8>> {
+    let value = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' | b'+' => 62,
+            b'_' | b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in text.bytes().filter(|c| *c != b'=') {
+        acc = (acc << 6) | value(c)?;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_subject_is_read() {
+        let token = mint_with_secret("s", "carol", Role::Admin, None, 60);
+        assert_eq!(token_subject(&token).unwrap(), "carol");
+        assert!(token_subject("nope").is_err());
+    }
+
+    #[test]
+    fn rooms_intern_users() {
+        let mut users = LogNames::default();
+        assert_eq!(users.node("n1"), users.node("n1"));
+        assert_ne!(users.node("n1"), users.node("n2"));
+        assert_eq!(users.room("bookings"), Some(RoomRef::Bookings));
+        assert_eq!(users.room("boardroom-3"), Some(RoomRef::Boardroom(3)));
+        let a = users.room("user-a");
+        assert_eq!(users.room("user-a"), a);
+        assert_ne!(users.room("user-b"), a);
+        assert_eq!(users.room("lobby"), None);
+    }
+}

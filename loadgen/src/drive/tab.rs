@@ -1,0 +1,289 @@
+//! One simulated browser tab's state: the rooms it joined with their watermarks, the server
+//! nodes it was on, the ledger of what it received, and its Socket.IO client once `receive`
+//! has connected it. A connection the server closes or loses is noticed here and handed to the
+//! tab's turn to reconnect (the client's own reconnect is off: it would not rejoin or
+//! replay).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use booking_server::realtime::editing::Throttle;
+use booking_server::realtime::protocol::{
+    BookingEventKind, EDITING, EditingSignal, JOIN_ROOM, LEAVE_ROOM, Resync, RoomAck,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+use crate::drive::client::TabClient;
+
+use crate::judge::verify::Joined;
+use crate::plan::TabPlan;
+use crate::record::ledger::Ledger;
+use crate::record::stats::Stats;
+
+/// How long a connect or an ack may take before the tab counts it as failed.
+pub const SOCKET_TIMEOUT: Duration = Duration::from_secs(15);
+
+pub struct Tab {
+    pub index: usize,
+    pub plan: TabPlan,
+    pub user: String,
+    pub token: String,
+    pub ledger: Mutex<Ledger>,
+    /// Rooms joined, with the watermark of the first join (kept across reconnects).
+    pub joined: Mutex<Vec<(String, Joined)>>,
+    /// Set by churn, a storm or a dropped connection: the tab reconnects on its next turn.
+    pub reconnect: AtomicBool,
+    pub connected: AtomicBool,
+    /// When the server closed or lost the connection (the loadgen did not close it itself).
+    pub dropped_at: Mutex<Option<Instant>>,
+    /// A resync asked for: replay from this `seq` on the next turn (the lowest if several).
+    resync_after: Mutex<Option<i64>>,
+    /// Wakes the tab's turn from its pause when it must reconnect or resync.
+    pub wake: Notify,
+    /// Index of the host the tab talks to now: its plan's at first, the next one after each
+    /// failed reconnect attempt.
+    host: AtomicUsize,
+    /// Which connection is current: bumped by every connect and every close the loadgen makes,
+    /// so callbacks of a connection already replaced or closed on purpose are ignored.
+    generation: AtomicU64,
+    /// The nodes the tab was on: from each connection's lowest join watermark on, (seq, node).
+    nodes: Mutex<Vec<(i64, Option<String>)>>,
+    client: tokio::sync::Mutex<Option<Arc<dyn TabClient>>>,
+    /// Receipts waiting to be recorded in goose: (event kind, fan-out µs).
+    pub samples: Mutex<Vec<(BookingEventKind, u64)>>,
+    /// When this tab last sent an `editing` signal.
+    editing: Throttle,
+}
+
+impl Tab {
+    pub fn new(index: usize, plan: TabPlan, user: String, token: String, base_seq: i64) -> Self {
+        let host = plan.host;
+        Self {
+            index,
+            plan,
+            user,
+            token,
+            ledger: Mutex::new(Ledger::new(base_seq)),
+            joined: Mutex::new(Vec::new()),
+            reconnect: AtomicBool::new(false),
+            connected: AtomicBool::new(false),
+            dropped_at: Mutex::new(None),
+            resync_after: Mutex::new(None),
+            wake: Notify::new(),
+            host: AtomicUsize::new(host),
+            generation: AtomicU64::new(0),
+            nodes: Mutex::new(Vec::new()),
+            client: tokio::sync::Mutex::new(None),
+            samples: Mutex::new(Vec::new()),
+            editing: Throttle::new(crate::drive::volatile::SIGNAL_GAP),
+        }
+    }
+
+    /// Says "I am editing booking `booking`" (of boardroom `boardroom_id`) to the other tabs of
+    /// its room, as a page does while its user types; at most once per [`SIGNAL_GAP`]. True
+    /// when the signal went out.
+    ///
+    /// [`SIGNAL_GAP`]: crate::drive::volatile::SIGNAL_GAP
+    pub async fn signal_editing(&self, boardroom_id: i64, booking: i64) -> bool {
+        if !self.editing.admit(Instant::now()) {
+            return false;
+        }
+        let signal = EditingSignal {
+            boardroom_id,
+            booking_id: Some(booking),
+        };
+        let client = self.client.lock().await;
+        let Some(client) = client.as_ref() else {
+            return false;
+        };
+        let Ok(arg) = serde_json::to_value(signal) else {
+            return false;
+        };
+        client.emit(EDITING, vec![arg]).await.is_ok()
+    }
+
+    /// Starts a new connection: returns its generation (callbacks of older ones are ignored).
+    pub fn next_generation(&self) -> u64 {
+        self.generation.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// The connection got the namespace CONNECT: it is the tab's from now on.
+    pub async fn connected_with(&self, client: Arc<dyn TabClient>) {
+        self.connected.store(true, Ordering::Relaxed);
+        *self.client.lock().await = Some(client);
+    }
+
+    /// Joins `room`; returns the ack.
+    pub async fn join(&self, room: &str) -> Result<RoomAck, String> {
+        self.room_request(JOIN_ROOM, room).await
+    }
+
+    /// Leaves every room the tab joined (`--stages` closes it): each left room is owed up to
+    /// `cutoff` or its leave's ack, the lower. Returns the rooms whose leave failed (they stay
+    /// owed to the end).
+    pub async fn leave_all(&self, cutoff: i64) -> Vec<String> {
+        let mut failed = Vec::new();
+        for room in self.room_names() {
+            let ack = self.room_request(LEAVE_ROOM, &room).await;
+            match ack {
+                Ok(RoomAck {
+                    ok: true,
+                    watermark: Some(through),
+                    ..
+                }) => {
+                    let mut joined = self.joined.lock().expect("poisoned");
+                    for (_, j) in joined.iter_mut().filter(|(name, _)| *name == room) {
+                        j.until = through.min(cutoff);
+                    }
+                }
+                other => {
+                    tracing::warn!(tab = self.index, %room, ?other, "tab could not leave");
+                    failed.push(room);
+                }
+            }
+        }
+        failed
+    }
+
+    /// Sends `event` (join or leave) for `room`; returns the ack.
+    async fn room_request(&self, event: &str, room: &str) -> Result<RoomAck, String> {
+        let client = self.client.lock().await.clone().ok_or("not connected")?;
+        let args = client
+            .emit_with_ack(event, vec![json!(room)])
+            .await
+            .map_err(|e| format!("{room}: {e}"))?;
+        parse_ack(args)
+    }
+
+    /// Closes the connection (churn, storm, end of run, or what is left of a dropped one).
+    pub async fn disconnect(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        let client = self.client.lock().await.take();
+        self.connected.store(false, Ordering::Relaxed);
+        if let Some(client) = client {
+            client.disconnect().await;
+        }
+    }
+
+    /// The connection `generation` failed or was closed by the server. Returns false when it
+    /// is not the tab's open connection (connecting, replaced, or closed on purpose).
+    pub fn on_drop(&self, stats: &Stats, generation: u64, why: &str) -> bool {
+        if self.generation.load(Ordering::SeqCst) != generation
+            || !self.connected.swap(false, Ordering::SeqCst)
+        {
+            return false;
+        }
+        tracing::info!(tab = self.index, why, "connection dropped");
+        self.dropped_at
+            .lock()
+            .expect("poisoned")
+            .get_or_insert_with(Instant::now);
+        stats.dropped();
+        self.reconnect.store(true, Ordering::Relaxed);
+        self.wake.notify_one();
+        true
+    }
+
+    pub fn on_resync(&self, stats: &Stats, generation: u64, payload: Option<&Value>) {
+        if self.generation.load(Ordering::SeqCst) != generation {
+            return;
+        }
+        let resync = payload.and_then(|v| Resync::deserialize(v).ok());
+        let Some(resync) = resync else {
+            tracing::warn!(tab = self.index, "a resync without a readable payload");
+            return;
+        };
+        stats.resyncs.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(tab = self.index, after = resync.after, node = %resync.node, "resync");
+        self.request_resync(resync.after);
+    }
+
+    /// Waits until `at`; false when woken earlier to reconnect or resync.
+    pub async fn pause_until(&self, at: Instant) -> bool {
+        tokio::select! {
+            () = tokio::time::sleep_until(at.into()) => true,
+            () = self.wake.notified() => false,
+        }
+    }
+
+    /// Asks the tab's next turn to replay from `after`.
+    pub fn request_resync(&self, after: i64) {
+        let mut pending = self.resync_after.lock().expect("poisoned");
+        *pending = Some(pending.map_or(after, |p| p.min(after)));
+        self.wake.notify_one();
+    }
+
+    pub fn take_resync(&self) -> Option<i64> {
+        self.resync_after.lock().expect("poisoned").take()
+    }
+
+    /// Index into the run's hosts of the server the tab talks to now.
+    pub fn host(&self) -> usize {
+        self.host.load(Ordering::Relaxed)
+    }
+
+    /// Moves the tab to the next of `hosts` servers (after a failed reconnect attempt).
+    pub fn next_host(&self, hosts: usize) {
+        let next = (self.host() + 1) % hosts.max(1);
+        self.host.store(next, Ordering::Relaxed);
+    }
+
+    /// The tab's joins from `from_seq` on were handled by `node`.
+    pub fn on_node(&self, from_seq: i64, node: Option<String>) {
+        self.nodes.lock().expect("poisoned").push((from_seq, node));
+    }
+
+    /// Runs `f` with the node the tab is on now (`None`: unknown).
+    pub fn with_node<T>(&self, f: impl FnOnce(Option<&str>) -> T) -> T {
+        let nodes = self.nodes.lock().expect("poisoned");
+        f(nodes.last().and_then(|(_, n)| n.as_deref()))
+    }
+
+    /// The node segments so far, for the verdict.
+    pub fn node_segments(&self) -> Vec<(i64, Option<String>)> {
+        self.nodes.lock().expect("poisoned").clone()
+    }
+
+    /// The lowest watermark of the tab's joins: from there on it is owed events.
+    pub fn first_watermark(&self) -> Option<i64> {
+        let joined = self.joined.lock().expect("poisoned");
+        joined.iter().map(|(_, j)| j.watermark).min()
+    }
+
+    /// Room names this tab joined.
+    pub fn room_names(&self) -> Vec<String> {
+        let joined = self.joined.lock().expect("poisoned");
+        joined.iter().map(|(name, _)| name.clone()).collect()
+    }
+}
+
+/// An ack's arguments may come wrapped in an array (rust_socketio hands them over so).
+fn parse_ack(values: Vec<Value>) -> Result<RoomAck, String> {
+    let mut value = values.into_iter().next().unwrap_or(Value::Null);
+    while let Value::Array(mut inner) = value {
+        if inner.is_empty() {
+            return Err("empty ack".into());
+        }
+        value = inner.swap_remove(0);
+    }
+    RoomAck::deserialize(&value).map_err(|e| format!("bad ack {value}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acks_parse_wrapped_or_not() {
+        let ack = json!({"ok": true, "room": "bookings", "watermark": 4});
+        for payload in [vec![ack.clone()], vec![json!([ack.clone()])]] {
+            let parsed = parse_ack(payload).unwrap();
+            assert_eq!(parsed.watermark, Some(4));
+        }
+        assert!(parse_ack(vec![json!([])]).is_err());
+        assert!(parse_ack(vec![json!({"room": 1})]).is_err());
+    }
+}
