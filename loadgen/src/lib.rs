@@ -305,7 +305,7 @@ async fn goose_attack(run: &Arc<Run>, ramp: Duration, launch_rate: f64) -> Resul
     goose.no_print_metrics = !run.config.goose_metrics;
     goose.quiet = 1;
     goose.no_telnet = true;
-    // goose takes no CA of ours: with --ca-cert alone, its REST actors trust the system's roots.
+    // Each user's client is replaced by the loadgen's own when it starts (scenario::open_tab).
     let client = goose::client::GooseClientBuilder::new()
         .accept_invalid_certs(run.config.insecure)
         .without_cookies()

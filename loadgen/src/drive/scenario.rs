@@ -101,6 +101,10 @@ async fn open_tab(run: &Arc<Run>, user: &mut GooseUser) -> TransactionResult {
     if run.hosts.len() > 1 {
         user.set_base_url(&run.hosts[tab.plan.host])?;
     }
+    // The REST actors share the loadgen's own client: it trusts what --ca-cert and --insecure
+    // say (goose's client builder takes no CA), and one pool serves every user, as goose's
+    // shared client would.
+    user.client = run.http.clone();
     let actor = run
         .actors
         .iter()
