@@ -3,7 +3,10 @@
 // whose events it knows only from a contract: sockets connect with `auth: {name}`, join and
 // leave rooms with acks, send `message` to a room (everyone else in it gets it) and `whisper`
 // to a user (every socket of that name but the sender's); `presence` tells a room its size on
-// each join, and POST /api/messages posts into a room from outside. Everything is in memory.
+// each join, and POST /api/messages posts into a room from outside. GET /api/messages?room=R
+// &since=MS gives back what room R (a `user:<name>` room for whispers) had after MS
+// milliseconds since the epoch: the last MAX_HISTORY of each room, so a client that reconnects
+// can fetch what it missed. Everything is in memory.
 //
 // A fault switch for that verification: DROP=<share in [0,1]> loses that share of the per-socket
 // deliveries of `message` and `whisper` (drawn per recipient socket), and GET /stats counts the
@@ -20,6 +23,8 @@ const MAX_BODY_BYTES = 64 * 1024;
 const MAX_NAME_CHARS = 64;
 const MAX_ROOM_CHARS = 100;
 const MAX_TEXT_CHARS = 10_000;
+const MAX_HISTORY = 1000; // messages kept per room
+const MAX_HISTORY_ROOMS = 10_000; // rooms with a history; the oldest is forgotten first
 
 // ---- configuration ----
 
@@ -46,6 +51,19 @@ function readConfig() {
 
 const config = readConfig();
 const stats = { delivered: 0, dropped: 0 };
+/** room -> its last MAX_HISTORY relayed payloads, oldest first. */
+const history = new Map();
+
+function remember(room, payload) {
+  let list = history.get(room);
+  if (!list) {
+    if (history.size >= MAX_HISTORY_ROOMS) history.delete(history.keys().next().value);
+    list = [];
+    history.set(room, list);
+  }
+  list.push(payload);
+  if (list.length > MAX_HISTORY) list.splice(0, list.length - MAX_HISTORY);
+}
 
 // ---- field checks: each returns an error text, or null when the value is fine ----
 
@@ -78,9 +96,11 @@ const io = new Server(httpServer, { cors: { origin: "*" } });
 
 /**
  * Emits `event` once to each socket in `room` but `excludeId`: a share DROP of these deliveries
- * is dropped instead (a draw per socket), and both are counted for /stats.
+ * is dropped instead (a draw per socket), and both are counted for /stats. The room's history
+ * keeps it either way (DROP is a delivery fault).
  */
 function relay(event, payload, room, excludeId = null) {
+  remember(room, payload);
   const namespace = io.of("/");
   const members = namespace.adapter.rooms.get(room);
   if (!members) return;
@@ -224,9 +244,20 @@ function postMessage(req, res) {
   });
 }
 
+function getMessages(searchParams, res) {
+  const room = searchParams.get("room");
+  const problem = roomProblem(room ?? "");
+  if (problem) return send(res, 422, { error: `query ${problem}` });
+  const sinceText = searchParams.get("since") ?? "0";
+  if (!/^\d{1,16}$/.test(sinceText)) return send(res, 422, { error: "since must be milliseconds since the epoch, a non-negative integer" });
+  const since = Number(sinceText);
+  const messages = (history.get(room) ?? []).filter((m) => m.at > since);
+  send(res, 200, { room, messages });
+}
+
 function handle(req, res) {
   try {
-    const { pathname } = new URL(req.url, "http://localhost");
+    const { pathname, searchParams } = new URL(req.url, "http://localhost");
     const path = pathname.length > 1 ? pathname.replace(/\/+$/, "") : pathname;
     if (req.method === "OPTIONS") {
       res.writeHead(204, CORS);
@@ -237,7 +268,8 @@ function handle(req, res) {
       return send(res, 200, { ...stats });
     }
     if (path === "/api/messages") {
-      if (req.method !== "POST") return send(res, 405, { error: `${req.method} is not allowed on ${path}` }, { allow: "POST" });
+      if (req.method === "GET") return getMessages(searchParams, res);
+      if (req.method !== "POST") return send(res, 405, { error: `${req.method} is not allowed on ${path}` }, { allow: "GET, POST" });
       return postMessage(req, res);
     }
     send(res, 404, { error: `no route for ${req.method} ${path}` });

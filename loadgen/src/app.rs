@@ -268,6 +268,7 @@ async fn finish(
             .collect(),
         zero_us: at.zero_us,
         actions_us: at.actions_us,
+        replay: run.file.replay.is_some(),
     };
     let mut report = base_report(run, path, &log, at.window);
     report.seed = seed;
@@ -564,6 +565,8 @@ fn base_report(run: &AppRun, path: &Path, log: &AppLog, window: f64) -> Report {
             publish_errors: errors.len() as u64,
             publish_error_examples: errors.iter().take(3).cloned().collect(),
             publishes_skipped: run.skipped.load(Ordering::Relaxed),
+            replays: run.replays.load(Ordering::Relaxed),
+            replayed_markers: run.replayed.load(Ordering::Relaxed),
             foreign_markers: run.foreign.load(Ordering::Relaxed),
             unmarked: run.unmarked.lock().expect("poisoned").clone(),
             app_events: run.app_events.lock().expect("poisoned").clone(),

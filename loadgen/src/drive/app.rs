@@ -16,7 +16,7 @@ use crate::plan::Shard;
 use crate::plan::app::{Csv, Plan, TabVars};
 use crate::plan::app_file::{AppFile, Emit, Http, JoinedBy, RoomRequest};
 use crate::plan::template::{render, render_value};
-use crate::record::latency::now_us;
+use crate::record::latency::{now_us, rfc3339};
 
 /// How long a connect or an ack may take.
 pub const TIMEOUT: Duration = Duration::from_secs(15);
@@ -70,6 +70,10 @@ pub struct AppRun {
     /// Connections the other side closed or lost, and tabs back after a drop or a cut.
     pub drops: AtomicU64,
     pub reconnects: AtomicU64,
+    /// Replay requests answered after reconnects (the app file's `replay`), and the markers of
+    /// this run they held.
+    pub replays: AtomicU64,
+    pub replayed: AtomicU64,
     /// Tickets of emit publishers with no tab open to send them (`--stages`, a tab down).
     pub skipped: AtomicU64,
     /// `--stages`, when the run is shaped by them.
@@ -144,6 +148,8 @@ impl AppRun {
             tabs_left: AtomicU64::new(0),
             drops: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
+            replays: AtomicU64::new(0),
+            replayed: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
             stages: None,
             verdict: std::sync::OnceLock::new(),
@@ -463,6 +469,7 @@ impl AppRun {
             }
             if self.open_tab(index).await {
                 self.reconnects.fetch_add(1, Ordering::Relaxed);
+                self.replay(index).await;
                 return;
             }
             delay = (delay * 2).min(Duration::from_secs(5));
@@ -588,32 +595,123 @@ impl AppRun {
         http: &Http,
         get: &(dyn Fn(&str) -> Option<String> + Sync),
     ) -> Result<(), String> {
-        let path = render(&http.path, get)?;
-        let method = reqwest::Method::from_bytes(http.method.as_bytes())
-            .map_err(|e| format!("http.method: {e}"))?;
+        let body = http.body.as_ref();
+        self.call(&http.method, &http.path, &http.headers, body, get)
+            .await
+            .map(|_| ())
+    }
+
+    /// One HTTP request of the app file's (a publish or a replay), its templates rendered
+    /// with `get`: the answer's body when it is a success, else why not.
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &BTreeMap<String, String>,
+        body: Option<&Value>,
+        get: &(dyn Fn(&str) -> Option<String> + Sync),
+    ) -> Result<String, String> {
+        let path = render(path, get)?;
+        let verb =
+            reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| format!("method: {e}"))?;
         let url = format!("{}{path}", self.url.trim_end_matches('/'));
-        let mut request = self.http.request(method, &url);
-        for (k, v) in &self.file.headers {
+        let mut request = self.http.request(verb, &url);
+        for (k, v) in self.file.headers.iter().chain(headers) {
             request = request.header(k, render(v, get)?);
         }
-        for (k, v) in &http.headers {
-            request = request.header(k, render(v, get)?);
-        }
-        if let Some(body) = &http.body {
+        if let Some(body) = body {
             request = request.json(&render_value(body, get)?);
         }
         let response = request
             .send()
             .await
-            .map_err(|e| format!("{} {path}: {e}", http.method))?;
+            .map_err(|e| format!("{method} {path}: {e}"))?;
         let status = response.status();
+        let text = response.text().await.unwrap_or_default();
         if status.is_success() {
-            Ok(())
+            Ok(text)
         } else {
-            let text = response.text().await.unwrap_or_default();
             let text: String = text.chars().take(200).collect();
-            Err(format!("{} {path}: {status} {text}", http.method))
+            Err(format!("{method} {path}: {status} {text}"))
         }
+    }
+
+    /// After a reconnect, asks the app's replay (if the file names one) for each room tab
+    /// `index` is in again, and records the markers of this run it finds.
+    async fn replay(&self, index: usize) {
+        let Some(replay) = &self.file.replay else {
+            return;
+        };
+        let tab = &self.tabs[index];
+        let (since_us, rooms) = {
+            let record = tab.record.lock().expect("poisoned");
+            // A second before the drop was noticed: a drop is noticed late.
+            let since = record.down.last().map_or(0, |&(from, _)| from) - 1_000_000;
+            let rooms: Vec<String> = record
+                .memberships
+                .iter()
+                .filter(|m| m.leave_sent_us.is_none())
+                .map(|m| m.room.clone())
+                .collect();
+            (since, rooms)
+        };
+        let vars = self.vars(index);
+        for room in rooms {
+            let n = self.plan.tabs[index]
+                .rooms
+                .iter()
+                .find(|r| r.name == room)
+                .map(|r| r.n.to_string());
+            let get = |k: &str| match k {
+                "room" => Some(room.clone()),
+                "n" => n.clone(),
+                "since_ms" => Some(since_us.div_euclid(1000).to_string()),
+                "since" => Some(rfc3339(since_us.div_euclid(1_000_000))),
+                k => vars.get(k),
+            };
+            let answer = self
+                .call(&replay.method, &replay.path, &replay.headers, None, &get)
+                .await
+                .and_then(|text| {
+                    serde_json::from_str::<Value>(&text).map_err(|e| format!("not JSON: {e}"))
+                });
+            let found =
+                answer.and_then(|v| self.replayed_markers(&v, &replay.items, &replay.marker));
+            match found {
+                Ok(seqs) => {
+                    self.replays.fetch_add(1, Ordering::Relaxed);
+                    self.replayed
+                        .fetch_add(seqs.len() as u64, Ordering::Relaxed);
+                    tab.record.lock().expect("poisoned").replayed.extend(seqs);
+                }
+                Err(why) => self.tab_error(index, format!("replay of {room}: {why}")),
+            }
+        }
+    }
+
+    /// This run's markers in a replay's answer: the list at `items`, each item's marker at
+    /// `marker` (`$`: anywhere in the item).
+    fn replayed_markers(
+        &self,
+        answer: &Value,
+        items: &str,
+        marker: &str,
+    ) -> Result<Vec<u64>, String> {
+        let list = at_path(answer, items)
+            .and_then(Value::as_array)
+            .ok_or_else(|| format!("no list at `{items}` in the answer"))?;
+        let mut seqs = Vec::new();
+        for item in list {
+            let found = match at_path(item, marker) {
+                Some(Value::String(text)) => find_marker(text, self.run),
+                Some(other) => find_marker(&other.to_string(), self.run),
+                None => Found::None,
+            };
+            if let Found::Ours(seq) = found {
+                seqs.push(seq);
+            }
+        }
+        Ok(seqs)
     }
 
     /// Closes every tab's connection.

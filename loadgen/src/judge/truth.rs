@@ -156,6 +156,10 @@ pub struct TabRecord {
     pub down: Vec<(i64, Option<i64>)>,
     /// Receipts of this run's markers, in arrival order: (publish seq, when).
     pub receipts: Vec<(u64, i64)>,
+    /// Markers of this run found by the app's replay (the app file's `replay`), which the tab
+    /// asked for after it reconnected.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replayed: Vec<u64>,
 }
 
 /// A publisher as the judge and the report know it.
@@ -182,6 +186,10 @@ pub struct AppLog {
     /// The wall clock (µs) publishing started at (time zero of `--stages`).
     #[serde(default)]
     pub actions_us: i64,
+    /// The app file names a replay: what a tab missed while down is owed, recovered when the
+    /// replay had it, else lost.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replay: bool,
 }
 
 impl AppLog {
@@ -206,7 +214,8 @@ pub struct Judged {
     /// (tab, publish) pairs in a join's grey zone, and how many of them arrived anyway.
     pub grey: u64,
     pub grey_received: u64,
-    /// Owed pairs not received by tabs whose connection had dropped before the publish.
+    /// Owed pairs not received by tabs whose connection had dropped before the publish (with
+    /// no replay to check; with one they are owed, recovered or lost).
     pub missed_disconnected: u64,
     /// Receipts of publishes the app refused (neither owed nor unexpected).
     pub of_failed_publishes: u64,
@@ -237,15 +246,22 @@ enum State {
 
 const EXAMPLES: usize = 10;
 
+/// How [`judge`] reads a log.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rules {
+    /// The publishes of other generators (shards) are not among those judged, so a receipt of
+    /// a marker not among them is theirs, not unexpected.
+    pub partial: bool,
+    /// The app has a replay the tabs asked after reconnecting: a pair missed while down is
+    /// owed (recovered when the replay had it, else lost), not counted apart. With or without
+    /// it, an owed pair not received live but found by a replay is recovered.
+    pub replay: bool,
+}
+
 /// Judges `publishes` (any order) against what `tabs` logged; `publishers` is how many the
-/// file has. `partial`: the publishes of other generators (shards) are not among them, so a
-/// receipt of a marker not in `publishes` is theirs, not unexpected.
-pub fn judge(
-    publishes: &[Publish],
-    tabs: &[TabRecord],
-    publishers: usize,
-    partial: bool,
-) -> Judged {
+/// file has.
+pub fn judge(publishes: &[Publish], tabs: &[TabRecord], publishers: usize, rules: Rules) -> Judged {
+    let partial = rules.partial;
     let mut j = Judged {
         by_publisher: vec![DeliveryCounts::default(); publishers],
         fanout: histogram(),
@@ -281,6 +297,10 @@ pub fn judge(
             }
             map
         })
+        .collect();
+    let replayed: Vec<std::collections::HashSet<u64>> = tabs
+        .iter()
+        .map(|tab| tab.replayed.iter().copied().collect())
         .collect();
     let by_seq: HashMap<u64, &Publish> = publishes.iter().map(|p| (p.seq, p)).collect();
     // (tab, seq) pairs accounted for as owed or grey.
@@ -319,7 +339,12 @@ pub fn judge(
                 }
                 continue;
             }
-            if state == State::Down && got.is_none() {
+            if got.is_none() && replayed[t].contains(&p.seq) {
+                counts.owed += 1;
+                counts.recovered += 1;
+                continue;
+            }
+            if state == State::Down && got.is_none() && !rules.replay {
                 j.missed_disconnected += 1;
                 continue;
             }
@@ -458,15 +483,60 @@ mod tests {
             publish(4, 1, 200, Audience::Room),
             publish(5, 1, 210, Audience::Room),
         ];
-        let j = judge(&publishes, &tabs, 1, false);
+        let j = judge(&publishes, &tabs, 1, Rules::default());
         // 1 and 4 delivered, 5 lost (in the room again), 2 missed while down, 3 grey.
         assert_eq!((j.total.owed, j.total.delivered, j.total.lost), (3, 2, 1));
         assert_eq!((j.missed_disconnected, j.grey), (1, 1));
-        let sender_down = judge(&[publish(6, 0, 120, Audience::Sender)], &tabs, 1, false);
+        let sender_down = judge(
+            &[publish(6, 0, 120, Audience::Sender)],
+            &tabs,
+            1,
+            Rules::default(),
+        );
         assert_eq!(
             (sender_down.missed_disconnected, sender_down.total.owed),
             (1, 0)
         );
+    }
+
+    #[test]
+    fn with_a_replay_what_a_tab_missed_while_down_is_recovered_or_lost() {
+        let before = Membership {
+            leave_sent_us: Some(100),
+            out_us: Some(100),
+            dropped: true,
+            ..member("r", 0, Some(10))
+        };
+        let tab = |replayed: Vec<u64>| TabRecord {
+            memberships: vec![before.clone(), member("r", 150, Some(160))],
+            down: vec![(100, Some(150))],
+            // 1 live; 3 was lost live while connected; 2 and 4 were sent while it was down.
+            receipts: vec![(1, 60)],
+            replayed,
+            ..TabRecord::default()
+        };
+        let publishes = [
+            publish(1, 1, 50, Audience::Room),
+            publish(3, 1, 70, Audience::Room),
+            publish(2, 1, 110, Audience::Room),
+            publish(4, 1, 130, Audience::Room),
+        ];
+        let replay = Rules {
+            replay: true,
+            ..Rules::default()
+        };
+        // The replay had 2 and 3 (not 4, and 9 is no publish of this judge's).
+        let j = judge(&publishes, &[tab(vec![2, 3, 9])], 1, replay);
+        let t = j.total;
+        assert_eq!((t.owed, t.delivered, t.recovered, t.lost), (4, 1, 2, 1));
+        assert_eq!(j.missed_disconnected, 0);
+        assert_eq!(j.lost_examples, vec![(0, 4)]);
+        // Without a replay in the file, the pairs sent while down are counted apart; a replay's
+        // find still counts as recovered.
+        let j = judge(&publishes, &[tab(vec![3])], 1, Rules::default());
+        let t = j.total;
+        assert_eq!((t.owed, t.delivered, t.recovered, t.lost), (2, 1, 1, 0));
+        assert_eq!(j.missed_disconnected, 2);
     }
 
     #[test]
@@ -490,7 +560,7 @@ mod tests {
             publish(2, 1, 205, Audience::Room),
             publish(3, 1, 250, Audience::Room),
         ];
-        let j = judge(&publishes, &tabs, 1, false);
+        let j = judge(&publishes, &tabs, 1, Rules::default());
         assert_eq!((j.total.owed, j.total.delivered), (1, 1));
         assert_eq!((j.grey, j.grey_received), (1, 1));
         assert_eq!(j.total.unexpected, 1);
@@ -548,7 +618,7 @@ mod tests {
             publish(2, 0, 110, Audience::Room),
             publish(3, 0, 120, Audience::RoomExceptSender),
         ];
-        let j = judge(&publishes, &tabs, 1, false);
+        let j = judge(&publishes, &tabs, 1, Rules::default());
         // Owed: tab 0 gets 1, 2 (3 excludes the sender); tab 3 gets 1, 2, 3.
         assert_eq!(j.total.owed, 3, "{:?}", j.total);
         assert_eq!(j.total.delivered, 3);
@@ -575,7 +645,7 @@ mod tests {
             &[publish(1, 0, 10, Audience::Sender), refused],
             &tabs,
             1,
-            false,
+            Rules::default(),
         );
         assert_eq!((j.total.owed, j.total.lost), (1, 1));
         assert_eq!(j.lost_examples, vec![(0, 1)]);

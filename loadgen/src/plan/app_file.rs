@@ -48,6 +48,11 @@ pub struct AppFile {
     pub settle: Duration,
     pub rooms: Vec<RoomFamily>,
     pub publishers: Vec<Publisher>,
+    /// How a tab gets back what it missed while its connection was down, if the app can say:
+    /// after it reconnects and rejoins, the tab asks this for each of its rooms. With a replay,
+    /// what a tab misses while down is owed: recovered when the replay has it, else lost.
+    #[serde(default)]
+    pub replay: Option<Replay>,
     /// Gates of this app; flags of the same name override them.
     #[serde(default)]
     pub gates: Gates,
@@ -185,6 +190,33 @@ pub struct Http {
     pub body: Option<Value>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+}
+
+/// The app's replay: an HTTP request per room whose JSON answer lists what the room had.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Replay {
+    #[serde(default = "default_replay_method")]
+    pub method: String,
+    /// Path (and query) under the target URL, a template: the tab's variables, `{room}`, `{n}`,
+    /// and `{since_ms}` / `{since}` (milliseconds since the Unix epoch / RFC 3339): a second
+    /// before the tab noticed its connection drop.
+    pub path: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Dotted path to the list of items in the answer (`$`: the answer is the list).
+    #[serde(default = "default_dollar")]
+    pub items: String,
+    /// Dotted path to the marker in each item (`$`: anywhere in the item).
+    #[serde(default = "default_dollar")]
+    pub marker: String,
+}
+
+fn default_replay_method() -> String {
+    "GET".into()
+}
+fn default_dollar() -> String {
+    "$".into()
 }
 
 /// The event a publish must cause, where its marker is, and who must receive it.
@@ -429,6 +461,29 @@ fn check(file: &AppFile) -> Result<(), Refusal> {
     for (i, p) in file.publishers.iter().enumerate() {
         check_publisher(file, p, i, csv)?;
     }
+    if let Some(r) = &file.replay {
+        check_replay(r, csv)?;
+    }
+    Ok(())
+}
+
+fn check_replay(r: &Replay, csv: bool) -> Result<(), Refusal> {
+    if !["GET", "POST"].contains(&r.method.as_str()) {
+        return Err(refuse("replay.method", "must be GET or POST"));
+    }
+    if !r.path.starts_with('/') {
+        return Err(refuse("replay.path", "must start with `/`"));
+    }
+    let vars = crate::plan::template::REPLAY_VARS;
+    Template::check(&r.path, vars, csv).map_err(|why| refuse("replay.path", why))?;
+    for (k, v) in &r.headers {
+        Template::check(v, vars, csv).map_err(|why| refuse(format!("replay.headers.{k}"), why))?;
+    }
+    for (field, path) in [("replay.items", &r.items), ("replay.marker", &r.marker)] {
+        if path != "$" && (path.is_empty() || path.split('.').any(str::is_empty)) {
+            return Err(refuse(field, "a dotted path, e.g. `messages`, or `$`"));
+        }
+    }
     Ok(())
 }
 
@@ -563,6 +618,13 @@ publishers:
 
     #[test]
     fn a_small_file_reads_with_its_defaults() {
+        assert!(parse(GOOD, "app.yaml").unwrap().replay.is_none());
+        let with = format!("{GOOD}replay: {{ path: \"/h?room={{room}}&since={{since}}\" }}\n");
+        let r = parse(&with, "app.yaml").unwrap().replay.unwrap();
+        assert_eq!(
+            (r.method.as_str(), r.items.as_str(), r.marker.as_str()),
+            ("GET", "$", "$")
+        );
         let f = parse(GOOD, "app.yaml").unwrap();
         assert_eq!(f.target.path, "/socket.io/");
         assert_eq!(f.target.namespace, "/");
@@ -622,6 +684,16 @@ publishers:
         );
         let e = refused(&GOOD.replace("marker: text", "marker: \"a..b\""));
         assert!(e.contains("publishers[0].expect.marker"), "{e}");
+        let replay = |r: &str| refused(&format!("{GOOD}replay: {r}\n"));
+        let e = replay("{ path: \"/history?room={room}&since={since_ms}&x={marker}\" }");
+        assert!(
+            e.starts_with("app.yaml:16: replay.path: unknown placeholder `{marker}`"),
+            "{e}"
+        );
+        let e = replay("{ path: \"/h\", items: \"a..b\" }");
+        assert!(e.contains("replay.items: a dotted path"), "{e}");
+        let e = replay("{ path: \"/h\", method: DELETE }");
+        assert!(e.contains("replay.method: must be GET or POST"), "{e}");
         let e = refused(&GOOD.replace("name: \"room-{n}\", count: 5", "name: room, count: 5"));
         assert!(
             e.contains("rooms[0].name: a family of several rooms needs `{n}`"),

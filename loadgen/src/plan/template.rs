@@ -11,6 +11,8 @@ pub const TAB_VARS: &[&str] = &["tab", "run"];
 pub const FAMILY_VARS: &[&str] = &["tab", "run", "n"];
 /// A join's arguments: the room's name too.
 pub const ROOM_VARS: &[&str] = &["tab", "run", "n", "room"];
+/// A replay request: the room it asks for, and from when (`{since_ms}`, `{since}`).
+pub const REPLAY_VARS: &[&str] = &["tab", "run", "n", "room", "since_ms", "since"];
 /// A publish: the marker it carries, its number in the run `{seq}`, another tab of the run
 /// (`{peer}`, drawn per publish: whom to write to), and a one-minute slot of time of its own
 /// (`{start}`, `{end}`, RFC 3339) for apps that refuse overlapping bookings.

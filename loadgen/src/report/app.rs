@@ -21,7 +21,11 @@ use crate::report::{Breakdown, ClientRow, Examples, Gate, GateKind, Report, Stag
 /// are not in the log.
 pub fn fill(r: &mut Report, log: &AppLog, plan_tabs: usize, window: f64, partial: bool) {
     let records = log.records(plan_tabs);
-    let j = truth::judge(&log.publishes, &records, log.publishers.len(), partial);
+    let rules = truth::Rules {
+        partial,
+        replay: log.replay,
+    };
+    let j = truth::judge(&log.publishes, &records, log.publishers.len(), rules);
     type Rows = BTreeMap<String, (DeliveryCounts, Histogram<u64>)>;
     let (mut by_event, mut by_room): (Rows, Rows) = Default::default();
     for (i, p) in log.publishers.iter().enumerate() {
@@ -225,6 +229,7 @@ pub fn merge(reports: &[Report], out: &mut Report) -> Result<(), String> {
     };
     let mut app = out.app.clone().unwrap_or_default();
     let (mut publishes, mut errors, mut foreign, mut tab_errors) = (0, 0, 0, 0);
+    let (mut replays, mut replayed) = (0, 0);
     let (mut unmarked, mut app_events) = (BTreeMap::new(), BTreeMap::new());
     for r in reports {
         let a = r
@@ -243,7 +248,10 @@ pub fn merge(reports: &[Report], out: &mut Report) -> Result<(), String> {
         log.tabs.extend(l.tabs.iter().cloned());
         log.zero_us = log.zero_us.min(l.zero_us);
         log.actions_us = log.actions_us.max(l.actions_us);
+        log.replay |= l.replay;
         publishes += a.publishes;
+        replays += a.replays;
+        replayed += a.replayed_markers;
         errors += a.publish_errors;
         foreign += a.foreign_markers;
         tab_errors += a.tab_errors;
@@ -260,6 +268,8 @@ pub fn merge(reports: &[Report], out: &mut Report) -> Result<(), String> {
     app.publish_errors = errors;
     app.foreign_markers = foreign;
     app.tab_errors = tab_errors;
+    app.replays = replays;
+    app.replayed_markers = replayed;
     app.unmarked = unmarked;
     app.app_events = app_events;
     app.log = None;

@@ -942,8 +942,15 @@ pub struct AppReport {
     /// owed nor unexpected; and how many arrived anyway.
     pub grey_zone: u64,
     pub grey_zone_received: u64,
-    /// Owed pairs a tab missed while its connection was down (not lost: the app has no replay).
+    /// Owed pairs a tab missed while its connection was down (not lost: the app file names no
+    /// replay; with one, such pairs are owed, recovered or lost).
     pub missed_while_disconnected: u64,
+    /// The app file's `replay`: requests answered after reconnects, and the markers of this
+    /// run they held (recovered are those of them a tab was owed and had not received).
+    #[serde(default)]
+    pub replays: u64,
+    #[serde(default)]
+    pub replayed_markers: u64,
     /// Receipts of publishes the app refused.
     pub receipts_of_failed_publishes: u64,
     /// A shard's receipts of other shards' publishes: `loadgen merge` judges them.
@@ -993,6 +1000,13 @@ impl AppReport {
             self.receipts_of_failed_publishes,
             self.foreign_markers
         );
+        if self.replays > 0 {
+            let _ = writeln!(
+                out,
+                "           replays after reconnects {} (markers in them {})",
+                self.replays, self.replayed_markers
+            );
+        }
         if self.receipts_of_other_shards > 0 {
             let _ = writeln!(
                 out,

@@ -582,37 +582,65 @@ async fn an_app_run_serves_its_metrics_under_the_dashboards_names() {
 /// `--churn` and `--storm-at` cut tabs' connections: each reconnects with backoff and rejoins,
 /// what it is owed while down is counted apart, and once back in its rooms it is owed again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cut_tabs_reconnect_rejoin_and_count_what_they_missed_apart() {
+async fn cut_tabs_reconnect_rejoin_and_replay_what_they_missed_or_count_it_apart() {
     let Some((mut app, url)) = start("chat-server", "0").await else {
         return;
     };
-    let r = run(&[
-        "--app",
-        &app_file("chat-server"),
-        "--host",
-        &url,
-        "--tabs",
-        "24",
-        "--duration",
-        "6s",
-        "--seed",
-        "12",
-        "--churn",
-        "3",
-        "--storm-at",
-        "2s",
-    ])
-    .await
-    .report;
+    // The chat app's file names its replay; the same file without it is an app with none.
+    let with_replay = app_file("chat-server");
+    let text = std::fs::read_to_string(&with_replay).unwrap();
+    assert!(text.contains("\nreplay:"), "the example names its replay");
+    let dir = testkit::scratch_dir("app-no-replay");
+    let without = dir.join("app.yaml");
+    let kept: Vec<&str> = text.lines().filter(|l| !l.starts_with("replay:")).collect();
+    std::fs::write(&without, kept.join("\n")).unwrap();
+    let cut = |file: String| {
+        let url = url.clone();
+        async move {
+            run(&[
+                "--app",
+                &file,
+                "--host",
+                &url,
+                "--tabs",
+                "24",
+                "--duration",
+                "6s",
+                "--seed",
+                "12",
+                "--churn",
+                "3",
+                "--storm-at",
+                "2s",
+            ])
+            .await
+            .report
+        }
+    };
+    let replayed = cut(with_replay).await;
+    let apart = cut(without.display().to_string()).await;
     let _ = app.kill().await;
-    assert!(r.passed(), "{}", r.summary());
-    let a = r.app.as_ref().unwrap();
-    // The storm alone cut all 24; each came back.
-    assert!(r.reconnects >= 24, "{}", r.summary());
-    assert!(a.missed_while_disconnected > 0, "{}", r.summary());
+    for r in [&replayed, &apart] {
+        assert!(r.passed(), "{}", r.summary());
+        // The storm alone cut all 24; each came back.
+        assert!(r.reconnects >= 24, "{}", r.summary());
+        assert!(
+            r.delivery.owed > 0 && r.delivery.lost == 0,
+            "{}",
+            r.summary()
+        );
+    }
+    // With the replay, what the cut tabs missed is owed and was recovered from it.
+    let a = replayed.app.as_ref().unwrap();
     assert!(
-        r.delivery.owed > 0 && r.delivery.lost == 0,
+        a.replays >= 24 && a.replayed_markers > 0,
         "{}",
-        r.summary()
+        replayed.summary()
     );
+    assert_eq!(a.missed_while_disconnected, 0, "{}", replayed.summary());
+    assert!(replayed.delivery.recovered > 0, "{}", replayed.summary());
+    // Without one, it is counted apart: neither owed nor lost.
+    let a = apart.app.as_ref().unwrap();
+    assert!(a.missed_while_disconnected > 0, "{}", apart.summary());
+    assert_eq!((a.replays, apart.delivery.recovered), (0, 0));
 }
