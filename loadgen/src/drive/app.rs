@@ -343,10 +343,9 @@ impl AppRun {
         };
         let settle = self.file.settle.as_micros() as i64;
         let answer = if request.ack {
-            client
-                .emit_with_ack(&request.event, args)
-                .await
-                .map(|_| now_us())
+            let acked = client.emit_with_ack(&request.event, args).await;
+            let at = now_us();
+            acked.and_then(|ack| refusal(&ack).map_or(Ok(at), Err))
         } else {
             client
                 .emit(&request.event, args)
@@ -584,7 +583,8 @@ impl AppRun {
             .as_ref()
             .ok_or("the publishing tab is not connected")?;
         if emit.ack {
-            client.emit_with_ack(&emit.event, args).await.map(|_| ())
+            let ack = client.emit_with_ack(&emit.event, args).await?;
+            refusal(&ack).map_or(Ok(()), Err)
         } else {
             client.emit(&emit.event, args).await
         }
@@ -733,6 +733,31 @@ impl AppRun {
     }
 }
 
+/// Whether an ack's arguments say no: a first argument that is `false`, or an object with
+/// `ok: false`, or with an `error` that is not null (and no `ok: true`), as apps commonly
+/// answer `{ok: false, error: "..."}` or `{error: "..."}`. Returns why, for the report.
+pub fn refusal(ack: &[Value]) -> Option<String> {
+    // rust_socketio may hand the arguments over wrapped in an array.
+    let first = match ack.first() {
+        Some(Value::Array(inner)) if ack.len() == 1 => inner.first(),
+        other => other,
+    };
+    match first? {
+        Value::Bool(false) => Some("acked false".into()),
+        Value::Object(o) => {
+            let ok = o.get("ok").and_then(Value::as_bool);
+            let error = o.get("error").filter(|e| !e.is_null());
+            match (ok, error) {
+                (Some(true), _) | (None, None) => None,
+                (_, Some(Value::String(why))) => Some(format!("refused: {why}")),
+                (_, Some(why)) => Some(format!("refused: {why}")),
+                (Some(false), None) => Some(format!("refused: {}", Value::Object(o.clone()))),
+            }
+        }
+        _ => None,
+    }
+}
+
 /// Another tab than `index` (of `tabs`), spread over the others by `ticket`.
 fn peer_of(index: usize, ticket: usize, tabs: usize) -> usize {
     if tabs < 2 {
@@ -749,6 +774,40 @@ pub async fn until(at: Instant) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ack_that_says_no_is_a_refusal_and_any_other_is_not() {
+        use serde_json::json;
+        let no = |v: Value| refusal(&[v]);
+        assert_eq!(
+            no(json!({"ok": false, "error": "room must be a string"})).as_deref(),
+            Some("refused: room must be a string")
+        );
+        assert_eq!(
+            no(json!({"error": {"code": 4}})).as_deref(),
+            Some("refused: {\"code\":4}")
+        );
+        assert!(no(json!({"ok": false})).unwrap().contains("\"ok\":false"));
+        assert_eq!(no(json!(false)).as_deref(), Some("acked false"));
+        assert_eq!(
+            refusal(&[json!([{"ok": false, "error": "x"}])]).as_deref(),
+            Some("refused: x"),
+            "wrapped in an array"
+        );
+        for fine in [
+            json!({"ok": true}),
+            json!({"ok": true, "error": null}),
+            json!({"error": null, "room": "r"}),
+            json!({"ok": true, "error": "a warning"}),
+            json!("joined"),
+            json!(true),
+            json!(null),
+            json!(7),
+        ] {
+            assert_eq!(refusal(&[fine.clone()]), None, "{fine}");
+        }
+        assert_eq!(refusal(&[]), None, "an ack with no arguments");
+    }
 
     #[test]
     fn a_peer_is_never_the_publisher() {

@@ -196,6 +196,86 @@ fn the_example_app_files_match_the_app_file_schema() {
     }
 }
 
+/// An app that acks `{ok: false, error}` refused: a publish it refused is a publish error
+/// with the app's reason, not a delivery owed and lost; a join it refused is a tab error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_app_refuses_in_an_ack_is_an_error_with_its_reason() {
+    let Some((mut app, url)) = start("chat-server", "0").await else {
+        return;
+    };
+    let text = std::fs::read_to_string(app_file("chat-server")).unwrap();
+    let dir = testkit::scratch_dir("app-refusals");
+    let write = |name: &str, from: &str, to: &str| {
+        assert!(text.contains(from), "{from}");
+        let path = dir.join(name);
+        std::fs::write(&path, text.replace(from, to)).unwrap();
+        path.display().to_string()
+    };
+    // `txt` for `text`: the chat acks each message {ok: false, error: "text must be a string"}.
+    let bad_publish = write(
+        "publish.yaml",
+        "text: \"hello {marker}\"",
+        "txt: \"hello {marker}\"",
+    );
+    // A join whose argument is an object: the chat acks {ok: false, error: "room must be ..."}.
+    let bad_join = write(
+        "join.yaml",
+        "join: { event: join, ack: true }",
+        "join: { event: join, args: [{ room: \"{room}\" }], ack: true }",
+    );
+    let flags = |file: &str| {
+        vec![
+            "--app".to_string(),
+            file.to_string(),
+            "--host".into(),
+            url.clone(),
+            "--tabs".into(),
+            "12".into(),
+            "--duration".into(),
+            "3s".into(),
+            "--seed".into(),
+            "3".into(),
+        ]
+    };
+    let r = run(&flags(&bad_publish)
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>())
+    .await
+    .report;
+    let a = r.app.as_ref().unwrap();
+    assert!(!r.passed(), "{}", r.summary());
+    assert!(a.publish_errors > 0, "{}", r.summary());
+    assert!(
+        a.publish_error_examples
+            .iter()
+            .all(|e| e.contains("refused: text must be a string")),
+        "{:?}",
+        a.publish_error_examples
+    );
+    // The refused messages are owed to nobody; whispers (no ack) still are, and arrive.
+    assert!(
+        crate::failed_gates(&r).contains(&"publish errors"),
+        "{}",
+        r.summary()
+    );
+    assert_eq!(r.delivery.lost, 0, "{}", r.summary());
+    // No tab could join: the run stops as one that cannot happen (exit 2), saying why.
+    let args = flags(&bad_join);
+    let refused = booking_loadgen::run(crate::config(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    ))
+    .await;
+    let _ = app.kill().await;
+    let Err(booking_loadgen::RunError::Setup(why)) = refused else {
+        panic!("a run no tab could join must not pass or fail as a run");
+    };
+    assert!(
+        why.contains("join room-1: refused: room must be a non-empty string"),
+        "{why}"
+    );
+}
+
 /// A broken app file stops the binary before any tab connects: exit 2, the file, line and field.
 #[test]
 fn a_broken_app_file_exits_2_naming_the_line_and_the_field() {
