@@ -804,7 +804,7 @@ mod tests {
             json!(null),
             json!(7),
         ] {
-            assert_eq!(refusal(&[fine.clone()]), None, "{fine}");
+            assert_eq!(refusal(std::slice::from_ref(&fine)), None, "{fine}");
         }
         assert_eq!(refusal(&[]), None, "an ack with no arguments");
     }
