@@ -92,6 +92,9 @@ fn page(runs: &[(String, &Report)], comparison: Option<(&[Vec<String>], bool)>) 
                 );
             }
             gates(&mut out, r);
+            if let Some(a) = &r.app {
+                app_section(&mut out, a);
+            }
         }
         Some((table, passed)) => {
             let _ = writeln!(
@@ -142,6 +145,17 @@ fn page(runs: &[(String, &Report)], comparison: Option<(&[Vec<String>], bool)>) 
 }
 
 fn describe(r: &Report) -> String {
+    if let Some(a) = &r.app {
+        return format!(
+            "{} tabs against the app `{}` ({}), {:.0} s of publishes at {} publishes/s, seed {}",
+            r.tabs,
+            a.name,
+            a.file,
+            r.duration_s,
+            short(r.throughput.target_actions_per_s),
+            r.seed
+        );
+    }
     let servers = if r.embedded_server {
         "the embedded server".to_string()
     } else {
@@ -445,6 +459,85 @@ fn chart(out: &mut String, title: &str, unit: &str, series: &[Series], marks: &[
     out.push_str("</div></div>\n");
 }
 
+/// What generator-side truth sets apart in an app run (see the summary's `truth` line).
+fn app_section(out: &mut String, a: &crate::report::AppReport) {
+    let _ = writeln!(
+        out,
+        "<h2>The app: {}</h2>\n<p class=\"muted\">Owed deliveries are the generator's own publishes, each with a marker; truth: {}.</p>",
+        escape(&a.name),
+        escape(&a.truth)
+    );
+    let list = |m: &std::collections::BTreeMap<String, u64>| {
+        m.iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let examples = |n: u64, e: &[String]| {
+        if e.is_empty() {
+            n.to_string()
+        } else {
+            format!("{n} (e.g. {})", e.join("; "))
+        }
+    };
+    let rows = [
+        ("publishes", a.publishes.to_string(), false),
+        (
+            "publish errors",
+            examples(a.publish_errors, &a.publish_error_examples),
+            a.publish_errors > 0,
+        ),
+        (
+            "publishes skipped (no tab open)",
+            a.publishes_skipped.to_string(),
+            false,
+        ),
+        (
+            "grey zone (received anyway)",
+            format!("{} ({})", a.grey_zone, a.grey_zone_received),
+            false,
+        ),
+        (
+            "missed while disconnected (no replay to check)",
+            a.missed_while_disconnected.to_string(),
+            false,
+        ),
+        (
+            "replays after reconnects (markers in them)",
+            format!("{} ({})", a.replays, a.replayed_markers),
+            false,
+        ),
+        (
+            "receipts of refused publishes",
+            a.receipts_of_failed_publishes.to_string(),
+            false,
+        ),
+        ("foreign markers", a.foreign_markers.to_string(), false),
+        ("expected events without a marker", list(&a.unmarked), false),
+        (
+            "the app's own events (never owed)",
+            list(&a.app_events),
+            false,
+        ),
+        (
+            "tab errors",
+            examples(a.tab_errors, &a.tab_error_examples),
+            a.tab_errors > 0,
+        ),
+    ];
+    out.push_str("<table>\n");
+    for (name, value, bad) in rows {
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td{}>{}</td></tr>",
+            escape(name),
+            if bad { " class=\"bad\"" } else { "" },
+            escape(&value)
+        );
+    }
+    out.push_str("</table>\n");
+}
+
 fn breakdowns(out: &mut String, r: &Report) {
     if !r.stages.is_empty() {
         out.push_str("<h3>By stage (from the start of actions)</h3>\n<table><tr><th>stage</th><th>from s</th><th>to s</th><th>tabs</th><th>open at end</th><th>actions/s target</th><th>actions/s</th><th>delivered</th><th>deliveries/s</th><th>recovered</th><th>lost</th><th>fan-out p50 ms</th><th>fan-out p99 ms</th><th>action p50 ms</th><th>action p99 ms</th></tr>\n");
@@ -475,10 +568,12 @@ fn breakdowns(out: &mut String, r: &Report) {
         out.push_str("</table>\n");
     }
     let head = "<tr><th></th><th>owed</th><th>delivered</th><th>recovered</th><th>lost</th><th>duplicated</th><th>unexpected</th><th>fan-out p50 ms</th><th>fan-out p99 ms</th></tr>";
-    for (title, rows) in [
-        ("By event type", &r.by_event_type),
-        ("By room", &r.by_room_size),
-    ] {
+    let titles = if r.app.is_some() {
+        ["By expected event", "By room family"]
+    } else {
+        ["By event type", "By room"]
+    };
+    for (title, rows) in titles.into_iter().zip([&r.by_event_type, &r.by_room_size]) {
         let _ = writeln!(out, "<h3>{title}</h3>\n<table>{head}");
         for (name, b) in rows {
             let d = &b.delivery;
@@ -498,6 +593,10 @@ fn breakdowns(out: &mut String, r: &Report) {
             );
         }
         out.push_str("</table>\n");
+    }
+    if r.app.is_some() {
+        // One generator and an app of any shape: no server nodes to tell paths by.
+        return;
     }
     out.push_str("<h3>By node (the path an event took to the tab)</h3>\n<table><tr><th></th><th>owed</th><th>delivered</th><th>recovered</th><th>lost</th></tr>\n");
     for (path, c) in &r.by_node {
@@ -546,6 +645,36 @@ mod tests {
             })
             .collect();
         r
+    }
+
+    #[test]
+    fn an_app_run_shows_what_its_truth_sets_apart() {
+        let mut r = report();
+        r.app = Some(crate::report::AppReport {
+            name: "chat".into(),
+            file: "examples/chat-server/app.yaml".into(),
+            truth: "generator".into(),
+            publishes: 750,
+            publish_errors: 2,
+            publish_error_examples: vec!["message: refused: <text>".into()],
+            missed_while_disconnected: 4,
+            app_events: [("presence".to_string(), 31)].into(),
+            ..Default::default()
+        });
+        let page = report_page(&r);
+        for needle in [
+            "The app: chat",
+            "against the app `chat`",
+            "<td>publishes</td><td>750</td>",
+            "<td class=\"bad\">2 (e.g. message: refused: &lt;text&gt;)</td>",
+            "<td>4</td>",
+            "presence 31",
+            "By expected event",
+        ] {
+            assert!(page.contains(needle), "no `{needle}`");
+        }
+        assert!(!page.contains("By node"), "an app run has no nodes");
+        assert!(!report_page(&report()).contains("The app:"));
     }
 
     #[test]
