@@ -144,67 +144,46 @@ pub async fn run(config: Config) -> Result<Outcome, RunError> {
     let progress = (!config.progress_every.is_zero())
         .then(|| tokio::spawn(progress(run.clone(), config.progress_every)));
 
-    if let Some(stages) = &config.stages {
+    let (tasks, actions_start, actions_us, window_end) = if let Some(stages) = &config.stages {
         let zero = Instant::now() + config.until_actions_at().max(Duration::from_millis(100));
         let actions_us = now_us() + (zero - Instant::now()).as_micros() as i64;
         let tasks = staged(&run, stages, zero);
         crate::drive::app::until(zero + stages.total()).await;
-        let window_end = Instant::now();
-        let _ = tokio::time::timeout(
-            crate::drive::app::TIMEOUT,
-            futures_util::future::join_all(tasks),
-        )
-        .await;
-        tokio::time::sleep(config.settle).await;
-        watcher.abort();
-        if let Some(p) = progress {
-            p.abort();
+        (tasks, zero, actions_us, Instant::now())
+    } else {
+        open_tabs(&run, config.ramp_up).await;
+        if run.tabs_joined.load(Ordering::Relaxed) == 0 {
+            watcher.abort();
+            let errors = run.tab_errors.lock().expect("poisoned");
+            return Err(RunError::Setup(format!(
+                "no tab could connect and join {url}: {}",
+                errors.first().map_or("", String::as_str)
+            )));
         }
-        let window = window_end.saturating_duration_since(zero).as_secs_f64();
-        let finished = Finished {
-            window,
-            actions_start: zero,
-            actions_us,
-            zero_us,
-        };
-        return finish(
-            &config, &run, &path, publishers, finished, &generator, workload, seed, baseline,
-        )
-        .await;
-    }
-    open_tabs(&run, config.ramp_up).await;
-    if run.tabs_joined.load(Ordering::Relaxed) == 0 {
-        watcher.abort();
-        let errors = run.tab_errors.lock().expect("poisoned");
-        return Err(RunError::Setup(format!(
-            "no tab could connect and join {url}: {}",
-            errors.first().map_or("", String::as_str)
-        )));
-    }
-    // Unacknowledged joins count from `settle` after they were sent: publish after that, and
-    // not before --actions-at (the shards of a run publish together).
-    let in_rooms = run
-        .records()
-        .iter()
-        .flat_map(|r| r.memberships.iter().filter_map(|m| m.in_us))
-        .max()
-        .unwrap_or(0);
-    let wait = Duration::from_micros((in_rooms - now_us()).max(0) as u64 + 1_000);
-    tokio::time::sleep(wait.max(config.until_actions_at())).await;
-
-    let actions_start = Instant::now();
-    let actions_us = now_us();
-    let cutting = cut_tabs(&run, &config, actions_start);
-    let mut tasks = Vec::new();
-    for handle in publish_all(&run, config.duration) {
-        if let Ok(mut done) = handle.await {
-            tasks.append(&mut done);
+        // Unacknowledged joins count from `settle` after they were sent: publish after that,
+        // and not before --actions-at (the shards of a run publish together).
+        let in_rooms = run
+            .records()
+            .iter()
+            .flat_map(|r| r.memberships.iter().filter_map(|m| m.in_us))
+            .max()
+            .unwrap_or(0);
+        let wait = Duration::from_micros((in_rooms - now_us()).max(0) as u64 + 1_000);
+        tokio::time::sleep(wait.max(config.until_actions_at())).await;
+        let actions_start = Instant::now();
+        let actions_us = now_us();
+        let cutting = cut_tabs(&run, &config, actions_start);
+        let mut tasks = Vec::new();
+        for handle in publish_all(&run, config.duration) {
+            if let Ok(mut done) = handle.await {
+                tasks.append(&mut done);
+            }
         }
-    }
-    let window_end = Instant::now();
-    for task in cutting {
-        task.abort();
-    }
+        for task in cutting {
+            task.abort();
+        }
+        (tasks, actions_start, actions_us, Instant::now())
+    };
     // A publish still waiting for its answer past the window gets the timeout, no more.
     let _ = tokio::time::timeout(
         crate::drive::app::TIMEOUT,

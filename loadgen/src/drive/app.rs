@@ -365,7 +365,22 @@ impl AppRun {
             return;
         };
         let settle = self.file.settle.as_micros() as i64;
-        for room in &self.plan.tabs[index].rooms {
+        // From now on the tab is going away: what is published to the rooms the server put it
+        // in is grey until it is gone (no leave of its own tells when the app let it go).
+        let closing = now_us();
+        let rooms = &self.plan.tabs[index].rooms;
+        {
+            let mut record = tab.record.lock().expect("poisoned");
+            for m in record.memberships.iter_mut().filter(|m| {
+                m.leave_sent_us.is_none()
+                    && rooms
+                        .iter()
+                        .any(|r| r.name == m.room && r.joined_by == JoinedBy::Server)
+            }) {
+                m.leave_sent_us = Some(closing);
+            }
+        }
+        for room in rooms {
             if room.joined_by == JoinedBy::Server {
                 continue;
             }
@@ -386,13 +401,22 @@ impl AppRun {
                 m.out_us = answer.as_ref().ok().copied();
             }
         }
+        // An acked leave is a barrier: what the app sent the tab before it arrived first. Without
+        // one (a leave with no ack, a room the server joined), the tab stays `settle` longer, so
+        // what was owed before it began to go and is still in flight arrives before it hangs up.
+        let unfenced = rooms
+            .iter()
+            .any(|r| r.joined_by == JoinedBy::Server || !self.file.leave.ack);
+        if unfenced {
+            tokio::time::sleep(self.file.settle).await;
+        }
         let gone = now_us();
         client.disconnect().await;
         let mut record = tab.record.lock().expect("poisoned");
         for m in record.memberships.iter_mut() {
             m.leave_sent_us.get_or_insert(gone);
             if m.out_us.is_none() {
-                m.out_us = Some(gone + settle);
+                m.out_us = Some(if unfenced { gone } else { gone + settle });
             }
         }
         record.left_us = Some(gone);

@@ -410,19 +410,9 @@ pub fn judge(publishes: &[Publish], tabs: &[TabRecord], publishers: usize, rules
         }
     }
     for c in &j.by_publisher {
-        add(&mut j.total, c);
+        j.total.add(c);
     }
     j
-}
-
-pub fn add(total: &mut DeliveryCounts, c: &DeliveryCounts) {
-    total.owed += c.owed;
-    total.delivered += c.delivered;
-    total.recovered += c.recovered;
-    total.lost += c.lost;
-    total.duplicated += c.duplicated;
-    total.unexpected += c.unexpected;
-    total.out_of_order += c.out_of_order;
 }
 
 #[cfg(test)]

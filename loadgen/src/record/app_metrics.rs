@@ -11,10 +11,11 @@ use std::sync::atomic::Ordering;
 use hdrhistogram::Histogram;
 
 use crate::drive::app::AppRun;
+use crate::judge::verify::DeliveryCounts;
 use crate::record::latency::histogram;
 use crate::record::metrics::{
-    ACTION_LATENCY, ACTIONS, DELIVERIES, FANOUT, generator_load, head, histogram_lines, tabs_lines,
-    with_label,
+    ACTION_LATENCY, ACTIONS, FANOUT, delivery_lines, generator_load, head, histogram_lines,
+    tabs_lines, with_label,
 };
 use crate::record::saturation::Watch;
 
@@ -83,31 +84,11 @@ pub fn render(s: &Scraped) -> String {
             }
         }
     }
-    head(
-        &mut out,
-        DELIVERIES,
-        "counter",
-        "Deliveries by outcome: live counts, then the verdict's",
-    );
-    let outcomes = match run.verdict.get() {
-        Some(v) => [
-            ("delivered", v.delivered),
-            ("lost", v.lost),
-            ("duplicated", v.duplicated),
-            ("unexpected", v.unexpected),
-            ("out_of_order", v.out_of_order),
-        ],
-        None => [
-            ("delivered", run.receipts.load(Ordering::Relaxed)),
-            ("lost", 0),
-            ("duplicated", 0),
-            ("unexpected", 0),
-            ("out_of_order", 0),
-        ],
+    let live = || DeliveryCounts {
+        delivered: run.receipts.load(Ordering::Relaxed),
+        ..DeliveryCounts::default()
     };
-    for (outcome, n) in outcomes {
-        let _ = writeln!(out, "{DELIVERIES}{{outcome=\"{outcome}\"}} {n}");
-    }
+    delivery_lines(&mut out, &run.verdict.get().copied().unwrap_or_else(live));
     head(
         &mut out,
         FANOUT,

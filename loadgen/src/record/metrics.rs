@@ -15,7 +15,7 @@ use hdrhistogram::Histogram;
 
 use crate::drive::run::Run;
 use crate::judge::fault::PHASES;
-use crate::judge::verify::PATHS;
+use crate::judge::verify::{DeliveryCounts, PATHS};
 use crate::record::latency::histogram;
 use crate::record::stats::{ACTION_RESULTS, Action, Stats};
 
@@ -83,6 +83,27 @@ pub(crate) fn tabs_lines(out: &mut String, connected: u64, open: u64) {
     let _ = writeln!(out, "{TABS_JOINED} {open}");
 }
 
+/// `loadgen_deliveries_total` by outcome: live counts while the run goes (what is lost or
+/// recovered is known once judged), then the verdict's.
+pub fn delivery_lines(out: &mut String, c: &DeliveryCounts) {
+    head(
+        out,
+        DELIVERIES,
+        "counter",
+        "Deliveries by outcome: live counts, then the verdict's",
+    );
+    for (outcome, n) in [
+        ("delivered", c.delivered),
+        ("recovered", c.recovered),
+        ("lost", c.lost),
+        ("duplicated", c.duplicated),
+        ("unexpected", c.unexpected),
+        ("out_of_order", c.out_of_order),
+    ] {
+        let _ = writeln!(out, "{DELIVERIES}{{outcome=\"{outcome}\"}} {n}");
+    }
+}
+
 /// The Prometheus text exposition of the run now.
 pub fn render(run: &Run) -> String {
     let s = &run.stats;
@@ -125,36 +146,16 @@ pub fn render(run: &Run) -> String {
             );
         }
     }
-    head(
-        &mut out,
-        DELIVERIES,
-        "counter",
-        "Deliveries by outcome: live counts, then the verdict's",
-    );
-    let outcomes: [(&str, u64); 6] = match s.verdict.get() {
-        Some(v) => [
-            ("delivered", v.delivered),
-            ("recovered", v.recovered),
-            ("lost", v.lost),
-            ("duplicated", v.duplicated),
-            ("unexpected", v.unexpected),
-            ("out_of_order", v.out_of_order),
-        ],
-        None => {
-            let duplicates = Stats::get(&s.duplicates);
-            [
-                ("delivered", Stats::get(&s.deliveries) - duplicates),
-                ("recovered", 0),
-                ("lost", 0),
-                ("duplicated", duplicates),
-                ("unexpected", 0),
-                ("out_of_order", Stats::get(&s.out_of_order)),
-            ]
+    let live = || {
+        let duplicated = Stats::get(&s.duplicates);
+        DeliveryCounts {
+            delivered: Stats::get(&s.deliveries) - duplicated,
+            duplicated,
+            out_of_order: Stats::get(&s.out_of_order),
+            ..DeliveryCounts::default()
         }
     };
-    for (outcome, n) in outcomes {
-        let _ = writeln!(out, "{DELIVERIES}{{outcome=\"{outcome}\"}} {n}");
-    }
+    delivery_lines(&mut out, &s.verdict.get().copied().unwrap_or_else(live));
     head(
         &mut out,
         FANOUT,

@@ -33,7 +33,7 @@ pub fn fill(r: &mut Report, log: &AppLog, plan_tabs: usize, window: f64, partial
             let e = rows
                 .entry(key.clone())
                 .or_insert_with(|| (DeliveryCounts::default(), histogram()));
-            truth::add(&mut e.0, &j.by_publisher[i]);
+            e.0.add(&j.by_publisher[i]);
             let _ = e.1.add(&j.fanout_by_publisher[i]);
         }
     }
