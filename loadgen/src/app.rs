@@ -67,12 +67,12 @@ pub async fn run(config: Config) -> Result<Outcome, RunError> {
     workload.app = Some(file.name.clone());
     let baseline = match &config.baseline {
         Some(b) => Some(
-            crate::judge::compare::Baseline::load(
+            crate::report::compare::Baseline::load(
                 b,
                 config
                     .max_regression
                     .as_deref()
-                    .unwrap_or(crate::judge::compare::DEFAULT_RULES),
+                    .unwrap_or(crate::report::compare::DEFAULT_RULES),
                 &workload,
                 config.allow_different_workload,
                 None,
@@ -232,7 +232,7 @@ async fn finish(
     generator: &saturation::Watch,
     workload: crate::report::Workload,
     seed: u64,
-    baseline: Option<crate::judge::compare::Baseline>,
+    baseline: Option<crate::report::compare::Baseline>,
 ) -> Result<Outcome, RunError> {
     let shard = run.shard;
     let records = run.records();
@@ -520,6 +520,8 @@ fn base_report(run: &AppRun, path: &Path, log: &AppLog, window: f64) -> Report {
         tabs_joined: run.tabs_joined.load(Ordering::Relaxed),
         reconnects: run.reconnects.load(Ordering::Relaxed),
         drops: run.drops.load(Ordering::Relaxed),
+        // What the app's replay (the file's `replay`) gave back after reconnects.
+        events_replayed: run.replayed.load(Ordering::Relaxed),
         duration_s: window,
         hosts: vec![run.url.clone()],
         actions: crate::report::Actions {

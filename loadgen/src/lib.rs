@@ -38,12 +38,12 @@ use report::{
 
 /// `loadgen merge` of any run's shards: an app run's shards are judged again from their logs.
 pub fn merge_reports(reports: &[report::Report]) -> Result<report::Report, String> {
-    judge::merge::merge_with(reports, refine_merged)
+    report::merge::merge_with(reports, refine_merged)
 }
 
 /// `loadgen merge` of the report files `args` names (see [`merge_reports`]).
 pub fn merge_files(args: &config::MergeArgs) -> Result<report::Report, String> {
-    judge::merge::merge_files(args, refine_merged)
+    report::merge::merge_files(args, refine_merged)
 }
 
 fn refine_merged(reports: &[report::Report], out: &mut report::Report) -> Result<(), String> {
@@ -69,7 +69,7 @@ impl Outcome {
 /// exported when the standard `OTEL_*` variables ask for it.
 pub async fn run(config: Config) -> Result<Outcome, RunError> {
     if let Some(rules) = &config.max_regression {
-        judge::compare::parse_rules(rules)
+        report::compare::parse_rules(rules)
             .map_err(|e| RunError::Setup(format!("--max-regression: {e}")))?;
     }
     if config.app.is_some() {
@@ -94,12 +94,12 @@ pub async fn run_with_traces(
     config.validate().map_err(RunError::Setup)?;
     let baseline = match &config.baseline {
         Some(path) => Some(
-            judge::compare::Baseline::load(
+            report::compare::Baseline::load(
                 path,
                 config
                     .max_regression
                     .as_deref()
-                    .unwrap_or(judge::compare::DEFAULT_RULES),
+                    .unwrap_or(report::compare::DEFAULT_RULES),
                 &crate::report::Workload::of(&config),
                 config.allow_different_workload,
                 config.gate_stage,

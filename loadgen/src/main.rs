@@ -18,7 +18,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> ExitCode {
     let config = Config::parse();
     if let Some(Command::Compare(args)) = &config.command {
-        return match booking_loadgen::judge::compare::compare_files(args) {
+        return match booking_loadgen::report::compare::compare_files(args) {
             Ok(compared) => {
                 print!("{}", compared.text);
                 if let Some(path) = &args.report_html

@@ -1,10 +1,14 @@
 //! The run's outcome: the JSON report (stable keys, schema in `report.schema.json`), the gates
 //! that decide the exit code, and the summary a person reads in ten seconds.
-//! `html`, `junit`, `stages` (per-stage rows) and `app` (an app run's figures) are its parts.
+//! `html`, `junit`, `stages` (per-stage rows) and `app` (an app run's figures) are its parts;
+//! `compare` reads runs against a baseline (regression rules as gates), `merge` judges the
+//! shards of one run as one.
 
 pub mod app;
+pub mod compare;
 pub mod html;
 pub mod junit;
+pub mod merge;
 pub mod stages;
 
 use std::collections::BTreeMap;

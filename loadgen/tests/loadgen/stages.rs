@@ -2,7 +2,7 @@
 //! rate, and each stage is reported (and can be gated) on its own.
 
 use booking_loadgen::config::{CompareArgs, Format};
-use booking_loadgen::judge::compare::{Baseline, DEFAULT_RULES, compare_files};
+use booking_loadgen::report::compare::{Baseline, DEFAULT_RULES, compare_files};
 
 use crate::{as_json, assert_matches_schema, failed_gates, gate, run};
 

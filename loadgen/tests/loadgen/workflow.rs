@@ -105,7 +105,7 @@ fn the_documented_workflow_runs_this_builds_loadgen_as_documented() {
     let Some(Command::Compare(compare)) = config.command else {
         panic!("not a compare command: {args:?}");
     };
-    booking_loadgen::judge::compare::parse_rules(&compare.max_regression).unwrap();
+    booking_loadgen::report::compare::parse_rules(&compare.max_regression).unwrap();
 
     // The artifact a later run downloads is the one a passing run on main uploads.
     let keep = step(&steps, "Keep this run as the next baseline");

@@ -21,7 +21,7 @@ pub fn merge_files(
     let reports = args
         .reports
         .iter()
-        .map(|path| crate::judge::compare::read_report(path))
+        .map(|path| crate::report::compare::read_report(path))
         .collect::<Result<Vec<_>, _>>()?;
     merge_with(&reports, refine)
 }
