@@ -641,6 +641,9 @@ impl Report {
         self.latency_summary(&mut out);
         if let Some(app) = &self.app {
             app.truth_summary(&mut out);
+            for hint in app.hints(&self.by_event_type) {
+                let _ = writeln!(out, "hint       {hint}");
+            }
         }
         self.breakdown_summary(&mut out);
         out
@@ -884,6 +887,44 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_expected_event_of_which_nothing_arrived_gets_a_hint() {
+        let lost = |owed: u64, delivered: u64| Breakdown {
+            delivery: DeliveryCounts {
+                owed,
+                delivered,
+                lost: owed - delivered,
+                ..DeliveryCounts::default()
+            },
+            ..Breakdown::default()
+        };
+        let by_event: BTreeMap<String, Breakdown> = [
+            ("message".to_string(), lost(40, 0)),
+            ("whisper".to_string(), lost(10, 10)),
+        ]
+        .into();
+        let mut a = AppReport {
+            app_events: [("chat message".to_string(), 40)].into(),
+            ..AppReport::default()
+        };
+        let hints = a.hints(&by_event);
+        assert_eq!(hints.len(), 1, "{hints:?}");
+        assert!(
+            hints[0].contains("the app sent `chat message` 40"),
+            "{hints:?}"
+        );
+        a.unmarked.insert("message".into(), 40);
+        assert!(a.hints(&by_event)[0].contains("never with this run's marker"));
+        a.unmarked.clear();
+        a.app_events.clear();
+        assert!(a.hints(&by_event)[0].contains("nor any other event"));
+        let fine: BTreeMap<String, Breakdown> = [("message".to_string(), lost(40, 39))].into();
+        assert!(
+            a.hints(&fine).is_empty(),
+            "a partial loss is the verdict's, not a hint's"
+        );
+    }
+
+    #[test]
     fn gates_compare_the_right_way() {
         assert!(Gate::at_most("lost", 0.0, 0.0).passed);
         assert!(!Gate::at_most("lost", 0.0, 1.0).passed);
@@ -989,6 +1030,37 @@ impl AppReport {
             t.target_actions_per_s,
             self.truth
         );
+    }
+
+    /// What a file that does not yet fit its app most likely has wrong, from an expected event
+    /// of which nothing owed arrived (`by_event`: the report's breakdown by expected event).
+    pub fn hints(&self, by_event: &BTreeMap<String, Breakdown>) -> Vec<String> {
+        let list = |m: &BTreeMap<String, u64>| {
+            m.iter()
+                .map(|(k, v)| format!("`{k}` {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut hints = Vec::new();
+        for (event, b) in by_event {
+            let d = &b.delivery;
+            if d.owed == 0 || d.delivered + d.recovered > 0 {
+                continue;
+            }
+            hints.push(match self.unmarked.get(event) {
+                Some(n) => format!(
+                    "`{event}` arrived {n} times, never with this run's marker where `expect.marker` points: check that path, and `expect.arg` (which argument holds it)"
+                ),
+                None if !self.app_events.is_empty() => format!(
+                    "no `{event}` arrived at all; the app sent {}: is `expect.event` the name it emits?",
+                    list(&self.app_events)
+                ),
+                None => format!(
+                    "no `{event}` arrived at all, nor any other event: does the app relay the publish to the rooms the tabs joined (the join's event and arguments)?"
+                ),
+            });
+        }
+        hints
     }
 
     /// What generator-side truth set apart: the grey zone, what disconnected tabs missed,
