@@ -442,7 +442,7 @@ impl AppRun {
         self.drops.fetch_add(1, Ordering::Relaxed);
         self.go_down(index);
         let run = self.clone();
-        tokio::spawn(async move { run.reconnect(index).await });
+        tokio::spawn(async move { run.reconnect(index, true).await });
     }
 
     /// The tab's connection is gone (dropped, or cut by churn): its memberships end now, as
@@ -474,19 +474,18 @@ impl AppRun {
         self.go_down(index);
         client.disconnect().await;
         let run = self.clone();
-        tokio::spawn(async move { run.reconnect(index).await });
+        tokio::spawn(async move { run.reconnect(index, false).await });
         true
     }
 
-    /// Reconnects tab `index` like socket.io-client: 0.5 s doubling to 5 s between attempts,
-    /// jittered, until it is back or the run ends; then it rejoins its rooms.
-    async fn reconnect(self: Arc<Self>, index: usize) {
+    /// Reconnects tab `index` as a booking tab does (`reconnect::pause`: socket.io-client's
+    /// backoff after a drop, a short jitter first after a cut), until it is back or the run
+    /// ends; then it rejoins its rooms and asks the app's replay, if there is one.
+    async fn reconnect(self: Arc<Self>, index: usize, unexpected: bool) {
         let tab = &self.tabs[index];
         let _ = tab.client.lock().await.take();
-        let mut delay = Duration::from_millis(500);
-        loop {
-            let jitter = 0.5 + rand::random::<f64>();
-            tokio::time::sleep(delay.mul_f64(jitter)).await;
+        for attempt in 0.. {
+            tokio::time::sleep(crate::drive::reconnect::pause(attempt, unexpected)).await;
             if tab.closing.load(Ordering::Relaxed) {
                 return;
             }
@@ -495,7 +494,6 @@ impl AppRun {
                 self.replay(index).await;
                 return;
             }
-            delay = (delay * 2).min(Duration::from_secs(5));
         }
     }
 

@@ -32,6 +32,18 @@ pub fn backoff(attempt: u32, unit: f64) -> Duration {
     Duration::from_secs_f64(jittered.min(BACKOFF_MAX.as_secs_f64()))
 }
 
+/// The pause before reconnect attempt `attempt` (0 first) of any tab, a booking run's or an app
+/// run's: after a connection the other side dropped, and after a failed attempt, the backoff;
+/// the first attempt after the loadgen cut it itself (churn, a storm), a short jitter, so a
+/// storm still reconnects at once.
+pub fn pause(attempt: u32, unexpected: bool) -> Duration {
+    if unexpected || attempt > 0 {
+        backoff(attempt, rand::random::<f64>())
+    } else {
+        Duration::from_millis(rand::random::<u64>() % 250)
+    }
+}
+
 /// Reconnects tab `index`: after churn or a storm it drops the connection itself; after an
 /// unexpected drop the connection is already gone. Then: connect, rejoin every room, replay
 /// from a safe `seq` up to the rejoin watermark. Retries until it works or the run ends.
@@ -52,13 +64,7 @@ pub async fn reconnect(run: &Arc<Run>, user: &mut GooseUser, index: usize) -> Tr
     run.stats.reconnects.fetch_add(1, Ordering::Relaxed);
     let mut attempt = 0;
     let result = loop {
-        let pause = if unexpected || attempt > 0 {
-            backoff(attempt, rand::random::<f64>())
-        } else {
-            // Churn and storms: a short jitter, as before, so a storm still reconnects at once.
-            Duration::from_millis(rand::random::<u64>() % 250)
-        };
-        tokio::time::sleep(pause).await;
+        tokio::time::sleep(pause(attempt, unexpected)).await;
         if run.past_end() {
             break Err("gave up: the run ended".to_string());
         }
