@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::drive::client::{self, ConnectOptions, TabClient};
+use crate::drive::client::{self, ConnectOptions, Connection, TabClient};
 use crate::judge::truth::{Found, Membership, Publish, TabRecord, at_path, find_marker, marker};
 use crate::plan::Shard;
 use crate::plan::app::{Csv, Plan, TabVars};
@@ -23,11 +23,10 @@ pub const TIMEOUT: Duration = Duration::from_secs(15);
 
 /// One tab of an app run.
 pub struct AppTab {
-    client: tokio::sync::Mutex<Option<Arc<dyn TabClient>>>,
+    /// Its connection, and which one is current: a drop reported by an older one is ignored.
+    conn: Connection,
     /// Set before the generator closes the connection itself: a close then is no drop.
     closing: AtomicBool,
-    /// Which connection is current: a drop reported by an older one is ignored.
-    generation: AtomicU64,
     pub record: Mutex<TabRecord>,
 }
 
@@ -100,9 +99,8 @@ impl AppRun {
             .tabs
             .iter()
             .map(|_| AppTab {
-                client: tokio::sync::Mutex::new(None),
+                conn: Connection::default(),
                 closing: AtomicBool::new(false),
-                generation: AtomicU64::new(0),
                 record: Mutex::new(TabRecord::default()),
             })
             .collect();
@@ -236,7 +234,7 @@ impl AppRun {
         let heard = self.clone();
         let dropped = self.clone();
         let connecting_us = now_us();
-        let generation = self.tabs[index].generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let generation = self.tabs[index].conn.begin();
         let connected = client::connect(
             &options,
             Arc::new(move |event, args| heard.heard(index, event, args)),
@@ -304,7 +302,7 @@ impl AppRun {
                 .memberships
                 .push(membership);
         }
-        *tab.client.lock().await = Some(client);
+        tab.conn.set(client).await;
         if ok {
             let mut record = tab.record.lock().expect("poisoned");
             if record.joined_us.is_none() {
@@ -361,7 +359,7 @@ impl AppRun {
     pub async fn close_tab(&self, index: usize) {
         let tab = &self.tabs[index];
         tab.closing.store(true, Ordering::Relaxed);
-        let Some(client) = tab.client.lock().await.take() else {
+        let Some(client) = tab.conn.take().await else {
             return;
         };
         let settle = self.file.settle.as_micros() as i64;
@@ -426,16 +424,14 @@ impl AppRun {
 
     /// Whether tab `index` has an open connection now.
     pub async fn is_open(&self, index: usize) -> bool {
-        self.tabs[index].client.lock().await.is_some()
+        self.tabs[index].conn.is_open().await
     }
 
     /// Connection `generation` of tab `index` was closed or lost by the other side: the tab
     /// is out of its rooms from now on, and reconnects.
     fn dropped(self: &Arc<Self>, index: usize, generation: u64, why: &str) {
         let tab = &self.tabs[index];
-        if tab.closing.load(Ordering::Relaxed)
-            || tab.generation.load(Ordering::SeqCst) != generation
-        {
+        if tab.closing.load(Ordering::Relaxed) || !tab.conn.is_current(generation) {
             return;
         }
         tracing::info!(tab = index, why, "connection dropped");
@@ -449,7 +445,7 @@ impl AppRun {
     /// a drop, and it is down until it reconnects.
     fn go_down(&self, index: usize) {
         let tab = &self.tabs[index];
-        tab.generation.fetch_add(1, Ordering::SeqCst);
+        tab.conn.retire();
         let now = now_us();
         let mut record = tab.record.lock().expect("poisoned");
         record.down.push((now, None));
@@ -468,7 +464,7 @@ impl AppRun {
     /// lets it reconnect; false when it was not open.
     pub async fn cut(self: &Arc<Self>, index: usize) -> bool {
         let tab = &self.tabs[index];
-        let Some(client) = tab.client.lock().await.take() else {
+        let Some(client) = tab.conn.take().await else {
             return false;
         };
         self.go_down(index);
@@ -483,7 +479,7 @@ impl AppRun {
     /// ends; then it rejoins its rooms and asks the app's replay, if there is one.
     async fn reconnect(self: Arc<Self>, index: usize, unexpected: bool) {
         let tab = &self.tabs[index];
-        let _ = tab.client.lock().await.take();
+        let _ = tab.conn.take().await;
         for attempt in 0.. {
             tokio::time::sleep(crate::drive::reconnect::pause(attempt, unexpected)).await;
             if tab.closing.load(Ordering::Relaxed) {
@@ -600,9 +596,10 @@ impl AppRun {
             .iter()
             .map(|a| render_value(a, get))
             .collect::<Result<Vec<_>, _>>()?;
-        let client = self.tabs[index].client.lock().await;
-        let client = client
-            .as_ref()
+        let client = self.tabs[index]
+            .conn
+            .get()
+            .await
             .ok_or("the publishing tab is not connected")?;
         if emit.ack {
             let ack = client.emit_with_ack(&emit.event, args).await?;
@@ -740,9 +737,7 @@ impl AppRun {
     pub async fn close(&self) {
         for tab in &self.tabs {
             tab.closing.store(true, Ordering::Relaxed);
-            if let Some(client) = tab.client.lock().await.take() {
-                client.disconnect().await;
-            }
+            tab.conn.close().await;
         }
     }
 

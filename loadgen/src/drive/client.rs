@@ -4,6 +4,7 @@
 //! can take rust_socketio's place behind it. rust_socketio (async) is the one here: it carries
 //! WebSocket and long-polling.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -49,6 +50,61 @@ pub trait TabClient: Send + Sync {
         args: Vec<Value>,
     ) -> BoxFuture<'a, Result<Vec<Value>, String>>;
     fn disconnect(&self) -> BoxFuture<'_, ()>;
+}
+
+/// A tab's current connection, and which one it is: every connect attempt begins a new
+/// generation and every close or loss retires it, so a callback of an older connection (one
+/// replaced, or closed on purpose) is told apart and ignored. Booking tabs and app tabs hold one.
+#[derive(Default)]
+pub struct Connection {
+    client: tokio::sync::Mutex<Option<Arc<dyn TabClient>>>,
+    generation: AtomicU64,
+}
+
+impl Connection {
+    /// A connect attempt begins: its generation.
+    pub fn begin(&self) -> u64 {
+        self.generation.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// The current connection is no longer the tab's (closed, cut or lost).
+    pub fn retire(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub fn is_current(&self, generation: u64) -> bool {
+        self.generation.load(Ordering::SeqCst) == generation
+    }
+
+    /// The attempt got the namespace CONNECT: its client is the tab's from now on.
+    pub async fn set(&self, client: Arc<dyn TabClient>) {
+        *self.client.lock().await = Some(client);
+    }
+
+    /// The open client, to emit on (a clone: the lock is not held while it sends).
+    pub async fn get(&self) -> Option<Arc<dyn TabClient>> {
+        self.client.lock().await.clone()
+    }
+
+    pub async fn take(&self) -> Option<Arc<dyn TabClient>> {
+        self.client.lock().await.take()
+    }
+
+    pub async fn is_open(&self) -> bool {
+        self.client.lock().await.is_some()
+    }
+
+    /// Retires the connection and hangs up; false when none was open.
+    pub async fn close(&self) -> bool {
+        self.retire();
+        match self.take().await {
+            Some(client) => {
+                client.disconnect().await;
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 /// The URL rust_socketio is given: base, path and query (it appends `EIO` and `transport`).

@@ -4,7 +4,7 @@
 //! tab's turn to reconnect (the client's own reconnect is off: it would not rejoin or
 //! replay).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
-use crate::drive::client::TabClient;
+use crate::drive::client::{Connection, TabClient};
 
 use crate::judge::verify::Joined;
 use crate::plan::TabPlan;
@@ -46,12 +46,11 @@ pub struct Tab {
     /// Index of the host the tab talks to now: its plan's at first, the next one after each
     /// failed reconnect attempt.
     host: AtomicUsize,
-    /// Which connection is current: bumped by every connect and every close the loadgen makes,
-    /// so callbacks of a connection already replaced or closed on purpose are ignored.
-    generation: AtomicU64,
+    /// Its connection and which one is current (callbacks of one already replaced or closed on
+    /// purpose are ignored).
+    conn: Connection,
     /// The nodes the tab was on: from each connection's lowest join watermark on, (seq, node).
     nodes: Mutex<Vec<(i64, Option<String>)>>,
-    client: tokio::sync::Mutex<Option<Arc<dyn TabClient>>>,
     /// Receipts waiting to be recorded in goose: (event kind, fan-out µs).
     pub samples: Mutex<Vec<(BookingEventKind, u64)>>,
     /// When this tab last sent an `editing` signal.
@@ -74,9 +73,8 @@ impl Tab {
             resync_after: Mutex::new(None),
             wake: Notify::new(),
             host: AtomicUsize::new(host),
-            generation: AtomicU64::new(0),
+            conn: Connection::default(),
             nodes: Mutex::new(Vec::new()),
-            client: tokio::sync::Mutex::new(None),
             samples: Mutex::new(Vec::new()),
             editing: Throttle::new(crate::drive::volatile::SIGNAL_GAP),
         }
@@ -95,8 +93,7 @@ impl Tab {
             boardroom_id,
             booking_id: Some(booking),
         };
-        let client = self.client.lock().await;
-        let Some(client) = client.as_ref() else {
+        let Some(client) = self.conn.get().await else {
             return false;
         };
         let Ok(arg) = serde_json::to_value(signal) else {
@@ -107,13 +104,13 @@ impl Tab {
 
     /// Starts a new connection: returns its generation (callbacks of older ones are ignored).
     pub fn next_generation(&self) -> u64 {
-        self.generation.fetch_add(1, Ordering::SeqCst) + 1
+        self.conn.begin()
     }
 
     /// The connection got the namespace CONNECT: it is the tab's from now on.
     pub async fn connected_with(&self, client: Arc<dyn TabClient>) {
         self.connected.store(true, Ordering::Relaxed);
-        *self.client.lock().await = Some(client);
+        self.conn.set(client).await;
     }
 
     /// Joins `room`; returns the ack.
@@ -150,7 +147,7 @@ impl Tab {
 
     /// Sends `event` (join or leave) for `room`; returns the ack.
     async fn room_request(&self, event: &str, room: &str) -> Result<RoomAck, String> {
-        let client = self.client.lock().await.clone().ok_or("not connected")?;
+        let client = self.conn.get().await.ok_or("not connected")?;
         let args = client
             .emit_with_ack(event, vec![json!(room)])
             .await
@@ -160,20 +157,14 @@ impl Tab {
 
     /// Closes the connection (churn, storm, end of run, or what is left of a dropped one).
     pub async fn disconnect(&self) {
-        self.generation.fetch_add(1, Ordering::SeqCst);
-        let client = self.client.lock().await.take();
         self.connected.store(false, Ordering::Relaxed);
-        if let Some(client) = client {
-            client.disconnect().await;
-        }
+        self.conn.close().await;
     }
 
     /// The connection `generation` failed or was closed by the server. Returns false when it
     /// is not the tab's open connection (connecting, replaced, or closed on purpose).
     pub fn on_drop(&self, stats: &Stats, generation: u64, why: &str) -> bool {
-        if self.generation.load(Ordering::SeqCst) != generation
-            || !self.connected.swap(false, Ordering::SeqCst)
-        {
+        if !self.conn.is_current(generation) || !self.connected.swap(false, Ordering::SeqCst) {
             return false;
         }
         tracing::info!(tab = self.index, why, "connection dropped");
@@ -188,7 +179,7 @@ impl Tab {
     }
 
     pub fn on_resync(&self, stats: &Stats, generation: u64, payload: Option<&Value>) {
-        if self.generation.load(Ordering::SeqCst) != generation {
+        if !self.conn.is_current(generation) {
             return;
         }
         let resync = payload.and_then(|v| Resync::deserialize(v).ok());
