@@ -547,7 +547,6 @@ fn base_report(run: &AppRun, path: &Path, log: &AppLog, window: f64) -> Report {
             publish_error_examples: errors.iter().take(3).cloned().collect(),
             publishes_skipped: run.skipped.load(Ordering::Relaxed),
             replays: run.replays.load(Ordering::Relaxed),
-            replayed_markers: run.replayed.load(Ordering::Relaxed),
             foreign_markers: run.foreign.load(Ordering::Relaxed),
             unmarked: run.unmarked.lock().expect("poisoned").clone(),
             app_events: run.app_events.lock().expect("poisoned").clone(),

@@ -94,15 +94,11 @@ impl Connection {
         self.client.lock().await.is_some()
     }
 
-    /// Retires the connection and hangs up; false when none was open.
-    pub async fn close(&self) -> bool {
+    /// Retires the connection and hangs up, if one is open.
+    pub async fn close(&self) {
         self.retire();
-        match self.take().await {
-            Some(client) => {
-                client.disconnect().await;
-                true
-            }
-            None => false,
+        if let Some(client) = self.take().await {
+            client.disconnect().await;
         }
     }
 }

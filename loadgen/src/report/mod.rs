@@ -990,12 +990,11 @@ pub struct AppReport {
     /// Owed pairs a tab missed while its connection was down (not lost: the app file names no
     /// replay; with one, such pairs are owed, recovered or lost).
     pub missed_while_disconnected: u64,
-    /// The app file's `replay`: requests answered after reconnects, and the markers of this
-    /// run they held (recovered are those of them a tab was owed and had not received).
+    /// The app file's `replay`: requests answered after reconnects (the markers of this run
+    /// they held are the report's `events_replayed`; recovered are those of them a tab was owed
+    /// and had not received).
     #[serde(default)]
     pub replays: u64,
-    #[serde(default)]
-    pub replayed_markers: u64,
     /// Receipts of publishes the app refused.
     pub receipts_of_failed_publishes: u64,
     /// A shard's receipts of other shards' publishes: `loadgen merge` judges them.
@@ -1077,11 +1076,7 @@ impl AppReport {
             self.foreign_markers
         );
         if self.replays > 0 {
-            let _ = writeln!(
-                out,
-                "           replays after reconnects {} (markers in them {})",
-                self.replays, self.replayed_markers
-            );
+            let _ = writeln!(out, "           replays after reconnects {}", self.replays);
         }
         if self.receipts_of_other_shards > 0 {
             let _ = writeln!(
