@@ -161,8 +161,13 @@ pub async fn run_with_traces(
     let fault = (run.config.scenario != Scenario::None)
         .then(|| tokio::spawn(drive::fault::run_fault(run.clone())));
 
-    let goose_result = goose_attack(&run, ramp, launch_rate).await;
+    // The tabs open at the ramp's rate and live outside goose; goose starts with the actions
+    // (once every tab joined, or the ramp is well over) and drives the REST actors.
+    let lives = drive::life::spawn_all(&run, launch_rate);
+    run.actions_start().await;
+    let goose_result = goose_attack(&run).await;
     let action_window_end = Instant::now();
+    drive::life::stop_all(&run, lives, TURN_GRACE).await;
     for task in background {
         task.abort();
     }
@@ -287,32 +292,39 @@ fn wall_us(at: Instant) -> i64 {
     }
 }
 
-async fn goose_attack(run: &Arc<Run>, ramp: Duration, launch_rate: f64) -> Result<(), GooseError> {
+/// How long the tabs may take to finish their last turn once the action window is over.
+const TURN_GRACE: Duration = Duration::from_secs(20);
+
+/// goose, for the action window: its users are the actors and the reporter
+/// (`drive::scenario`), all launched within a tenth of a second, before the first ticket
+/// ([`drive::run::ACTORS_LEAD`]).
+async fn goose_attack(run: &Arc<Run>) -> Result<(), GooseError> {
+    let users = drive::scenario::users(run);
     let mut goose = GooseConfiguration::default();
     goose.host = Some(run.hosts[0].clone());
-    goose.users = Some(run.tabs.len());
-    goose.increase_rate = Some(format!("{launch_rate}"));
-    // goose's run time starts once every user is launched (the ramp); joins finish a little
-    // later, and actions may wait for --actions-at beyond that.
-    let run_time = run.config.until_actions_at().saturating_sub(ramp)
-        + run.config.duration
-        + run.config.think_time
-        + Duration::from_secs(2);
-    goose.run_time = Some(format!("{}s", run_time.as_secs().max(1)));
+    goose.users = Some(users);
+    goose.increase_rate = Some(format!("{}", users * 10));
+    // The actions' window, and their think time and a little more, from now.
+    let end = run.end_at().unwrap_or_else(Instant::now);
+    let run_time = end.saturating_duration_since(Instant::now());
+    goose.run_time = Some(format!("{}s", run_time.as_secs_f64().ceil().max(1.0)));
+    // What the tabs recorded before goose started (connects and joins of the ramp) is handed
+    // to goose as soon as the reporter starts: keep it.
+    goose.no_reset_metrics = true;
     goose.report_file = run.config.report_file.clone();
     goose.threshold = run.config.thresholds.clone();
     goose.baseline_file = run.config.goose_baseline_file.clone();
     goose.no_print_metrics = !run.config.goose_metrics;
     goose.quiet = 1;
     goose.no_telnet = true;
-    // Each user's client is replaced by the loadgen's own when it starts (scenario::open_tab).
+    // Each user's client is replaced by the loadgen's own when it starts (scenario::start).
     let client = goose::client::GooseClientBuilder::new()
         .accept_invalid_certs(run.config.insecure)
         .without_cookies()
         .timeout(Duration::from_secs(30));
-    tracing::info!(?ramp, "starting goose");
+    tracing::info!(users, ?run_time, "starting goose");
     GooseAttack::initialize_with_config(goose)?
-        .register_scenario(drive::scenario::tab_scenario(run))
+        .register_scenario(drive::scenario::actor_scenario(run))
         .set_client_builder_without_cookies(client)?
         .execute()
         .await

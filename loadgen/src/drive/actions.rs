@@ -65,13 +65,10 @@ impl Actor {
         (offset < run.config.duration).then(|| started + offset)
     }
 
-    /// One actor turn: performs every ticket due before `deadline`, then waits for it. Ends
-    /// early when the tab is woken to reconnect or resync (its tickets then run late).
+    /// One actor turn: performs every ticket due before `deadline`, then waits for it.
     pub async fn turn(&mut self, run: &Run, user: &mut GooseUser, tab: usize, deadline: Instant) {
         while let Some(due) = self.due(run).filter(|d| *d < deadline) {
-            if !run.tabs[tab].pause_until(due).await {
-                return;
-            }
+            tokio::time::sleep_until(due.into()).await;
             let lag = due.elapsed().as_micros() as u64;
             let _ = run
                 .schedule_lag
@@ -81,7 +78,7 @@ impl Actor {
             self.next_ticket += 1;
             self.act(run, user, tab).await;
         }
-        run.tabs[tab].pause_until(deadline).await;
+        tokio::time::sleep_until(deadline.into()).await;
     }
 
     /// Keeps the actor's picture of booking `i` true after an update was answered `status`:

@@ -1,6 +1,7 @@
 //! Drive: what the generator does to the server under test, for a booking run and an app
 //! run. `run` is a booking run's shared state and setup (the embedded server, tokens,
-//! boardrooms); `scenario` its goose users, one per tab; `tab` a tab's state and `client` the
+//! boardrooms); `life` a tab's life (open, join, turns, close); `scenario` the goose users, the
+//! REST actors and a reporter; `tab` a tab's state and `client` the
 //! one Socket.IO client interface every tab talks through; `receive` the receive hot path;
 //! `actions` the REST writes; `reconnect` reconnects, rejoins, replays and resyncs; `browser`
 //! real Chromium tabs; `fault` a `--scenario`'s fault and heal; `volatile` the `editing`
@@ -13,6 +14,7 @@ pub mod browser;
 pub mod client;
 pub mod embedded;
 pub mod fault;
+pub mod life;
 pub mod receive;
 pub mod reconnect;
 pub mod run;

@@ -8,8 +8,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use goose::prelude::*;
-
 use crate::drive::run::{Run, read_page};
 use crate::drive::tab::Tab;
 use crate::record::latency::now_us;
@@ -47,7 +45,7 @@ pub fn pause(attempt: u32, unexpected: bool) -> Duration {
 /// Reconnects tab `index`: after churn or a storm it drops the connection itself; after an
 /// unexpected drop the connection is already gone. Then: connect, rejoin every room, replay
 /// from a safe `seq` up to the rejoin watermark. Retries until it works or the run ends.
-pub async fn reconnect(run: &Arc<Run>, user: &mut GooseUser, index: usize) -> TransactionResult {
+pub async fn reconnect(run: &Arc<Run>, index: usize) {
     let tab = &run.tabs[index];
     let dropped_at = tab.dropped_at.lock().expect("poisoned").take();
     let unexpected = dropped_at.is_some();
@@ -68,7 +66,7 @@ pub async fn reconnect(run: &Arc<Run>, user: &mut GooseUser, index: usize) -> Tr
         if run.past_end() {
             break Err("gave up: the run ended".to_string());
         }
-        match rejoin(run, user, tab, replay_from).await {
+        match rejoin(run, tab, replay_from).await {
             Ok(()) => break Ok(()),
             Err(e) => {
                 tracing::debug!(tab = index, attempt, error = %e, "reconnect attempt failed");
@@ -82,28 +80,20 @@ pub async fn reconnect(run: &Arc<Run>, user: &mut GooseUser, index: usize) -> Tr
         run.recovered(started, result.is_ok());
     }
     let error = result.as_ref().err().map(String::as_str);
-    user.record_custom_request_duration(
+    run.feed.record(
         SIO,
         if unexpected { "recover" } else { "reconnect" },
         started.elapsed(),
         result.is_ok(),
-        None,
         error,
-    )
-    .await?;
+    );
     if let Err(e) = result {
         tracing::warn!(tab = index, error = %e, "tab could not reconnect");
     }
-    Ok(())
 }
 
 /// One attempt: connect to the tab's host, join its rooms, replay the gap.
-async fn rejoin(
-    run: &Arc<Run>,
-    user: &mut GooseUser,
-    tab: &Tab,
-    replay_from: i64,
-) -> Result<(), String> {
+async fn rejoin(run: &Arc<Run>, tab: &Tab, replay_from: i64) -> Result<(), String> {
     crate::drive::receive::connect(run, tab.index).await?;
     let (mut lowest, mut highest, mut node) = (i64::MAX, run.start_seq, None);
     for name in tab.room_names() {
@@ -119,7 +109,7 @@ async fn rejoin(
     if lowest != i64::MAX {
         tab.on_node(lowest, node);
     }
-    replay(run, user, tab, replay_from, Some(highest)).await?;
+    replay(run, tab, replay_from, Some(highest)).await?;
     Ok(())
 }
 
@@ -128,7 +118,6 @@ async fn rejoin(
 /// Returns how many events it recovered (fetched and never received before).
 pub async fn replay(
     run: &Run,
-    user: &mut GooseUser,
     tab: &Tab,
     mut after: i64,
     until: Option<i64>,
@@ -139,16 +128,13 @@ pub async fn replay(
     while until.is_none_or(|u| after < u) {
         let started = Instant::now();
         let page = read_page(&run.http, host, &tab.token, after, Some(&rooms), 1000).await;
-        user.record_custom_request_duration(
+        run.feed.record(
             "GET",
             "replay /api/events",
             started.elapsed(),
             page.is_ok(),
             None,
-            None,
-        )
-        .await
-        .map_err(|e| format!("{e:?}"))?;
+        );
         let page = page.map_err(|e| e.to_string())?;
         {
             let mut ledger = tab.ledger.lock().expect("poisoned");
@@ -171,8 +157,8 @@ pub async fn replay(
 /// from there, as a client following the protocol would (not from an earlier, safer `seq`: if
 /// the server's `after` is too high, the verdict should show it). A failed replay is retried on
 /// the tab's next turn.
-pub async fn resync(run: &Arc<Run>, user: &mut GooseUser, tab: &Tab, after: i64) {
-    match replay(run, user, tab, after, None).await {
+pub async fn resync(run: &Arc<Run>, tab: &Tab, after: i64) {
+    match replay(run, tab, after, None).await {
         Ok(recovered) => {
             run.stats
                 .resync_recovered

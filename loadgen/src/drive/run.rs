@@ -1,7 +1,7 @@
 //! The state one run shares between its tabs, actors and reporters, and its setup: the
 //! embedded server when no host is given, tokens, boardrooms, the starting `seq`.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -19,6 +19,10 @@ use crate::judge::verify::{LogEvent, RoomRef};
 use crate::plan::{CLASS_BOOKINGS, CLASS_USER, Page, Plan};
 use crate::record::latency::{Latency, kind_index};
 use crate::record::stats::Stats;
+
+/// How long before the first ticket goose is started: it launches every actor user within a
+/// tenth of a second (`lib::goose_attack`).
+pub const ACTORS_LEAD: Duration = Duration::from_millis(500);
 
 pub struct Run {
     pub config: Config,
@@ -70,6 +74,10 @@ pub struct Run {
     /// With `--stages`: the highest committed `seq` lately read from the log (see
     /// [`Run::track_committed`]).
     pub committed: AtomicI64,
+    /// The tabs' Socket.IO records waiting for goose's reporter user.
+    pub feed: crate::record::goose_feed::GooseFeed,
+    /// Set when the action window is over: tabs end their lives at their next turn.
+    pub stopping: AtomicBool,
 }
 
 impl Run {
@@ -209,6 +217,8 @@ impl Run {
             generator: crate::record::saturation::Watch::default(),
             timeline: crate::record::timeline::Timeline::default(),
             committed: AtomicI64::new(start_seq),
+            feed: Default::default(),
+            stopping: AtomicBool::new(false),
             config,
         })
     }
@@ -242,10 +252,11 @@ impl Run {
         vec![page, (Room::User(tab.user.clone()), CLASS_USER)]
     }
 
-    /// Starts actions: now, or at `--actions-at` when that is later (the instant set may then
-    /// lie ahead; tickets are due from it). Only the first call counts.
+    /// Starts actions: [`ACTORS_LEAD`] from now (goose launches its actor users meanwhile), or
+    /// at `--actions-at` when that is later (the instant set lies ahead; tickets are due from
+    /// it). Only the first call counts.
     pub fn start_actions(&self) -> bool {
-        let at = Instant::now() + self.config.until_actions_at();
+        let at = Instant::now() + self.config.until_actions_at().max(ACTORS_LEAD);
         self.actions_started.set(at).is_ok()
     }
 
