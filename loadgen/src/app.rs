@@ -546,6 +546,7 @@ fn base_report(run: &AppRun, path: &Path, log: &AppLog, window: f64) -> Report {
             publish_errors: errors.len() as u64,
             publish_error_examples: errors.iter().take(3).cloned().collect(),
             publishes_skipped: run.skipped.load(Ordering::Relaxed),
+            publishes_uncertain: run.uncertain.load(Ordering::Relaxed),
             replays: run.replays.load(Ordering::Relaxed),
             foreign_markers: run.foreign.load(Ordering::Relaxed),
             unmarked: run.unmarked.lock().expect("poisoned").clone(),

@@ -75,6 +75,9 @@ pub struct AppRun {
     pub replayed: AtomicU64,
     /// Tickets of emit publishers with no tab open to send them (`--stages`, a tab down).
     pub skipped: AtomicU64,
+    /// Emits whose tab was cut or dropped while they went: the app may or may not have taken
+    /// them, so they are owed to no one (see [`AppRun::go_down`]).
+    pub uncertain: AtomicU64,
     /// `--stages`, when the run is shaped by them.
     pub stages: Option<crate::plan::stages::Stages>,
     /// The verdict's counts, once judged (`/metrics` shows them from then on).
@@ -149,6 +152,7 @@ impl AppRun {
             replays: AtomicU64::new(0),
             replayed: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
+            uncertain: AtomicU64::new(0),
             stages: None,
             verdict: std::sync::OnceLock::new(),
             metrics: Mutex::new(None),
@@ -441,22 +445,48 @@ impl AppRun {
         tokio::spawn(async move { run.reconnect(index, true).await });
     }
 
-    /// The tab's connection is gone (dropped, or cut by churn): its memberships end now, as
-    /// a drop, and it is down until it reconnects.
+    /// The tab's connection is gone (dropped, or cut by churn): its memberships end, as a
+    /// drop, and it is down until it reconnects. Both are dated `settle` before now: what was
+    /// sent to it in that time may still have been on its way when the connection went, so it
+    /// is missed while disconnected, not lost (with a replay, it is owed as any missed one).
+    /// For the same reason, the emits this tab sent without an ack in that time, and those
+    /// still waiting for theirs, are uncertain: the app may never have read them.
     fn go_down(&self, index: usize) {
         let tab = &self.tabs[index];
         tab.conn.retire();
         let now = now_us();
-        let mut record = tab.record.lock().expect("poisoned");
-        record.down.push((now, None));
-        for m in record
-            .memberships
-            .iter_mut()
-            .filter(|m| m.leave_sent_us.is_none())
+        let since = now - self.file.settle.as_micros() as i64;
         {
-            m.leave_sent_us = Some(now);
-            m.out_us = Some(now);
-            m.dropped = true;
+            let mut record = tab.record.lock().expect("poisoned");
+            let down_from = record
+                .down
+                .last()
+                .and_then(|&(_, back)| back)
+                .map_or(since, |back| since.max(back));
+            record.down.push((down_from, None));
+            for m in record
+                .memberships
+                .iter_mut()
+                .filter(|m| m.leave_sent_us.is_none())
+            {
+                m.leave_sent_us = Some(since.max(m.in_us.unwrap_or(m.join_sent_us)));
+                m.out_us = Some(now);
+                m.dropped = true;
+            }
+        }
+        let mut publishes = self.publishes.lock().expect("poisoned");
+        for p in publishes.iter_mut().rev() {
+            if p.sent_us < since {
+                break;
+            }
+            let unacked = self.file.publishers[p.publisher]
+                .emit
+                .as_ref()
+                .is_some_and(|e| !e.ack);
+            if p.tab == index && p.ok && unacked {
+                p.ok = false;
+                self.uncertain.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 
@@ -570,14 +600,25 @@ impl AppRun {
             });
             log.len() - 1
         };
+        let generation = self.tabs[index].conn.generation();
         let result = match (&p.emit, &p.http) {
             (Some(emit), _) => self.emit(index, emit, &get).await,
             (None, Some(http)) => self.request(http, &get).await,
             (None, None) => Err("neither emit nor http".into()),
         };
         if let Err(why) = result {
-            self.publishes.lock().expect("poisoned")[at].ok = false;
-            self.publish_error(why);
+            let mut log = self.publishes.lock().expect("poisoned");
+            if p.emit.is_some() && !self.tabs[index].conn.is_current(generation) {
+                // Its connection went while it was sent: uncertain, not an error of the app's
+                // (an unacked one was counted when the tab went down).
+                if std::mem::replace(&mut log[at].ok, false) {
+                    self.uncertain.fetch_add(1, Ordering::Relaxed);
+                }
+            } else {
+                log[at].ok = false;
+                drop(log);
+                self.publish_error(why);
+            }
         }
     }
 
@@ -835,5 +876,104 @@ mod tests {
             }
         }
         assert_eq!(peer_of(0, 3, 1), 0);
+    }
+
+    /// A tab going down: what was sent to it within `settle` before is missed while
+    /// disconnected, not lost; its own unacked emits of that time are uncertain, and nothing
+    /// older, acked, or of another tab is touched.
+    #[test]
+    fn a_tab_going_down_dates_its_drop_settle_back_and_its_last_unacked_emits_uncertain() {
+        use crate::judge::truth::{Audience, Rules, judge};
+        let text = include_str!("../../../examples/chat-server/app.yaml");
+        let file = crate::plan::app_file::parse(text, "app.yaml").unwrap();
+        let settle = file.settle.as_micros() as i64;
+        let plan = crate::plan::app::plan(&file, None, 3, 1, "run", 10.0).unwrap();
+        let tls = crate::config::Tls {
+            ca_pem: None,
+            insecure: false,
+        };
+        let url = "http://127.0.0.1:1".to_string();
+        let run = AppRun::new(file, None, plan, url, 1, Shard::default(), &tls).unwrap();
+        let message = run
+            .file
+            .publishers
+            .iter()
+            .position(|p| p.name.as_deref() == Some("message"))
+            .unwrap();
+        let whisper = run
+            .file
+            .publishers
+            .iter()
+            .position(|p| p.name.as_deref() == Some("whisper"))
+            .unwrap();
+        assert!(run.file.publishers[message].emit.as_ref().unwrap().ack);
+        assert!(!run.file.publishers[whisper].emit.as_ref().unwrap().ack);
+        let now = now_us();
+        for t in 0..3 {
+            run.tabs[t]
+                .record
+                .lock()
+                .unwrap()
+                .memberships
+                .push(Membership {
+                    room: "user:tab-0".into(),
+                    join_sent_us: now - 60_000_000,
+                    in_us: Some(now - 59_000_000),
+                    leave_sent_us: None,
+                    out_us: None,
+                    dropped: false,
+                });
+        }
+        let publish = |seq, publisher, tab, sent_us| Publish {
+            seq,
+            publisher,
+            tab,
+            room: "user:tab-0".into(),
+            rooms: vec!["user:tab-0".into()],
+            audience: Audience::Room,
+            sent_us,
+            ok: true,
+        };
+        let recent = now - settle / 2;
+        *run.publishes.lock().unwrap() = vec![
+            publish(1, whisper, 0, now - 3 * settle),
+            publish(2, whisper, 0, recent),
+            publish(3, message, 0, recent),
+            publish(4, whisper, 1, recent),
+        ];
+        run.go_down(0);
+        let ok: Vec<bool> = run.publishes.lock().unwrap().iter().map(|p| p.ok).collect();
+        assert_eq!(
+            ok,
+            [true, false, true, true],
+            "only tab 0's recent unacked emit"
+        );
+        assert_eq!(run.uncertain.load(Ordering::Relaxed), 1);
+        let record = run.tabs[0].record.lock().unwrap().clone();
+        let m = &record.memberships[0];
+        assert!(m.dropped);
+        let left = m.leave_sent_us.unwrap();
+        assert!(left <= recent && left >= now - settle, "{left} vs {now}");
+        assert_eq!(record.down.len(), 1);
+        assert!(record.down[0].0 <= recent);
+        // Judged (nothing was received): the old whisper was owed to all three and is lost; of
+        // the recent acked message and tab 1's whisper, tab 0 missed what was on its way to it
+        // as it went (no replay: counted apart), tabs 1 and 2 lost them.
+        let publishes = run.publishes.lock().unwrap().clone();
+        let tabs: Vec<_> = (0..3)
+            .map(|t| run.tabs[t].record.lock().unwrap().clone())
+            .collect();
+        let j = judge(
+            &publishes,
+            &tabs,
+            run.file.publishers.len(),
+            Rules::default(),
+        );
+        assert_eq!(j.missed_disconnected, 2, "tab 0's share of #3 and #4");
+        assert_eq!(
+            j.total.lost,
+            3 + 2 + 2,
+            "#1 to everyone, #3 and #4 to tabs 1 and 2"
+        );
     }
 }

@@ -72,6 +72,11 @@ impl Connection {
         self.generation.fetch_add(1, Ordering::SeqCst);
     }
 
+    /// The generation now: a send that began in it and ends in another was cut mid-way.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
     pub fn is_current(&self, generation: u64) -> bool {
         self.generation.load(Ordering::SeqCst) == generation
     }

@@ -229,7 +229,7 @@ pub fn merge(reports: &[Report], out: &mut Report) -> Result<(), String> {
     };
     let mut app = out.app.clone().unwrap_or_default();
     let (mut publishes, mut errors, mut foreign, mut tab_errors) = (0, 0, 0, 0);
-    let mut replays = 0;
+    let (mut replays, mut skipped, mut uncertain) = (0, 0, 0);
     let (mut unmarked, mut app_events) = (BTreeMap::new(), BTreeMap::new());
     for r in reports {
         let a = r
@@ -251,6 +251,8 @@ pub fn merge(reports: &[Report], out: &mut Report) -> Result<(), String> {
         log.replay |= l.replay;
         publishes += a.publishes;
         replays += a.replays;
+        skipped += a.publishes_skipped;
+        uncertain += a.publishes_uncertain;
         errors += a.publish_errors;
         foreign += a.foreign_markers;
         tab_errors += a.tab_errors;
@@ -268,6 +270,8 @@ pub fn merge(reports: &[Report], out: &mut Report) -> Result<(), String> {
     app.foreign_markers = foreign;
     app.tab_errors = tab_errors;
     app.replays = replays;
+    app.publishes_skipped = skipped;
+    app.publishes_uncertain = uncertain;
     app.unmarked = unmarked;
     app.app_events = app_events;
     app.log = None;

@@ -493,6 +493,11 @@ fn app_section(out: &mut String, a: &crate::report::AppReport, replayed: u64) {
             false,
         ),
         (
+            "publishes uncertain (their tab went while they were sent)",
+            a.publishes_uncertain.to_string(),
+            false,
+        ),
+        (
             "grey zone (received anyway)",
             format!("{} ({})", a.grey_zone, a.grey_zone_received),
             false,

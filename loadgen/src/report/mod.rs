@@ -983,6 +983,11 @@ pub struct AppReport {
     /// `--stages`: publishes of emit publishers not sent, none of their tabs being open then.
     #[serde(default)]
     pub publishes_skipped: u64,
+    /// Emits whose tab was cut or dropped while they went (unacked ones within `settle` of it,
+    /// acked ones that got no answer): the app may or may not have taken them, so they are
+    /// owed to no one, and what arrived of them counts with the receipts of failed publishes.
+    #[serde(default)]
+    pub publishes_uncertain: u64,
     /// (tab, publish) pairs whose join was in flight when the publish was sent: neither
     /// owed nor unexpected; and how many arrived anyway.
     pub grey_zone: u64,
@@ -1019,12 +1024,13 @@ impl AppReport {
         use std::fmt::Write as _;
         let _ = writeln!(
             out,
-            "app        {} ({}): publishes {}  errors {}  skipped {}   {:.1}/s (target {:.1}/s)  truth: {}",
+            "app        {} ({}): publishes {}  errors {}  skipped {}  uncertain {}   {:.1}/s (target {:.1}/s)  truth: {}",
             self.name,
             self.file,
             self.publishes,
             self.publish_errors,
             self.publishes_skipped,
+            self.publishes_uncertain,
             t.actions_per_s,
             t.target_actions_per_s,
             self.truth
