@@ -1,19 +1,18 @@
 //! `loadgen --app FILE`: verify any Socket.IO app an app file describes, with generator-side
-//! truth (the app needs no sequence numbers, event log or join watermarks). The pipeline:
-//! `plan::app_file` (read and check) -> `plan::app` (seeded tabs, rooms, publishers) ->
-//! `drive::app` (connect, join, publish, hear) -> `judge::truth` (the judge over plain
-//! records) -> `report::app` (the common [`Report`]), so gates, the JSON, HTML and JUnit reports and `compare` read an app run as a booking one.
+//! truth (the app needs no sequence numbers, event log or join watermarks), as a workload of
+//! the one engine (`engine`): `plan::app_file` (read and check) -> `plan::app` (seeded tabs,
+//! rooms, publishers) -> `drive::app` (connect, join, publish, hear) -> `judge::truth` (the
+//! judge over plain records) -> `report::app` (the common [`Report`]), so gates, the JSON, HTML
+//! and JUnit reports and `compare` read an app run as a booking one.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rand::{Rng, SeedableRng};
-
-use crate::Outcome;
 use crate::config::Config;
 use crate::drive::app::AppRun;
+use crate::engine::{Acted, Outcome, Workload};
 use crate::error::RunError;
 use crate::judge::truth::{AppLog, PublisherMeta};
 use crate::plan::app::Csv;
@@ -65,22 +64,7 @@ pub async fn run(config: Config) -> Result<Outcome, RunError> {
     };
     let mut workload = crate::report::Workload::of(&config);
     workload.app = Some(file.name.clone());
-    let baseline = match &config.baseline {
-        Some(b) => Some(
-            crate::report::compare::Baseline::load(
-                b,
-                config
-                    .max_regression
-                    .as_deref()
-                    .unwrap_or(crate::report::compare::DEFAULT_RULES),
-                &workload,
-                config.allow_different_workload,
-                None,
-            )
-            .map_err(RunError::Setup)?,
-        ),
-        None => None,
-    };
+    let baseline = crate::engine::baseline(&config, &workload, None)?;
     let seed = config.seed.unwrap_or_else(rand::random::<u64>);
     let shard = config.shard;
     // The shards of a run read each other's markers: they share the nonce, from what they
@@ -123,45 +107,97 @@ pub async fn run(config: Config) -> Result<Outcome, RunError> {
     let mut app_run =
         AppRun::new(file, csv, plan, url.clone(), nonce, shard, &tls).map_err(RunError::Setup)?;
     app_run.stages = config.stages.clone();
-    let run = Arc::new(app_run);
-    let generator = Arc::new(saturation::Watch::default());
-    let watcher = {
-        let g = generator.clone();
-        tokio::spawn(async move { saturation::watch(&g).await })
+    let app = AppWorkload {
+        run: Arc::new(app_run),
+        config,
+        path,
+        publishers,
+        generator: Arc::new(saturation::Watch::default()),
+        workload,
+        seed,
+        url,
+        zero_us: now_us(),
+        started: std::sync::OnceLock::new(),
+        tasks: Mutex::new(Vec::new()),
     };
-    if let Some(addr) = config.metrics_addr {
-        let scraped = crate::record::app_metrics::Scraped {
-            run: run.clone(),
-            generator: generator.clone(),
-            limits: crate::record::saturation::Limits::of(&config),
-        };
-        let server = crate::record::app_metrics::serve(addr, scraped)
-            .await
-            .map_err(|e| RunError::Setup(format!("--metrics-addr {addr}: {e}")))?;
-        *run.metrics.lock().expect("poisoned") = Some(server);
-    }
-    let zero_us = now_us();
-    let progress = (!config.progress_every.is_zero())
-        .then(|| tokio::spawn(progress(run.clone(), config.progress_every)));
+    crate::engine::run(Arc::new(app), baseline).await
+}
 
-    let (tasks, actions_start, actions_us, window_end) = if let Some(stages) = &config.stages {
-        let zero = Instant::now() + config.until_actions_at().max(Duration::from_millis(100));
-        let actions_us = now_us() + (zero - Instant::now()).as_micros() as i64;
-        let tasks = staged(&run, stages, zero);
-        crate::drive::app::until(zero + stages.total()).await;
-        (tasks, zero, actions_us, Instant::now())
-    } else {
-        open_tabs(&run, config.ramp_up).await;
+/// An app run on the engine, with what its phases hand each other.
+struct AppWorkload {
+    run: Arc<AppRun>,
+    config: Config,
+    path: std::path::PathBuf,
+    publishers: Vec<PublisherMeta>,
+    generator: Arc<saturation::Watch>,
+    workload: crate::report::Workload,
+    seed: u64,
+    url: String,
+    /// The wall clock (µs) of the start of the tabs.
+    zero_us: i64,
+    /// When publishing starts, and its wall clock (µs).
+    started: std::sync::OnceLock<(Instant, i64)>,
+    /// Publish tasks (and with `--stages`, the tabs' opens and closes) still to wait for.
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Workload for AppWorkload {
+    fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    fn generator(&self) -> &saturation::Watch {
+        &self.generator
+    }
+
+    fn own_tabs(&self) -> Vec<usize> {
+        (0..self.run.tabs.len())
+            .filter(|i| self.run.shard.owns(*i))
+            .collect()
+    }
+
+    async fn serve_metrics(
+        self: &Arc<Self>,
+        addr: std::net::SocketAddr,
+    ) -> Result<tokio::task::JoinHandle<()>, String> {
+        let scraped = crate::record::app_metrics::Scraped {
+            run: self.run.clone(),
+            generator: self.generator.clone(),
+            limits: crate::record::saturation::Limits::of(&self.config),
+        };
+        crate::record::app_metrics::serve(addr, scraped)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Without `--stages`: opens the tabs at `--ramp-up` and waits until they are in their
+    /// rooms (an unacknowledged join counts from `settle` after it was sent) and for
+    /// `--actions-at`. With them: schedules each tab's open and close, and the publishes, from
+    /// a time zero just ahead.
+    async fn open(self: &Arc<Self>) -> Result<Instant, RunError> {
+        let (run, config) = (&self.run, &self.config);
+        if let Some(stages) = &config.stages {
+            let zero = Instant::now() + config.until_actions_at().max(Duration::from_millis(100));
+            let actions_us = now_us() + (zero - Instant::now()).as_micros() as i64;
+            *self.tasks.lock().expect("poisoned") = staged(run, stages, zero);
+            let _ = self.started.set((zero, actions_us));
+            return Ok(zero);
+        }
+        open_tabs(run, config.ramp_up).await;
         if run.tabs_joined.load(Ordering::Relaxed) == 0 {
-            watcher.abort();
             let errors = run.tab_errors.lock().expect("poisoned");
             return Err(RunError::Setup(format!(
-                "no tab could connect and join {url}: {}",
+                "no tab could connect and join {}: {}",
+                self.url,
                 errors.first().map_or("", String::as_str)
             )));
         }
-        // Unacknowledged joins count from `settle` after they were sent: publish after that,
-        // and not before --actions-at (the shards of a run publish together).
+        // Publish once every join has taken effect, and not before --actions-at (the shards
+        // of a run publish together).
         let in_rooms = run
             .records()
             .iter()
@@ -170,45 +206,83 @@ pub async fn run(config: Config) -> Result<Outcome, RunError> {
             .unwrap_or(0);
         let wait = Duration::from_micros((in_rooms - now_us()).max(0) as u64 + 1_000);
         tokio::time::sleep(wait.max(config.until_actions_at())).await;
-        let actions_start = Instant::now();
-        let actions_us = now_us();
-        let cutting = cut_tabs(&run, &config, actions_start);
-        let mut tasks = Vec::new();
-        for handle in publish_all(&run, config.duration) {
-            if let Ok(mut done) = handle.await {
-                tasks.append(&mut done);
+        let start = Instant::now();
+        let _ = self.started.set((start, now_us()));
+        Ok(start)
+    }
+
+    /// Publishes on each publisher's schedule for the window (with `--stages`, the schedule
+    /// set at open runs).
+    async fn act(self: &Arc<Self>, start: Instant) -> Result<Acted, RunError> {
+        match &self.config.stages {
+            Some(stages) => crate::drive::app::until(start + stages.total()).await,
+            None => {
+                let mut tasks = Vec::new();
+                for handle in publish_all(&self.run, self.config.duration) {
+                    if let Ok(mut done) = handle.await {
+                        tasks.append(&mut done);
+                    }
+                }
+                self.tasks.lock().expect("poisoned").append(&mut tasks);
             }
         }
-        for task in cutting {
+        Ok(Acted {
+            end: Instant::now(),
+            goose_thresholds_failed: false,
+        })
+    }
+
+    /// A publish still waiting for its answer past the window gets the timeout, no more.
+    async fn wind_down(self: &Arc<Self>) {
+        let tasks = std::mem::take(&mut *self.tasks.lock().expect("poisoned"));
+        let _ = tokio::time::timeout(
+            crate::drive::app::TIMEOUT,
+            futures_util::future::join_all(tasks),
+        )
+        .await;
+    }
+
+    async fn cut(self: &Arc<Self>, tab: usize) {
+        self.run.cut(tab).await;
+    }
+
+    fn progress(&self) -> String {
+        let run = &self.run;
+        format!(
+            "tabs {}/{} joined {} | publishes {} (errors {}) | deliveries {}",
+            run.tabs_connected.load(Ordering::Relaxed),
+            run.tabs.len(),
+            run.tabs_joined.load(Ordering::Relaxed),
+            run.publishes.lock().expect("poisoned").len(),
+            run.publish_errors.lock().expect("poisoned").len(),
+            run.receipts.load(Ordering::Relaxed),
+        )
+    }
+
+    async fn report(self: &Arc<Self>, acted: &Acted) -> Result<Report, RunError> {
+        let (start, actions_us) = self.started.get().copied().unwrap_or((acted.end, now_us()));
+        let window = acted
+            .end
+            .saturating_duration_since(start)
+            .as_secs_f64()
+            .max(1e-3);
+        let finished = Finished {
+            window,
+            actions_start: start,
+            actions_us,
+            zero_us: self.zero_us,
+        };
+        Ok(finish(self, finished).await)
+    }
+
+    /// The tabs were closed when they were judged; after a run that failed part way, they
+    /// are closed now, and what was still running of it stopped.
+    async fn close(self: &Arc<Self>) {
+        for task in std::mem::take(&mut *self.tasks.lock().expect("poisoned")) {
             task.abort();
         }
-        (tasks, actions_start, actions_us, Instant::now())
-    };
-    // A publish still waiting for its answer past the window gets the timeout, no more.
-    let _ = tokio::time::timeout(
-        crate::drive::app::TIMEOUT,
-        futures_util::future::join_all(tasks),
-    )
-    .await;
-    tokio::time::sleep(config.settle).await;
-    watcher.abort();
-    if let Some(p) = progress {
-        p.abort();
+        self.run.close().await;
     }
-    let window = window_end
-        .saturating_duration_since(actions_start)
-        .as_secs_f64()
-        .max(1e-3);
-    let finished = Finished {
-        window,
-        actions_start,
-        actions_us,
-        zero_us,
-    };
-    finish(
-        &config, &run, &path, publishers, finished, &generator, workload, seed, baseline,
-    )
-    .await
 }
 
 /// When the run's phases were, for the report.
@@ -221,24 +295,14 @@ struct Finished {
     zero_us: i64,
 }
 
-/// Closes the tabs, judges, and writes the report.
-#[allow(clippy::too_many_arguments)]
-async fn finish(
-    config: &Config,
-    run: &Arc<AppRun>,
-    path: &Path,
-    publishers: Vec<PublisherMeta>,
-    at: Finished,
-    generator: &saturation::Watch,
-    workload: crate::report::Workload,
-    seed: u64,
-    baseline: Option<crate::report::compare::Baseline>,
-) -> Result<Outcome, RunError> {
+/// Closes the tabs, judges, and writes the report with its gates.
+async fn finish(w: &AppWorkload, at: Finished) -> Report {
+    let (run, config) = (&w.run, &w.config);
     let shard = run.shard;
     let records = run.records();
     run.close().await;
     let log = AppLog {
-        publishers,
+        publishers: w.publishers.clone(),
         publishes: run.publishes.lock().expect("poisoned").clone(),
         tabs: records
             .into_iter()
@@ -249,10 +313,10 @@ async fn finish(
         actions_us: at.actions_us,
         replay: run.file.replay.is_some(),
     };
-    let mut report = base_report(run, path, &log, at.window);
-    report.seed = seed;
+    let mut report = base_report(run, &w.path, &log, at.window);
+    report.seed = w.seed;
     report.run = Some(crate::report::RunInfo {
-        workload,
+        workload: w.workload.clone(),
         ..crate::report::RunInfo::of(config)
     });
     crate::report::app::fill(
@@ -263,7 +327,7 @@ async fn finish(
         shard.count > 1,
     );
     let _ = run.verdict.set(report.delivery);
-    let samples = generator.samples_since(Some(at.actions_start));
+    let samples = w.generator.samples_since(Some(at.actions_start));
     report.generator = saturation::GeneratorReport {
         cpu_s: saturation::cpu_seconds().unwrap_or(0.0),
         ..saturation::summarize(
@@ -273,24 +337,12 @@ async fn finish(
         )
     };
     report.gates = crate::report::app::gates(config, &run.file.gates, &report);
-    if let Some(b) = &baseline {
-        b.judge(&mut report);
-    }
-    report.decide();
     if shard.count > 1
         && let Some(app) = &mut report.app
     {
         app.log = Some(log);
     }
-    let server = run.metrics.lock().expect("poisoned").take();
-    if let Some(server) = server {
-        tokio::time::sleep(config.metrics_linger).await;
-        server.abort();
-    }
-    Ok(Outcome {
-        report,
-        goose_thresholds_failed: false,
-    })
+    report
 }
 
 /// `--stages`: each of this generator's tabs opens when its stage's target passes it and, when
@@ -377,40 +429,6 @@ fn staged(
     tasks
 }
 
-/// `--churn` (cut that many random open tabs a second) and `--storm-at` (cut every tab at
-/// once, that long after publishing starts): each cut tab reconnects and rejoins its rooms.
-fn cut_tabs(
-    run: &Arc<AppRun>,
-    config: &Config,
-    start: Instant,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    let own: Vec<usize> = (0..run.tabs.len()).filter(|i| run.shard.owns(*i)).collect();
-    let mut tasks = Vec::new();
-    if let Some(rate) = config.churn {
-        let (run, own) = (run.clone(), own.clone());
-        let mut rng = rand::rngs::StdRng::seed_from_u64(config.seed.unwrap_or(0) ^ 0xc4);
-        tasks.push(tokio::spawn(async move {
-            let every = Duration::from_secs_f64(1.0 / rate);
-            loop {
-                tokio::time::sleep(every).await;
-                let tab = own[rng.random_range(0..own.len())];
-                run.cut(tab).await;
-            }
-        }));
-    }
-    if let Some(at) = config.storm_at {
-        let run = run.clone();
-        tasks.push(tokio::spawn(async move {
-            crate::drive::app::until(start + at).await;
-            eprintln!("[storm] every tab drops and reconnects");
-            for tab in own {
-                run.cut(tab).await;
-            }
-        }));
-    }
-    tasks
-}
-
 /// `pairs` with each of `over` in place of the pair of the same name (for headers, in any
 /// case), or added.
 fn overlay(pairs: &mut Vec<(String, String)>, over: &[(String, String)], any_case: bool) {
@@ -476,23 +494,6 @@ fn publish_all(
             })
         })
         .collect()
-}
-
-async fn progress(run: Arc<AppRun>, every: Duration) {
-    let started = Instant::now();
-    loop {
-        tokio::time::sleep(every).await;
-        eprintln!(
-            "[{:>4.0}s] tabs {}/{} joined {} | publishes {} (errors {}) | deliveries {}",
-            started.elapsed().as_secs_f64(),
-            run.tabs_connected.load(Ordering::Relaxed),
-            run.tabs.len(),
-            run.tabs_joined.load(Ordering::Relaxed),
-            run.publishes.lock().expect("poisoned").len(),
-            run.publish_errors.lock().expect("poisoned").len(),
-            run.receipts.load(Ordering::Relaxed),
-        );
-    }
 }
 
 /// What the generator counted itself, before the judge: tabs, publishes, the app's own

@@ -82,8 +82,6 @@ pub struct AppRun {
     pub stages: Option<crate::plan::stages::Stages>,
     /// The verdict's counts, once judged (`/metrics` shows them from then on).
     pub verdict: std::sync::OnceLock<crate::judge::verify::DeliveryCounts>,
-    /// The `/metrics` server, while it serves.
-    pub metrics: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Base of `{start}`: publishes of concurrent runs get slots of their own.
     slot_base_s: i64,
 }
@@ -155,7 +153,6 @@ impl AppRun {
             uncertain: AtomicU64::new(0),
             stages: None,
             verdict: std::sync::OnceLock::new(),
-            metrics: Mutex::new(None),
             slot_base_s,
         })
     }

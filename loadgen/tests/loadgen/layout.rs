@@ -149,9 +149,20 @@ fn src_is_laid_out_by_stage() {
         .collect();
     top.sort();
     let mut expected: Vec<String> = stages.iter().map(|s| s.to_string()).collect();
-    // The roots: the library (a booking run's pipeline), an app run's pipeline, the binary, the
-    // command line and the setup error.
-    expected.extend(["app.rs", "config.rs", "error.rs", "lib.rs", "main.rs"].map(String::from));
+    // The roots: the library, the engine every run goes through and its two workloads (the
+    // booking one, an app file's), the binary, the command line and the setup error.
+    expected.extend(
+        [
+            "app.rs",
+            "booking.rs",
+            "config.rs",
+            "engine.rs",
+            "error.rs",
+            "lib.rs",
+            "main.rs",
+        ]
+        .map(String::from),
+    );
     expected.sort();
     assert_eq!(
         top, expected,
@@ -170,4 +181,40 @@ fn the_command_line_imports_no_later_stage() {
         .filter(|m| !allowed.contains(&m.as_str()))
         .collect();
     assert!(later.is_empty(), "config imports {later:?}");
+}
+
+#[test]
+fn both_workloads_run_on_the_one_engine_and_it_knows_neither() {
+    // One engine sequences every run (watch, open, cut, act, settle, judge, decide, close);
+    // the booking workload and an app file's bring their tabs, actions and judge to it. The
+    // engine names no workload, and the pieces only the engine runs (churn and storms, the
+    // verdict) appear in neither workload.
+    let graph = imports();
+    for workload in ["booking", "app"] {
+        assert!(
+            graph[workload].contains("engine"),
+            "{workload} does not run on the engine"
+        );
+        assert!(
+            !graph["engine"].contains(workload),
+            "the engine names the {workload} workload"
+        );
+    }
+    for (name, text) in [
+        (
+            "booking.rs",
+            std::fs::read_to_string(src().join("booking.rs")).unwrap(),
+        ),
+        (
+            "app.rs",
+            std::fs::read_to_string(src().join("app.rs")).unwrap(),
+        ),
+    ] {
+        for engine_only in ["config.churn", "config.storm_at", ".decide()", "b.judge("] {
+            assert!(
+                !text.contains(engine_only),
+                "{name} does the engine's `{engine_only}` itself"
+            );
+        }
+    }
 }
