@@ -841,51 +841,25 @@ fn gates(
     stage: Option<&report::StageReport>,
 ) -> Vec<Gate> {
     let c = &run.config;
-    let mut gates = vec![
-        Gate::of(
-            GateKind::TabsJoined,
-            run.tabs.len() as f64,
-            Stats::get(&run.stats.tabs_joined) as f64,
-            None,
-        ),
-        Gate::of(
-            GateKind::Lost,
-            c.allow_lost as f64,
-            v.total.lost as f64,
-            None,
-        ),
-        Gate::of(
-            GateKind::Duplicated,
-            c.allow_duplicated as f64,
-            v.total.duplicated as f64,
-            None,
-        ),
-        Gate::of(
-            GateKind::Unexpected,
-            c.allow_unexpected as f64,
-            v.total.unexpected as f64,
-            None,
-        ),
-        Gate::of(
-            GateKind::OutOfOrder,
-            c.allow_out_of_order as f64,
-            v.total.out_of_order as f64,
-            None,
-        ),
-        // In a fault scenario the server being down is the point: "unavailable" is reported
-        // in the fault section instead.
-        Gate::of(
-            GateKind::ActionErrors,
-            c.allow_action_errors as f64,
-            (a.errors
-                + if c.scenario == Scenario::None {
-                    a.unavailable
-                } else {
-                    0
-                }) as f64,
-            None,
-        ),
-    ];
+    let allowed = report::Allowed {
+        lost: c.allow_lost,
+        duplicated: c.allow_duplicated,
+        unexpected: c.allow_unexpected,
+        out_of_order: c.allow_out_of_order,
+        errors: c.allow_action_errors,
+    };
+    // In a fault scenario the server being down is the point: "unavailable" is reported in the
+    // fault section instead.
+    let unavailable = match c.scenario {
+        Scenario::None => a.unavailable,
+        _ => 0,
+    };
+    let mut gates = report::delivery_gates(
+        allowed,
+        (run.tabs.len() as u64, Stats::get(&run.stats.tabs_joined)),
+        &v.total,
+        (GateKind::ActionErrors, a.errors + unavailable),
+    );
     // `--gate-stage`: latency and throughput of that stage alone.
     let limits = report::TimedLimits {
         fanout_p99_ms: c.gate_fanout_p99_ms,

@@ -284,41 +284,20 @@ pub fn merge(reports: &[Report], out: &mut Report) -> Result<(), String> {
 /// The gates of an app run: the file's, with flags of the same name replacing them.
 pub fn gates(c: &crate::config::Config, g: &crate::plan::app_file::Gates, r: &Report) -> Vec<Gate> {
     // `--allow-*` default to 0: a value above it replaces the file's.
-    let allow =
-        |flag: u64, file: Option<u64>| (if flag > 0 { flag } else { file.unwrap_or(0) }) as f64;
-    let d = &r.delivery;
-    let counted = [
-        (GateKind::Lost, allow(c.allow_lost, g.lost), d.lost),
-        (
-            GateKind::Duplicated,
-            allow(c.allow_duplicated, g.duplicated),
-            d.duplicated,
-        ),
-        (
-            GateKind::Unexpected,
-            allow(c.allow_unexpected, g.unexpected),
-            d.unexpected,
-        ),
-        (
-            GateKind::OutOfOrder,
-            allow(c.allow_out_of_order, g.out_of_order),
-            d.out_of_order,
-        ),
-        (
-            GateKind::PublishErrors,
-            allow(c.allow_action_errors, g.publish_errors),
-            r.actions.errors,
-        ),
-    ];
-    let mut gates = vec![Gate::of(
-        GateKind::TabsJoined,
-        r.tabs as f64,
-        r.tabs_joined as f64,
-        None,
-    )];
-    for (kind, limit, observed) in counted {
-        gates.push(Gate::of(kind, limit, observed as f64, None));
-    }
+    let allow = |flag: u64, file: Option<u64>| if flag > 0 { flag } else { file.unwrap_or(0) };
+    let allowed = crate::report::Allowed {
+        lost: allow(c.allow_lost, g.lost),
+        duplicated: allow(c.allow_duplicated, g.duplicated),
+        unexpected: allow(c.allow_unexpected, g.unexpected),
+        out_of_order: allow(c.allow_out_of_order, g.out_of_order),
+        errors: allow(c.allow_action_errors, g.publish_errors),
+    };
+    let mut gates = crate::report::delivery_gates(
+        allowed,
+        (r.tabs, r.tabs_joined),
+        &r.delivery,
+        (GateKind::PublishErrors, r.actions.errors),
+    );
     // `--gate-stage`: latency and throughput of that stage alone.
     let stage = c.gate_stage.and_then(|n| r.stages.get(n.saturating_sub(1)));
     let limits = crate::report::TimedLimits {

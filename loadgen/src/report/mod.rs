@@ -334,6 +334,39 @@ impl Gate {
     }
 }
 
+/// What a run may have at most of each delivery fault, and of errors of what it did (booking
+/// actions or app publishes).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Allowed {
+    pub lost: u64,
+    pub duplicated: u64,
+    pub unexpected: u64,
+    pub out_of_order: u64,
+    pub errors: u64,
+}
+
+/// The delivery gates, for any kind of run and either source of truth: every tab joined, and
+/// lost, duplicated, unexpected and out-of-order deliveries and `errors` (of `errors_kind`:
+/// action errors of a booking run, publish errors of an app run) within what is allowed.
+pub fn delivery_gates(
+    allowed: Allowed,
+    (tabs, joined): (u64, u64),
+    d: &DeliveryCounts,
+    (errors_kind, errors): (GateKind, u64),
+) -> Vec<Gate> {
+    [
+        (GateKind::TabsJoined, tabs, joined),
+        (GateKind::Lost, allowed.lost, d.lost),
+        (GateKind::Duplicated, allowed.duplicated, d.duplicated),
+        (GateKind::Unexpected, allowed.unexpected, d.unexpected),
+        (GateKind::OutOfOrder, allowed.out_of_order, d.out_of_order),
+        (errors_kind, allowed.errors, errors),
+    ]
+    .into_iter()
+    .map(|(kind, limit, observed)| Gate::of(kind, limit as f64, observed as f64, None))
+    .collect()
+}
+
 /// Limits of the timed gates: fan-out p99 and action p99 (ms, at most), deliveries per
 /// second (at least), and seconds the generator may be saturated.
 #[derive(Debug, Clone, Copy, Default)]
@@ -885,6 +918,38 @@ pub fn rss_bytes() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn delivery_gates_hold_each_count_to_its_allowance_and_every_tab_to_joining() {
+        let d = DeliveryCounts {
+            owed: 100,
+            delivered: 97,
+            lost: 3,
+            duplicated: 1,
+            ..DeliveryCounts::default()
+        };
+        let allowed = Allowed {
+            lost: 3,
+            errors: 1,
+            ..Allowed::default()
+        };
+        let gates = delivery_gates(allowed, (10, 9), &d, (GateKind::PublishErrors, 2));
+        let seen: Vec<(GateKind, f64, f64, bool)> = gates
+            .iter()
+            .map(|g| (g.kind, g.limit, g.observed, g.passed))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (GateKind::TabsJoined, 10.0, 9.0, false),
+                (GateKind::Lost, 3.0, 3.0, true),
+                (GateKind::Duplicated, 0.0, 1.0, false),
+                (GateKind::Unexpected, 0.0, 0.0, true),
+                (GateKind::OutOfOrder, 0.0, 0.0, true),
+                (GateKind::PublishErrors, 1.0, 2.0, false),
+            ]
+        );
+    }
 
     #[test]
     fn an_expected_event_of_which_nothing_arrived_gets_a_hint() {
