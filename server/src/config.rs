@@ -107,8 +107,8 @@ pub struct ServerConfig {
     /// The PEM (PKCS#8) private key of --tls-cert.
     #[arg(long, env = "TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<std::path::PathBuf>,
-    /// How long a client may take to send a request's headers, and how long a keep-alive
-    /// connection may stay idle between requests, before it is closed, e.g. `10s`.
+    /// How long a client may take to send a request's headers, and how long a connection
+    /// (HTTP/1 or HTTP/2) may go with no request in flight, before it is closed, e.g. `10s`.
     #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub header_read_timeout: std::time::Duration,
     /// On SIGTERM: how long in-flight writes get to commit and emit before the sockets are

@@ -2,10 +2,17 @@
 //! headers with no time limit: a client that sends one header byte now and then holds its
 //! connection (and a task) forever. This loop does what that one does (HTTP/1 and HTTP/2,
 //! upgrades for WebSocket, graceful shutdown) with hyper's header read timeout on, which also
-//! closes a keep-alive connection that sends no new request within it. With a TLS identity
-//! (`--tls-cert`, `--tls-key`) each connection's handshake comes first, within the same time.
+//! closes a keep-alive connection that sends no new request within it. hyper's timer covers
+//! HTTP/1 only: it reads the first bytes (which tell HTTP/1 from HTTP/2) with no timer, and an
+//! HTTP/2 connection has no idle limit. So each connection is also watched here: one that has
+//! had no request in flight for the header read timeout (none yet: it sent nothing, or only
+//! the HTTP/2 preface and settings; or none since its last) is closed. A connection upgraded to
+//! a WebSocket is the socket's from then on. With a TLS identity (`--tls-cert`, `--tls-key`)
+//! each connection's handshake comes first, within the same time.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -74,20 +81,124 @@ async fn serve_one<S>(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout);
-    let service = TowerToHyperService::new(router);
+    let activity = Arc::new(Activity::new());
+    let service = TowerToHyperService::new(Counted {
+        router,
+        activity: activity.clone(),
+    });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     tokio::pin!(conn);
-    tokio::select! {
-        served = conn.as_mut() => {
-            if let Err(e) = served {
-                tracing::debug!(error = %e, "connection ended");
+    let mut check = tokio::time::interval((header_timeout / 4).max(Duration::from_millis(20)));
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let idle = loop {
+        tokio::select! {
+            served = conn.as_mut() => {
+                if let Err(e) = served {
+                    tracing::debug!(error = %e, "connection ended");
+                }
+                return;
             }
-            return;
+            () = stopped(&mut stop) => break false,
+            _ = check.tick() => {
+                if activity.idle_for().is_some_and(|idle| idle >= header_timeout) {
+                    break true;
+                }
+            }
         }
-        () = stopped(&mut stop) => {}
-    }
+    };
     conn.as_mut().graceful_shutdown();
-    let _ = conn.await;
+    if idle {
+        // Nothing is in flight: a second for the goodbye (HTTP/2's GOAWAY), then it is dropped.
+        tracing::debug!("closing a connection with no request in flight");
+        let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
+    } else {
+        let _ = conn.await;
+    }
+}
+
+/// What one connection's requests are doing: how many are being answered, and when the last
+/// answer ended (ms since the connection was accepted).
+struct Activity {
+    accepted: Instant,
+    in_flight: AtomicUsize,
+    last_end_ms: AtomicU64,
+}
+
+/// The router, with each request counted in `activity` while it is answered.
+#[derive(Clone)]
+struct Counted {
+    router: Router,
+    activity: Arc<Activity>,
+}
+
+impl<B> tower::Service<axum::http::Request<B>> for Counted
+where
+    Router: tower::Service<
+            axum::http::Request<B>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        >,
+    <Router as tower::Service<axum::http::Request<B>>>::Future: Send + 'static,
+{
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = futures_util::future::BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        tower::Service::<axum::http::Request<B>>::poll_ready(&mut self.router, cx)
+    }
+
+    fn call(&mut self, request: axum::http::Request<B>) -> Self::Future {
+        let in_flight = self.activity.begin();
+        let answer = self.router.call(request);
+        Box::pin(async move {
+            let answered = answer.await;
+            drop(in_flight);
+            answered
+        })
+    }
+}
+
+/// A request being answered; its drop ends it.
+struct InFlight(Arc<Activity>);
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            accepted: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            last_end_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(self.clone())
+    }
+
+    /// How long the connection has had no request in flight: since it was accepted, or since
+    /// its last answer; none while one is being answered.
+    fn idle_for(&self) -> Option<Duration> {
+        if self.in_flight.load(Ordering::SeqCst) > 0 {
+            return None;
+        }
+        let since = Duration::from_millis(self.last_end_ms.load(Ordering::SeqCst));
+        Some(self.accepted.elapsed().saturating_sub(since))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let a = &self.0;
+        // The end is stamped before the count falls, so a check that sees none in flight
+        // sees when the last ended.
+        a.last_end_ms
+            .fetch_max(a.accepted.elapsed().as_millis() as u64, Ordering::SeqCst);
+        a.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Resolves once `stop` is true (or its sender is gone). The guard `wait_for` returns is not

@@ -757,6 +757,75 @@ async fn a_request_whose_headers_never_end_is_cut_off() {
     assert_eq!(res.status(), 200);
 }
 
+/// A connection that never sends a request is closed after `--header-read-timeout` too: one
+/// that sends nothing at all (hyper reads the bytes that tell HTTP/1 from HTTP/2 with no timer),
+/// and one that sends only the HTTP/2 preface and its settings (HTTP/2 has no idle limit of
+/// its own). Before, both stayed open, so anyone could hold every file descriptor without a
+/// token; each still gets a request served on a new connection.
+#[tokio::test]
+async fn connections_that_never_send_a_request_are_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut config = ServerConfig::defaults_for("sqlite::memory:");
+    config.header_read_timeout = Duration::from_millis(500);
+    let app = spawn_with(config).await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    // The HTTP/2 connection preface, then an empty SETTINGS frame (length 0, type 4, flags 0,
+    // stream 0).
+    let mut h2_hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    h2_hello.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    for (what, hello) in [("nothing", Vec::new()), ("an HTTP/2 preface", h2_hello)] {
+        let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        idle.write_all(&hello).await.unwrap();
+        let started = std::time::Instant::now();
+        let mut answer = Vec::new();
+        let closed =
+            tokio::time::timeout(Duration::from_secs(5), idle.read_to_end(&mut answer)).await;
+        let waited = started.elapsed();
+        assert!(
+            closed.is_ok(),
+            "a connection that sent {what} is still open after 5 s"
+        );
+        assert!(
+            waited >= Duration::from_millis(400),
+            "a connection that sent {what} was closed before the timeout: {waited:?}"
+        );
+        if !hello.is_empty() {
+            // The server spoke HTTP/2 to it (its SETTINGS frame, type 4) before closing.
+            assert!(answer.len() >= 9 && answer[3] == 4, "{answer:?}");
+        }
+    }
+    let res = reqwest::get(app.url("/health")).await.unwrap();
+    assert_eq!(res.status(), 200);
+    // A connection upgraded to a WebSocket is the socket's: quiet for three times the limit,
+    // it is still open and in its room.
+    let token = app.token("quiet");
+    let tab = Tab::connect(&app, &token).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert!(tab.join("bookings").await.ok, "the quiet socket was closed");
+}
+
+/// A request that takes longer than `--header-read-timeout` to answer is not cut off by the
+/// idle watch: only a connection with no request in flight is idle.
+#[tokio::test]
+async fn a_request_in_flight_keeps_its_connection_past_the_idle_limit() {
+    let mut config = ServerConfig::defaults_for("sqlite::memory:");
+    config.header_read_timeout = Duration::from_millis(300);
+    // Each emission (inside the write) waits a second first: the write is in flight that long.
+    config.inject_faults = Some("delay=1s".parse().unwrap());
+    let app = spawn_with(config).await;
+    let room = app.boardroom("Slow lane", 4).await;
+    let token = app.token("patient");
+    let res = app
+        .http
+        .post(app.url("/api/bookings"))
+        .bearer_auth(&token)
+        .json(&booking_body(room, 9, 1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+}
+
 /// `--request-timeout`: a write still running past it is answered 503 `timeout` and goes on to
 /// its end: its event is emitted, and a retry with the same `Idempotency-Key` gets the 201.
 #[tokio::test]
