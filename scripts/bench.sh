@@ -21,7 +21,7 @@ RUNS=${RUNS:-1}
 SERVERS=${SERVERS:-rust node}
 PORT=${PORT:-5077}
 OUT=${OUT:-target/bench}
-SECRET=bench-secret
+SECRET=bench-secret-of-a-loopback-only-server
 
 cargo build --release -q -p booking-server -p booking-loadgen
 if [[ " $SERVERS " == *" node "* && ! -d examples/node-server/node_modules/socket.io ]]; then

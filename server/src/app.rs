@@ -149,8 +149,19 @@ impl AppState {
         }
         db.migrate().await?;
         let (secret, generated_secret) = match &config.auth_secret {
-            Some(s) if !s.is_empty() => (s.clone(), false),
-            _ => (uuid::Uuid::new_v4().simple().to_string(), true),
+            Some(s) if !s.is_empty() => {
+                crate::config::check_secret(s).map_err(StartError::Config)?;
+                (s.clone(), false)
+            }
+            // 244 random bits, as 64 hex digits.
+            _ => (
+                format!(
+                    "{}{}",
+                    uuid::Uuid::new_v4().simple(),
+                    uuid::Uuid::new_v4().simple()
+                ),
+                true,
+            ),
         };
         let metrics = Arc::new(ServerMetrics::new());
         let last_seq = events::last_seq(&db.pool).await?;
@@ -220,11 +231,19 @@ pub async fn serve(
         }
         _ => None,
     };
+    let limit = crate::listen::Limit {
+        connections: state.config.http_connections(),
+        refused: state
+            .metrics
+            .limit_hit(crate::telemetry::metrics::Limit::HttpConnections)
+            .clone(),
+    };
     let server = crate::listen::accept_until(
         listener,
         app(state.clone()),
         state.config.header_read_timeout,
         tls,
+        limit,
         stopped,
     );
     let limit = state.config.shutdown_timeout;

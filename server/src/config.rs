@@ -35,7 +35,7 @@ pub struct MintTokenArgs {
     /// Lifetime of the token in seconds.
     #[arg(long, default_value_t = 7 * 24 * 3600)]
     pub ttl_secs: u64,
-    /// HS256 secret; must match the server's `--auth-secret`.
+    /// HS256 secret, at least 32 bytes; must match the server's `--auth-secret`.
     #[arg(long, env = "AUTH_SECRET", hide_env_values = true)]
     pub auth_secret: String,
 }
@@ -65,7 +65,8 @@ pub struct ServerConfig {
     /// Allowed browser origins, comma-separated, for CORS and Socket.IO. Empty: any origin.
     #[arg(long, env = "CORS_ORIGIN", value_delimiter = ',')]
     pub cors_origin: Vec<String>,
-    /// HS256 secret for bearer tokens. Unset: a random one is generated and an admin token logged.
+    /// HS256 secret for bearer tokens, at least 32 bytes (e.g. `openssl rand -hex 32`). Unset:
+    /// a random one is generated and an admin token logged.
     #[arg(long, env = "AUTH_SECRET", hide_env_values = true)]
     pub auth_secret: Option<String>,
     /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `booking_server=debug`.
@@ -84,6 +85,12 @@ pub struct ServerConfig {
     /// "server full" (counted in `socketio_limits_hit_total{limit="connections"}`).
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 50_000)]
     pub max_connections: usize,
+    /// TCP connections this server holds at most, of any kind (REST, polling, WebSocket, TLS
+    /// handshakes, connections that have sent nothing yet); past it, a new connection is closed
+    /// at once (counted in `socketio_limits_hit_total{limit="http-connections"}`). 0:
+    /// `--max-connections` plus 1,024 for REST and polling.
+    #[arg(long, env = "MAX_HTTP_CONNECTIONS", default_value_t = 0)]
+    pub max_http_connections: usize,
     /// Rooms one socket may be in at once; a join past it is refused until the socket leaves
     /// one. A page of the web app needs three.
     #[arg(long, env = "MAX_ROOMS_PER_SOCKET", default_value_t = 50)]
@@ -227,9 +234,22 @@ impl ServerConfig {
         let mut cfg = Cli::parse_from(["booking-server"]).server;
         cfg.database_url = database_url.to_string();
         cfg.port = 0;
-        cfg.auth_secret = Some("test-secret".to_string());
+        cfg.auth_secret = Some("test-secret-at-least-thirty-two-bytes".to_string());
         cfg.redis_url = None;
         cfg
+    }
+}
+
+/// What `--max-http-connections` 0 leaves besides the Socket.IO connections: REST and polling.
+pub const REST_HEADROOM: usize = 1_024;
+
+impl ServerConfig {
+    /// The TCP connections the server holds at most (see `--max-http-connections`).
+    pub fn http_connections(&self) -> usize {
+        match self.max_http_connections {
+            0 => self.max_connections.saturating_add(REST_HEADROOM),
+            n => n,
+        }
     }
 }
 
@@ -245,6 +265,22 @@ fn reserved_files(open_files: u64) -> u64 {
 pub fn connections_within(wanted: usize, open_files: u64) -> usize {
     let room = open_files.saturating_sub(reserved_files(open_files));
     wanted.min(usize::try_from(room).unwrap_or(usize::MAX))
+}
+
+/// The shortest `--auth-secret` taken: an HS256 key must have at least as many bits as the
+/// hash (RFC 7518, 3.2), and a short one can be found by trying.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// Refuses an HS256 secret shorter than [`MIN_SECRET_BYTES`], saying how long it is (never what
+/// it is) and how to make a good one.
+pub fn check_secret(secret: &str) -> Result<(), String> {
+    if secret.len() >= MIN_SECRET_BYTES {
+        return Ok(());
+    }
+    Err(format!(
+        "--auth-secret/AUTH_SECRET is {} bytes: an HS256 secret needs at least {MIN_SECRET_BYTES} (256 bits); make one with `openssl rand -hex 32`",
+        secret.len()
+    ))
 }
 
 #[cfg(test)]

@@ -24,13 +24,22 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_native_tls::TlsAcceptor;
 
+/// How many connections the loop holds at most, and where it counts those it closed at once
+/// for being past it.
+pub struct Limit {
+    pub connections: usize,
+    pub refused: metrics::Counter,
+}
+
 /// Accepts connections until `stop` turns true, then stops accepting, asks each connection to
-/// finish its request in progress and close, and returns once all have.
+/// finish its request in progress and close, and returns once all have. A connection past
+/// `limit` is closed as soon as it is accepted.
 pub async fn accept_until(
     listener: TcpListener,
     router: Router,
     header_timeout: Duration,
     tls: Option<TlsAcceptor>,
+    limit: Limit,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut connections = JoinSet::new();
@@ -38,7 +47,14 @@ pub async fn accept_until(
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
+                Ok((stream, peer)) => {
+                    while connections.try_join_next().is_some() {}
+                    if connections.len() >= limit.connections {
+                        limit.refused.increment(1);
+                        tracing::debug!(%peer, held = connections.len(), "connection refused: at --max-http-connections");
+                        drop(stream);
+                        continue;
+                    }
                     let _ = stream.set_nodelay(true);
                     let (router, stop) = (router.clone(), each.clone());
                     match tls.clone() {

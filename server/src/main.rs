@@ -6,10 +6,18 @@ use booking_server::config::{Cli, Command, connections_within};
 use booking_server::{AppState, serve, telemetry};
 use clap::Parser;
 
+/// Open files the server needs besides its connections: the database pool, Redis, the
+/// listener, the logs.
+const FILES_BESIDES_CONNECTIONS: u64 = 64;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Some(Command::MintToken(args)) = cli.command {
+        if let Err(why) = booking_server::config::check_secret(&args.auth_secret) {
+            eprintln!("error: {why}");
+            std::process::exit(2);
+        }
         let token = mint_with_secret(
             &args.auth_secret,
             &args.sub,
@@ -39,6 +47,18 @@ async fn main() -> anyhow::Result<()> {
                     "--max-connections is above what the open-files limit allows: at most {fits} Socket.IO connections, then \"server full\""
                 );
                 config.max_connections = fits;
+            }
+            // Past the limit, accept fails for every connection: stop short of it, leaving
+            // the files the pool, Redis, the listener and the logs need.
+            let room = usize::try_from(limit.saturating_sub(FILES_BESIDES_CONNECTIONS))
+                .unwrap_or(usize::MAX);
+            if config.http_connections() > room {
+                tracing::warn!(
+                    max_http_connections = config.http_connections(),
+                    open_files = limit,
+                    "TCP connections past the open-files limit: at most {room}"
+                );
+                config.max_http_connections = room.max(1);
             }
         }
         Err(e) => tracing::warn!(error = %e, "could not raise the open-files limit"),

@@ -13,7 +13,7 @@ import { chromium } from 'playwright-core';
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const SCREENSHOTS = path.join(here, 'screenshots');
 const CHROMIUM = process.env.CHROMIUM_BIN ?? '/usr/bin/chromium';
-const SECRET = 'e2e-secret';
+const SECRET = 'e2e-secret-at-least-thirty-two-bytes';
 
 /** A port nothing listens on right now (bound to 0, read, released). */
 export function freePort() {

@@ -61,7 +61,7 @@ fn a_smoke_run_of_100_tabs_passes_and_writes_its_reports() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_generator_processes_verify_their_own_tabs_on_one_server() {
-    let host = crate::fresh_server("shared-secret").await;
+    let host = crate::fresh_server("shared-secret-at-least-thirty-two-bytes").await;
     let generator = |seed: &str, name: &str| {
         let report = temp_report(name);
         let child = tokio::process::Command::new(BIN)
@@ -69,7 +69,7 @@ async fn two_generator_processes_verify_their_own_tabs_on_one_server() {
                 "--host",
                 &host,
                 "--auth-secret",
-                "shared-secret",
+                "shared-secret-at-least-thirty-two-bytes",
                 "--tabs",
                 "25",
             ])

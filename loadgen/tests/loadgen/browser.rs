@@ -66,7 +66,7 @@ async fn the_browser_tabs_losses_are_counted_exactly() {
     // A server of its own that drops deliveries on purpose and names each drop's user.
     let server = testkit::ServerProcess::start(&[
         ("DATABASE_URL", "sqlite::memory:"),
-        ("AUTH_SECRET", "browser-faults"),
+        ("AUTH_SECRET", "browser-faults-secret-of-thirty-two-bytes"),
         ("INJECT_FAULTS", "drop=0.05"),
         ("LOG_FORMAT", "json"),
     ])
@@ -76,7 +76,7 @@ async fn the_browser_tabs_losses_are_counted_exactly() {
         "--host",
         &server.url(),
         "--auth-secret",
-        "browser-faults",
+        "browser-faults-secret-of-thirty-two-bytes",
         "--tabs",
         "30",
         "--browser-tabs",

@@ -15,7 +15,7 @@ use testkit::{
 
 use crate::{as_json, assert_matches_schema, run};
 
-const SECRET: &str = "cluster-test-secret";
+const SECRET: &str = "cluster-test-secret-of-thirty-two-bytes";
 
 /// Two servers, `node-a` and `node-b`, on `database` and `redis`, channels under a fresh prefix.
 async fn two_nodes(database: &str, redis: &str) -> [ServerProcess; 2] {

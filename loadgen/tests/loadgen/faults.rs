@@ -108,7 +108,7 @@ async fn a_failing_heal_command_fails_the_run_with_its_output() {
 async fn tabs_of_a_killed_server_reconnect_rejoin_and_replay() {
     let dir = testkit::scratch_dir("loadgen-node-kill");
     let database = format!("sqlite://{}?mode=rwc", dir.join("bookings.db").display());
-    let secret = "node-kill-test-secret";
+    let secret = "node-kill-test-secret-of-thirty-two-bytes";
     let server = testkit::ServerProcess::start(&[
         ("DATABASE_URL", database.as_str()),
         ("AUTH_SECRET", secret),

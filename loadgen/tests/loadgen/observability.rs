@@ -201,7 +201,7 @@ async fn prometheus_returns_data_for_every_panel_and_recording_rule() {
     // A real server (with fault injection on, so its fault counters exist) and a loadgen
     // run serving its own metrics.
     let mut server = booking_server::ServerConfig::defaults_for("sqlite::memory:");
-    server.auth_secret = Some("prom-secret".into());
+    server.auth_secret = Some("prom-secret-at-least-thirty-two-bytes".into());
     server.inject_faults = Some("delay=1ms".parse().unwrap());
     let state = booking_server::AppState::new(server).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -242,7 +242,7 @@ async fn prometheus_returns_data_for_every_panel_and_recording_rule() {
         "--host",
         &host,
         "--auth-secret",
-        "prom-secret",
+        "prom-secret-at-least-thirty-two-bytes",
         "--tabs",
         "30",
         "--duration",
@@ -327,6 +327,10 @@ fn metric_names_are_read_from_promql() {
     assert_eq!(names, ["booking_emission_latency_seconds"]);
 }
 
+/// How docker-compose.yml takes the token secret: required, with what to do when it is unset.
+const COMPOSE_SECRET: &str =
+    "${AUTH_SECRET:?set AUTH_SECRET to at least 32 random bytes (openssl rand -hex 32)}";
+
 #[test]
 fn the_compose_stack_runs_commands_the_binaries_accept() {
     let text = std::fs::read_to_string(repo().join("docker-compose.yml")).unwrap();
@@ -346,7 +350,14 @@ fn the_compose_stack_runs_commands_the_binaries_accept() {
     ] {
         assert!(services.contains_key(name), "service {name}");
     }
-    // The loadgen's command parses as loadgen flags (with the default secret filled in).
+    // No secret is shipped: the servers and the loadgen take AUTH_SECRET, which must be set.
+    assert_eq!(
+        text.matches(COMPOSE_SECRET).count(),
+        2,
+        "the servers' and the loadgen's"
+    );
+    assert!(!text.contains("dev-secret"));
+    // The loadgen's command parses as loadgen flags (with a secret filled in).
     let command: Vec<String> = compose["services"]["loadgen"]["command"]
         .as_sequence()
         .unwrap()
@@ -354,7 +365,7 @@ fn the_compose_stack_runs_commands_the_binaries_accept() {
         .map(|v| {
             v.as_str()
                 .unwrap()
-                .replace("${AUTH_SECRET:-dev-secret}", "dev-secret")
+                .replace(COMPOSE_SECRET, "a-secret-of-at-least-thirty-two-bytes")
         })
         .collect();
     let mut argv = vec!["loadgen".to_string()];

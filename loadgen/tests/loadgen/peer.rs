@@ -11,7 +11,7 @@ use tokio::process::{Child, Command};
 
 use crate::{as_json, assert_matches_schema, run};
 
-const SECRET: &str = "node-peer-secret";
+const SECRET: &str = "node-peer-secret-of-thirty-two-bytes";
 
 fn peer_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/node-server")

@@ -410,7 +410,7 @@ async fn the_booking_workload_runs_over_tls() {
     let dir = testkit::scratch_dir("booking-tls");
     let tls = testkit::tls::tls_files(&dir);
     let mut server = booking_server::ServerConfig::defaults_for("sqlite::memory:");
-    server.auth_secret = Some("tls-secret".into());
+    server.auth_secret = Some("tls-secret-at-least-thirty-two-bytes".into());
     server.tls_cert = Some(tls.cert.clone());
     server.tls_key = Some(tls.key.clone());
     let state = booking_server::AppState::new(server).await.unwrap();
@@ -426,7 +426,7 @@ async fn the_booking_workload_runs_over_tls() {
         "--host",
         &host,
         "--auth-secret",
-        "tls-secret",
+        "tls-secret-at-least-thirty-two-bytes",
         "--tabs",
         "12",
         "--seed",

@@ -5,7 +5,7 @@ use std::process::Output;
 use crate::{assert_matches_schema, fresh_server};
 
 const BIN: &str = env!("CARGO_BIN_EXE_loadgen");
-const SECRET: &str = "shard-secret";
+const SECRET: &str = "shard-secret-at-least-thirty-two-bytes";
 
 fn json(path: &std::path::Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()

@@ -215,7 +215,12 @@ pub const RESYNC_REASONS: [&str; 4] = [
 ];
 
 /// Every `limit` label of `socketio_limits_hit_total`.
-pub const LIMITS: [&str; 3] = ["connections", "rooms-per-socket", "joins-per-second"];
+pub const LIMITS: [&str; 4] = [
+    "connections",
+    "rooms-per-socket",
+    "joins-per-second",
+    "http-connections",
+];
 
 /// A configured limit, as counted in `socketio_limits_hit_total` (in [`LIMITS`] order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,6 +228,8 @@ pub enum Limit {
     Connections = 0,
     RoomsPerSocket = 1,
     JoinsPerSecond = 2,
+    /// TCP connections, of any kind (`--max-http-connections`): closed at accept.
+    HttpConnections = 3,
 }
 
 /// Every `reason` label of `socketio_disconnects_total`.
@@ -269,7 +276,7 @@ pub struct ServerMetrics {
     pub adapter_publish_failures: Counter,
     pub adapter_overflow: Counter,
     resyncs: [Counter; 4],
-    limits_hit: [Counter; 3],
+    limits_hit: [Counter; 4],
     pub sessions_expired: Counter,
     events_emitted: [Counter; 4],
 }

@@ -16,17 +16,58 @@ fn mint_token_prints_a_token_the_server_accepts() {
             "--role",
             "admin",
             "--auth-secret",
-            "s3",
+            "s3-secret-of-at-least-thirty-two-bytes",
         ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     let token = String::from_utf8(out.stdout).unwrap();
-    let user = booking_server::auth::Auth::new("s3")
+    let user = booking_server::auth::Auth::new("s3-secret-of-at-least-thirty-two-bytes")
         .verify(token.trim())
         .unwrap();
     assert_eq!(user.id, "dana");
     assert!(user.is_admin());
+}
+
+/// A secret too short to stand up to guessing is refused by the server and by `mint-token`,
+/// with its length (never its value) and how to make one; before, `--auth-secret x` served.
+#[test]
+fn a_short_auth_secret_is_refused_by_the_server_and_mint_token() {
+    let short = "x-31-bytes-is-one-byte-too-few!";
+    assert_eq!(short.len(), 31);
+    let mut server = Command::new(BIN)
+        .args(["--port", "0", "--database-url", "sqlite::memory:"])
+        .args(["--auth-secret", short])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A server that took the secret serves on: give it 10 s to refuse, then stop it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while server.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = server.kill();
+    let serve = server.wait_with_output().unwrap();
+    let mint = Command::new(BIN)
+        .args(["mint-token", "--sub", "dana", "--auth-secret", short])
+        .output()
+        .unwrap();
+    for (what, out) in [("the server", serve), ("mint-token", mint)] {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "{what} took a 31-byte secret: {out:?}"
+        );
+        assert!(
+            stderr.contains("is 31 bytes") && stderr.contains("at least 32"),
+            "{what}: {stderr}"
+        );
+        assert!(
+            !stderr.contains(short),
+            "{what} printed the secret: {stderr}"
+        );
+    }
 }
 
 #[tokio::test]

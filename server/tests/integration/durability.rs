@@ -22,7 +22,7 @@ use testkit::ServerProcess;
 
 use crate::support::{Backend, booking_body, postgres_url, temp_database};
 
-const SECRET: &str = "durability-secret";
+const SECRET: &str = "durability-secret-of-thirty-two-bytes";
 /// Bookings acknowledged before the kill.
 const ACKED_BEFORE_KILL: usize = 200;
 const WRITERS: usize = 8;

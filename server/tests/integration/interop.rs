@@ -170,7 +170,7 @@ async fn a_leave_then_a_join_from_the_js_client_keeps_the_socket_in_the_room() {
     if !node_client_available() {
         return;
     }
-    let secret = "leave-join";
+    let secret = "leave-join-secret-of-thirty-two-bytes";
     let server = testkit::ServerProcess::start(&[
         ("DATABASE_URL", "sqlite::memory:"),
         ("AUTH_SECRET", secret),

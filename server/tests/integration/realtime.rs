@@ -483,7 +483,7 @@ async fn a_socket_is_disconnected_when_its_token_expires() {
         name: None,
         exp: now + 2 - app.state.auth.leeway_secs(),
     };
-    let key = EncodingKey::from_secret(b"test-secret");
+    let key = EncodingKey::from_secret(b"test-secret-at-least-thirty-two-bytes");
     let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key).unwrap();
     let mut expiring = Tab::connect(&app, &token).await.expect("within its leeway");
     assert!(expiring.join("user-eve").await.ok);

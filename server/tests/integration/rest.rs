@@ -5,7 +5,7 @@ use std::time::Duration;
 use booking_server::ServerConfig;
 use serde_json::json;
 
-use crate::support::{Backend, Tab, TestApp, booking_body, spawn_app, spawn_with};
+use crate::support::{Backend, Tab, TestApp, booking_body, metric, spawn_app, spawn_with};
 
 /// Create, read, list, update, cancel, delete, with the owner/admin rules.
 pub async fn crud_scenario(app: &TestApp) {
@@ -802,6 +802,53 @@ async fn connections_that_never_send_a_request_are_closed() {
     let tab = Tab::connect(&app, &token).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     assert!(tab.join("bookings").await.ok, "the quiet socket was closed");
+}
+
+/// `--max-http-connections` holds every TCP connection to a number, whatever it sends (before,
+/// `--max-connections` counted Socket.IO sockets only): one past it is closed at once and
+/// counted; once one closes, a new one is served.
+#[tokio::test]
+async fn connections_past_the_http_limit_are_closed_at_once_and_counted() {
+    use tokio::io::AsyncReadExt;
+    let mut config = ServerConfig::defaults_for("sqlite::memory:");
+    config.max_http_connections = 3;
+    let app = spawn_with(config).await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    // Each was accepted (the listener's backlog alone would take a fourth too).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut past = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut answer = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(2), past.read_to_end(&mut answer)).await;
+    assert!(closed.is_ok(), "the fourth connection is still open");
+    assert!(answer.is_empty(), "{answer:?}");
+    // The three held are still open: each gets nothing and is not closed.
+    let mut first = held.remove(0);
+    let mut byte = [0u8; 1];
+    let still = tokio::time::timeout(Duration::from_millis(300), first.read(&mut byte)).await;
+    assert!(still.is_err(), "a held connection was closed: {still:?}");
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let fresh = reqwest::Client::new();
+    let text = fresh
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("a place is free again")
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        metric(
+            &text,
+            "socketio_limits_hit_total{limit=\"http-connections\"}"
+        ),
+        1.0,
+        "{text}"
+    );
 }
 
 /// A request that takes longer than `--header-read-timeout` to answer is not cut off by the
