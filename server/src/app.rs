@@ -61,6 +61,41 @@ pub struct Inner {
     pub generated_secret: bool,
     /// Writes running now: shutdown lets them commit and emit before it closes the sockets.
     pub writes: InFlight,
+    /// `/ready`'s last database check (see [`ReadyCheck`]).
+    pub ready_check: ReadyCheck,
+}
+
+/// `/ready`'s database check, shared: `/ready` needs no token, and each check takes a
+/// connection of the pool the writes use. A check that passed stands for [`READY_FOR`]; while
+/// one is running, the requests that come meanwhile wait for it and take its answer, so a
+/// flood of `/ready` costs one check at a time, and one a second while the database is up.
+#[derive(Default)]
+pub struct ReadyCheck {
+    last: tokio::sync::Mutex<Option<(Instant, Result<(), String>)>>,
+}
+
+/// How long a passed `/ready` database check stands.
+pub const READY_FOR: Duration = Duration::from_secs(1);
+
+impl ReadyCheck {
+    /// The database's state for a `/ready` asked now: a check that passed within
+    /// [`READY_FOR`] or that ended after this was asked, else a new one (`check`).
+    pub async fn get<F, Fut>(&self, check: F) -> Result<(), String>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<(), String>>,
+    {
+        let asked = Instant::now();
+        let mut last = self.last.lock().await;
+        if let Some((at, result)) = &*last
+            && (*at >= asked || (result.is_ok() && at.elapsed() < READY_FOR))
+        {
+            return result.clone();
+        }
+        let result = check().await;
+        *last = Some((Instant::now(), result.clone()));
+        result
+    }
 }
 
 /// A count of running requests and a wake-up when it drops to zero.
@@ -176,6 +211,7 @@ impl AppState {
             origins,
             generated_secret,
             writes: InFlight::default(),
+            ready_check: ReadyCheck::default(),
         }));
         realtime::register(&state).await?;
         events::keep_pruning(&state);
@@ -463,7 +499,13 @@ async fn health() -> Json<serde_json::Value> {
 /// 200 when this server can do its whole job: the database answers and, with Redis, the link
 /// to the other servers is up; 503 otherwise, saying which part is missing.
 async fn ready(State(state): State<AppState>) -> Response {
-    let database = state.db.ping().await;
+    let database = state
+        .ready_check
+        .get(|| async {
+            state.metrics.ready_db_checks.increment(1);
+            state.db.ping().await.map_err(|e| e.to_string())
+        })
+        .await;
     let link = state.realtime.link.state().map(|l| *l.borrow());
     let adapter = match link {
         None => "local",

@@ -39,6 +39,7 @@ pub const ADAPTER_PUBLISH_FAILURES: &str = "socketio_adapter_publish_failures_to
 pub const ADAPTER_OVERFLOW: &str = "socketio_adapter_overflow_total";
 pub const RESYNCS: &str = "socketio_resyncs_total";
 pub const SESSIONS_EXPIRED: &str = "socketio_sessions_expired_total";
+pub const READY_DB_CHECKS: &str = "booking_ready_database_checks_total";
 pub const LIMITS_HIT: &str = "socketio_limits_hit_total";
 pub const EDITING_SIGNALS: &str = "socketio_editing_signals_total";
 pub const HTTP_REQUESTS: &str = "http_requests_total";
@@ -190,6 +191,11 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
         "Sockets disconnected because their token expired",
     ),
     (
+        READY_DB_CHECKS,
+        "counter",
+        "Database checks made for /ready (one a second at most while it is up, however often it is asked)",
+    ),
+    (
         EDITING_SIGNALS,
         "counter",
         "Volatile `editing` signals from clients, by result (relayed, partial, throttled, refused)",
@@ -278,6 +284,7 @@ pub struct ServerMetrics {
     resyncs: [Counter; 4],
     limits_hit: [Counter; 4],
     pub sessions_expired: Counter,
+    pub ready_db_checks: Counter,
     events_emitted: [Counter; 4],
 }
 
@@ -377,6 +384,7 @@ impl ServerMetrics {
             resyncs: RESYNC_REASONS.map(|r| labelled(RESYNCS, "reason", r)),
             limits_hit: LIMITS.map(|l| labelled(LIMITS_HIT, "limit", l)),
             sessions_expired: counter(SESSIONS_EXPIRED),
+            ready_db_checks: counter(READY_DB_CHECKS),
             events_emitted,
             recorder,
             handle,

@@ -851,6 +851,29 @@ async fn connections_past_the_http_limit_are_closed_at_once_and_counted() {
     );
 }
 
+/// `/ready` needs no token, and its database check takes a connection of the writes' pool: a
+/// flood of it costs one check a second while the database is up (before, one per request).
+#[tokio::test]
+async fn a_flood_of_ready_checks_the_database_about_once_a_second() {
+    let app = spawn_app(Backend::Memory).await;
+    let started = std::time::Instant::now();
+    for _ in 0..4 {
+        let asks: Vec<_> = (0..50)
+            .map(|_| app.http.get(app.url("/ready")).send())
+            .collect();
+        for answer in futures_util::future::join_all(asks).await {
+            assert_eq!(answer.unwrap().status(), 200);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let checks = metric(&app.metrics().await, "booking_ready_database_checks_total");
+    assert!(
+        checks >= 1.0 && checks <= seconds.ceil() + 1.0,
+        "{checks} checks for 200 asks in {seconds:.2} s"
+    );
+}
+
 /// A request that takes longer than `--header-read-timeout` to answer is not cut off by the
 /// idle watch: only a connection with no request in flight is idle.
 #[tokio::test]
