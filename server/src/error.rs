@@ -85,16 +85,29 @@ impl ApiError {
     }
 }
 
+/// SQLite's primary result codes for a file another connection holds.
+const SQLITE_BUSY: i32 = 5;
+const SQLITE_LOCKED: i32 = 6;
+
 /// Pool and connection failures mean the database is away, not that the request was wrong:
 /// besides a pool or socket failure, PostgreSQL's SQLSTATE classes 08 (connection exception)
 /// and 57P (shutting down, restarting, not accepting connections yet), and 53300 (too many
-/// connections), as seen while it restarts.
+/// connections), as seen while it restarts; and SQLite's BUSY and LOCKED (another process
+/// held the file past the busy timeout: try again), whatever their extended code.
 pub fn is_unavailable(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::Io(_)
         | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db)
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() =>
+        {
+            // The extended result code; its low byte is the primary one.
+            db.code()
+                .and_then(|c| c.parse::<i32>().ok())
+                .is_some_and(|c| matches!(c & 0xff, SQLITE_BUSY | SQLITE_LOCKED))
+        }
         sqlx::Error::Database(db) => db
             .code()
             // 55P03: the cluster's write turn was not free within --db-acquire-timeout.

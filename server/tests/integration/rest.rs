@@ -874,6 +874,44 @@ async fn a_flood_of_ready_checks_the_database_about_once_a_second() {
     );
 }
 
+/// SQLite busy (another process holding the file past the 5 s busy timeout) is the database
+/// being away for a moment: 503 `unavailable`, to retry, not 500 (before, 500 `internal`); the
+/// retry, once the file is free, is served.
+#[tokio::test]
+async fn a_busy_sqlite_file_answers_503_and_a_retry_is_served() {
+    use sqlx::Connection;
+    let app = spawn_app(Backend::SqliteFile).await;
+    let room = app.boardroom("Locked room", 4).await;
+    let token = app.token("patient");
+    let url = app.state.config.database_url.clone();
+    let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let (status, body) = app
+        .call(
+            "POST",
+            "/api/bookings",
+            &token,
+            Some(booking_body(room, 9, 1)),
+        )
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "unavailable", "{body}");
+    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+    drop(other);
+    let (status, body) = app
+        .call(
+            "POST",
+            "/api/bookings",
+            &token,
+            Some(booking_body(room, 9, 1)),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+}
+
 /// A request that takes longer than `--header-read-timeout` to answer is not cut off by the
 /// idle watch: only a connection with no request in flight is idle.
 #[tokio::test]
