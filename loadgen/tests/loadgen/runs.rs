@@ -154,6 +154,39 @@ async fn injected_faults_are_caught_exactly() {
     assert_matches_schema(&as_json(r));
 }
 
+/// `reorder` holds a delivery back and sends it right after the next one to that socket: the
+/// verifier's out-of-order count equals what the server counted, exactly, and nothing is lost,
+/// repeated or misaddressed.
+#[tokio::test]
+async fn reordered_deliveries_are_caught_exactly() {
+    let outcome = run(&[
+        "--tabs",
+        "40",
+        "--duration",
+        "4s",
+        "--seed",
+        "12",
+        "--inject-faults",
+        "reorder=0.05",
+    ])
+    .await;
+    let r = &outcome.report;
+    let reordered = r.faults_injected.get("reorder").copied().unwrap_or(0);
+    assert!(reordered > 0, "{:?}", r.faults_injected);
+    assert_eq!(r.delivery.out_of_order, reordered, "{}", r.summary());
+    assert_eq!(
+        (
+            r.delivery.lost,
+            r.delivery.duplicated,
+            r.delivery.unexpected
+        ),
+        (0, 0, 0),
+        "{}",
+        r.summary()
+    );
+    assert_eq!(failed_gates(r), ["out of order"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delayed_server_fails_the_action_latency_gate() {
     let args = [

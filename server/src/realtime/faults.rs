@@ -7,23 +7,36 @@
 //! - `duplicate`: the delivery is sent twice;
 //! - `misroute`: a copy also goes to one socket outside the event's rooms, if there is one
 //!   (each outside socket at most once per event);
+//! - `reorder`: the delivery is held back and sent right after the next one to that socket
+//!   (each such pair is exactly one delivery out of order, and counted as one); with no next
+//!   one within [`HOLD_AT_MOST`], it is sent alone, late but in order, and not counted;
 //! - `delay`: every emission waits this long first (order is kept).
 
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use serde_json::value::RawValue;
+use socketioxide::socket::Sid;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FaultPlan {
     pub drop: f64,
     pub duplicate: f64,
     pub misroute: f64,
+    pub reorder: f64,
     pub delay: Duration,
 }
 
 impl FaultPlan {
     pub fn is_active(&self) -> bool {
-        self.drop > 0.0 || self.duplicate > 0.0 || self.misroute > 0.0 || !self.delay.is_zero()
+        self.drop > 0.0
+            || self.duplicate > 0.0
+            || self.misroute > 0.0
+            || self.reorder > 0.0
+            || !self.delay.is_zero()
     }
 }
 
@@ -31,10 +44,11 @@ impl fmt::Display for FaultPlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "drop={},duplicate={},misroute={},delay={}us",
+            "drop={},duplicate={},misroute={},reorder={},delay={}us",
             self.drop,
             self.duplicate,
             self.misroute,
+            self.reorder,
             self.delay.as_micros()
         )
     }
@@ -79,15 +93,38 @@ impl FromStr for FaultPlan {
                 "drop" => plan.drop = probability()?,
                 "duplicate" => plan.duplicate = probability()?,
                 "misroute" => plan.misroute = probability()?,
+                "reorder" => plan.reorder = probability()?,
                 "delay" => plan.delay = parse_duration(value)?,
                 _ => {
                     return Err(format!(
-                        "unknown fault `{key}`: use drop, duplicate, misroute or delay"
+                        "unknown fault `{key}`: use drop, duplicate, misroute, reorder or delay"
                     ));
                 }
             }
         }
         Ok(plan)
+    }
+}
+
+/// How long `reorder` holds a delivery back at most, waiting for the next one to its socket.
+pub const HOLD_AT_MOST: Duration = Duration::from_millis(100);
+
+/// A delivery `reorder` holds back: its `seq`, event name and payload.
+pub struct Held {
+    pub seq: i64,
+    pub name: String,
+    pub payload: Box<RawValue>,
+}
+
+/// The deliveries `reorder` holds back, one per socket at most. Every emission of a server
+/// with faults on goes out under its lock, so a held one released by its timer cannot pass, or
+/// be passed by, the next one unseen.
+#[derive(Default, Clone)]
+pub struct HeldBack(Arc<Mutex<HashMap<Sid, Held>>>);
+
+impl HeldBack {
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Sid, Held>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -97,9 +134,11 @@ mod tests {
 
     #[test]
     fn parses_every_kind() {
-        let plan: FaultPlan = "drop=0.02, duplicate=0.01,misroute=0.5,delay=5ms"
+        let plan: FaultPlan = "drop=0.02, duplicate=0.01,misroute=0.5,reorder=0.25,delay=5ms"
             .parse()
             .unwrap();
+        assert_eq!(plan.reorder, 0.25);
+        assert!("reorder=0.1".parse::<FaultPlan>().unwrap().is_active());
         assert_eq!(plan.drop, 0.02);
         assert_eq!(plan.duplicate, 0.01);
         assert_eq!(plan.misroute, 0.5);
@@ -121,6 +160,7 @@ mod tests {
             "delay=5",
             "delay=fast",
             "duplicate=-1",
+            "reorder=1.5",
             "delay=1h",
         ] {
             assert!(bad.parse::<FaultPlan>().is_err(), "{bad}");

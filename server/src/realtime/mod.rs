@@ -81,8 +81,9 @@ pub struct Realtime {
     metrics: Arc<ServerMetrics>,
     /// Highest `seq` whose emission this process has finished; emissions are in `seq` order.
     emitted_through: AtomicI64,
-    /// Test-only delivery faults, with their counters (drop, duplicate, misroute, delay).
-    faults: Option<(FaultPlan, [Counter; 4])>,
+    /// Test-only delivery faults, with their counters (drop, duplicate, misroute, reorder,
+    /// delay) and the deliveries `reorder` holds back.
+    faults: Option<(FaultPlan, [Counter; 5], faults::HeldBack)>,
     /// The Redis channel booking events travel on between servers.
     events_channel: String,
     /// Resyncs owed to sockets that missed a delivery, and to the cluster.
@@ -123,8 +124,8 @@ impl Realtime {
             let counter = |kind: &str| {
                 metrics.labelled_counter(FAULTS_INJECTED, &[("kind", kind.to_string())])
             };
-            let counters = ["drop", "duplicate", "misroute", "delay"].map(counter);
-            (plan, counters)
+            let counters = ["drop", "duplicate", "misroute", "reorder", "delay"].map(counter);
+            (plan, counters, faults::HeldBack::default())
         });
         Ok(Self {
             io,
@@ -205,7 +206,7 @@ impl Realtime {
             // With traces on, receivers continue this span; without, the request's context.
             let traceparent = otel::traceparent_of(&span).or_else(|| event.traceparent.clone());
             let emission = async {
-                if let Some((plan, [.., delayed])) = &self.faults
+                if let Some((plan, [.., delayed], _)) = &self.faults
                     && !plan.delay.is_zero()
                 {
                     tokio::time::sleep(plan.delay).await;
@@ -228,8 +229,9 @@ impl Realtime {
                 let targets = self.io.local().to(event.rooms.clone()).sockets();
                 tracing::Span::current().record("recipients", targets.len());
                 match &self.faults {
-                    Some((plan, counters)) => {
-                        self.hand_out_with_faults(event, &targets, name, &payload, plan, counters);
+                    Some((plan, counters, held)) => {
+                        let faults = (plan, counters, held);
+                        self.hand_out_with_faults(event, &targets, name, &payload, faults);
                     }
                     None => self.hand_out(event.seq, &targets, name, &payload),
                 }
@@ -317,16 +319,17 @@ impl Realtime {
         }
     }
 
-    /// Hands out socket by socket, skipping, repeating or misaddressing single deliveries.
+    /// Hands out socket by socket, skipping, repeating, misaddressing or reordering single
+    /// deliveries.
     fn hand_out_with_faults(
         &self,
         event: &LoggedEvent,
         targets: &[SocketRef],
         name: &str,
         payload: &RawValue,
-        plan: &FaultPlan,
-        [dropped, duplicated, misrouted, _]: &[Counter; 4],
+        (plan, counters, held): (&FaultPlan, &[Counter; 5], &faults::HeldBack),
     ) {
+        let [dropped, duplicated, misrouted, reordered, _] = counters;
         let mut outsiders: Vec<_> = if plan.misroute > 0.0 {
             let rooms = &event.rooms;
             self.io
@@ -352,7 +355,32 @@ impl Realtime {
                 );
                 continue;
             }
-            if socket.emit(name, payload).is_err() {
+            let mut holding = held.lock();
+            let previous = holding.remove(&socket.id);
+            if previous.is_none() && plan.reorder > 0.0 && rng.random_bool(plan.reorder) {
+                holding.insert(
+                    socket.id,
+                    faults::Held {
+                        seq: event.seq,
+                        name: name.to_string(),
+                        payload: payload.to_owned(),
+                    },
+                );
+                drop(holding);
+                release_later(held.clone(), socket.clone(), event.seq, dropped.clone());
+                continue;
+            }
+            let sent = socket.emit(name, payload).is_ok();
+            if let Some(h) = previous {
+                // The one held back goes right after this one: one delivery out of order.
+                match socket.emit(&h.name, &*h.payload) {
+                    Ok(()) if sent => reordered.increment(1),
+                    Ok(()) => {}
+                    Err(_) => dropped.increment(1),
+                }
+            }
+            drop(holding);
+            if !sent {
                 continue;
             }
             if rng.random_bool(plan.duplicate) && socket.emit(name, payload).is_ok() {
@@ -876,4 +904,20 @@ fn disconnect_label(reason: DisconnectReason) -> &'static str {
         DisconnectReason::ClosingServer => 7,
     };
     DISCONNECT_REASONS[i]
+}
+
+/// `reorder`: a held-back delivery with no next one to its socket within
+/// [`faults::HOLD_AT_MOST`] goes alone, late but in order (a socket gone by then has lost it,
+/// counted as a drop).
+fn release_later(held: faults::HeldBack, socket: SocketRef, seq: i64, dropped: Counter) {
+    tokio::spawn(async move {
+        tokio::time::sleep(faults::HOLD_AT_MOST).await;
+        let mut holding = held.lock();
+        if holding.get(&socket.id).is_some_and(|h| h.seq == seq)
+            && let Some(h) = holding.remove(&socket.id)
+            && socket.emit(&h.name, &*h.payload).is_err()
+        {
+            dropped.increment(1);
+        }
+    });
 }
