@@ -108,20 +108,15 @@ async fn a_saturated_generator_says_so_and_can_fail_its_gate() {
     assert_matches_schema(&as_json(r));
 }
 
+/// 40 tabs for 4 s (seed 12) on an embedded server injecting `faults`.
+async fn faulty_run(faults: &str) -> booking_loadgen::Outcome {
+    let args = ["--tabs", "40", "--duration", "4s", "--seed", "12"];
+    run(&[&args[..], &["--inject-faults", faults]].concat()).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn injected_faults_are_caught_exactly() {
-    let faults = "drop=0.03,duplicate=0.02,misroute=0.02";
-    let outcome = run(&[
-        "--tabs",
-        "40",
-        "--duration",
-        "4s",
-        "--seed",
-        "12",
-        "--inject-faults",
-        faults,
-    ])
-    .await;
+    let outcome = faulty_run("drop=0.03,duplicate=0.02,misroute=0.02").await;
     let r = &outcome.report;
     let injected = |kind: &str| r.faults_injected.get(kind).copied().unwrap_or(0);
     assert!(
@@ -159,17 +154,7 @@ async fn injected_faults_are_caught_exactly() {
 /// repeated or misaddressed.
 #[tokio::test]
 async fn reordered_deliveries_are_caught_exactly() {
-    let outcome = run(&[
-        "--tabs",
-        "40",
-        "--duration",
-        "4s",
-        "--seed",
-        "12",
-        "--inject-faults",
-        "reorder=0.05",
-    ])
-    .await;
+    let outcome = faulty_run("reorder=0.05").await;
     let r = &outcome.report;
     let reordered = r.faults_injected.get("reorder").copied().unwrap_or(0);
     assert!(reordered > 0, "{:?}", r.faults_injected);

@@ -889,26 +889,20 @@ async fn a_busy_sqlite_file_answers_503_and_a_retry_is_served() {
         .execute(&mut other)
         .await
         .unwrap();
-    let (status, body) = app
-        .call(
+    let book = || {
+        app.call(
             "POST",
             "/api/bookings",
             &token,
             Some(booking_body(room, 9, 1)),
         )
-        .await;
+    };
+    let (status, body) = book().await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "unavailable", "{body}");
     sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
     drop(other);
-    let (status, body) = app
-        .call(
-            "POST",
-            "/api/bookings",
-            &token,
-            Some(booking_body(room, 9, 1)),
-        )
-        .await;
+    let (status, body) = book().await;
     assert_eq!(status, 201, "{body}");
 }
 
