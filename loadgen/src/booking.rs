@@ -224,7 +224,9 @@ impl Workload for Booking {
     /// also what was still running of it.
     async fn close(self: &Arc<Self>) {
         let lives = std::mem::take(&mut *self.lives.lock().expect("poisoned"));
-        drive::life::stop_all(&self.run, lives, Duration::ZERO).await;
+        if !lives.is_empty() {
+            drive::life::stop_all(&self.run, lives, Duration::ZERO).await;
+        }
         let sampler = self.sampler.lock().expect("poisoned").take();
         let fault = self.fault.lock().expect("poisoned").take();
         let background = std::mem::take(&mut *self.background.lock().expect("poisoned"));

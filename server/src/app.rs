@@ -172,6 +172,10 @@ impl AppState {
                     .map_err(|_| StartError::Config(format!("bad origin `{o}`")))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        // A bad secret is refused before the database is touched.
+        if let Some(s) = config.auth_secret.as_deref().filter(|s| !s.is_empty()) {
+            crate::config::check_secret(s).map_err(StartError::Config)?;
+        }
         let mut db = Db::connect(
             &config.database_url,
             config.db_pool_size,
@@ -184,10 +188,7 @@ impl AppState {
         }
         db.migrate().await?;
         let (secret, generated_secret) = match &config.auth_secret {
-            Some(s) if !s.is_empty() => {
-                crate::config::check_secret(s).map_err(StartError::Config)?;
-                (s.clone(), false)
-            }
+            Some(s) if !s.is_empty() => (s.clone(), false),
             // 244 random bits, as 64 hex digits.
             _ => (
                 format!(

@@ -891,18 +891,11 @@ mod tests {
         };
         let url = "http://127.0.0.1:1".to_string();
         let run = AppRun::new(file, None, plan, url, 1, Shard::default(), &tls).unwrap();
-        let message = run
-            .file
-            .publishers
-            .iter()
-            .position(|p| p.name.as_deref() == Some("message"))
-            .unwrap();
-        let whisper = run
-            .file
-            .publishers
-            .iter()
-            .position(|p| p.name.as_deref() == Some("whisper"))
-            .unwrap();
+        let publisher = |name: &str| {
+            let of = |p: &crate::plan::app_file::Publisher| p.name.as_deref() == Some(name);
+            run.file.publishers.iter().position(of).unwrap()
+        };
+        let (message, whisper) = (publisher("message"), publisher("whisper"));
         assert!(run.file.publishers[message].emit.as_ref().unwrap().ack);
         assert!(!run.file.publishers[whisper].emit.as_ref().unwrap().ack);
         let now = now_us();

@@ -229,8 +229,7 @@ impl Realtime {
                 let targets = self.io.local().to(event.rooms.clone()).sockets();
                 tracing::Span::current().record("recipients", targets.len());
                 match &self.faults {
-                    Some((plan, counters, held)) => {
-                        let faults = (plan, counters, held);
+                    Some(faults) => {
                         self.hand_out_with_faults(event, &targets, name, &payload, faults);
                     }
                     None => self.hand_out(event.seq, &targets, name, &payload),
@@ -327,9 +326,12 @@ impl Realtime {
         targets: &[SocketRef],
         name: &str,
         payload: &RawValue,
-        (plan, counters, held): (&FaultPlan, &[Counter; 5], &faults::HeldBack),
+        (plan, [dropped, duplicated, misrouted, reordered, _], held): &(
+            FaultPlan,
+            [Counter; 5],
+            faults::HeldBack,
+        ),
     ) {
-        let [dropped, duplicated, misrouted, reordered, _] = counters;
         let mut outsiders: Vec<_> = if plan.misroute > 0.0 {
             let rooms = &event.rooms;
             self.io
