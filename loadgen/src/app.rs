@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::drive::app::AppRun;
+use crate::drive::life::Window;
 use crate::engine::{Acted, Outcome, Workload};
 use crate::error::RunError;
 use crate::judge::truth::{AppLog, PublisherMeta};
@@ -119,6 +120,7 @@ pub async fn run(config: Config) -> Result<Outcome, RunError> {
         zero_us: now_us(),
         started: std::sync::OnceLock::new(),
         tasks: Mutex::new(Vec::new()),
+        lives: std::sync::OnceLock::new(),
     };
     crate::engine::run(Arc::new(app), baseline).await
 }
@@ -137,8 +139,10 @@ struct AppWorkload {
     zero_us: i64,
     /// When publishing starts, and its wall clock (µs).
     started: std::sync::OnceLock<(Instant, i64)>,
-    /// Publish tasks (and with `--stages`, the tabs' opens and closes) still to wait for.
+    /// Publish tasks still to wait for.
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The tabs' lives (`drive::life`), from the open until the run is judged.
+    lives: std::sync::OnceLock<crate::drive::life::Lives>,
 }
 
 impl Workload for AppWorkload {
@@ -183,11 +187,40 @@ impl Workload for AppWorkload {
         if let Some(stages) = &config.stages {
             let zero = Instant::now() + config.until_actions_at().max(Duration::from_millis(100));
             let actions_us = now_us() + (zero - Instant::now()).as_micros() as i64;
+            let windows = (0..run.tabs.len())
+                .filter(|k| run.shard.owns(*k))
+                .filter_map(|k| {
+                    let (open, close) = stages.window(k)?;
+                    let window = Window {
+                        open_at: zero + open,
+                        close_at: close.map(|c| zero + c),
+                    };
+                    Some((k, window))
+                })
+                .collect();
+            let _ = self.lives.set(crate::drive::life::spawn(run, windows));
             *self.tasks.lock().expect("poisoned") = staged(run, stages, zero);
             let _ = self.started.set((zero, actions_us));
             return Ok(zero);
         }
-        open_tabs(run, config.ramp_up).await;
+        let start = Instant::now();
+        let windows: Vec<_> = self
+            .own_tabs()
+            .into_iter()
+            .enumerate()
+            .map(|(k, index)| {
+                let window = Window {
+                    open_at: start + Duration::from_secs_f64(k as f64 / config.ramp_up),
+                    close_at: None,
+                };
+                (index, window)
+            })
+            .collect();
+        let opening = windows.len();
+        let lives = self
+            .lives
+            .get_or_init(|| crate::drive::life::spawn(run, windows));
+        lives.first_opens(opening).await;
         if run.tabs_joined.load(Ordering::Relaxed) == 0 {
             let errors = run.tab_errors.lock().expect("poisoned");
             return Err(RunError::Setup(format!(
@@ -281,9 +314,16 @@ impl Workload for AppWorkload {
         for task in std::mem::take(&mut *self.tasks.lock().expect("poisoned")) {
             task.abort();
         }
+        if let Some(lives) = self.lives.get() {
+            lives.stop(self.run.as_ref(), Duration::ZERO).await;
+        }
         self.run.close().await;
     }
 }
+
+/// How long the tabs may take to end their lives once the run is judged: a reconnect attempt
+/// under way is let finish, one still connecting after it is stopped.
+const LIVES_GRACE: Duration = Duration::from_secs(2);
 
 /// When the run's phases were, for the report.
 struct Finished {
@@ -299,6 +339,10 @@ struct Finished {
 async fn finish(w: &AppWorkload, at: Finished) -> Report {
     let (run, config) = (&w.run, &w.config);
     let shard = run.shard;
+    // The tabs' lives end (a reconnect still trying gives up) before their records are read.
+    if let Some(lives) = w.lives.get() {
+        lives.stop(run.as_ref(), LIVES_GRACE).await;
+    }
     let records = run.records();
     run.close().await;
     let log = AppLog {
@@ -346,8 +390,9 @@ async fn finish(w: &AppWorkload, at: Finished) -> Report {
 }
 
 /// `--stages`: each of this generator's tabs opens when its stage's target passes it and, when
-/// the target falls back below it, leaves its rooms and closes; publishes follow the stages'
-/// rate, ramped (time zero is the start of publishing). Returns the tasks to wait for.
+/// the target falls back below it, leaves its rooms and closes (their lives do, see `open`);
+/// publishes follow the stages' rate, ramped (time zero is the start of publishing). Returns
+/// the tasks to wait for.
 fn staged(
     run: &Arc<AppRun>,
     stages: &crate::plan::stages::Stages,
@@ -355,24 +400,6 @@ fn staged(
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
     let windows: Vec<_> = (0..run.tabs.len()).map(|k| stages.window(k)).collect();
-    for (k, window) in windows.iter().enumerate() {
-        let Some((open, close)) = *window else {
-            continue;
-        };
-        if !run.shard.owns(k) {
-            continue;
-        }
-        let run = run.clone();
-        tasks.push(tokio::spawn(async move {
-            crate::drive::app::until(zero + open).await;
-            if run.open_tab(k).await
-                && let Some(close) = close
-            {
-                crate::drive::app::until(zero + close).await;
-                run.close_tab(k).await;
-            }
-        }));
-    }
     // Publishes, dealt to the publishers by their rates (smooth weighted round robin), each to
     // a tab of its publisher the plan has open by then (emits need a connection; a tab counts
     // as open 2 s after its stage opened it, and until it closes).
@@ -441,27 +468,6 @@ fn overlay(pairs: &mut Vec<(String, String)>, over: &[(String, String)], any_cas
             }
         });
         pairs.push((k.clone(), v.clone()));
-    }
-}
-
-/// Opens the tabs at `ramp_up` per second and waits for each to connect and join (or fail).
-async fn open_tabs(run: &Arc<AppRun>, ramp_up: f64) {
-    let start = Instant::now();
-    let own: Vec<usize> = (0..run.tabs.len()).filter(|i| run.shard.owns(*i)).collect();
-    let opening: Vec<_> = own
-        .into_iter()
-        .enumerate()
-        .map(|(k, i)| {
-            let run = run.clone();
-            let at = start + Duration::from_secs_f64(k as f64 / ramp_up);
-            tokio::spawn(async move {
-                crate::drive::app::until(at).await;
-                run.open_tab(i).await
-            })
-        })
-        .collect();
-    for o in opening {
-        let _ = o.await;
     }
 }
 

@@ -38,7 +38,7 @@ pub struct Booking {
     /// tabs' lives: stopped when the action window is over.
     background: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     fault: Mutex<Option<tokio::task::JoinHandle<()>>>,
-    lives: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    lives: std::sync::OnceLock<drive::life::Lives>,
     /// Actions, deliveries and when, at the last progress line.
     progress: Mutex<(u64, u64, Instant)>,
 }
@@ -76,7 +76,7 @@ pub async fn run(
         sampler: Mutex::new(None),
         background: Mutex::new(Vec::new()),
         fault: Mutex::new(None),
-        lives: Mutex::new(Vec::new()),
+        lives: std::sync::OnceLock::new(),
         progress: Mutex::new((0, 0, Instant::now())),
     };
     crate::engine::run(Arc::new(booking), baseline).await
@@ -117,11 +117,11 @@ impl Workload for Booking {
             let browser = open_browser_tabs(run, chromium).await?;
             *self.browser.lock().await = Some(browser);
         }
-        let launch_rate = match &run.config.stages {
-            Some(_) => run.tabs.len() as f64,
-            None => run.config.ramp_up,
+        let ramp = match &run.config.stages {
+            // Every life starts at once; if some tabs never join, act 1 s + 15 s after.
+            Some(_) => Duration::from_secs(1),
+            None => Duration::from_secs_f64(run.tabs.len() as f64 / run.config.ramp_up),
         };
-        let ramp = Duration::from_secs_f64(run.tabs.len() as f64 / launch_rate);
         if let Some(stages) = &run.config.stages {
             run.start_actions();
             let zero = wall_us(run.actions_start().await);
@@ -142,7 +142,20 @@ impl Workload for Booking {
             .then(|| tokio::spawn(drive::fault::run_fault(run.clone())));
         // The tabs live outside goose; goose starts with the actions and drives the REST
         // actors.
-        *self.lives.lock().expect("poisoned") = drive::life::spawn_all(run, launch_rate);
+        let start = Instant::now();
+        let windows = (0..run.tabs.len())
+            .map(|index| {
+                let window = match run.stage_window(index) {
+                    Some((open_at, close_at)) => drive::life::Window { open_at, close_at },
+                    None => drive::life::Window {
+                        open_at: start + Duration::from_secs_f64(index as f64 / run.config.ramp_up),
+                        close_at: None,
+                    },
+                };
+                (index, window)
+            })
+            .collect();
+        let _ = self.lives.set(drive::life::spawn(run, windows));
         Ok(run.actions_start().await)
     }
 
@@ -164,8 +177,9 @@ impl Workload for Booking {
     /// The tabs end their lives, and a fault still healing is let finish.
     async fn wind_down(self: &Arc<Self>) {
         let run = &self.run;
-        let lives = std::mem::take(&mut *self.lives.lock().expect("poisoned"));
-        drive::life::stop_all(run, lives, TURN_GRACE).await;
+        if let Some(lives) = self.lives.get() {
+            lives.stop(run.as_ref(), TURN_GRACE).await;
+        }
         for task in std::mem::take(&mut *self.background.lock().expect("poisoned")) {
             task.abort();
         }
@@ -185,9 +199,7 @@ impl Workload for Booking {
     /// Churn and storms drop a protocol tab: it reconnects, rejoins and replays on its turn,
     /// woken now.
     async fn cut(self: &Arc<Self>, tab: usize) {
-        let tab = &self.run.tabs[tab];
-        tab.reconnect.store(true, Ordering::Relaxed);
-        tab.wake.notify_one();
+        self.run.tabs[tab].life.cut();
     }
 
     fn progress(&self) -> String {
@@ -223,9 +235,8 @@ impl Workload for Booking {
     /// Hangs up the tabs and stops the embedded server; after a run that failed part way,
     /// also what was still running of it.
     async fn close(self: &Arc<Self>) {
-        let lives = std::mem::take(&mut *self.lives.lock().expect("poisoned"));
-        if !lives.is_empty() {
-            drive::life::stop_all(&self.run, lives, Duration::ZERO).await;
+        if let Some(lives) = self.lives.get() {
+            lives.stop(self.run.as_ref(), Duration::ZERO).await;
         }
         let sampler = self.sampler.lock().expect("poisoned").take();
         let fault = self.fault.lock().expect("poisoned").take();

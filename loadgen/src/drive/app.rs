@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::drive::client::{self, ConnectOptions, Connection, TabClient};
+use crate::drive::life::{Back, Lifeline, TabKind};
 use crate::judge::truth::{Found, Membership, Publish, TabRecord, at_path, find_marker, marker};
 use crate::plan::Shard;
 use crate::plan::app::{Csv, Plan, TabVars};
@@ -27,6 +28,8 @@ pub struct AppTab {
     conn: Connection,
     /// Set before the generator closes the connection itself: a close then is no drop.
     closing: AtomicBool,
+    /// What its life (`life`) keeps: a reconnect asked for, and what wakes it.
+    life: Lifeline,
     pub record: Mutex<TabRecord>,
 }
 
@@ -102,6 +105,7 @@ impl AppRun {
             .map(|_| AppTab {
                 conn: Connection::default(),
                 closing: AtomicBool::new(false),
+                life: Lifeline::default(),
                 record: Mutex::new(TabRecord::default()),
             })
             .collect();
@@ -429,8 +433,8 @@ impl AppRun {
     }
 
     /// Connection `generation` of tab `index` was closed or lost by the other side: the tab
-    /// is out of its rooms from now on, and reconnects.
-    fn dropped(self: &Arc<Self>, index: usize, generation: u64, why: &str) {
+    /// is out of its rooms from now on, and its life reconnects it.
+    fn dropped(&self, index: usize, generation: u64, why: &str) {
         let tab = &self.tabs[index];
         if tab.closing.load(Ordering::Relaxed) || !tab.conn.is_current(generation) {
             return;
@@ -438,8 +442,7 @@ impl AppRun {
         tracing::info!(tab = index, why, "connection dropped");
         self.drops.fetch_add(1, Ordering::Relaxed);
         self.go_down(index);
-        let run = self.clone();
-        tokio::spawn(async move { run.reconnect(index, true).await });
+        tab.life.lost();
     }
 
     /// The tab's connection is gone (dropped, or cut by churn): its memberships end, as a
@@ -488,36 +491,16 @@ impl AppRun {
     }
 
     /// Cuts tab `index`'s connection as a lost network would (`--churn`, `--storm-at`), then
-    /// lets it reconnect; false when it was not open.
-    pub async fn cut(self: &Arc<Self>, index: usize) -> bool {
+    /// lets its life reconnect it; false when it was not open.
+    pub async fn cut(&self, index: usize) -> bool {
         let tab = &self.tabs[index];
         let Some(client) = tab.conn.take().await else {
             return false;
         };
         self.go_down(index);
         client.disconnect().await;
-        let run = self.clone();
-        tokio::spawn(async move { run.reconnect(index, false).await });
+        tab.life.cut();
         true
-    }
-
-    /// Reconnects tab `index` as a booking tab does (`reconnect::pause`: socket.io-client's
-    /// backoff after a drop, a short jitter first after a cut), until it is back or the run
-    /// ends; then it rejoins its rooms and asks the app's replay, if there is one.
-    async fn reconnect(self: Arc<Self>, index: usize, unexpected: bool) {
-        let tab = &self.tabs[index];
-        let _ = tab.conn.take().await;
-        for attempt in 0.. {
-            tokio::time::sleep(crate::drive::reconnect::pause(attempt, unexpected)).await;
-            if tab.closing.load(Ordering::Relaxed) {
-                return;
-            }
-            if self.open_tab(index).await {
-                self.reconnects.fetch_add(1, Ordering::Relaxed);
-                self.replay(index).await;
-                return;
-            }
-        }
     }
 
     /// Sends ticket `ticket` of publisher `publisher` from tab `index`.
@@ -786,6 +769,72 @@ impl AppRun {
             .map(|t| t.record.lock().expect("poisoned").clone())
             .collect()
     }
+}
+
+/// An app tab's part of the one tab life (`life`): it opens by connecting and joining as its
+/// plan says, closes by leaving the rooms it joined itself, and comes back after a cut or a
+/// drop by opening again and asking the app's replay, if the file names one.
+impl TabKind for AppRun {
+    type Resume = ();
+    type Closing = ();
+
+    fn lifeline(&self, index: usize) -> &Lifeline {
+        &self.tabs[index].life
+    }
+
+    /// An app tab has nothing to do between its changes.
+    fn turn_every(&self) -> Option<Duration> {
+        None
+    }
+
+    /// The settle of a close is its own (see [`AppRun::close_tab`]).
+    fn close_lead(&self) -> Duration {
+        Duration::ZERO
+    }
+
+    fn give_up_at(&self) -> Option<Instant> {
+        None
+    }
+
+    async fn open(self: &Arc<Self>, index: usize) -> bool {
+        self.open_tab(index).await
+    }
+
+    fn closing(&self, _index: usize) {}
+
+    /// A tab whose open failed is left as it is.
+    async fn close(self: &Arc<Self>, index: usize, joined: bool, (): ()) {
+        if joined {
+            self.close_tab(index).await;
+        }
+    }
+
+    /// The cut or the drop already took it out of its rooms ([`AppRun::go_down`]).
+    async fn down(self: &Arc<Self>, index: usize, _dropped: Option<Instant>) {
+        let _ = self.tabs[index].conn.take().await;
+    }
+
+    async fn attempt(self: &Arc<Self>, index: usize, (): &()) -> Result<(), String> {
+        if self.open_tab(index).await {
+            Ok(())
+        } else {
+            Err("could not connect and join (see the tab errors)".into())
+        }
+    }
+
+    /// A connection whose joins failed is hung up before the next attempt.
+    async fn failed(self: &Arc<Self>, index: usize) {
+        self.tabs[index].conn.close().await;
+    }
+
+    async fn back(self: &Arc<Self>, index: usize, back: Back) {
+        if back.result.is_ok() {
+            self.reconnects.fetch_add(1, Ordering::Relaxed);
+            self.replay(index).await;
+        }
+    }
+
+    async fn turn(self: &Arc<Self>, _index: usize) {}
 }
 
 /// Whether an ack's arguments say no: a first argument that is `false`, or an object with

@@ -1,7 +1,7 @@
 //! The state one run shares between its tabs, actors and reporters, and its setup: the
 //! embedded server when no host is given, tokens, boardrooms, the starting `seq`.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -76,8 +76,6 @@ pub struct Run {
     pub committed: AtomicI64,
     /// The tabs' Socket.IO records waiting for goose's reporter user.
     pub feed: crate::record::goose_feed::GooseFeed,
-    /// Set when the action window is over: tabs end their lives at their next turn.
-    pub stopping: AtomicBool,
 }
 
 impl Run {
@@ -218,7 +216,6 @@ impl Run {
             timeline: crate::record::timeline::Timeline::default(),
             committed: AtomicI64::new(start_seq),
             feed: Default::default(),
-            stopping: AtomicBool::new(false),
             config,
         })
     }

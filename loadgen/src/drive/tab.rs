@@ -14,9 +14,9 @@ use booking_server::realtime::protocol::{
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::Notify;
 
 use crate::drive::client::{Connection, TabClient};
+use crate::drive::life::Lifeline;
 
 use crate::judge::verify::Joined;
 use crate::plan::TabPlan;
@@ -34,15 +34,11 @@ pub struct Tab {
     pub ledger: Mutex<Ledger>,
     /// Rooms joined, with the watermark of the first join (kept across reconnects).
     pub joined: Mutex<Vec<(String, Joined)>>,
-    /// Set by churn, a storm or a dropped connection: the tab reconnects on its next turn.
-    pub reconnect: AtomicBool,
+    /// What its life (`life`) keeps: a reconnect asked for, and what wakes its turn.
+    pub life: Lifeline,
     pub connected: AtomicBool,
-    /// When the server closed or lost the connection (the loadgen did not close it itself).
-    pub dropped_at: Mutex<Option<Instant>>,
     /// A resync asked for: replay from this `seq` on the next turn (the lowest if several).
     resync_after: Mutex<Option<i64>>,
-    /// Wakes the tab's turn from its pause when it must reconnect or resync.
-    pub wake: Notify,
     /// Index of the host the tab talks to now: its plan's at first, the next one after each
     /// failed reconnect attempt.
     host: AtomicUsize,
@@ -67,11 +63,9 @@ impl Tab {
             token,
             ledger: Mutex::new(Ledger::new(base_seq)),
             joined: Mutex::new(Vec::new()),
-            reconnect: AtomicBool::new(false),
+            life: Lifeline::default(),
             connected: AtomicBool::new(false),
-            dropped_at: Mutex::new(None),
             resync_after: Mutex::new(None),
-            wake: Notify::new(),
             host: AtomicUsize::new(host),
             conn: Connection::default(),
             nodes: Mutex::new(Vec::new()),
@@ -168,13 +162,8 @@ impl Tab {
             return false;
         }
         tracing::info!(tab = self.index, why, "connection dropped");
-        self.dropped_at
-            .lock()
-            .expect("poisoned")
-            .get_or_insert_with(Instant::now);
         stats.dropped();
-        self.reconnect.store(true, Ordering::Relaxed);
-        self.wake.notify_one();
+        self.life.lost();
         true
     }
 
@@ -192,19 +181,11 @@ impl Tab {
         self.request_resync(resync.after);
     }
 
-    /// Waits until `at`; false when woken earlier to reconnect or resync.
-    pub async fn pause_until(&self, at: Instant) -> bool {
-        tokio::select! {
-            () = tokio::time::sleep_until(at.into()) => true,
-            () = self.wake.notified() => false,
-        }
-    }
-
     /// Asks the tab's next turn to replay from `after`.
     pub fn request_resync(&self, after: i64) {
         let mut pending = self.resync_after.lock().expect("poisoned");
         *pending = Some(pending.map_or(after, |p| p.min(after)));
-        self.wake.notify_one();
+        self.life.wake();
     }
 
     pub fn take_resync(&self) -> Option<i64> {

@@ -218,3 +218,42 @@ fn both_workloads_run_on_the_one_engine_and_it_knows_neither() {
         }
     }
 }
+
+#[test]
+fn both_kinds_of_tab_lead_the_one_life_and_it_knows_neither() {
+    // A booking tab and an app tab open, close and come back through `drive::life`: each
+    // brings its kind (how it joins, leaves, rejoins and recovers), and neither keeps a
+    // reconnect loop of its own.
+    let graph = imports();
+    let mut all = BTreeMap::new();
+    files(&src(), "", &mut all);
+    for kind in [
+        "drive::run",
+        "drive::tab",
+        "drive::booking_life",
+        "drive::app",
+    ] {
+        assert!(
+            !graph["drive::life"].contains(kind),
+            "the life names the {kind} tab"
+        );
+    }
+    for (module, kind) in [
+        ("drive::booking_life", "impl TabKind for Run"),
+        ("drive::app", "impl TabKind for AppRun"),
+    ] {
+        assert!(graph[module].contains("drive::life"), "{module}");
+        assert!(all[module].contains(kind), "{module} has no `{kind}`");
+    }
+    for (module, text) in &all {
+        if module == "drive::life" {
+            continue;
+        }
+        for loop_of_its_own in ["attempt += 1", "for attempt in", "fn backoff"] {
+            assert!(
+                !text.contains(loop_of_its_own),
+                "{module} reconnects by itself (`{loop_of_its_own}`)"
+            );
+        }
+    }
+}
