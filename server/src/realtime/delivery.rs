@@ -4,8 +4,11 @@
 //! - Local sockets: each gets the event on its own queue. A full queue (a client that stopped
 //!   reading, or reads slower than events come) skips that delivery; the socket then owes a
 //!   `resync {after}` from just before the first event it missed, sent as soon as its queue
-//!   takes one (the heartbeat closes a socket whose queue stays full, and its reconnect
-//!   replays).
+//!   takes one, and before any later event: until it goes, the socket is handed nothing more
+//!   (the replay covers it), so a client that saw no `seq` past the gap replays it however it
+//!   comes back (the heartbeat closes a socket whose queue stays full, and its reconnect
+//!   replays from what it saw). A broadcast resync a full queue did not take is owed the same
+//!   way.
 //! - Other servers: with Redis, the event goes out on a channel of its own ([`Relayed`]), and
 //!   each server hands it to its own sockets the same way. A publish that fails (link down, or
 //!   Redis not answering in time while pings still pass) leaves a cluster-wide resync owed,
@@ -15,6 +18,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -40,20 +44,28 @@ pub struct Relayed {
 #[derive(Debug, Default)]
 pub struct Owed {
     inner: Mutex<OwedInner>,
+    /// How many sockets owe one: the hand-out path looks no further while it is 0.
+    sockets_owing: AtomicUsize,
 }
 
 #[derive(Debug, Default)]
 struct OwedInner {
-    sockets: HashMap<Sid, i64>,
+    /// Per socket: where its replay starts, and why (the reason of that earliest gap).
+    sockets: HashMap<Sid, (i64, &'static str)>,
     cluster: Option<i64>,
 }
 
 impl Owed {
-    /// `socket` missed the event after `after` (keeps the earliest gap).
-    pub fn socket(&self, socket: Sid, after: i64) {
+    /// `socket` missed the event after `after`, or a resync notice from `after` for `reason`
+    /// (keeps the earliest gap, and its reason).
+    pub fn socket(&self, socket: Sid, after: i64, reason: &'static str) {
         let mut owed = self.inner.lock().expect("poisoned");
-        let entry = owed.sockets.entry(socket).or_insert(after);
-        *entry = (*entry).min(after);
+        let entry = owed.sockets.entry(socket).or_insert((after, reason));
+        if after < entry.0 {
+            *entry = (after, reason);
+        }
+        self.sockets_owing
+            .store(owed.sockets.len(), Ordering::Relaxed);
     }
 
     /// The other servers' sockets may have missed every event after `after`.
@@ -67,11 +79,54 @@ impl Owed {
         owed.sockets.is_empty() && owed.cluster.is_none()
     }
 
-    /// Takes every owed resync; what could not be sent goes back with [`Owed::socket`] or
-    /// [`Owed::cluster`].
-    pub fn take(&self) -> (Vec<(Sid, i64)>, Option<i64>) {
+    /// Before `socket` is handed a later event: if it owes a resync, `send` sends it first
+    /// (`send` gets its `after`), under the lock, so that no other hand-out reaches the socket
+    /// in between. True when the socket may be handed the event: it owed nothing, or its
+    /// resync went out. While its queue stays full it keeps owing, and the events meanwhile
+    /// are not handed to it (the resync's replay covers them), so no later `seq` reaches a
+    /// socket before its resync does: a client that replays from the highest `seq` it saw,
+    /// or reconnects before the resync, still replays the gap.
+    pub fn settle_socket(
+        &self,
+        socket: Sid,
+        send: impl FnOnce(i64, &'static str) -> Outcome,
+    ) -> bool {
+        if self.sockets_owing.load(Ordering::Relaxed) == 0 {
+            return true;
+        }
         let mut owed = self.inner.lock().expect("poisoned");
-        (owed.sockets.drain().collect(), owed.cluster.take())
+        let Some(&(after, reason)) = owed.sockets.get(&socket) else {
+            return true;
+        };
+        let settled = match send(after, reason) {
+            Outcome::Delivered => true,
+            Outcome::Full => return false,
+            Outcome::Closed => false,
+        };
+        owed.sockets.remove(&socket);
+        self.sockets_owing
+            .store(owed.sockets.len(), Ordering::Relaxed);
+        settled
+    }
+
+    /// The sockets that owe a resync now.
+    pub fn sockets(&self) -> Vec<Sid> {
+        let owed = self.inner.lock().expect("poisoned");
+        owed.sockets.keys().copied().collect()
+    }
+
+    /// A socket that went away owes nothing (its reconnect replays).
+    pub fn forget(&self, socket: Sid) {
+        let mut owed = self.inner.lock().expect("poisoned");
+        owed.sockets.remove(&socket);
+        self.sockets_owing
+            .store(owed.sockets.len(), Ordering::Relaxed);
+    }
+
+    /// Takes the cluster's owed resync; one that cannot be sent goes back with
+    /// [`Owed::cluster`].
+    pub fn take_cluster(&self) -> Option<i64> {
+        self.inner.lock().expect("poisoned").cluster.take()
     }
 }
 
@@ -105,20 +160,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_socket_owes_one_resync_from_its_earliest_gap() {
+    fn a_socket_owes_one_resync_from_its_earliest_gap_and_settles_it_before_later_events() {
         let owed = Owed::default();
-        let (a, b) = (Sid::new(), Sid::new());
-        owed.socket(a, 10);
-        owed.socket(a, 7);
-        owed.socket(a, 12);
-        owed.socket(b, 3);
+        let (a, b, c) = (Sid::new(), Sid::new(), Sid::new());
+        assert!(owed.settle_socket(a, |_, _| unreachable!("nothing owed")));
+        owed.socket(a, 10, "queue-full");
+        owed.socket(a, 7, "adapter-overflow");
+        owed.socket(a, 12, "queue-full");
+        owed.socket(b, 3, "queue-full");
         owed.cluster(40);
         owed.cluster(35);
         assert!(!owed.is_empty());
-        let (mut sockets, cluster) = owed.take();
-        sockets.sort_by_key(|(_, after)| *after);
-        assert_eq!(sockets, vec![(b, 3), (a, 7)]);
-        assert_eq!(cluster, Some(35));
+        let mut sockets = owed.sockets();
+        sockets.sort();
+        let mut expected = vec![a, b];
+        expected.sort();
+        assert_eq!(sockets, expected);
+        assert!(owed.settle_socket(c, |_, _| unreachable!("c owes nothing")));
+        // a's queue is still full: it keeps owing from 7, and is not handed the event.
+        let mut asked = Vec::new();
+        assert!(!owed.settle_socket(a, |after, reason| {
+            asked.push((after, reason));
+            Outcome::Full
+        }));
+        // Now it takes the resync: the event may follow it.
+        assert!(owed.settle_socket(a, |after, reason| {
+            asked.push((after, reason));
+            Outcome::Delivered
+        }));
+        assert_eq!(asked, [(7, "adapter-overflow"), (7, "adapter-overflow")]);
+        assert!(owed.settle_socket(a, |_, _| unreachable!("settled")));
+        // b went away: nothing owed, and no event for it either.
+        assert!(!owed.settle_socket(b, |_, _| Outcome::Closed));
+        assert_eq!(owed.sockets(), []);
+        assert_eq!(owed.take_cluster(), Some(35));
+        assert!(owed.is_empty());
+        owed.socket(c, 1, "queue-full");
+        owed.forget(c);
         assert!(owed.is_empty());
     }
 

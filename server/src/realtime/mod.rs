@@ -148,7 +148,13 @@ impl Realtime {
     /// Tells sockets that events with `seq > after` may not have reached them, with `reason`
     /// (one of `RESYNC_REASONS`), as far as `scope` says. False when it could not be
     /// published to the other servers (nothing counted then for [`ResyncScope::Cluster`]).
-    async fn resync(&self, after: i64, down: Duration, reason: &str, scope: ResyncScope) -> bool {
+    async fn resync(
+        &self,
+        after: i64,
+        down: Duration,
+        reason: &'static str,
+        scope: ResyncScope,
+    ) -> bool {
         let notice = Resync {
             after,
             node: self.node.clone(),
@@ -157,10 +163,11 @@ impl Realtime {
         };
         let sockets = self.io.local().sockets().len();
         let mut published = true;
-        let sent = match scope {
-            ResyncScope::Local => self.io.local().emit(RESYNC, &notice).await,
+        let owing = match scope {
+            ResyncScope::Local => self.resync_each(&notice, reason),
             ResyncScope::Cluster | ResyncScope::ClusterOrLocal => {
                 match self.io.emit(RESYNC, &notice).await {
+                    Ok(()) => 0,
                     Err(BroadcastError::Adapter(e)) => {
                         published = false;
                         if scope == ResyncScope::Cluster {
@@ -168,15 +175,32 @@ impl Realtime {
                             return false;
                         }
                         tracing::warn!(error = %e, reason, "resync notice not published: sending it to this server's sockets only");
-                        self.io.local().emit(RESYNC, &notice).await
+                        self.resync_each(&notice, reason)
                     }
-                    other => other,
+                    Err(BroadcastError::Socket(errors)) => {
+                        // Some of this server's sockets did not take it (full queues), and the
+                        // broadcast does not say which: each is sent it on its own, so those that
+                        // took it get it twice (a second replay, of what they already have).
+                        tracing::warn!(
+                            failed = errors.len(),
+                            reason,
+                            "resync notice not taken by every socket here: sending it socket by socket"
+                        );
+                        self.resync_each(&notice, reason)
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, reason, "resync notice not serialized");
+                        0
+                    }
                 }
             }
         };
-        if let Err(e) = sent {
-            // Full queues: those sockets are skipped here and close at their next heartbeat.
-            tracing::warn!(error = %e, reason, "resync notice not sent to every socket");
+        if owing > 0 {
+            tracing::warn!(
+                owing,
+                reason,
+                "resync notice not taken by full queues: owed to those sockets until they take it"
+            );
         }
         self.metrics.resynced(reason).increment(1);
         tracing::warn!(
@@ -303,9 +327,14 @@ impl Realtime {
     fn hand_out(&self, seq: i64, sockets: &[SocketRef], name: &str, payload: &RawValue) {
         let mut skipped = 0;
         for socket in sockets {
+            // A socket still owing a resync gets it first, or nothing (see `Owed`).
+            if !self.settle_socket(socket) {
+                skipped += 1;
+                continue;
+            }
             if let Outcome::Full = Outcome::from(socket.emit(name, payload)) {
                 skipped += 1;
-                self.owed.socket(socket.id, seq - 1);
+                self.owed.socket(socket.id, seq - 1, "queue-full");
             }
         }
         if skipped > 0 {
@@ -399,31 +428,53 @@ impl Realtime {
         }
     }
 
+    /// Sends `notice` to each of this server's sockets; a socket whose queue is full owes it
+    /// (see [`Owed::settle_socket`]: it is handed nothing more until it takes it). Returns how
+    /// many owe it.
+    fn resync_each(&self, notice: &Resync, reason: &'static str) -> usize {
+        let mut owing = 0;
+        for socket in self.io.local().sockets() {
+            if let Outcome::Full = Outcome::from(socket.emit(RESYNC, notice)) {
+                self.owed.socket(socket.id, notice.after, reason);
+                owing += 1;
+            }
+        }
+        owing
+    }
+
+    /// Sends `socket` the resync it owes, if any (see [`Owed::settle_socket`]); true when it
+    /// may be handed a later event.
+    fn settle_socket(&self, socket: &SocketRef) -> bool {
+        self.owed.settle_socket(socket.id, |after, reason| {
+            let notice = Resync {
+                after,
+                node: self.node.clone(),
+                reason: reason.into(),
+                down_ms: 0,
+            };
+            let sent = Outcome::from(socket.emit(RESYNC, &notice));
+            if let Outcome::Delivered = sent {
+                self.metrics.resynced(reason).increment(1);
+                tracing::info!(socket = %socket.id, after, reason, "resync sent to a socket whose queue was full");
+            }
+            sent
+        })
+    }
+
     /// Sends the resyncs owed (see `delivery`); what cannot be sent yet stays owed.
     async fn settle_owed(&self) {
         if self.owed.is_empty() {
             return;
         }
-        let (sockets, cluster) = self.owed.take();
-        for (sid, after) in sockets {
-            let Some(socket) = self.io.get_socket(sid) else {
-                continue;
-            };
-            let notice = Resync {
-                after,
-                node: self.node.clone(),
-                reason: "queue-full".into(),
-                down_ms: 0,
-            };
-            match Outcome::from(socket.emit(RESYNC, &notice)) {
-                Outcome::Delivered => {
-                    self.metrics.resynced("queue-full").increment(1);
-                    tracing::info!(socket = %sid, after, "resync sent to a socket whose queue was full");
+        for sid in self.owed.sockets() {
+            match self.io.get_socket(sid) {
+                Some(socket) => {
+                    self.settle_socket(&socket);
                 }
-                Outcome::Full => self.owed.socket(sid, after),
-                Outcome::Closed => {}
+                None => self.owed.forget(sid),
             }
         }
+        let cluster = self.owed.take_cluster();
         if let Some(after) = cluster
             && !self
                 .resync(

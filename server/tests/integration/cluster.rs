@@ -8,6 +8,7 @@ use booking_server::ServerConfig;
 use serde_json::Value;
 use testkit::{PrivateRedis, shared_redis_url, wait_until};
 
+use crate::realtime::{Polling, events_in};
 use crate::support::{
     Backend, Tab, TempDb, TestApp, metric, postgres_url, spawn_with, temp_database,
 };
@@ -354,4 +355,95 @@ async fn a_relay_queue_overflow_ends_in_a_resync_of_this_servers_sockets() {
         "one resync for the burst (at most one a second)"
     );
     tab.close().await;
+}
+
+/// A broadcast resync that a full queue did not take is owed to that socket, and sent once it
+/// reads again; before, it was only logged, and the socket never heard of the gap. Here a
+/// client stops reading, events from another "server" fill its queue, and a relay overflow
+/// then tells this server's sockets to resync: the slow client must get that notice.
+#[tokio::test]
+async fn a_broadcast_resync_a_full_queue_missed_is_owed_and_sent_once_it_reads() {
+    let (Some(_), Some(redis)) = (postgres_url(), shared_redis_url()) else {
+        return;
+    };
+    let (db, _guard) = temp_database(Backend::Postgres).await;
+    let prefix = unique_prefix();
+    let a = node_with(&db, &redis, &prefix, "node-a", |c| {
+        c.relay_queue_size = 2;
+        c.socket_queue_size = 16;
+    })
+    .await;
+    wait_ready(&a, "up").await;
+    let token = a.token("slow");
+    let slow = Polling::open(&a).await;
+    slow.post(&[format!("40{{\"token\":\"{token}\"}}")]).await;
+    slow.poll_for("40").await;
+    slow.post(&["420[\"join-room\",\"bookings\"]".to_string()])
+        .await;
+    slow.poll_for("430").await;
+
+    let mut conn = redis::Client::open(redis.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let channel = format!("{prefix}#booking-events");
+    // Another server's events to `bookings`, paced for the relay queue: they fill the slow
+    // socket's queue (16) and the rest are skipped.
+    for seq in 1001..=1040 {
+        let relayed = serde_json::json!({
+            "node": "node-x", "seq": seq, "event": "booking-created", "rooms": ["bookings"],
+            "payload": {"seq": seq},
+        });
+        redis::cmd("PUBLISH")
+            .arg(&channel)
+            .arg(relayed.to_string())
+            .query_async::<()>(&mut conn)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(metric(&a.metrics().await, "socketio_queue_full_skips_total") >= 1.0);
+    // Then a burst the relay queue cannot hold: a resync of this server's sockets.
+    let mut burst = redis::pipe();
+    for seq in 1..=300 {
+        let relayed = serde_json::json!({
+            "node": "node-x", "seq": seq, "event": "noise", "rooms": ["nobody"], "payload": {},
+        });
+        burst
+            .cmd("PUBLISH")
+            .arg(&channel)
+            .arg(relayed.to_string())
+            .ignore();
+    }
+    burst.query_async::<()>(&mut conn).await.unwrap();
+    let overflow = r#"socketio_resyncs_total{reason="adapter-overflow"}"#;
+    wait_until("the overflow's resync", Duration::from_secs(10), || async {
+        metric(&a.metrics().await, overflow) >= 1.0
+    })
+    .await;
+
+    // It reads again: the overflow's notice comes, from where the log stood before the gap.
+    let mut resyncs = Vec::new();
+    for _ in 0..20 {
+        match slow.poll_within(Duration::from_millis(500)).await {
+            Some((200, packets)) => resyncs.extend(
+                events_in(&packets)
+                    .into_iter()
+                    .filter(|(name, _)| name == "resync")
+                    .map(|(_, data)| data),
+            ),
+            Some((status, _)) => panic!("the session closed: {status}"),
+            None if !resyncs.is_empty() => break,
+            None => {}
+        }
+    }
+    assert!(
+        resyncs.iter().any(|r| r["reason"] == "adapter-overflow"),
+        "the slow socket never heard of the overflow: {resyncs:?}"
+    );
+    assert!(
+        resyncs.iter().all(|r| r["after"].as_i64().unwrap() < 1001),
+        "{resyncs:?}"
+    );
 }

@@ -512,13 +512,13 @@ async fn a_socket_is_disconnected_when_its_token_expires() {
 }
 
 /// Engine.IO long-polling by hand: open a session, post packets, read what comes back.
-struct Polling<'a> {
+pub(crate) struct Polling<'a> {
     app: &'a crate::support::TestApp,
     url: String,
 }
 
 impl<'a> Polling<'a> {
-    async fn open(app: &'a crate::support::TestApp) -> Polling<'a> {
+    pub(crate) async fn open(app: &'a crate::support::TestApp) -> Polling<'a> {
         let base = app.url("/socket.io/?EIO=4&transport=polling");
         let open = app
             .http
@@ -538,7 +538,7 @@ impl<'a> Polling<'a> {
     }
 
     /// Posts packets (joined with the record separator); the status.
-    async fn post(&self, packets: &[String]) -> u16 {
+    pub(crate) async fn post(&self, packets: &[String]) -> u16 {
         let body = packets.join("\u{1e}");
         let res = self.app.http.post(&self.url).body(body).send().await;
         res.map_or(0, |r| r.status().as_u16())
@@ -546,7 +546,7 @@ impl<'a> Polling<'a> {
 
     /// Polls (at most 3 times, pings skipped) until a packet starts with `prefix`: the last
     /// status and every packet seen.
-    async fn poll_for(&self, prefix: &str) -> (u16, Vec<String>) {
+    pub(crate) async fn poll_for(&self, prefix: &str) -> (u16, Vec<String>) {
         let mut seen = Vec::new();
         for _ in 0..3 {
             let (status, packets) = self.poll().await;
@@ -559,7 +559,7 @@ impl<'a> Polling<'a> {
     }
 
     /// One poll: the status and the packets the server had for this session.
-    async fn poll(&self) -> (u16, Vec<String>) {
+    pub(crate) async fn poll(&self) -> (u16, Vec<String>) {
         self.poll_within(Duration::from_secs(5))
             .await
             .expect("a poll answered in time")
@@ -567,7 +567,7 @@ impl<'a> Polling<'a> {
 
     /// One poll, if the server answers within `within` (it holds a poll open while it has
     /// nothing to send).
-    async fn poll_within(&self, within: Duration) -> Option<(u16, Vec<String>)> {
+    pub(crate) async fn poll_within(&self, within: Duration) -> Option<(u16, Vec<String>)> {
         let res = self.app.http.get(&self.url).timeout(within).send().await;
         let res = res.ok()?;
         let status = res.status().as_u16();
@@ -692,6 +692,94 @@ async fn a_socket_whose_queue_filled_is_told_to_resync_and_loses_nothing() {
         live.len(),
         missed.len(),
         replayed.len()
+    );
+}
+
+/// The events (name, payload) in `packets`, in order.
+pub(crate) fn events_in(packets: &[String]) -> Vec<(String, serde_json::Value)> {
+    packets
+        .iter()
+        .filter_map(|p| p.strip_prefix("42"))
+        .map(|body| {
+            let [name, data]: [serde_json::Value; 2] = serde_json::from_str(body).unwrap();
+            (name.as_str().unwrap().to_string(), data)
+        })
+        .collect()
+}
+
+/// A socket that missed a delivery for a full queue is handed no later event before its
+/// resync: a client that replays from the highest `seq` it saw (as the web app does after a
+/// reconnect), or whose socket closes before the resync comes, still replays the gap. Here the
+/// client reads again and new bookings come at once, before the retry tick: the resync must
+/// come first, and no event past its `after` before it.
+#[tokio::test]
+async fn a_socket_that_missed_a_delivery_gets_its_resync_before_any_later_event() {
+    const QUEUE: usize = 16;
+    let mut config = ServerConfig::defaults_for("sqlite::memory:");
+    config.socket_queue_size = QUEUE;
+    let app = spawn_with(config).await;
+    let room = app.boardroom("Gap first", 4).await;
+    let token = app.token("slow");
+    let slow = Polling::open(&app).await;
+    slow.post(&[format!("40{{\"token\":\"{token}\"}}")]).await;
+    slow.poll_for("40").await;
+    slow.post(&[format!("420[\"join-room\",\"boardroom-{room}\"]")])
+        .await;
+    slow.poll_for("430").await;
+    let book = |hour: u32| {
+        let app = &app;
+        async move {
+            let res = app
+                .http
+                .post(app.url("/api/bookings"))
+                .bearer_auth(&app.admin)
+                .json(&booking_body(room, hour, 1))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 201);
+        }
+    };
+    for hour in 0..(2 * QUEUE as u32) {
+        book(hour).await;
+    }
+    assert!(metric(&app.metrics().await, "socketio_queue_full_skips_total") >= 1.0);
+
+    // It reads what its queue holds; three more bookings follow at once.
+    let (status, drained) = slow.poll().await;
+    assert_eq!(status, 200);
+    for hour in 100..103 {
+        book(hour).await;
+    }
+    let mut seen = events_in(&drained);
+    for _ in 0..20 {
+        match slow.poll_within(Duration::from_millis(500)).await {
+            Some((200, packets)) => seen.extend(events_in(&packets)),
+            Some((status, _)) => panic!("the session closed: {status}"),
+            None if seen.iter().any(|(n, _)| n == "resync") => break,
+            None => {}
+        }
+    }
+    let at = seen
+        .iter()
+        .position(|(name, _)| name == "resync")
+        .unwrap_or_else(|| panic!("no resync in {seen:?}"));
+    let after = seen[at].1["after"].as_i64().unwrap();
+    let before: Vec<i64> = seen[..at]
+        .iter()
+        .map(|(_, data)| data["seq"].as_i64().unwrap())
+        .collect();
+    assert!(
+        before.iter().all(|seq| *seq <= after),
+        "events past the gap (after {after}) reached the socket before its resync: {before:?}"
+    );
+    let later = seen[at + 1..]
+        .iter()
+        .filter(|(name, _)| name == "booking-created")
+        .count();
+    assert_eq!(
+        later, 3,
+        "the three bookings made after it read again follow the resync"
     );
 }
 
