@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use crate::drive::run::{Run, read_page};
+use crate::drive::run::{PageError, Run, read_page};
 use crate::drive::tab::Tab;
 
 /// Method name goose shows for Socket.IO records.
@@ -56,7 +56,22 @@ pub async fn replay(
             page.is_ok(),
             None,
         );
-        let page = page.map_err(|e| e.to_string())?;
+        let page = match page {
+            Ok(page) => page,
+            // Retention removed what the tab missed: asking again changes nothing. The tab
+            // goes on live (the web app reloads); the run's own log read says it cannot judge.
+            Err(PageError::Gone { oldest_seq }) => {
+                run.stats.replays_gone.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    tab = tab.index,
+                    after,
+                    oldest_seq,
+                    "replay refused (410): retention removed what the tab missed"
+                );
+                break;
+            }
+            Err(e) => return Err(e.to_string()),
+        };
         {
             let mut ledger = tab.ledger.lock().expect("poisoned");
             for event in &page.events {

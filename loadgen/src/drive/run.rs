@@ -139,9 +139,7 @@ impl Run {
                 Err(e) => return Err(RunError::Setup(format!("{host} is unreachable: {e}"))),
             }
         }
-        let start_seq = read_page(&http, &hosts[0], &admin_token, 0, None, 1)
-            .await?
-            .last_seq;
+        let start_seq = last_seq(&http, &hosts[0], &admin_token).await?;
         let boardroom_ids =
             create_boardrooms(&http, &hosts[0], &admin_token, run_id, config.boardrooms).await?;
         let shared_user = config.token.as_deref().map(token_subject).transpose()?;
@@ -335,7 +333,7 @@ impl Run {
         first: &mut usize,
         after: i64,
         limit: usize,
-    ) -> Result<ReplayPage, RunError> {
+    ) -> Result<ReplayPage, PageError> {
         let mut last = None;
         for k in 0..self.hosts.len() {
             let i = (*first + k) % self.hosts.len();
@@ -353,20 +351,28 @@ impl Run {
                     *first = i;
                     return Ok(page);
                 }
+                // The hosts share one log: another would say the same.
+                Err(gone @ PageError::Gone { .. }) => return Err(gone),
                 Err(e) => last = Some(e),
             }
         }
-        Err(last.unwrap_or_else(|| RunError::Setup("no host".into())))
+        Err(last.unwrap_or_else(|| PageError::Failed("no host".into())))
     }
 
     /// The highest committed `seq` now, from any host, if one answers within a moment.
     pub async fn read_last_seq(&self) -> Option<i64> {
-        let mut first = 0;
-        let read = self.read_page_any(&mut first, 0, 1);
-        match tokio::time::timeout(Duration::from_secs(2), read).await {
-            Ok(Ok(page)) => Some(page.last_seq),
-            _ => None,
-        }
+        let read = async {
+            for host in &self.hosts {
+                if let Ok(seq) = last_seq(&self.http, host, &self.admin_token).await {
+                    return Some(seq);
+                }
+            }
+            None
+        };
+        tokio::time::timeout(Duration::from_secs(2), read)
+            .await
+            .ok()
+            .flatten()
     }
 
     /// Reads the event log from the start `seq` to its end, as the verifier needs it, from the
@@ -382,13 +388,27 @@ impl Run {
         loop {
             let page = match self.read_page_any(&mut host, after, 5000).await {
                 Ok(page) => page,
+                Err(PageError::Gone { oldest_seq }) => {
+                    let refused = self.stats.replays_gone.load(Ordering::Relaxed);
+                    let tabs = match refused {
+                        0 => String::new(),
+                        n => format!("; {n} tab replays were refused the same way"),
+                    };
+                    return Err(RunError::Setup(format!(
+                        "the run cannot be judged: the server's retention removed events it \
+                         made (the log keeps seq {oldest_seq} on, the run is judged from seq \
+                         {}, answered 410){tabs}; give the server an --event-retention \
+                         longer than the run and its settle",
+                        after + 1
+                    )));
+                }
                 Err(e) if retries < LOG_READ_RETRIES => {
                     retries += 1;
                     tracing::warn!(error = %e, "reading the event log failed; retrying");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             };
             log_end = log_end.max(page.last_seq);
             for e in &page.events {
@@ -447,6 +467,35 @@ impl LogNames {
     }
 }
 
+/// Why a page of the event log was not read.
+#[derive(Debug)]
+pub enum PageError {
+    /// 410: the server's retention removed events after the `after` asked for; it keeps those
+    /// from `oldest_seq` on. Asking again changes nothing.
+    Gone {
+        oldest_seq: i64,
+    },
+    Failed(String),
+}
+
+impl std::fmt::Display for PageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PageError::Gone { oldest_seq } => write!(
+                f,
+                "410 gone: the server's retention removed the events before seq {oldest_seq}"
+            ),
+            PageError::Failed(why) => f.write_str(why),
+        }
+    }
+}
+
+impl From<PageError> for RunError {
+    fn from(e: PageError) -> Self {
+        RunError::Setup(format!("reading the event log: {e}"))
+    }
+}
+
 pub async fn read_page(
     http: &reqwest::Client,
     host: &str,
@@ -454,7 +503,7 @@ pub async fn read_page(
     after: i64,
     rooms: Option<&str>,
     limit: usize,
-) -> Result<ReplayPage, RunError> {
+) -> Result<ReplayPage, PageError> {
     let mut url = format!("{host}/api/events?after={after}&limit={limit}");
     if let Some(rooms) = rooms {
         url.push_str(&format!("&rooms={rooms}"));
@@ -464,17 +513,41 @@ pub async fn read_page(
         .bearer_auth(token)
         .send()
         .await
-        .map_err(|e| RunError::Setup(format!("reading the event log: {e}")))?;
-    if !res.status().is_success() {
-        let status = res.status();
-        let body = res.text().await.unwrap_or_default();
-        return Err(RunError::Setup(format!(
-            "reading the event log: {status} {body}"
+        .map_err(|e| PageError::Failed(e.to_string()))?;
+    let status = res.status();
+    if status == reqwest::StatusCode::GONE {
+        let body: Value = res.json().await.unwrap_or(Value::Null);
+        if let Some(oldest_seq) = body["error"]["oldestSeq"].as_i64() {
+            return Err(PageError::Gone { oldest_seq });
+        }
+        return Err(PageError::Failed(format!(
+            "{status} without oldestSeq: {body}"
         )));
+    }
+    if !status.is_success() {
+        let body = res.text().await.unwrap_or_default();
+        return Err(PageError::Failed(format!("{status} {body}")));
     }
     res.json()
         .await
-        .map_err(|e| RunError::Setup(format!("event log page: {e}")))
+        .map_err(|e| PageError::Failed(format!("event log page: {e}")))
+}
+
+/// The highest committed `seq` on `host`. A server whose retention removed old events answers
+/// 410 to a read from the start; the read is made again from its oldest kept event.
+pub async fn last_seq(http: &reqwest::Client, host: &str, token: &str) -> Result<i64, PageError> {
+    let mut after = 0;
+    // Retention may move on between two reads: a few tries, each from its new horizon.
+    for _ in 0..3 {
+        match read_page(http, host, token, after, None, 1).await {
+            Ok(page) => return Ok(page.last_seq),
+            Err(PageError::Gone { oldest_seq }) => after = oldest_seq - 1,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(PageError::Failed(
+        "retention kept removing events while the last seq was read".into(),
+    ))
 }
 
 async fn create_boardrooms(

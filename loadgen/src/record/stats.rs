@@ -53,6 +53,8 @@ pub struct Stats {
     pub deliveries: AtomicU64,
     pub reconnects: AtomicU64,
     pub replayed: AtomicU64,
+    /// Tab replays the server refused with 410 (its retention removed what they asked for).
+    pub replays_gone: AtomicU64,
     /// Connections the server closed or lost (the loadgen did not close them).
     pub drops: AtomicU64,
     /// Tabs dropped and not yet back (rejoined and replayed).

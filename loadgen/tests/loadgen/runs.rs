@@ -469,3 +469,113 @@ async fn the_booking_workload_runs_over_tls() {
         .expect("an untrusted certificate was accepted");
     assert!(!e.to_string().is_empty());
 }
+
+fn borrowed(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+/// A booking server of the test's own whose `--event-retention` is `keep`: its base URL.
+async fn server_keeping(secret: &str, keep: std::time::Duration) -> String {
+    let mut server = booking_server::ServerConfig::defaults_for("sqlite::memory:");
+    server.auth_secret = Some(secret.into());
+    server.event_retention = booking_server::config::Retention::For(keep);
+    let state = booking_server::AppState::new(server).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(booking_server::serve(
+        listener,
+        state,
+        std::future::pending(),
+    ));
+    host
+}
+
+/// A server whose retention removed old events answers 410 to a read of its log from the
+/// start: a run against it reads from the oldest kept event and is verified as any other.
+/// When retention removes events of the run itself, the run says at once that it cannot be
+/// judged, and why (exit 2), instead of retrying a read that cannot succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_with_retention_is_verified_and_one_that_prunes_the_run_says_so() {
+    let secret = "retention-secret-of-at-least-thirty-two-bytes";
+    let args = |host: &str, duration: &str| -> Vec<String> {
+        [
+            "--host",
+            host,
+            "--auth-secret",
+            secret,
+            "--tabs",
+            "20",
+            "--duration",
+            duration,
+            "--seed",
+            "21",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+
+    // Events older than 10 s go: two made now are gone (but the newest) 11 s later.
+    let host = server_keeping(secret, std::time::Duration::from_secs(10)).await;
+    let token = booking_server::auth::mint_with_secret(
+        secret,
+        "reader",
+        booking_server::auth::Role::Admin,
+        None,
+        60,
+    );
+    let http = reqwest::Client::new();
+    let room = http
+        .post(format!("{host}/api/boardrooms"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"name": "Kept a while", "capacity": 4, "location": "test"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(room.status(), 201);
+    let room: serde_json::Value = room.json().await.unwrap();
+    for day in [10, 11] {
+        let booked = http
+            .post(format!("{host}/api/bookings"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({
+                "boardroomId": room["id"],
+                "title": "Before the run",
+                "startTime": format!("2031-01-{day}T09:00:00Z"),
+                "endTime": format!("2031-01-{day}T10:00:00Z"),
+                "attendees": [],
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(booked.status(), 201);
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(11)).await;
+    let from_start = http
+        .get(format!("{host}/api/events?after=0&limit=1"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(from_start.status(), 410, "the first event was pruned");
+    let second = run(&borrowed(&args(&host, "1s"))).await;
+    let d = &second.report.delivery;
+    assert!(second.passed(), "{:?}", failed_gates(&second.report));
+    assert!(d.owed > 0 && d.lost == 0, "{d:?}");
+
+    // Events older than 1 s go while a 4 s run makes them: it cannot be judged.
+    let host = server_keeping(secret, std::time::Duration::from_secs(1)).await;
+    let refused = tokio::time::timeout(
+        RUN_LIMIT,
+        booking_loadgen::run(config(&borrowed(&args(&host, "4s")))),
+    )
+    .await
+    .expect("the run ends in time");
+    let why = match refused {
+        Ok(outcome) => panic!("judged: {:?}", outcome.report.delivery),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        why.contains("retention") && why.contains("410") && why.contains("--event-retention"),
+        "{why}"
+    );
+}
