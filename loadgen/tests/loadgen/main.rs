@@ -67,11 +67,26 @@ pub fn failed_gates(r: &Report) -> Vec<&str> {
 
 /// A booking server of the test's own (SQLite in memory) with this token secret: its base URL.
 pub async fn fresh_server(secret: &str) -> String {
+    serve_own(secret, |_| {}).await
+}
+
+/// [`fresh_server`], with `tweak` applied to its configuration (`https://` when it has a
+/// certificate).
+pub async fn serve_own(
+    secret: &str,
+    tweak: impl FnOnce(&mut booking_server::ServerConfig),
+) -> String {
     let mut server = booking_server::ServerConfig::defaults_for("sqlite::memory:");
     server.auth_secret = Some(secret.into());
+    tweak(&mut server);
+    let scheme = if server.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let state = booking_server::AppState::new(server).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let host = format!("http://{}", listener.local_addr().unwrap());
+    let host = format!("{scheme}://{}", listener.local_addr().unwrap());
     tokio::spawn(booking_server::serve(
         listener,
         state,

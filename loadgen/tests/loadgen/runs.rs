@@ -1,6 +1,8 @@
 //! Whole runs through the library: clean, faulty, churned, and two generators on one server.
 
-use crate::{RUN_LIMIT, as_json, assert_matches_schema, config, failed_gates, gate, run};
+use crate::{
+    RUN_LIMIT, as_json, assert_matches_schema, config, failed_gates, gate, run, serve_own,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clean_run_delivers_every_owed_event() {
@@ -427,18 +429,11 @@ async fn booking_tabs_take_the_transport_header_query_and_namespace_flags() {
 async fn the_booking_workload_runs_over_tls() {
     let dir = testkit::scratch_dir("booking-tls");
     let tls = testkit::tls::tls_files(&dir);
-    let mut server = booking_server::ServerConfig::defaults_for("sqlite::memory:");
-    server.auth_secret = Some("tls-secret-at-least-thirty-two-bytes".into());
-    server.tls_cert = Some(tls.cert.clone());
-    server.tls_key = Some(tls.key.clone());
-    let state = booking_server::AppState::new(server).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let host = format!("https://{}", listener.local_addr().unwrap());
-    tokio::spawn(booking_server::serve(
-        listener,
-        state,
-        std::future::pending(),
-    ));
+    let host = serve_own("tls-secret-at-least-thirty-two-bytes", |server| {
+        server.tls_cert = Some(tls.cert.clone());
+        server.tls_key = Some(tls.key.clone());
+    })
+    .await;
     let ca = tls.ca_cert.display().to_string();
     let base = [
         "--host",
@@ -476,18 +471,10 @@ fn borrowed(args: &[String]) -> Vec<&str> {
 
 /// A booking server of the test's own whose `--event-retention` is `keep`: its base URL.
 async fn server_keeping(secret: &str, keep: std::time::Duration) -> String {
-    let mut server = booking_server::ServerConfig::defaults_for("sqlite::memory:");
-    server.auth_secret = Some(secret.into());
-    server.event_retention = booking_server::config::Retention::For(keep);
-    let state = booking_server::AppState::new(server).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let host = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(booking_server::serve(
-        listener,
-        state,
-        std::future::pending(),
-    ));
-    host
+    serve_own(secret, |server| {
+        server.event_retention = booking_server::config::Retention::For(keep);
+    })
+    .await
 }
 
 /// A server whose retention removed old events answers 410 to a read of its log from the

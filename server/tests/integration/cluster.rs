@@ -322,23 +322,7 @@ async fn a_relay_queue_overflow_ends_in_a_resync_of_this_servers_sockets() {
     assert!(tab.join("bookings").await.ok);
 
     // Another "server" publishes 300 events at once (to a room no one is in).
-    let mut conn = redis::Client::open(redis.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let mut burst = redis::pipe();
-    for seq in 1..=300 {
-        let relayed = serde_json::json!({
-            "node": "node-x", "seq": seq, "event": "noise", "rooms": ["nobody"], "payload": {},
-        });
-        burst
-            .cmd("PUBLISH")
-            .arg(format!("{prefix}#booking-events"))
-            .arg(relayed.to_string())
-            .ignore();
-    }
-    burst.query_async::<()>(&mut conn).await.unwrap();
+    overflow_the_relay(&redis, &prefix).await;
 
     let resync = tab.next_resync().await;
     assert_eq!(resync.reason, "adapter-overflow", "{resync:?}");
@@ -355,6 +339,28 @@ async fn a_relay_queue_overflow_ends_in_a_resync_of_this_servers_sockets() {
         "one resync for the burst (at most one a second)"
     );
     tab.close().await;
+}
+
+/// Publishes, as another "server" of the cluster under `prefix`, 300 events at once to a room
+/// no one is in: more than a small relay queue holds.
+async fn overflow_the_relay(redis: &str, prefix: &str) {
+    let mut conn = redis::Client::open(redis)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let mut burst = redis::pipe();
+    for seq in 1..=300 {
+        let relayed = serde_json::json!({
+            "node": "node-x", "seq": seq, "event": "noise", "rooms": ["nobody"], "payload": {},
+        });
+        burst
+            .cmd("PUBLISH")
+            .arg(format!("{prefix}#booking-events"))
+            .arg(relayed.to_string())
+            .ignore();
+    }
+    burst.query_async::<()>(&mut conn).await.unwrap();
 }
 
 /// A broadcast resync that a full queue did not take is owed to that socket, and sent once it
@@ -375,12 +381,7 @@ async fn a_broadcast_resync_a_full_queue_missed_is_owed_and_sent_once_it_reads()
     .await;
     wait_ready(&a, "up").await;
     let token = a.token("slow");
-    let slow = Polling::open(&a).await;
-    slow.post(&[format!("40{{\"token\":\"{token}\"}}")]).await;
-    slow.poll_for("40").await;
-    slow.post(&["420[\"join-room\",\"bookings\"]".to_string()])
-        .await;
-    slow.poll_for("430").await;
+    let (slow, _) = Polling::joined(&a, &token, "bookings").await;
 
     let mut conn = redis::Client::open(redis.as_str())
         .unwrap()
@@ -405,18 +406,7 @@ async fn a_broadcast_resync_a_full_queue_missed_is_owed_and_sent_once_it_reads()
     }
     assert!(metric(&a.metrics().await, "socketio_queue_full_skips_total") >= 1.0);
     // Then a burst the relay queue cannot hold: a resync of this server's sockets.
-    let mut burst = redis::pipe();
-    for seq in 1..=300 {
-        let relayed = serde_json::json!({
-            "node": "node-x", "seq": seq, "event": "noise", "rooms": ["nobody"], "payload": {},
-        });
-        burst
-            .cmd("PUBLISH")
-            .arg(&channel)
-            .arg(relayed.to_string())
-            .ignore();
-    }
-    burst.query_async::<()>(&mut conn).await.unwrap();
+    overflow_the_relay(&redis, &prefix).await;
     let overflow = r#"socketio_resyncs_total{reason="adapter-overflow"}"#;
     wait_until("the overflow's resync", Duration::from_secs(10), || async {
         metric(&a.metrics().await, overflow) >= 1.0

@@ -537,6 +537,24 @@ impl<'a> Polling<'a> {
         }
     }
 
+    /// A session connected with `token` and in `room`: the session, and the join's ack.
+    pub(crate) async fn joined(
+        app: &'a crate::support::TestApp,
+        token: &str,
+        room: &str,
+    ) -> (Polling<'a>, Vec<String>) {
+        let session = Polling::open(app).await;
+        session
+            .post(&[format!("40{{\"token\":\"{token}\"}}")])
+            .await;
+        session.poll_for("40").await;
+        session
+            .post(&[format!("420[\"join-room\",\"{room}\"]")])
+            .await;
+        let (_, ack) = session.poll_for("430").await;
+        (session, ack)
+    }
+
     /// Posts packets (joined with the record separator); the status.
     pub(crate) async fn post(&self, packets: &[String]) -> u16 {
         let body = packets.join("\u{1e}");
@@ -588,12 +606,7 @@ async fn a_socket_whose_queue_filled_is_told_to_resync_and_loses_nothing() {
     let app = spawn_with(config).await;
     let room = app.boardroom("Slow reader", 4).await;
     let token = app.token("slow");
-    let slow = Polling::open(&app).await;
-    slow.post(&[format!("40{{\"token\":\"{token}\"}}")]).await;
-    slow.poll_for("40").await;
-    slow.post(&[format!("420[\"join-room\",\"boardroom-{room}\"]")])
-        .await;
-    let (_, ack) = slow.poll_for("430").await;
+    let (slow, ack) = Polling::joined(&app, &token, &format!("boardroom-{room}")).await;
     assert!(
         ack.iter().any(|p| p.starts_with("430[{\"ok\":true")),
         "{ack:?}"
@@ -720,28 +733,9 @@ async fn a_socket_that_missed_a_delivery_gets_its_resync_before_any_later_event(
     let app = spawn_with(config).await;
     let room = app.boardroom("Gap first", 4).await;
     let token = app.token("slow");
-    let slow = Polling::open(&app).await;
-    slow.post(&[format!("40{{\"token\":\"{token}\"}}")]).await;
-    slow.poll_for("40").await;
-    slow.post(&[format!("420[\"join-room\",\"boardroom-{room}\"]")])
-        .await;
-    slow.poll_for("430").await;
-    let book = |hour: u32| {
-        let app = &app;
-        async move {
-            let res = app
-                .http
-                .post(app.url("/api/bookings"))
-                .bearer_auth(&app.admin)
-                .json(&booking_body(room, hour, 1))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(res.status(), 201);
-        }
-    };
+    let (slow, _) = Polling::joined(&app, &token, &format!("boardroom-{room}")).await;
     for hour in 0..(2 * QUEUE as u32) {
-        book(hour).await;
+        app.book(&app.admin, room, hour).await;
     }
     assert!(metric(&app.metrics().await, "socketio_queue_full_skips_total") >= 1.0);
 
@@ -749,7 +743,7 @@ async fn a_socket_that_missed_a_delivery_gets_its_resync_before_any_later_event(
     let (status, drained) = slow.poll().await;
     assert_eq!(status, 200);
     for hour in 100..103 {
-        book(hour).await;
+        app.book(&app.admin, room, hour).await;
     }
     let mut seen = events_in(&drained);
     for _ in 0..20 {
