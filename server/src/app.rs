@@ -61,40 +61,54 @@ pub struct Inner {
     pub generated_secret: bool,
     /// Writes running now: shutdown lets them commit and emit before it closes the sockets.
     pub writes: InFlight,
-    /// `/ready`'s last database check (see [`ReadyCheck`]).
-    pub ready_check: ReadyCheck,
+    /// `/ready`'s last database check: `/ready` needs no token, and each check takes a
+    /// connection of the pool the writes use. One that passed stands [`MEMO_FOR`].
+    pub ready_check: Memo<Result<(), String>>,
+    /// `/metrics`' last walk of every room and member (it needs no token either): it stands
+    /// [`MEMO_FOR`], so the room gauges are at most that old.
+    pub room_walk: Memo<RoomSizes>,
 }
 
-/// `/ready`'s database check, shared: `/ready` needs no token, and each check takes a
-/// connection of the pool the writes use. A check that passed stands for [`READY_FOR`]; while
-/// one is running, the requests that come meanwhile wait for it and take its answer, so a
-/// flood of `/ready` costs one check at a time, and one a second while the database is up.
-#[derive(Default)]
-pub struct ReadyCheck {
-    last: tokio::sync::Mutex<Option<(Instant, Result<(), String>)>>,
+/// Rooms and their members by size class, as `/metrics` shows them.
+pub type RoomSizes = [(&'static str, usize, usize); 3];
+
+/// The last answer of a costly check that anyone may ask for without a token, shared. An
+/// answer that [`Memo::get`]'s `stands` keeps is given again for [`MEMO_FOR`]; while a check is
+/// running, the requests that come meanwhile wait for it and take its answer, so a flood costs
+/// one check at a time, and one a second while answers stand.
+pub struct Memo<T> {
+    last: tokio::sync::Mutex<Option<(Instant, T)>>,
 }
 
-/// How long a passed `/ready` database check stands.
-pub const READY_FOR: Duration = Duration::from_secs(1);
+impl<T> Default for Memo<T> {
+    fn default() -> Self {
+        Self {
+            last: tokio::sync::Mutex::new(None),
+        }
+    }
+}
 
-impl ReadyCheck {
-    /// The database's state for a `/ready` asked now: a check that passed within
-    /// [`READY_FOR`] or that ended after this was asked, else a new one (`check`).
-    pub async fn get<F, Fut>(&self, check: F) -> Result<(), String>
+/// How long an answer that stands is given again.
+pub const MEMO_FOR: Duration = Duration::from_secs(1);
+
+impl<T: Clone> Memo<T> {
+    /// The answer for a request made now: one that `stands` and is younger than [`MEMO_FOR`],
+    /// or one that ended after this was asked, else a new one (`check`).
+    pub async fn get<F, Fut>(&self, stands: impl Fn(&T) -> bool, check: F) -> T
     where
         F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Result<(), String>>,
+        Fut: std::future::Future<Output = T>,
     {
         let asked = Instant::now();
         let mut last = self.last.lock().await;
-        if let Some((at, result)) = &*last
-            && (*at >= asked || (result.is_ok() && at.elapsed() < READY_FOR))
+        if let Some((at, answer)) = &*last
+            && (*at >= asked || (stands(answer) && at.elapsed() < MEMO_FOR))
         {
-            return result.clone();
+            return answer.clone();
         }
-        let result = check().await;
-        *last = Some((Instant::now(), result.clone()));
-        result
+        let answer = check().await;
+        *last = Some((Instant::now(), answer.clone()));
+        answer
     }
 }
 
@@ -212,7 +226,8 @@ impl AppState {
             origins,
             generated_secret,
             writes: InFlight::default(),
-            ready_check: ReadyCheck::default(),
+            ready_check: Memo::default(),
+            room_walk: Memo::default(),
         }));
         realtime::register(&state).await?;
         events::keep_pruning(&state);
@@ -502,7 +517,7 @@ async fn health() -> Json<serde_json::Value> {
 async fn ready(State(state): State<AppState>) -> Response {
     let database = state
         .ready_check
-        .get(|| async {
+        .get(Result::is_ok, || async {
             state.metrics.ready_db_checks.increment(1);
             state.db.ping().await.map_err(|e| e.to_string())
         })
@@ -544,7 +559,17 @@ async fn ready(State(state): State<AppState>) -> Response {
 
 async fn metrics(State(state): State<AppState>) -> Response {
     let m = &state.metrics;
-    for (class, rooms, members) in state.realtime.room_sizes().await {
+    let sizes = state
+        .room_walk
+        .get(
+            |_| true,
+            || async {
+                m.room_walks.increment(1);
+                state.realtime.room_sizes().await
+            },
+        )
+        .await;
+    for (class, rooms, members) in sizes {
         m.labelled_gauge(ROOMS, &[("size_class", class.to_string())])
             .set(rooms as f64);
         m.labelled_gauge(ROOM_MEMBERS, &[("size_class", class.to_string())])

@@ -40,6 +40,7 @@ pub const ADAPTER_OVERFLOW: &str = "socketio_adapter_overflow_total";
 pub const RESYNCS: &str = "socketio_resyncs_total";
 pub const SESSIONS_EXPIRED: &str = "socketio_sessions_expired_total";
 pub const READY_DB_CHECKS: &str = "booking_ready_database_checks_total";
+pub const ROOM_WALKS: &str = "booking_metrics_room_walks_total";
 pub const LIMITS_HIT: &str = "socketio_limits_hit_total";
 pub const EDITING_SIGNALS: &str = "socketio_editing_signals_total";
 pub const HTTP_REQUESTS: &str = "http_requests_total";
@@ -196,6 +197,11 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
         "Database checks made for /ready (one a second at most while it is up, however often it is asked)",
     ),
     (
+        ROOM_WALKS,
+        "counter",
+        "Walks of every room and member made for /metrics (one a second at most, however often it is scraped)",
+    ),
+    (
         EDITING_SIGNALS,
         "counter",
         "Volatile `editing` signals from clients, by result (relayed, partial, throttled, refused)",
@@ -285,6 +291,7 @@ pub struct ServerMetrics {
     limits_hit: [Counter; 4],
     pub sessions_expired: Counter,
     pub ready_db_checks: Counter,
+    pub room_walks: Counter,
     events_emitted: [Counter; 4],
 }
 
@@ -385,6 +392,7 @@ impl ServerMetrics {
             limits_hit: LIMITS.map(|l| labelled(LIMITS_HIT, "limit", l)),
             sessions_expired: counter(SESSIONS_EXPIRED),
             ready_db_checks: counter(READY_DB_CHECKS),
+            room_walks: counter(ROOM_WALKS),
             events_emitted,
             recorder,
             handle,

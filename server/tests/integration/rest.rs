@@ -851,22 +851,28 @@ async fn connections_past_the_http_limit_are_closed_at_once_and_counted() {
     );
 }
 
-/// `/ready` needs no token, and its database check takes a connection of the writes' pool: a
-/// flood of it costs one check a second while the database is up (before, one per request).
-#[tokio::test]
-async fn a_flood_of_ready_checks_the_database_about_once_a_second() {
-    let app = spawn_app(Backend::Memory).await;
+/// Asks `path` (no token) 200 times, 50 at once, a tenth of a second apart, each answered
+/// 200: how many seconds it took.
+async fn flood(app: &TestApp, path: &str) -> f64 {
     let started = std::time::Instant::now();
     for _ in 0..4 {
         let asks: Vec<_> = (0..50)
-            .map(|_| app.http.get(app.url("/ready")).send())
+            .map(|_| app.http.get(app.url(path)).send())
             .collect();
         for answer in futures_util::future::join_all(asks).await {
             assert_eq!(answer.unwrap().status(), 200);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let seconds = started.elapsed().as_secs_f64();
+    started.elapsed().as_secs_f64()
+}
+
+/// `/ready` needs no token, and its database check takes a connection of the writes' pool: a
+/// flood of it costs one check a second while the database is up (before, one per request).
+#[tokio::test]
+async fn a_flood_of_ready_checks_the_database_about_once_a_second() {
+    let app = spawn_app(Backend::Memory).await;
+    let seconds = flood(&app, "/ready").await;
     let checks = metric(&app.metrics().await, "booking_ready_database_checks_total");
     assert!(
         checks >= 1.0 && checks <= seconds.ceil() + 1.0,
@@ -968,4 +974,27 @@ async fn a_write_past_the_request_timeout_is_answered_503_and_still_completes() 
     assert_eq!(seq, event.seq);
     let booking: serde_json::Value = retry.json().await.unwrap();
     assert_eq!(booking["id"], event.body.booking["id"]);
+}
+
+/// `/metrics` needs no token, and each scrape used to walk every room and member: a flood of
+/// scrapes now walks them about once a second (`booking_metrics_room_walks_total`), and the
+/// room gauges are at most a second old.
+#[tokio::test]
+async fn a_flood_of_metrics_scrapes_walks_the_rooms_about_once_a_second() {
+    let app = spawn_app(Backend::Memory).await;
+    let tab = Tab::connect(&app, &app.token("watcher")).await.unwrap();
+    assert!(tab.join("bookings").await.ok);
+    let seconds = flood(&app, "/metrics").await;
+    let metrics = app.metrics().await;
+    let walks = metric(&metrics, "booking_metrics_room_walks_total");
+    assert!(
+        walks >= 1.0 && walks <= seconds.ceil() + 1.0,
+        "{walks} walks for 200 scrapes in {seconds:.2} s"
+    );
+    assert_eq!(
+        metric(&metrics, r#"socketio_room_members{size_class="small"}"#),
+        1.0,
+        "the gauges still count the one member"
+    );
+    tab.close().await;
 }
