@@ -66,11 +66,8 @@ pub struct Inner {
     pub ready_check: Memo<Result<(), String>>,
     /// `/metrics`' last walk of every room and member (it needs no token either): it stands
     /// [`MEMO_FOR`], so the room gauges are at most that old.
-    pub room_walk: Memo<RoomSizes>,
+    pub room_walk: Memo<crate::realtime::RoomSizes>,
 }
-
-/// Rooms and their members by size class, as `/metrics` shows them.
-pub type RoomSizes = [(&'static str, usize, usize); 3];
 
 /// The last answer of a costly check that anyone may ask for without a token, shared. An
 /// answer that [`Memo::get`]'s `stands` keeps is given again for [`MEMO_FOR`]; while a check is

@@ -71,8 +71,8 @@ pub struct Run {
     pub generator: crate::record::saturation::Watch,
     /// The run second by second.
     pub timeline: crate::record::timeline::Timeline,
-    /// With `--stages`: the highest committed `seq` lately read from the log (see
-    /// [`Run::track_committed`]).
+    /// The highest committed `seq` lately read from the log ([`Run::read_last_seq`]; with
+    /// `--stages`, a quarter of a second fresh, see [`Run::track_committed`]).
     pub committed: AtomicI64,
     /// The tabs' Socket.IO records waiting for goose's reporter user.
     pub feed: crate::record::goose_feed::GooseFeed,
@@ -139,7 +139,7 @@ impl Run {
                 Err(e) => return Err(RunError::Setup(format!("{host} is unreachable: {e}"))),
             }
         }
-        let start_seq = last_seq(&http, &hosts[0], &admin_token).await?;
+        let start_seq = last_seq(&http, &hosts[0], &admin_token, 0).await?;
         let boardroom_ids =
             create_boardrooms(&http, &hosts[0], &admin_token, run_id, config.boardrooms).await?;
         let shared_user = config.token.as_deref().map(token_subject).transpose()?;
@@ -270,9 +270,7 @@ impl Run {
     /// tabs: one read of the log for the whole generator, not one per tab.
     pub async fn track_committed(&self) {
         loop {
-            if let Some(seq) = self.read_last_seq().await {
-                self.committed.fetch_max(seq, Ordering::Relaxed);
-            }
+            self.read_last_seq().await;
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
@@ -359,20 +357,24 @@ impl Run {
         Err(last.unwrap_or_else(|| PageError::Failed("no host".into())))
     }
 
-    /// The highest committed `seq` now, from any host, if one answers within a moment.
+    /// The highest committed `seq` now, from any host, if one answers within a moment; it
+    /// raises [`Run::committed`], which the next read starts from.
     pub async fn read_last_seq(&self) -> Option<i64> {
+        let from = self.committed.load(Ordering::Relaxed);
         let read = async {
             for host in &self.hosts {
-                if let Ok(seq) = last_seq(&self.http, host, &self.admin_token).await {
+                if let Ok(seq) = last_seq(&self.http, host, &self.admin_token, from).await {
                     return Some(seq);
                 }
             }
             None
         };
-        tokio::time::timeout(Duration::from_secs(2), read)
+        let seq = tokio::time::timeout(Duration::from_secs(2), read)
             .await
             .ok()
-            .flatten()
+            .flatten()?;
+        self.committed.fetch_max(seq, Ordering::Relaxed);
+        Some(seq)
     }
 
     /// Reads the event log from the start `seq` to its end, as the verifier needs it, from the
@@ -533,10 +535,17 @@ pub async fn read_page(
         .map_err(|e| PageError::Failed(format!("event log page: {e}")))
 }
 
-/// The highest committed `seq` on `host`. A server whose retention removed old events answers
-/// 410 to a read from the start; the read is made again from its oldest kept event.
-pub async fn last_seq(http: &reqwest::Client, host: &str, token: &str) -> Result<i64, PageError> {
-    let mut after = 0;
+/// The highest committed `seq` on `host`, read from `from` (a `seq` known to be committed, so
+/// that a read repeated during a run does not fall behind retention each time). A server whose
+/// retention removed the events after `from` answers 410; the read is made again from its
+/// oldest kept event.
+pub async fn last_seq(
+    http: &reqwest::Client,
+    host: &str,
+    token: &str,
+    from: i64,
+) -> Result<i64, PageError> {
+    let mut after = from;
     // Retention may move on between two reads: a few tries, each from its new horizon.
     for _ in 0..3 {
         match read_page(http, host, token, after, None, 1).await {

@@ -491,7 +491,7 @@ impl Realtime {
 
     /// Rooms and their members on this server, by size class (small < 10 <= medium < 100 <=
     /// large), as (class, rooms, members).
-    pub async fn room_sizes(&self) -> [(&'static str, usize, usize); 3] {
+    pub async fn room_sizes(&self) -> RoomSizes {
         let mut sizes = [("small", 0, 0), ("medium", 0, 0), ("large", 0, 0)];
         let Some(ns) = self.io.of("/").map(|ns| ns.local()) else {
             return sizes;
@@ -514,6 +514,9 @@ impl Realtime {
         self.emitted_through.load(Ordering::Acquire)
     }
 }
+
+/// Rooms and their members on a server by size class: (class, rooms, members).
+pub type RoomSizes = [(&'static str, usize, usize); 3];
 
 /// Registers the `/` namespace: auth middleware, connect, join, leave, disconnect; with Redis,
 /// the adapter's channels are subscribed in the background (the link may be down at start).
