@@ -115,6 +115,70 @@ async fn find_booking(w: &mut WriteTx, id: i64) -> ApiResult<BookingRow> {
         .ok_or_else(|| ApiError::NotFound(format!("booking {id} not found")))
 }
 
+/// What a change did, as its event says it.
+enum Change {
+    Created,
+    Updated {
+        changes: Changes,
+        previous_boardroom: Option<i64>,
+    },
+    Cancelled,
+    Deleted,
+}
+
+/// Appends the event of a change by `user` to `row` (the booking as it is after the change,
+/// as it was before a delete) to the log, in the write's transaction.
+async fn log_change(
+    state: &AppState,
+    w: &mut WriteTx,
+    user: &AuthUser,
+    row: &BookingRow,
+    view: &Value,
+    change: Change,
+    trace: &TraceContext,
+) -> ApiResult<LoggedEvent> {
+    let mut body = EventBody {
+        booking: view.clone(),
+        boardroom_id: row.boardroom_id,
+        previous_boardroom_id: None,
+        changes: None,
+        cancelled_by: None,
+        deleted_by: None,
+        by: Some(event_actor(user)),
+    };
+    let kind = match change {
+        Change::Created => BookingEventKind::Created,
+        Change::Updated {
+            changes,
+            previous_boardroom,
+        } => {
+            body.changes = Some(changes);
+            body.previous_boardroom_id = previous_boardroom;
+            BookingEventKind::Updated
+        }
+        Change::Cancelled => {
+            body.cancelled_by = Some(actor(user));
+            BookingEventKind::Cancelled
+        }
+        Change::Deleted => {
+            body.deleted_by = Some(actor(user));
+            BookingEventKind::Deleted
+        }
+    };
+    let rooms = rooms_for(row, body.previous_boardroom_id);
+    let event = events::append(
+        &mut w.tx,
+        state.realtime.node(),
+        kind,
+        row.id,
+        rooms,
+        body,
+        Some(trace.traceparent()),
+    )
+    .await?;
+    Ok(event)
+}
+
 /// Records the idempotency key, commits, then emits the events while this process's write
 /// turn is still held (so emissions leave in `seq` order).
 async fn finish(
@@ -226,25 +290,7 @@ async fn create(
     .map_err(|e| state.write_error(e))?;
     let row = find_booking(&mut w, id).await?;
     let view = row.view();
-    let body = EventBody {
-        booking: view.clone(),
-        boardroom_id: row.boardroom_id,
-        previous_boardroom_id: None,
-        changes: None,
-        cancelled_by: None,
-        deleted_by: None,
-        by: Some(event_actor(&user)),
-    };
-    let event = events::append(
-        &mut w.tx,
-        state.realtime.node(),
-        BookingEventKind::Created,
-        id,
-        rooms_for(&row, None),
-        body,
-        Some(trace.traceparent()),
-    )
-    .await?;
+    let event = log_change(&state, &mut w, &user, &row, &view, Change::Created, &trace).await?;
     tracing::info!(booking = id, boardroom = row.boardroom_id, user = %user.id, "booking created");
     let key = key.as_deref().map(|k| (k, request.as_str()));
     finish(
@@ -342,25 +388,11 @@ async fn update(
     let row = find_booking(&mut w, id).await?;
     let view = row.view();
     let previous = changes.boardroom_changed.then_some(old.boardroom_id);
-    let body = EventBody {
-        booking: view.clone(),
-        boardroom_id,
-        previous_boardroom_id: previous,
-        changes: Some(changes),
-        cancelled_by: None,
-        deleted_by: None,
-        by: Some(event_actor(&user)),
+    let change = Change::Updated {
+        changes,
+        previous_boardroom: previous,
     };
-    let event = events::append(
-        &mut w.tx,
-        state.realtime.node(),
-        BookingEventKind::Updated,
-        id,
-        rooms_for(&row, previous),
-        body,
-        Some(trace.traceparent()),
-    )
-    .await?;
+    let event = log_change(&state, &mut w, &user, &row, &view, change, &trace).await?;
     tracing::info!(booking = id, ?changes, "booking updated");
     finish(&state, w, &user, None, StatusCode::OK, view, vec![event]).await
 }
@@ -393,23 +425,14 @@ async fn cancel(
         .await?;
     let row = find_booking(&mut w, id).await?;
     let view = row.view();
-    let body = EventBody {
-        booking: view.clone(),
-        boardroom_id: row.boardroom_id,
-        previous_boardroom_id: None,
-        changes: None,
-        cancelled_by: Some(actor(&user)),
-        deleted_by: None,
-        by: Some(event_actor(&user)),
-    };
-    let event = events::append(
-        &mut w.tx,
-        state.realtime.node(),
-        BookingEventKind::Cancelled,
-        id,
-        rooms_for(&row, None),
-        body,
-        Some(trace.traceparent()),
+    let event = log_change(
+        &state,
+        &mut w,
+        &user,
+        &row,
+        &view,
+        Change::Cancelled,
+        &trace,
     )
     .await?;
     tracing::info!(booking = id, by = ?actor(&user), "booking cancelled");
@@ -431,25 +454,7 @@ async fn delete(
         .execute(&mut *w.tx)
         .await?;
     let view = old.view();
-    let body = EventBody {
-        booking: view.clone(),
-        boardroom_id: old.boardroom_id,
-        previous_boardroom_id: None,
-        changes: None,
-        cancelled_by: None,
-        deleted_by: Some(actor(&user)),
-        by: Some(event_actor(&user)),
-    };
-    let event = events::append(
-        &mut w.tx,
-        state.realtime.node(),
-        BookingEventKind::Deleted,
-        id,
-        rooms_for(&old, None),
-        body,
-        Some(trace.traceparent()),
-    )
-    .await?;
+    let event = log_change(&state, &mut w, &user, &old, &view, Change::Deleted, &trace).await?;
     tracing::info!(booking = id, by = ?actor(&user), "booking deleted");
     finish(&state, w, &user, None, StatusCode::OK, view, vec![event]).await
 }

@@ -1,0 +1,165 @@
+//! The tasks each server runs beside its sockets: events relayed from the other servers
+//! handed out in arrival order, owed resyncs retried, and the link to the other servers
+//! followed (its gauge, and the resyncs an outage or an overflow calls for).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use socketioxide_redis::drivers::Driver;
+
+use super::sockets::ConnectedAt;
+use super::{ResyncScope, delivery};
+use crate::app::{AppState, StartError};
+use crate::events;
+
+/// How far back a resync reaches before the moment the link was found down: covers the time
+/// to notice (a missed ping) and events committed just before that were still being emitted.
+const RESYNC_MARGIN: Duration = Duration::from_secs(5);
+
+/// Hands the events other servers commit to this server's sockets, in the order they arrive.
+/// Each is handed out before the next is taken from the queue, which is what lets a publish
+/// wait for its own copy to know that everything before it was handed out here.
+pub(super) async fn receive_relayed(state: &AppState) -> Result<(), StartError> {
+    let realtime = &state.realtime;
+    if !realtime.link.is_clustered() {
+        return Ok(());
+    }
+    let mut relayed = realtime
+        .link
+        .subscribe(
+            realtime.events_channel.clone(),
+            state.config.relay_queue_size as usize,
+        )
+        .await
+        .map_err(|e| StartError::Config(format!("redis subscription: {e}")))?;
+    let weak = state.downgrade();
+    tokio::spawn(async move {
+        while let Some((_, bytes)) = relayed.next().await {
+            let Some(st) = AppState::upgrade(&weak) else {
+                return;
+            };
+            st.realtime.take_relayed(&bytes);
+        }
+    });
+    Ok(())
+}
+
+/// Sends owed resyncs every [`delivery::RETRY_EVERY`] until they go through.
+pub(super) fn settle_owed(state: &AppState) {
+    let weak = state.downgrade();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(delivery::RETRY_EVERY);
+        loop {
+            tick.tick().await;
+            let Some(st) = AppState::upgrade(&weak) else {
+                return;
+            };
+            st.realtime.settle_owed().await;
+        }
+    });
+}
+
+/// Follows the link to the other servers: the `socketio_adapter_up` gauge, logs, and resync
+/// notices. When the link comes back, every socket of the cluster is told to replay from the
+/// log's watermark as it was [`RESYNC_MARGIN`] before the outage was noticed (sampled every
+/// second). When the link comes up for the first time, that is needed only if this server
+/// already had sockets, which missed what the others published, or emitted events, which the
+/// others' sockets missed; a server starting into a healthy cluster disturbs no one. When a
+/// message from another server was dropped here (a full queue), this server's sockets are told
+/// to replay from the same watermark.
+pub(super) fn watch_link(state: &AppState, start_seq: i64) {
+    let Some(mut link) = state.realtime.link.state() else {
+        state.metrics.adapter_up.set(1.0);
+        return;
+    };
+    let overflows = state.realtime.link.overflows();
+    // The link may be up already: look at its state as it is now, then at each change.
+    link.mark_changed();
+    let weak = state.downgrade();
+    tokio::spawn(async move {
+        let mut samples: VecDeque<(Instant, i64)> = VecDeque::new();
+        // The watermark a resync starts from: as it was a margin before now.
+        let watermark_before = |samples: &VecDeque<(Instant, i64)>| {
+            let cutoff = Instant::now().checked_sub(RESYNC_MARGIN);
+            samples
+                .iter()
+                .rev()
+                .find(|(at, _)| cutoff.is_some_and(|c| *at <= c))
+                .or(samples.front())
+                .map_or(start_seq, |(_, seq)| *seq)
+        };
+        // Where the next resync starts, while an outage is open.
+        let mut gap_from = Some(start_seq);
+        let mut down_at = Some(Instant::now());
+        let mut seen_ups = 0;
+        let mut was_up = false;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let overflowed = async |overflows: &Option<Arc<tokio::sync::Notify>>| match overflows {
+            Some(notify) => notify.notified().await,
+            None => std::future::pending().await,
+        };
+        loop {
+            tokio::select! {
+                changed = link.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let now = *link.borrow_and_update();
+                    let Some(st) = AppState::upgrade(&weak) else { return };
+                    st.metrics.adapter_up.set(if now.up { 1.0 } else { 0.0 });
+                    // A flap between two looks still counts as an outage.
+                    let went_down = !now.up || (was_up && now.ups > seen_ups);
+                    if went_down {
+                        let before = watermark_before(&samples);
+                        gap_from = Some(gap_from.map_or(before, |g| g.min(before)));
+                        down_at.get_or_insert_with(Instant::now);
+                    }
+                    if now.up && now.ups > seen_ups {
+                        let first = seen_ups == 0;
+                        if !first {
+                            st.metrics.adapter_recoveries.increment(1);
+                        }
+                        let down = down_at.take().map_or(Duration::ZERO, |d| d.elapsed());
+                        if let Some(after) = gap_from.take() {
+                            // A socket that connected once the link was up missed nothing.
+                            let missed_something = !first
+                                || st.realtime.emitted_through() > start_seq
+                                || st.realtime.io.local().sockets().iter().any(|s| {
+                                    s.extensions
+                                        .get::<ConnectedAt>()
+                                        .is_some_and(|at| at.0 < now.since)
+                                });
+                            if missed_something {
+                                st.realtime.resync(after, down, "adapter-recovered", ResyncScope::ClusterOrLocal).await;
+                            } else {
+                                tracing::info!("redis link up at start: no socket or event yet, no resync needed");
+                            }
+                        }
+                    }
+                    seen_ups = now.ups;
+                    was_up = now.up;
+                }
+                () = overflowed(&overflows) => {
+                    let Some(st) = AppState::upgrade(&weak) else { return };
+                    let after = watermark_before(&samples);
+                    st.realtime.resync(after, Duration::ZERO, "adapter-overflow", ResyncScope::Local).await;
+                    drop(st);
+                    // At most one a second while overflows go on (each replays every tab); the
+                    // next one reaches back past this pause.
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                _ = tick.tick() => {
+                    let Some(st) = AppState::upgrade(&weak) else { return };
+                    if let Ok(seq) = events::last_seq(&st.db.pool).await {
+                        samples.push_back((Instant::now(), seq));
+                        if samples.len() > 30 {
+                            samples.pop_front();
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
