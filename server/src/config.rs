@@ -135,7 +135,8 @@ pub struct ServerConfig {
     /// admin, with no secret (the web app shows a sign-in form). Never on a shared server.
     #[arg(long, env = "DEV_LOGIN")]
     pub dev_login: bool,
-    /// TEST ONLY: inject delivery faults, e.g. `drop=0.02,duplicate=0.01,misroute=0.01,reorder=0.01,delay=5ms`.
+    /// TEST ONLY: inject delivery faults, e.g. `drop=0.02,duplicate=0.01,misroute=0.01,reorder=0.01,delay=5ms`
+    /// (and `relay-delay=400ms`: events relayed from other servers taken one per that long).
     #[arg(long, env = "INJECT_FAULTS")]
     pub inject_faults: Option<crate::realtime::faults::FaultPlan>,
     /// Redis for several servers behind one load balancer, e.g. `redis://127.0.0.1:6379`: events

@@ -34,6 +34,10 @@ pub(super) async fn receive_relayed(state: &AppState) -> Result<(), StartError> 
         )
         .await
         .map_err(|e| StartError::Config(format!("redis subscription: {e}")))?;
+    // `relay-delay` (test-only): a pause after each, while the queue backs up.
+    let pace = realtime.faults.as_ref().and_then(|(plan, [.., paced], _)| {
+        (!plan.relay_delay.is_zero()).then(|| (plan.relay_delay, paced.clone()))
+    });
     let weak = state.downgrade();
     tokio::spawn(async move {
         while let Some((_, bytes)) = relayed.next().await {
@@ -41,6 +45,11 @@ pub(super) async fn receive_relayed(state: &AppState) -> Result<(), StartError> 
                 return;
             };
             st.realtime.take_relayed(&bytes);
+            drop(st);
+            if let Some((pause, paced)) = &pace {
+                paced.increment(1);
+                tokio::time::sleep(*pause).await;
+            }
         }
     });
     Ok(())
@@ -67,14 +76,18 @@ pub(super) fn settle_owed(state: &AppState) {
 /// second). When the link comes up for the first time, that is needed only if this server
 /// already had sockets, which missed what the others published, or emitted events, which the
 /// others' sockets missed; a server starting into a healthy cluster disturbs no one. When a
-/// message from another server was dropped here (a full queue), this server's sockets are told
-/// to replay from the same watermark.
+/// message from another server was dropped here (a full queue), or an own publish was not seen
+/// taken back in time (so older events of others may reach the sockets after it), this server's
+/// sockets are told to replay from the same watermark.
 pub(super) fn watch_link(state: &AppState, start_seq: i64) {
     let Some(mut link) = state.realtime.link.state() else {
         state.metrics.adapter_up.set(1.0);
         return;
     };
-    let overflows = state.realtime.link.overflows();
+    let (overflows, lapses) = (
+        state.realtime.link.overflows(),
+        state.realtime.link.lapses(),
+    );
     // The link may be up already: look at its state as it is now, then at each change.
     link.mark_changed();
     let weak = state.downgrade();
@@ -96,9 +109,16 @@ pub(super) fn watch_link(state: &AppState, start_seq: i64) {
         let mut seen_ups = 0;
         let mut was_up = false;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
-        let overflowed = async |overflows: &Option<Arc<tokio::sync::Notify>>| match overflows {
+        let woken = async |notify: &Option<Arc<tokio::sync::Notify>>| match notify {
             Some(notify) => notify.notified().await,
             None => std::future::pending().await,
+        };
+        // What went wrong here only: a dropped message, or a lapse of order.
+        let local_trouble = async || {
+            tokio::select! {
+                () = woken(&overflows) => "adapter-overflow",
+                () = woken(&lapses) => "order-lapse",
+            }
         };
         loop {
             tokio::select! {
@@ -141,13 +161,13 @@ pub(super) fn watch_link(state: &AppState, start_seq: i64) {
                     seen_ups = now.ups;
                     was_up = now.up;
                 }
-                () = overflowed(&overflows) => {
+                reason = local_trouble() => {
                     let Some(st) = AppState::upgrade(&weak) else { return };
                     let after = watermark_before(&samples);
-                    st.realtime.resync(after, Duration::ZERO, "adapter-overflow", ResyncScope::Local).await;
+                    st.realtime.resync(after, Duration::ZERO, reason, ResyncScope::Local).await;
                     drop(st);
-                    // At most one a second while overflows go on (each replays every tab); the
-                    // next one reaches back past this pause.
+                    // At most one a second while they go on (each replays every tab); the next
+                    // one reaches back past this pause.
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
                 _ = tick.tick() => {

@@ -99,6 +99,16 @@ impl ClusterLink {
             ClusterLink::Redis(link) => Some(link.shared.overflowed.clone()),
         }
     }
+
+    /// Woken each time an own publish gave up waiting for its copy to be taken here (see
+    /// [`RedisLink::publish`]): messages of other servers ahead of it may reach this server's
+    /// sockets after it. `None` for a single server.
+    pub fn lapses(&self) -> Option<Arc<Notify>> {
+        match self {
+            ClusterLink::Single => None,
+            ClusterLink::Redis(link) => Some(link.shared.lapsed.clone()),
+        }
+    }
 }
 
 impl Driver for ClusterLink {
@@ -161,6 +171,16 @@ struct Shared {
     overflow: metrics::Counter,
     /// Woken on each such drop: this server's sockets may have missed what it carried.
     overflowed: Arc<Notify>,
+    /// Own publishes whose copy was not taken within [`ANSWER_WITHIN`].
+    lapses: metrics::Counter,
+    /// Woken on each: this server's sockets may get older events of others after it.
+    lapsed: Arc<Notify>,
+}
+
+/// What the link counts: messages dropped on a full queue, and order lapses.
+pub struct LinkCounters {
+    pub overflow: metrics::Counter,
+    pub lapses: metrics::Counter,
 }
 
 /// A Redis link that heals itself. Dropping the last clone stops its supervisor.
@@ -173,15 +193,17 @@ pub struct RedisLink {
 impl RedisLink {
     /// Starts the supervisor; the link comes up in the background (a server starts even when
     /// Redis is not there yet, and says so on `/ready`).
-    pub fn start(url: &str, overflow: metrics::Counter) -> Result<ClusterLink, LinkError> {
+    pub fn start(url: &str, counters: LinkCounters) -> Result<ClusterLink, LinkError> {
         let client = redis::Client::open(url)?;
         let shared = Arc::new(Shared {
             client,
             handlers: Mutex::new(HashMap::new()),
             echoes: Mutex::new(HashMap::new()),
             publisher: Mutex::new(None),
-            overflow,
+            overflow: counters.overflow,
             overflowed: Arc::new(Notify::new()),
+            lapses: counters.lapses,
+            lapsed: Arc::new(Notify::new()),
         });
         let (commands, rx) = mpsc::unbounded_channel();
         let (state, _) = watch::channel(LinkState {
@@ -197,6 +219,9 @@ impl RedisLink {
         })))
     }
 
+    /// Publishes, then waits for the copy to come back and be taken here (see
+    /// [`RedisLink::wait_taken`]); when it is not within [`ANSWER_WITHIN`], the order this
+    /// server's sockets see may lapse: that is counted and [`ClusterLink::lapses`] woken.
     async fn publish(&self, chan: String, val: Vec<u8>) -> Result<(), LinkError> {
         let conn = self.shared.publisher.lock().expect("poisoned").clone();
         let mut conn = conn.ok_or(LinkError::Down)?;
@@ -217,8 +242,14 @@ impl RedisLink {
             .await
             .map(|_| ());
         if let Some(echo) = echo {
-            if published.is_ok() {
-                self.wait_taken(&chan, echo).await;
+            if published.is_ok() && !self.wait_taken(&chan, echo).await {
+                self.shared.lapses.increment(1);
+                self.shared.lapsed.notify_one();
+                tracing::warn!(
+                    chan,
+                    within = ?ANSWER_WITHIN,
+                    "own publish not taken back in time: this server's sockets may get older events of other servers after it; they will be told to resync"
+                );
             }
             self.shared.echoes.lock().expect("poisoned").remove(&key);
         }
@@ -227,25 +258,31 @@ impl RedisLink {
 
     /// Waits (at most [`ANSWER_WITHIN`]) until the copy of an own publish came back and the
     /// adapter took it from its queue; it handles queued messages one by one, so every message
-    /// ahead of the copy has been handed to this server's sockets by then.
-    async fn wait_taken(&self, chan: &str, echo: oneshot::Receiver<u64>) {
+    /// ahead of the copy has been handed to this server's sockets by then. False when that was
+    /// not seen in time (the copy did not come back, or is still queued).
+    async fn wait_taken(&self, chan: &str, echo: oneshot::Receiver<u64>) -> bool {
         let deadline = tokio::time::Instant::now() + ANSWER_WITHIN;
         let Ok(Ok(number)) = tokio::time::timeout_at(deadline, echo).await else {
-            tracing::debug!(chan, "own publish did not come back in time");
-            return;
+            return false;
         };
         loop {
             let taken = {
                 let handlers = self.shared.handlers.lock().expect("poisoned");
-                let Some(h) = handlers.get(chan) else { return };
+                // Unsubscribed meanwhile: nothing of it reaches the sockets any more.
+                let Some(h) = handlers.get(chan) else {
+                    return true;
+                };
                 // Relayed first, queued second: a message relayed in between makes this
                 // count low (one more turn), never high.
                 let relayed = h.relayed.load(Ordering::Acquire);
                 let queued = (h.tx.max_capacity() - h.tx.capacity()) as u64;
                 relayed.saturating_sub(queued)
             };
-            if taken >= number || tokio::time::Instant::now() >= deadline {
-                return;
+            if taken >= number {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
             }
             tokio::task::yield_now().await;
         }

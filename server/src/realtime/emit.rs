@@ -107,7 +107,7 @@ impl Realtime {
             // With traces on, receivers continue this span; without, the request's context.
             let traceparent = otel::traceparent_of(&span).or_else(|| event.traceparent.clone());
             let emission = async {
-                if let Some((plan, [.., delayed], _)) = &self.faults
+                if let Some((plan, [.., delayed, _], _)) = &self.faults
                     && !plan.delay.is_zero()
                 {
                     tokio::time::sleep(plan.delay).await;
@@ -232,9 +232,9 @@ impl Realtime {
         targets: &[SocketRef],
         name: &str,
         payload: &RawValue,
-        (plan, [dropped, duplicated, misrouted, reordered, _], held): &(
+        (plan, [dropped, duplicated, misrouted, reordered, ..], held): &(
             FaultPlan,
-            [Counter; 5],
+            [Counter; 6],
             faults::HeldBack,
         ),
     ) {

@@ -10,7 +10,10 @@
 //! - `reorder`: the delivery is held back and sent right after the next one to that socket
 //!   (each such pair is exactly one delivery out of order, and counted as one); with no next
 //!   one within [`HOLD_AT_MOST`], it is sent alone, late but in order, and not counted;
-//! - `delay`: every emission waits this long first (order is kept).
+//! - `delay`: every emission waits this long first (order is kept);
+//! - `relay-delay`: events relayed from the other servers are taken from this server's queue
+//!   at most one per this long (a slow subscriber: the queue backs up, and a publish of this
+//!   server's own waits behind it; see `socketio_adapter_order_lapses_total`).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -28,6 +31,7 @@ pub struct FaultPlan {
     pub misroute: f64,
     pub reorder: f64,
     pub delay: Duration,
+    pub relay_delay: Duration,
 }
 
 impl FaultPlan {
@@ -37,6 +41,7 @@ impl FaultPlan {
             || self.misroute > 0.0
             || self.reorder > 0.0
             || !self.delay.is_zero()
+            || !self.relay_delay.is_zero()
     }
 }
 
@@ -44,12 +49,13 @@ impl fmt::Display for FaultPlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "drop={},duplicate={},misroute={},reorder={},delay={}us",
+            "drop={},duplicate={},misroute={},reorder={},delay={}us,relay-delay={}us",
             self.drop,
             self.duplicate,
             self.misroute,
             self.reorder,
-            self.delay.as_micros()
+            self.delay.as_micros(),
+            self.relay_delay.as_micros()
         )
     }
 }
@@ -95,9 +101,11 @@ impl FromStr for FaultPlan {
                 "misroute" => plan.misroute = probability()?,
                 "reorder" => plan.reorder = probability()?,
                 "delay" => plan.delay = parse_duration(value)?,
+                "relay-delay" => plan.relay_delay = parse_duration(value)?,
                 _ => {
                     return Err(format!(
-                        "unknown fault `{key}`: use drop, duplicate, misroute, reorder or delay"
+                        "unknown fault `{key}`: use drop, duplicate, misroute, reorder, delay \
+                         or relay-delay"
                     ));
                 }
             }
@@ -149,6 +157,9 @@ mod tests {
             "delay=250us".parse::<FaultPlan>().unwrap().delay,
             Duration::from_micros(250)
         );
+        let slow_relay: FaultPlan = "relay-delay=300ms".parse().unwrap();
+        assert_eq!(slow_relay.relay_delay, Duration::from_millis(300));
+        assert!(slow_relay.is_active());
     }
 
     #[test]
@@ -162,6 +173,7 @@ mod tests {
             "duplicate=-1",
             "reorder=1.5",
             "delay=1h",
+            "relay-delay=1",
         ] {
             assert!(bad.parse::<FaultPlan>().is_err(), "{bad}");
         }

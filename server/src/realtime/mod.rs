@@ -29,7 +29,7 @@ use crate::app::{AppState, StartError};
 use crate::config::ServerConfig;
 use crate::events;
 use crate::telemetry::metrics::{FAULTS_INJECTED, ServerMetrics};
-use cluster::{ClusterAdapter, ClusterLink, RedisLink};
+use cluster::{ClusterAdapter, ClusterLink, LinkCounters, RedisLink};
 use delivery::Owed;
 use faults::FaultPlan;
 use protocol::HandshakeAuth;
@@ -64,8 +64,8 @@ pub struct Realtime {
     /// Highest `seq` whose emission this process has finished; emissions are in `seq` order.
     emitted_through: AtomicI64,
     /// Test-only delivery faults, with their counters (drop, duplicate, misroute, reorder,
-    /// delay) and the deliveries `reorder` holds back.
-    faults: Option<(FaultPlan, [Counter; 5], faults::HeldBack)>,
+    /// delay, relay-delay) and the deliveries `reorder` holds back.
+    faults: Option<(FaultPlan, [Counter; 6], faults::HeldBack)>,
     /// The Redis channel booking events travel on between servers.
     events_channel: String,
     /// Resyncs owed to sockets that missed a delivery, and to the cluster.
@@ -78,8 +78,14 @@ impl Realtime {
     pub fn new(config: &ServerConfig, metrics: Arc<ServerMetrics>) -> Result<Self, StartError> {
         let cap = config.max_socket_message_bytes;
         let link = match &config.redis_url {
-            Some(url) => RedisLink::start(url, metrics.adapter_overflow.clone())
-                .map_err(|e| StartError::Config(format!("bad --redis-url `{url}`: {e}")))?,
+            Some(url) => RedisLink::start(
+                url,
+                LinkCounters {
+                    overflow: metrics.adapter_overflow.clone(),
+                    lapses: metrics.adapter_order_lapses.clone(),
+                },
+            )
+            .map_err(|e| StartError::Config(format!("bad --redis-url `{url}`: {e}")))?,
             None => ClusterLink::Single,
         };
         let node = config.node_id.clone().unwrap_or_else(|| {
@@ -106,7 +112,8 @@ impl Realtime {
             let counter = |kind: &str| {
                 metrics.labelled_counter(FAULTS_INJECTED, &[("kind", kind.to_string())])
             };
-            let counters = ["drop", "duplicate", "misroute", "reorder", "delay"].map(counter);
+            let counters = ["drop", "duplicate", "misroute", "reorder", "delay", "relay-delay"]
+                .map(counter);
             (plan, counters, faults::HeldBack::default())
         });
         Ok(Self {

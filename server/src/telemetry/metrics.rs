@@ -37,6 +37,7 @@ pub const ADAPTER_UP: &str = "socketio_adapter_up";
 pub const ADAPTER_RECOVERIES: &str = "socketio_adapter_recoveries_total";
 pub const ADAPTER_PUBLISH_FAILURES: &str = "socketio_adapter_publish_failures_total";
 pub const ADAPTER_OVERFLOW: &str = "socketio_adapter_overflow_total";
+pub const ADAPTER_ORDER_LAPSES: &str = "socketio_adapter_order_lapses_total";
 pub const RESYNCS: &str = "socketio_resyncs_total";
 pub const SESSIONS_EXPIRED: &str = "socketio_sessions_expired_total";
 pub const READY_DB_CHECKS: &str = "booking_ready_database_checks_total";
@@ -175,6 +176,12 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
         "Messages from other servers dropped because the adapter's queue was full",
     ),
     (
+        ADAPTER_ORDER_LAPSES,
+        "counter",
+        "Own publishes whose copy was not taken here within 1 s: events of other servers \
+         committed before them may reach this server's sockets after them",
+    ),
+    (
         RESYNCS,
         "counter",
         "Resync notices sent: to every socket after the link came back or a publish failed, \
@@ -219,11 +226,12 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
 ];
 
 /// Every `reason` label of `socketio_resyncs_total`, as sent in the notice.
-pub const RESYNC_REASONS: [&str; 4] = [
+pub const RESYNC_REASONS: [&str; 5] = [
     "adapter-recovered",
     "publish-failed",
     "adapter-overflow",
     "queue-full",
+    "order-lapse",
 ];
 
 /// Every `limit` label of `socketio_limits_hit_total`.
@@ -287,7 +295,8 @@ pub struct ServerMetrics {
     pub adapter_recoveries: Counter,
     pub adapter_publish_failures: Counter,
     pub adapter_overflow: Counter,
-    resyncs: [Counter; 4],
+    pub adapter_order_lapses: Counter,
+    resyncs: [Counter; 5],
     limits_hit: [Counter; 4],
     pub sessions_expired: Counter,
     pub ready_db_checks: Counter,
@@ -388,6 +397,7 @@ impl ServerMetrics {
             adapter_recoveries: counter(ADAPTER_RECOVERIES),
             adapter_publish_failures: counter(ADAPTER_PUBLISH_FAILURES),
             adapter_overflow: counter(ADAPTER_OVERFLOW),
+            adapter_order_lapses: counter(ADAPTER_ORDER_LAPSES),
             resyncs: RESYNC_REASONS.map(|r| labelled(RESYNCS, "reason", r)),
             limits_hit: LIMITS.map(|l| labelled(LIMITS_HIT, "limit", l)),
             sessions_expired: counter(SESSIONS_EXPIRED),

@@ -341,6 +341,65 @@ async fn a_relay_queue_overflow_ends_in_a_resync_of_this_servers_sockets() {
     tab.close().await;
 }
 
+/// A server slow to take what the others relay (the test-only `relay-delay` fault: one a
+/// 400 ms) publishes an event of its own behind four of another server's: its copy is not taken
+/// back within the second a publish waits, so its own socket gets it before older events of the
+/// other server. That lapse of order is counted (`socketio_adapter_order_lapses_total`) and
+/// this server's sockets are sent `resync` (`order-lapse`); before, it was a debug log only.
+#[tokio::test]
+async fn a_publish_not_taken_back_in_time_is_counted_and_resyncs_this_servers_sockets() {
+    let (Some(_), Some(redis)) = (postgres_url(), shared_redis_url()) else {
+        return;
+    };
+    let (db, _guard) = temp_database(Backend::Postgres).await;
+    let prefix = unique_prefix();
+    let slow = |c: &mut ServerConfig| {
+        c.inject_faults = Some("relay-delay=400ms".parse().expect("a fault plan"));
+    };
+    let a = node_with(&db, &redis, &prefix, "node-a", slow).await;
+    let b = node(&db, &redis, &prefix, "node-b").await;
+    wait_ready(&a, "up").await;
+    wait_ready(&b, "up").await;
+    let room = b.boardroom("Slow relay", 8).await;
+    let mut tab = Tab::connect(&a, &a.token("ann")).await.unwrap();
+    assert!(tab.join("bookings").await.ok);
+
+    for hour in 8..12 {
+        b.book(&b.token("bob"), room, hour).await;
+    }
+    let own = a.book(&a.token("ann"), room, 14).await;
+    let mut seqs = Vec::new();
+    for _ in 0..5 {
+        let (_, event) = tab.next().await;
+        seqs.push((event.seq, event.body.booking["id"] == own["id"]));
+    }
+    let (own_seq, _) = *seqs.iter().find(|(_, own)| *own).expect("its own event");
+    let own_at = seqs.iter().position(|(_, own)| *own).unwrap();
+    assert!(
+        seqs[own_at + 1..].iter().any(|(seq, _)| *seq < own_seq),
+        "the lapse is real: older events of node-b came after node-a's own ({seqs:?})"
+    );
+    let resync = tab.next_resync().await;
+    assert_eq!(resync.reason, "order-lapse", "{resync:?}");
+    assert_eq!(resync.node, "node-a");
+    assert!(
+        resync.after < own_seq,
+        "{resync:?} reaches back before the lapse"
+    );
+    let metrics = a.metrics().await;
+    assert!(metric(&metrics, "socketio_adapter_order_lapses_total") >= 1.0);
+    assert!(metric(&metrics, r#"socketio_resyncs_total{reason="order-lapse"}"#) >= 1.0);
+    assert!(
+        metric(
+            &metrics,
+            r#"booking_faults_injected_total{kind="relay-delay"}"#
+        ) >= 4.0
+    );
+    let on_b = b.metrics().await;
+    assert_eq!(metric(&on_b, "socketio_adapter_order_lapses_total"), 0.0);
+    tab.close().await;
+}
+
 /// Publishes, as another "server" of the cluster under `prefix`, 300 events at once to a room
 /// no one is in: more than a small relay queue holds.
 async fn overflow_the_relay(redis: &str, prefix: &str) {
