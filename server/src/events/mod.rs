@@ -113,9 +113,19 @@ pub async fn pruned_through<'e>(
         .await
 }
 
-/// Events removed per round of pruning at most, so a first pruning of a long log holds the
-/// write turn briefly each time.
+/// Events removed per round of pruning at most, so a round holds the write turn briefly.
 const PRUNE_BATCH: i64 = 10_000;
+
+/// Idempotency keys removed per round at most (outside the write turn: a key has no place in
+/// the log's order, and a retry that finds its key gone is a new attempt either way).
+const KEY_BATCH: i64 = 10_000;
+
+/// Rounds one look at the clock runs at most, back to back while each finds more to remove:
+/// 10M events and keys, well past what a tick's worth of writes can add.
+const ROUNDS_PER_TICK: usize = 1_000;
+
+/// The pause between two rounds of one tick, in which waiting writes take the turn.
+const BETWEEN_ROUNDS: Duration = Duration::from_millis(10);
 
 /// What one round of pruning removed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -124,11 +134,14 @@ pub struct Pruned {
     pub idempotency_keys: u64,
     /// The log's horizon after the round.
     pub through: i64,
+    /// True when a batch was full: the next round finds more to remove.
+    pub more: bool,
 }
 
-/// Removes events and idempotency keys created before `cutoff_us` (at most [`PRUNE_BATCH`]
-/// events), never the newest event (`last_seq` reads it), and moves the horizon in the same
-/// transaction, under the write turn.
+/// One round of retention: removes events created before `cutoff_us` (at most [`PRUNE_BATCH`]),
+/// never the newest event (`last_seq` reads it), and moves the horizon in the same
+/// transaction, under the write turn; then, outside the turn, idempotency keys created before
+/// it (at most [`KEY_BATCH`]).
 pub async fn prune(db: &crate::db::Db, cutoff_us: i64) -> Result<Pruned, sqlx::Error> {
     let mut w = db.begin_write().await?;
     let horizon = pruned_through(&mut *w.tx).await?;
@@ -142,6 +155,7 @@ pub async fn prune(db: &crate::db::Db, cutoff_us: i64) -> Result<Pruned, sqlx::E
     let through = old_enough.min(horizon + PRUNE_BATCH).max(horizon);
     let mut pruned = Pruned {
         through,
+        more: old_enough > through,
         ..Pruned::default()
     };
     if through > horizon {
@@ -159,17 +173,23 @@ pub async fn prune(db: &crate::db::Db, cutoff_us: i64) -> Result<Pruned, sqlx::E
             .execute(&mut *w.tx)
             .await?;
     }
-    pruned.idempotency_keys = sqlx::query("DELETE FROM idempotency_keys WHERE created_us < $1")
-        .bind(cutoff_us)
-        .execute(&mut *w.tx)
-        .await?
-        .rows_affected();
     w.commit().await?.release().await;
+    pruned.idempotency_keys = sqlx::query(
+        "DELETE FROM idempotency_keys WHERE (user_id, key) IN \
+         (SELECT user_id, key FROM idempotency_keys WHERE created_us < $1 LIMIT $2)",
+    )
+    .bind(cutoff_us)
+    .bind(KEY_BATCH)
+    .execute(&db.pool)
+    .await?
+    .rows_affected();
+    pruned.more |= pruned.idempotency_keys >= KEY_BATCH as u64;
     Ok(pruned)
 }
 
 /// With `--event-retention`, prunes every tenth of the retention (at most every minute) for as
-/// long as the server lives.
+/// long as the server lives; each time, round after round while a round finds more (so the log
+/// is kept to its retention at any write rate a round can follow, not 10,000 events a minute).
 pub fn keep_pruning(state: &AppState) {
     let crate::config::Retention::For(retention) = state.config.event_retention else {
         return;
@@ -185,15 +205,31 @@ pub fn keep_pruning(state: &AppState) {
                 return;
             };
             let cutoff = now_micros() - retention.as_micros() as i64;
-            match prune(&st.db, cutoff).await {
-                Ok(p) if p.events > 0 || p.idempotency_keys > 0 => tracing::info!(
-                    events = p.events,
-                    idempotency_keys = p.idempotency_keys,
-                    through = p.through,
+            let (mut events, mut keys, mut rounds) = (0, 0, 0);
+            let ended = loop {
+                rounds += 1;
+                match prune(&st.db, cutoff).await {
+                    Ok(p) => {
+                        (events, keys) = (events + p.events, keys + p.idempotency_keys);
+                        if !p.more || rounds == ROUNDS_PER_TICK {
+                            break Ok(p.through);
+                        }
+                    }
+                    Err(e) => break Err(e),
+                }
+                tokio::time::sleep(BETWEEN_ROUNDS).await;
+            };
+            if events > 0 || keys > 0 {
+                tracing::info!(
+                    events,
+                    idempotency_keys = keys,
+                    rounds,
+                    through = ended.as_ref().ok(),
                     "retention: pruned"
-                ),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "retention: pruning failed; retrying later"),
+                );
+            }
+            if let Err(e) = ended {
+                tracing::warn!(error = %e, "retention: pruning failed; retrying later");
             }
         }
     });
