@@ -1,5 +1,7 @@
 //! `booking-server`: parse config, set up logging, open the database, serve until SIGTERM.
 
+use std::io::IsTerminal;
+
 use anyhow::Context;
 use booking_server::auth::{Role, mint_with_secret};
 use booking_server::config::{Cli, Command, connections_within};
@@ -101,15 +103,26 @@ fn announce_web_app(state: &AppState, addr: std::net::SocketAddr) {
         tracing::warn!("--dev-login is on: anyone who reaches this server can sign in as anyone");
     }
     if state.generated_secret {
-        let token = state
-            .auth
-            .mint("admin", Role::Admin, Some("Admin"), 7 * 24 * 3600);
-        tracing::warn!(
-            %token,
-            "no --auth-secret/AUTH_SECRET set: generated one for this run; admin token below"
-        );
-        if booking_server::web::is_built() {
-            println!("web app: {url}#token={token}  (signed in as Admin)");
+        // A credential never goes into the log (logs are collected and kept): it is shown on a
+        // terminal only, and good only while this process (and its secret) lives.
+        if std::io::stdout().is_terminal() {
+            let token = state
+                .auth
+                .mint("admin", Role::Admin, Some("Admin"), 7 * 24 * 3600);
+            tracing::warn!(
+                "no --auth-secret/AUTH_SECRET set: generated one for this run; its admin token \
+                 is printed below, on the terminal only"
+            );
+            println!("admin token (good while this server runs): {token}");
+            if booking_server::web::is_built() {
+                println!("web app: {url}#token={token}  (signed in as Admin)");
+            }
+        } else {
+            tracing::warn!(
+                "no --auth-secret/AUTH_SECRET set: generated one for this run; no admin token is \
+                 shown, since stdout is not a terminal and logs are kept: set --auth-secret (32 \
+                 bytes or more) and mint tokens with `booking-server mint-token`"
+            );
         }
     }
     if booking_server::web::is_built() {
