@@ -8,7 +8,7 @@ use axum::http::request::Parts;
 use serde_json::Value;
 use sqlx::AnyConnection;
 
-use crate::db::{Db, WriteTx, now_micros};
+use crate::db::{Backend, Db, WriteTx, now_micros};
 use crate::error::ApiError;
 
 pub const HEADER: &str = "idempotency-key";
@@ -51,8 +51,12 @@ pub enum Begun {
     Fresh(WriteTx),
 }
 
-/// Starts a write guarded by `key`: under the write gate, so a retry racing its first request
-/// waits for it and then gets its response.
+/// Starts a write guarded by `key`: a retry racing its first request waits for it and then
+/// gets its response. On one server the write gate makes it wait; on PostgreSQL, where servers
+/// without Redis share no write turn, the transaction first takes a lock of the key's own
+/// (`pg_advisory_xact_lock` on its user and key, held to COMMIT or ROLLBACK; two-key locks
+/// never meet the cluster turn's one-key lock), so a retry on another server waits for the
+/// first request's commit and reads its response.
 pub async fn begin_write(
     db: &Db,
     user_id: &str,
@@ -60,11 +64,19 @@ pub async fn begin_write(
     request: &str,
 ) -> Result<Begun, ApiError> {
     let mut w = db.begin_write().await?;
-    if let Some(key) = key
-        && let Some((status, body, seq)) =
+    if let Some(key) = key {
+        if db.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))")
+                .bind(user_id)
+                .bind(key)
+                .execute(&mut *w.tx)
+                .await?;
+        }
+        if let Some((status, body, seq)) =
             previous_response(&mut w.tx, user_id, key, request).await?
-    {
-        return Ok(Begun::Replayed(status, body, seq));
+        {
+            return Ok(Begun::Replayed(status, body, seq));
+        }
     }
     Ok(Begun::Fresh(w))
 }

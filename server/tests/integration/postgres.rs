@@ -199,3 +199,46 @@ async fn a_write_cancelled_while_waiting_for_the_cluster_turn_leaves_no_lock_beh
     .unwrap();
     assert_eq!(held, 0, "no advisory lock left held");
 }
+
+/// Two servers on one PostgreSQL, no Redis: a retry of an `Idempotency-Key` sent to the other
+/// server while the first request runs gets the first response (the same 201 and booking),
+/// never a 409 for overlapping itself or a 500 for the key's unique index. Twenty pairs, each
+/// request of a pair sent to its own server at once; before, a pair ended in 201 and 409/500.
+#[tokio::test]
+async fn a_retry_on_another_server_racing_the_first_gets_its_response() {
+    if postgres_url().is_none() {
+        return;
+    }
+    let (url, _guard) = temp_database(Backend::Postgres).await;
+    let a = spawn_with(booking_server::ServerConfig::defaults_for(&url)).await;
+    let b = spawn_with(booking_server::ServerConfig::defaults_for(&url)).await;
+    let room = a.boardroom("Raced keys", 4).await;
+    let token = a.token("ann");
+    let post = |app: &crate::support::TestApp, hour: u32, key: String| {
+        app.http
+            .post(app.url("/api/bookings"))
+            .bearer_auth(&token)
+            .header("Idempotency-Key", key)
+            .json(&crate::support::booking_body(room, hour, 1))
+            .send()
+    };
+    let mut outcomes = Vec::new();
+    for hour in 0..20 {
+        let key = format!("raced-{hour}");
+        let (first, retry) = tokio::join!(post(&a, hour, key.clone()), post(&b, hour, key));
+        let mut pair = Vec::new();
+        for res in [first.unwrap(), retry.unwrap()] {
+            let status = res.status().as_u16();
+            let body: serde_json::Value = res.json().await.unwrap();
+            pair.push((status, body["id"].clone()));
+        }
+        outcomes.push(pair);
+    }
+    for pair in &outcomes {
+        assert_eq!(pair[0].0, 201, "{outcomes:?}");
+        assert_eq!(
+            pair[0], pair[1],
+            "a retry gets the first response: {outcomes:?}"
+        );
+    }
+}
