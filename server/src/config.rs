@@ -91,6 +91,16 @@ pub struct ServerConfig {
     /// `--max-connections` plus 1,024 for REST and polling.
     #[arg(long, env = "MAX_HTTP_CONNECTIONS", default_value_t = 0)]
     pub max_http_connections: usize,
+    /// Sockets one user (one token's `sub`) may hold on this server at once; past it, the
+    /// handshake is refused until one closes (admins are not held to it). A person's tabs and
+    /// devices rarely need a dozen.
+    #[arg(long, env = "MAX_SOCKETS_PER_USER", default_value_t = 100, value_parser = at_least_one)]
+    pub max_sockets_per_user: usize,
+    /// REST writes (POST, PATCH, DELETE) one user may make per second on this server, up to this
+    /// many at once, then at this rate; past it, 429 with `Retry-After` (admins are not held to
+    /// it). Each write holds the write turn while it commits.
+    #[arg(long, env = "MAX_WRITES_PER_USER", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_writes_per_user: u32,
     /// Rooms one socket may be in at once; a join past it is refused until the socket leaves
     /// one. A page of the web app needs three.
     #[arg(long, env = "MAX_ROOMS_PER_SOCKET", default_value_t = 50)]
@@ -282,6 +292,14 @@ pub fn check_secret(secret: &str) -> Result<(), String> {
         "--auth-secret/AUTH_SECRET is {} bytes: an HS256 secret needs at least {MIN_SECRET_BYTES} (256 bits); make one with `openssl rand -hex 32`",
         secret.len()
     ))
+}
+
+/// A count of 1 or more.
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("`{text}`: a whole number of 1 or more")),
+    }
 }
 
 #[cfg(test)]

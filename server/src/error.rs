@@ -37,6 +37,12 @@ pub enum ApiError {
     /// event still kept.
     #[error("{message}")]
     Gone { message: String, oldest_seq: i64 },
+    /// A per-user rate was passed: retry after `retry_after`.
+    #[error("{message}")]
+    TooManyRequests {
+        message: String,
+        retry_after: std::time::Duration,
+    },
     #[error("database unavailable: {0}")]
     Unavailable(String),
     /// Not answered within `--request-timeout`.
@@ -60,6 +66,7 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Gone { .. } => StatusCode::GONE,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) | Self::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Database(e) if is_unavailable(e) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Database(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -77,6 +84,7 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::Unprocessable(_) => "unprocessable",
             Self::Gone { .. } => "gone",
+            Self::TooManyRequests { .. } => "too_many_requests",
             Self::Unavailable(_) => "unavailable",
             Self::Timeout(_) => "timeout",
             Self::Database(e) if is_unavailable(e) => "unavailable",
@@ -146,6 +154,19 @@ impl IntoResponse for ApiError {
         }
         if let Self::Gone { oldest_seq, .. } = &self {
             error["oldestSeq"] = json!(oldest_seq);
+        }
+        if let Self::TooManyRequests { retry_after, .. } = &self {
+            let ms = retry_after.as_millis().max(1) as u64;
+            error["retryAfterMs"] = json!(ms);
+            // Whole seconds, rounded up: `Retry-After: 0` would invite an immediate retry.
+            let secs = ms.div_ceil(1000).to_string();
+            let mut response = (status, axum::Json(json!({ "error": error }))).into_response();
+            if let Ok(value) = axum::http::HeaderValue::from_str(&secs) {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, value);
+            }
+            return response;
         }
         (status, axum::Json(json!({ "error": error }))).into_response()
     }

@@ -53,6 +53,8 @@ pub struct Inner {
     pub generated_secret: bool,
     /// Writes running now: shutdown lets them commit and emit before it closes the sockets.
     pub writes: InFlight,
+    /// Each user's REST writes a second (`--max-writes-per-user`).
+    pub write_rates: crate::realtime::limits::WriteRates,
     /// `/ready`'s last database check: `/ready` needs no token, and each check takes a
     /// connection of the pool the writes use. One that passed stands [`MEMO_FOR`].
     pub ready_check: Memo<Result<(), String>>,
@@ -121,6 +123,7 @@ impl AppState {
         let last_seq = events::last_seq(&db.pool).await?;
         metrics.last_seq.set(last_seq as f64);
         let realtime = Realtime::new(&config, metrics.clone())?;
+        let write_rates = crate::realtime::limits::WriteRates::new(config.max_writes_per_user);
         let state = AppState(Arc::new(Inner {
             db,
             auth: Auth::new(&secret),
@@ -130,6 +133,7 @@ impl AppState {
             origins,
             generated_secret,
             writes: InFlight::default(),
+            write_rates,
             ready_check: Memo::default(),
             room_walk: Memo::default(),
         }));

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::app::AppState;
 use crate::db::{Db, now_micros};
 use crate::error::ApiError;
+use crate::telemetry::metrics::Limit;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -182,6 +183,24 @@ impl FromRequestParts<AppState> for AuthUser {
                 ApiError::Unauthorized("`Authorization` must be `Bearer <token>`".into())
             })?;
         let user = state.auth.verify(token.trim())?;
+        let writes = !matches!(
+            parts.method,
+            axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+        );
+        if writes
+            && !user.is_admin()
+            && let Err(wait) = state.write_rates.admit(&user.id, std::time::Instant::now())
+        {
+            state.metrics.limit_hit(Limit::WritesPerUser).increment(1);
+            tracing::info!(user = %user.id, "write refused: too many writes a second");
+            return Err(ApiError::TooManyRequests {
+                message: format!(
+                    "too many writes: at most {} a second per user; retry after the wait",
+                    state.write_rates.per_second()
+                ),
+                retry_after: wait,
+            });
+        }
         state.auth.ensure_user(&state.db, &user).await?;
         Ok(user)
     }

@@ -72,6 +72,8 @@ pub struct Realtime {
     owed: Owed,
     /// Places left for sockets (`--max-connections`).
     connections: limits::Connections,
+    /// Each user's sockets (`--max-sockets-per-user`).
+    user_sockets: limits::UserSockets,
 }
 
 impl Realtime {
@@ -127,6 +129,7 @@ impl Realtime {
             events_channel: format!("{}#booking-events", config.redis_prefix),
             owed: Owed::default(),
             connections: limits::Connections::new(config.max_connections),
+            user_sockets: limits::UserSockets::new(config.max_sockets_per_user),
         })
     }
 

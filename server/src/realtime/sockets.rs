@@ -49,16 +49,42 @@ pub(super) async fn authenticate(
             connections.max()
         ));
     }
+    // Admins are not held to it (see `limits`); a socket that took a place carries it.
+    let place = (!user.is_admin()).then(|| UserPlace(user.id.clone()));
+    let per_user = &st.realtime.user_sockets;
+    if let Some(UserPlace(id)) = &place
+        && !per_user.take(id)
+    {
+        connections.give_back();
+        st.metrics.connects_refused.increment(1);
+        st.metrics.limit_hit(Limit::SocketsPerUser).increment(1);
+        tracing::info!(socket = %s.id, user = %id, max = per_user.max(), "socket refused: too many sockets of this user");
+        return Err(format!(
+            "too many connections for this user: at most {} at once; close a tab first",
+            per_user.max()
+        ));
+    }
     if let Err(e) = st.auth.ensure_user(&st.db, &user).await {
         connections.give_back();
+        if let Some(UserPlace(id)) = &place {
+            per_user.give_back(id);
+        }
         tracing::warn!(socket = %s.id, error = %e, "socket refused: user not registered");
         return Err("could not register the user: try again".to_string());
+    }
+    if let Some(place) = place {
+        s.extensions.insert(place);
     }
     s.extensions.insert(user);
     s.extensions.insert(ConnectedAt(Instant::now()));
     register_handlers(st, s);
     Ok(())
 }
+
+/// The place a socket holds among its user's (`--max-sockets-per-user`), given back when it
+/// disconnects (kept in its extensions).
+#[derive(Clone)]
+struct UserPlace(String);
 
 /// When a socket was let in (kept in its extensions).
 #[derive(Clone, Copy)]
@@ -148,8 +174,11 @@ fn register_handlers(st: &AppState, s: &SocketRef) {
     );
     s.on_disconnect(move |s: SocketRef, reason: DisconnectReason| {
         let st = st.clone();
-        // The place was taken by the auth middleware, whether or not the connection completed.
+        // The places were taken by the auth middleware, whether or not the connection completed.
         st.realtime.connections.give_back();
+        if let Some(UserPlace(id)) = s.extensions.get::<UserPlace>() {
+            st.realtime.user_sockets.give_back(&id);
+        }
         let counted_in = life.end();
         async move {
             if !counted_in {

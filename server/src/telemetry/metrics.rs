@@ -235,11 +235,13 @@ pub const RESYNC_REASONS: [&str; 5] = [
 ];
 
 /// Every `limit` label of `socketio_limits_hit_total`.
-pub const LIMITS: [&str; 4] = [
+pub const LIMITS: [&str; 6] = [
     "connections",
     "rooms-per-socket",
     "joins-per-second",
     "http-connections",
+    "sockets-per-user",
+    "writes-per-user",
 ];
 
 /// A configured limit, as counted in `socketio_limits_hit_total` (in [`LIMITS`] order).
@@ -250,6 +252,10 @@ pub enum Limit {
     JoinsPerSecond = 2,
     /// TCP connections, of any kind (`--max-http-connections`): closed at accept.
     HttpConnections = 3,
+    /// Sockets of one user on this server (`--max-sockets-per-user`).
+    SocketsPerUser = 4,
+    /// Writes of one user per second (`--max-writes-per-user`).
+    WritesPerUser = 5,
 }
 
 /// Every `reason` label of `socketio_disconnects_total`.
@@ -297,7 +303,7 @@ pub struct ServerMetrics {
     pub adapter_overflow: Counter,
     pub adapter_order_lapses: Counter,
     resyncs: [Counter; 5],
-    limits_hit: [Counter; 4],
+    limits_hit: [Counter; 6],
     pub sessions_expired: Counter,
     pub ready_db_checks: Counter,
     pub room_walks: Counter,

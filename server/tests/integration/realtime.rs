@@ -990,6 +990,109 @@ async fn connections_rooms_and_join_rates_are_limited_with_clear_answers() {
     third.close().await;
 }
 
+/// One user's token cannot take the server: it holds at most `--max-sockets-per-user` sockets
+/// (the next handshake is refused until one closes) and makes at most `--max-writes-per-user`
+/// writes a second (then 429 `too_many_requests` with `Retry-After` and `retryAfterMs`); other
+/// users and admins are not held by it. Before, neither was limited.
+#[tokio::test]
+async fn one_users_sockets_and_writes_are_limited_and_others_are_not_held_by_them() {
+    let mut config = ServerConfig::defaults_for("sqlite::memory:");
+    config.max_sockets_per_user = 2;
+    config.max_writes_per_user = 3;
+    let app = spawn_with(config).await;
+    let room = app.boardroom("Limited", 4).await;
+    let ann = app.token("ann");
+
+    let first = Tab::connect(&app, &ann).await.unwrap();
+    let second = Tab::connect(&app, &ann).await.unwrap();
+    let refused = Tab::connect(&app, &ann)
+        .await
+        .err()
+        .expect("ann's third socket is refused");
+    assert!(
+        refused
+            .0
+            .contains("too many connections for this user: at most 2"),
+        "{refused:?}"
+    );
+    let bob = Tab::connect(&app, &app.token("bob"))
+        .await
+        .expect("bob is not held by ann");
+    let admins: Vec<Tab> =
+        futures_util::future::join_all((0..3).map(|_| Tab::connect(&app, &app.admin)))
+            .await
+            .into_iter()
+            .map(|t| t.expect("admins are not held to it"))
+            .collect();
+    first.close().await;
+    testkit::wait_until(
+        "ann's closed socket gives its place back",
+        Duration::from_secs(5),
+        || async {
+            Tab::connect(&app, &ann)
+                .await
+                .map(|t| tokio::spawn(t.close()))
+                .is_ok()
+        },
+    )
+    .await;
+
+    let post = |token: &str, hour: u32| {
+        app.http
+            .post(app.url("/api/bookings"))
+            .bearer_auth(token)
+            .json(&booking_body(room, hour, 1))
+            .send()
+    };
+    for hour in 0..3 {
+        assert_eq!(post(&ann, hour).await.unwrap().status(), 201);
+    }
+    let over = post(&ann, 3).await.unwrap();
+    assert_eq!(over.status(), 429);
+    let retry_after: u64 = over.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(retry_after, 1, "whole seconds, rounded up");
+    let body: serde_json::Value = over.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "too_many_requests", "{body}");
+    let wait = body["error"]["retryAfterMs"].as_u64().unwrap();
+    assert!((1..=334).contains(&wait), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 3 a second")
+    );
+    // Reads are not writes; another user and an admin still write.
+    let (status, _) = app.call("GET", "/api/bookings", &ann, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(post(&app.token("bob"), 4).await.unwrap().status(), 201);
+    for hour in 5..10 {
+        assert_eq!(post(&app.admin, hour).await.unwrap().status(), 201);
+    }
+    tokio::time::sleep(Duration::from_millis(wait + 20)).await;
+    assert_eq!(
+        post(&ann, 3).await.unwrap().status(),
+        201,
+        "admitted after the wait"
+    );
+
+    let metrics = app.metrics().await;
+    let hits = |limit: &str| {
+        metric(
+            &metrics,
+            &format!("socketio_limits_hit_total{{limit=\"{limit}\"}}"),
+        )
+    };
+    assert!(hits("sockets-per-user") >= 1.0);
+    assert_eq!(hits("writes-per-user"), 1.0);
+    for tab in [second, bob].into_iter().chain(admins) {
+        tab.close().await;
+    }
+}
+
 /// SIGTERM while a write is running: the server takes no new connection, the write commits and
 /// its event reaches the sockets still open, and only then are the sockets closed.
 #[tokio::test]
