@@ -290,15 +290,26 @@ async fn replay(
     };
     let mut sql = String::from(
         "SELECT e.seq, e.event_id, e.name, e.body, e.traceparent, e.created_us, e.node \
-         FROM events e \
-         WHERE e.seq > $1",
+         FROM events e WHERE ",
     );
-    if let Some(rooms) = &rooms {
-        let params: Vec<String> = (0..rooms.len()).map(|i| format!("${}", i + 3)).collect();
-        sql.push_str(&format!(
-            " AND EXISTS (SELECT 1 FROM event_rooms r WHERE r.seq = e.seq AND r.room IN ({}))",
-            params.join(", ")
-        ));
+    match &rooms {
+        None => sql.push_str("e.seq > $1"),
+        // The page's first seqs of each room, from the (room, seq) key, merged: the cost follows
+        // the page, however sparse the rooms. (Walking the log and asking each event for its
+        // rooms read every event after `after` for two empty boardrooms: 1.3 s over 1M events,
+        // on SQLite and on PostgreSQL; this reads under a millisecond's worth.)
+        Some(rooms) => {
+            let firsts: Vec<String> = (0..rooms.len())
+                .map(|i| {
+                    format!(
+                        "SELECT seq FROM (SELECT seq FROM event_rooms WHERE room = ${} \
+                         AND seq > $1 ORDER BY seq LIMIT $2) AS r{i}",
+                        i + 3
+                    )
+                })
+                .collect();
+            sql.push_str(&format!("e.seq IN ({})", firsts.join(" UNION ")));
+        }
     }
     sql.push_str(" ORDER BY e.seq LIMIT $2");
     let mut query = sqlx::query(&sql).bind(q.after).bind(limit + 1);

@@ -4,7 +4,7 @@
 use crate::races::race_scenario;
 use crate::rest::{
     conflict_scenario, control_characters_scenario, crud_scenario, idempotency_scenario,
-    retention_scenario,
+    replay_rooms_scenario, retention_scenario,
 };
 use crate::support::{Backend, postgres_url, spawn_app, spawn_with, temp_database};
 
@@ -39,6 +39,14 @@ async fn retention_on_postgres() {
     }
     let (url, _db) = temp_database(Backend::Postgres).await;
     retention_scenario(&url).await;
+}
+
+#[tokio::test]
+async fn replay_of_several_rooms_on_postgres() {
+    if postgres_url().is_none() {
+        return;
+    }
+    replay_rooms_scenario(&spawn_app(Backend::Postgres).await).await;
 }
 
 #[tokio::test]
