@@ -104,6 +104,24 @@ pub async fn last_seq(pool: &sqlx::AnyPool) -> Result<i64, sqlx::Error> {
         .await
 }
 
+/// The seqs logged in `(after, through]`, ascending; only `node`'s when given.
+pub async fn seqs_between(
+    pool: &sqlx::AnyPool,
+    after: i64,
+    through: i64,
+    node: Option<&str>,
+) -> Result<Vec<i64>, sqlx::Error> {
+    let sql = match node {
+        None => "SELECT seq FROM events WHERE seq > $1 AND seq <= $2 ORDER BY seq",
+        Some(_) => "SELECT seq FROM events WHERE seq > $1 AND seq <= $2 AND node = $3 ORDER BY seq",
+    };
+    let mut query = sqlx::query_scalar(sql).bind(after).bind(through);
+    if let Some(node) = node {
+        query = query.bind(node);
+    }
+    query.fetch_all(pool).await
+}
+
 /// Highest `seq` removed by retention (0 when none was), on the pool or in a transaction.
 pub async fn pruned_through<'e>(
     db: impl sqlx::Executor<'e, Database = sqlx::Any>,

@@ -183,3 +183,85 @@ pub(super) fn watch_link(state: &AppState, start_seq: i64) {
         }
     });
 }
+
+/// How long a committed event may go unannounced here before it counts as never announced:
+/// well past the time from a commit to its hand-out, relay included.
+pub const ANNOUNCE_GRACE: Duration = Duration::from_secs(5);
+
+/// Looks, once a second, at the events committed at least [`ANNOUNCE_GRACE`] ago that this
+/// server should have handed out (all of them with Redis; its own without, as no other
+/// server's reach its sockets then), and finds those it never did: a COMMIT whose reply was
+/// lost (the write failed for its client, and emitted nothing), a server killed between its
+/// commit and its publish, a `publish-failed` resync owed in the memory of a server that died,
+/// a relayed event dropped. Each is counted (`booking_events_unannounced_total`) and this
+/// server's sockets are sent `resync` (`unannounced`) from just before the first.
+pub(super) fn watch_announced(state: &AppState, start_seq: i64) {
+    let weak = state.downgrade();
+    let only_node =
+        (!state.realtime.link.is_clustered()).then(|| state.realtime.node().to_string());
+    tokio::spawn(async move {
+        let mut samples: VecDeque<(Instant, i64)> = VecDeque::new();
+        let mut checked = start_seq;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let Some(st) = AppState::upgrade(&weak) else {
+                return;
+            };
+            let Ok(last) = events::last_seq(&st.db.pool).await else {
+                continue;
+            };
+            samples.push_back((Instant::now(), last));
+            // The log's end as it was a grace ago: what was committed by then.
+            let mut upto = None;
+            while let Some(&(at, seq)) = samples.front()
+                && at.elapsed() >= ANNOUNCE_GRACE
+            {
+                upto = Some(seq);
+                samples.pop_front();
+            }
+            let Some(upto) = upto.filter(|u| *u > checked) else {
+                continue;
+            };
+            // While the link is down, the others' events cannot arrive: the resync its recovery
+            // sends (`adapter-recovered`) covers that stretch.
+            if st
+                .realtime
+                .link
+                .state()
+                .is_some_and(|link| !link.borrow().up)
+            {
+                st.realtime.never_announced(&[], upto);
+                checked = upto;
+                continue;
+            }
+            let committed = match events::seqs_between(
+                &st.db.pool,
+                checked,
+                upto,
+                only_node.as_deref(),
+            )
+            .await
+            {
+                Ok(committed) => committed,
+                Err(e) => {
+                    tracing::debug!(error = %e, "announce check: log not read; next second");
+                    continue;
+                }
+            };
+            let missing = st.realtime.never_announced(&committed, upto);
+            checked = upto;
+            if let Some(first) = missing.first() {
+                st.metrics.unannounced.increment(missing.len() as u64);
+                tracing::warn!(
+                    count = missing.len(),
+                    first,
+                    "committed events never handed out here: sockets told to resync"
+                );
+                st.realtime
+                    .resync(first - 1, Duration::ZERO, "unannounced", ResyncScope::Local)
+                    .await;
+            }
+        }
+    });
+}

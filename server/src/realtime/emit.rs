@@ -144,6 +144,7 @@ impl Realtime {
             self.metrics.emission_recipients.record(recipients as f64);
             self.metrics.last_seq.set(event.seq as f64);
             self.emitted_through.fetch_max(event.seq, Ordering::Release);
+            self.announced(event.seq);
             tracing::info!(
                 event = event.kind.name(),
                 seq = event.seq,
@@ -197,6 +198,7 @@ impl Realtime {
         }
         let targets = self.io.local().to(relayed.rooms).sockets();
         self.hand_out(relayed.seq, &targets, &relayed.event, &relayed.payload);
+        self.announced(relayed.seq);
     }
 
     /// Hands an event to each socket; a socket whose queue is full owes a resync from just
@@ -336,6 +338,24 @@ impl Realtime {
             }
             sent
         })
+    }
+
+    /// Notes that `seq` was handed out here (see `background::watch_announced`).
+    fn announced(&self, seq: i64) {
+        self.announced.lock().expect("poisoned").insert(seq);
+    }
+
+    /// Of `committed` (ascending), those never handed out here; forgets every seq up to
+    /// `through`, which has been looked at for good.
+    pub(super) fn never_announced(&self, committed: &[i64], through: i64) -> Vec<i64> {
+        let mut announced = self.announced.lock().expect("poisoned");
+        let missing = committed
+            .iter()
+            .filter(|seq| !announced.contains(seq))
+            .copied()
+            .collect();
+        *announced = announced.split_off(&(through + 1));
+        missing
     }
 
     /// Sends the resyncs owed (see `delivery`); what cannot be sent yet stays owed.

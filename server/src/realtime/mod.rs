@@ -74,6 +74,8 @@ pub struct Realtime {
     connections: limits::Connections,
     /// Each user's sockets (`--max-sockets-per-user`).
     user_sockets: limits::UserSockets,
+    /// The seqs handed out here lately, emitted or relayed (see `background::watch_announced`).
+    announced: std::sync::Mutex<std::collections::BTreeSet<i64>>,
 }
 
 impl Realtime {
@@ -130,6 +132,7 @@ impl Realtime {
             owed: Owed::default(),
             connections: limits::Connections::new(config.max_connections),
             user_sockets: limits::UserSockets::new(config.max_sockets_per_user),
+            announced: Default::default(),
         })
     }
 
@@ -191,5 +194,6 @@ pub async fn register(state: &AppState) -> Result<(), StartError> {
     background::receive_relayed(state).await?;
     background::settle_owed(state);
     background::watch_link(state, start_seq);
+    background::watch_announced(state, start_seq);
     Ok(())
 }

@@ -323,7 +323,8 @@ pub struct SessionExpired {
 /// after an outage (`adapter-recovered`) or once a publish that failed can be made up for
 /// (`publish-failed`); to one server's sockets when a message from another server was dropped
 /// there (`adapter-overflow`) or its own publish was not taken back in time, so older events of
-/// others may reach its sockets after it (`order-lapse`); to one socket whose queue was full when an event came
+/// others may reach its sockets after it (`order-lapse`) or a committed event was never handed
+/// out there (`unannounced`); to one socket whose queue was full when an event came
 /// (`queue-full`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -332,8 +333,8 @@ pub struct Resync {
     pub after: i64,
     /// The node that sent it.
     pub node: String,
-    /// Why: `adapter-recovered`, `publish-failed`, `adapter-overflow`, `order-lapse` or
-    /// `queue-full`.
+    /// Why: `adapter-recovered`, `publish-failed`, `adapter-overflow`, `order-lapse`,
+    /// `unannounced` or `queue-full`.
     pub reason: String,
     /// How long the link was down, in milliseconds (0 unless `adapter-recovered`).
     pub down_ms: u64,

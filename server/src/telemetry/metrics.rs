@@ -38,6 +38,7 @@ pub const ADAPTER_RECOVERIES: &str = "socketio_adapter_recoveries_total";
 pub const ADAPTER_PUBLISH_FAILURES: &str = "socketio_adapter_publish_failures_total";
 pub const ADAPTER_OVERFLOW: &str = "socketio_adapter_overflow_total";
 pub const ADAPTER_ORDER_LAPSES: &str = "socketio_adapter_order_lapses_total";
+pub const UNANNOUNCED: &str = "booking_events_unannounced_total";
 pub const RESYNCS: &str = "socketio_resyncs_total";
 pub const SESSIONS_EXPIRED: &str = "socketio_sessions_expired_total";
 pub const READY_DB_CHECKS: &str = "booking_ready_database_checks_total";
@@ -176,6 +177,12 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
         "Messages from other servers dropped because the adapter's queue was full",
     ),
     (
+        UNANNOUNCED,
+        "counter",
+        "Committed events never handed out here within the grace (a lost COMMIT reply, a crash \
+         between commit and publish, a relay dropped): this server's sockets are told to resync",
+    ),
+    (
         ADAPTER_ORDER_LAPSES,
         "counter",
         "Own publishes whose copy was not taken here within 1 s: events of other servers \
@@ -226,12 +233,13 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
 ];
 
 /// Every `reason` label of `socketio_resyncs_total`, as sent in the notice.
-pub const RESYNC_REASONS: [&str; 5] = [
+pub const RESYNC_REASONS: [&str; 6] = [
     "adapter-recovered",
     "publish-failed",
     "adapter-overflow",
     "queue-full",
     "order-lapse",
+    "unannounced",
 ];
 
 /// Every `limit` label of `socketio_limits_hit_total`.
@@ -302,7 +310,8 @@ pub struct ServerMetrics {
     pub adapter_publish_failures: Counter,
     pub adapter_overflow: Counter,
     pub adapter_order_lapses: Counter,
-    resyncs: [Counter; 5],
+    pub unannounced: Counter,
+    resyncs: [Counter; 6],
     limits_hit: [Counter; 6],
     pub sessions_expired: Counter,
     pub ready_db_checks: Counter,
@@ -404,6 +413,7 @@ impl ServerMetrics {
             adapter_publish_failures: counter(ADAPTER_PUBLISH_FAILURES),
             adapter_overflow: counter(ADAPTER_OVERFLOW),
             adapter_order_lapses: counter(ADAPTER_ORDER_LAPSES),
+            unannounced: counter(UNANNOUNCED),
             resyncs: RESYNC_REASONS.map(|r| labelled(RESYNCS, "reason", r)),
             limits_hit: LIMITS.map(|l| labelled(LIMITS_HIT, "limit", l)),
             sessions_expired: counter(SESSIONS_EXPIRED),
