@@ -36,9 +36,17 @@ async fn node_with(
 
 /// `node-a` and `node-b` on a fresh PostgreSQL database and `redis`, both links up.
 async fn pair(redis: &str) -> (TestApp, TestApp, Option<TempDb>) {
+    pair_with(redis, |_| {}).await
+}
+
+/// [`pair`], with `tweak` applied to `node-a`'s configuration.
+async fn pair_with(
+    redis: &str,
+    tweak: impl FnOnce(&mut ServerConfig),
+) -> (TestApp, TestApp, Option<TempDb>) {
     let (db, guard) = temp_database(Backend::Postgres).await;
     let prefix = unique_prefix();
-    let a = node(&db, redis, &prefix, "node-a").await;
+    let a = node_with(&db, redis, &prefix, "node-a", tweak).await;
     let b = node(&db, redis, &prefix, "node-b").await;
     wait_ready(&a, "up").await;
     wait_ready(&b, "up").await;
@@ -351,15 +359,10 @@ async fn a_publish_not_taken_back_in_time_is_counted_and_resyncs_this_servers_so
     let (Some(_), Some(redis)) = (postgres_url(), shared_redis_url()) else {
         return;
     };
-    let (db, _guard) = temp_database(Backend::Postgres).await;
-    let prefix = unique_prefix();
     let slow = |c: &mut ServerConfig| {
         c.inject_faults = Some("relay-delay=400ms".parse().expect("a fault plan"));
     };
-    let a = node_with(&db, &redis, &prefix, "node-a", slow).await;
-    let b = node(&db, &redis, &prefix, "node-b").await;
-    wait_ready(&a, "up").await;
-    wait_ready(&b, "up").await;
+    let (a, b, _guard) = pair_with(&redis, slow).await;
     let room = b.boardroom("Slow relay", 8).await;
     let mut tab = Tab::connect(&a, &a.token("ann")).await.unwrap();
     assert!(tab.join("bookings").await.ok);
