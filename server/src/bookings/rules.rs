@@ -8,6 +8,16 @@ pub const MAX_BOOKING_MICROS: i64 = 24 * 3600 * 1_000_000;
 pub const MAX_TITLE_LEN: usize = 200;
 pub const MAX_ATTENDEE_LEN: usize = 200;
 pub const MAX_ATTENDEES: usize = 1000;
+/// Bytes (UTF-8) all of a booking's attendee names take at most. With the title's 200
+/// characters (800 bytes at most) this bounds a booking event's payload in bytes, whatever
+/// `--max-body-bytes` allows: at most [`MAX_EVENT_BYTES`], so a socket's queue of
+/// `--socket-queue-size` events holds at most that many times it.
+pub const MAX_ATTENDEES_BYTES: usize = 16 * 1024;
+/// What one booking event's payload takes at most, encoded: every attendee byte and title
+/// byte escaped to two (a `"` or `\\`), their quotes and commas, and 4 KiB for the fixed
+/// fields (ids, times, status, actor, trace, node).
+pub const MAX_EVENT_BYTES: usize =
+    2 * (MAX_ATTENDEES_BYTES + 4 * MAX_TITLE_LEN) + 3 * MAX_ATTENDEES + 4 * 1024;
 
 /// A half-open time window `[start, end)` in microseconds since the Unix epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +104,12 @@ pub fn check_attendees(attendees: &[String], capacity: i64) -> Result<(), String
             "attendee `{bad}` must be 1 to {MAX_ATTENDEE_LEN} characters"
         ));
     }
+    let bytes: usize = attendees.iter().map(String::len).sum();
+    if bytes > MAX_ATTENDEES_BYTES {
+        return Err(format!(
+            "attendee names take {bytes} bytes (UTF-8); at most {MAX_ATTENDEES_BYTES} in all"
+        ));
+    }
     if attendees.len() as i64 > capacity {
         return Err(format!(
             "{} attendees do not fit in a boardroom for {capacity}",
@@ -176,5 +192,28 @@ mod tests {
                 .unwrap_err()
                 .contains("attendee")
         );
+    }
+
+    #[test]
+    fn attendee_names_are_bounded_in_bytes_not_only_in_characters() {
+        // 100 names of 50 four-byte characters: each within 200 characters, 20,000 bytes in all.
+        let wide: Vec<String> = (0..100).map(|_| "😀".repeat(50)).collect();
+        let err = check_attendees(&wide, 1000).unwrap_err();
+        assert!(
+            err.contains("20000 bytes") && err.contains("16384"),
+            "{err}"
+        );
+        let fits: Vec<String> = (0..80).map(|_| "😀".repeat(50)).collect();
+        assert!(check_attendees(&fits, 1000).is_ok(), "16,000 bytes fit");
+        // The bound the docs state: a full booking's event payload, worst case.
+        let quotes: Vec<String> = (0..MAX_ATTENDEES)
+            .map(|_| "\"".repeat(MAX_ATTENDEES_BYTES / MAX_ATTENDEES))
+            .collect();
+        assert!(check_attendees(&quotes, 10_000).is_ok());
+        let encoded = serde_json::to_string(&serde_json::json!({
+            "booking": { "title": "\"".repeat(MAX_TITLE_LEN), "attendees": quotes },
+        }))
+        .unwrap();
+        assert!(encoded.len() + 1024 <= MAX_EVENT_BYTES, "{}", encoded.len());
     }
 }
