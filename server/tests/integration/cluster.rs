@@ -350,7 +350,7 @@ async fn a_relay_queue_overflow_ends_in_a_resync_of_this_servers_sockets() {
 }
 
 /// A server slow to take what the others relay (the test-only `relay-delay` fault: one a
-/// 400 ms) publishes an event of its own behind four of another server's: its copy is not taken
+/// 600 ms) publishes an event of its own behind four of another server's: its copy is not taken
 /// back within the second a publish waits, so its own socket gets it before older events of the
 /// other server. That lapse of order is counted (`socketio_adapter_order_lapses_total`) and
 /// this server's sockets are sent `resync` (`order-lapse`); before, it was a debug log only.
@@ -360,16 +360,16 @@ async fn a_publish_not_taken_back_in_time_is_counted_and_resyncs_this_servers_so
         return;
     };
     let slow = |c: &mut ServerConfig| {
-        c.inject_faults = Some("relay-delay=400ms".parse().expect("a fault plan"));
+        c.inject_faults = Some("relay-delay=600ms".parse().expect("a fault plan"));
     };
     let (a, b, _guard) = pair_with(&redis, slow).await;
     let room = b.boardroom("Slow relay", 8).await;
     let mut tab = Tab::connect(&a, &a.token("ann")).await.unwrap();
     assert!(tab.join("bookings").await.ok);
 
-    for hour in 8..12 {
-        b.book(&b.token("bob"), room, hour).await;
-    }
+    // All four at once, so they are in node-a's queue together however slow this machine is.
+    let bob = b.token("bob");
+    futures_util::future::join_all((8..12).map(|hour| b.book(&bob, room, hour))).await;
     let own = a.book(&a.token("ann"), room, 14).await;
     let mut seqs = Vec::new();
     for _ in 0..5 {
