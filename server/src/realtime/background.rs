@@ -199,6 +199,7 @@ pub(super) fn watch_announced(state: &AppState, start_seq: i64) {
     let weak = state.downgrade();
     let only_node =
         (!state.realtime.link.is_clustered()).then(|| state.realtime.node().to_string());
+    let link = state.realtime.link.state();
     tokio::spawn(async move {
         let mut samples: VecDeque<(Instant, i64)> = VecDeque::new();
         let mut checked = start_seq;
@@ -225,12 +226,7 @@ pub(super) fn watch_announced(state: &AppState, start_seq: i64) {
             };
             // While the link is down, the others' events cannot arrive: the resync its recovery
             // sends (`adapter-recovered`) covers that stretch.
-            if st
-                .realtime
-                .link
-                .state()
-                .is_some_and(|link| !link.borrow().up)
-            {
+            if link.as_ref().is_some_and(|link| !link.borrow().up) {
                 st.realtime.never_announced(&[], upto);
                 checked = upto;
                 continue;
