@@ -576,6 +576,7 @@ impl AppRun {
                 rooms,
                 audience: p.expect.audience,
                 sent_us,
+                answered_us: None,
                 ok: true,
             });
             log.len() - 1
@@ -586,6 +587,12 @@ impl AppRun {
             (None, Some(http)) => self.request(http, &get).await,
             (None, None) => Err("neither emit nor http".into()),
         };
+        // An emit without an ack is in the app's hands `settle` after it went out at most.
+        let answered = match &p.emit {
+            Some(emit) if !emit.ack => now_us() + self.file.settle.as_micros() as i64,
+            _ => now_us(),
+        };
+        self.publishes.lock().expect("poisoned")[at].answered_us = Some(answered);
         if let Err(why) = result {
             let mut log = self.publishes.lock().expect("poisoned");
             if p.emit.is_some() && !self.tabs[index].conn.is_current(generation) {
@@ -971,6 +978,7 @@ mod tests {
             rooms: vec!["user:tab-0".into()],
             audience: Audience::Room,
             sent_us,
+            answered_us: None,
             ok: true,
         };
         let recent = now - settle / 2;

@@ -93,6 +93,10 @@ pub struct Publish {
     pub rooms: Vec<String>,
     pub audience: Audience,
     pub sent_us: i64,
+    /// By when the app had it: its ack or HTTP answer came, or `settle` after an emit without
+    /// an ack. A join sent before this may have reached the app first (none: at `sent_us`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_us: Option<i64>,
     /// Whether the app took it (2xx, or the emit went out / was acked).
     pub ok: bool,
 }
@@ -117,9 +121,10 @@ pub struct Membership {
 }
 
 impl Membership {
-    /// Where a publish sent at `sent` finds the tab: owed, grey (a join or a leave in
-    /// flight), down (its connection had dropped), or not in the room.
-    fn state_at(&self, sent: i64) -> Option<State> {
+    /// Where a publish sent at `sent` and in the app's hands by `answered` finds the tab: owed,
+    /// grey (a join or a leave in flight), down (its connection had dropped), or not in the
+    /// room. A join sent while the publish was on its way may be handled first: grey too.
+    fn state_at(&self, sent: i64, answered: i64) -> Option<State> {
         if let Some(left) = self.leave_sent_us
             && left <= sent
         {
@@ -133,7 +138,7 @@ impl Membership {
         }
         match self.in_us {
             Some(at) if at < sent => Some(State::Owed),
-            _ if self.join_sent_us <= sent => Some(State::Grey),
+            _ if self.join_sent_us <= answered.max(sent) => Some(State::Grey),
             _ => None,
         }
     }
@@ -316,7 +321,8 @@ pub fn judge(publishes: &[Publish], tabs: &[TabRecord], publishers: usize, rules
         } else {
             for room in &p.rooms {
                 for &(t, m) in members.get(room.as_str()).into_iter().flatten() {
-                    if let Some(s) = m.state_at(p.sent_us) {
+                    let answered = p.answered_us.unwrap_or(p.sent_us);
+                    if let Some(s) = m.state_at(p.sent_us, answered) {
                         let e = audience.entry(t).or_insert(s);
                         *e = (*e).max(s);
                     }
@@ -536,10 +542,10 @@ mod tests {
             out_us: Some(220),
             ..member("r", 0, Some(10))
         };
-        assert_eq!(left.state_at(150), Some(State::Owed));
-        assert_eq!(left.state_at(200), Some(State::Grey));
-        assert_eq!(left.state_at(219), Some(State::Grey));
-        assert_eq!(left.state_at(220), None);
+        assert_eq!(left.state_at(150, 150), Some(State::Owed));
+        assert_eq!(left.state_at(200, 200), Some(State::Grey));
+        assert_eq!(left.state_at(219, 219), Some(State::Grey));
+        assert_eq!(left.state_at(220, 220), None);
         let tabs = vec![TabRecord {
             memberships: vec![left],
             receipts: vec![(1, 160), (2, 210), (3, 300)],
@@ -565,8 +571,41 @@ mod tests {
             rooms: vec!["r".into()],
             audience,
             sent_us,
+            answered_us: None,
             ok: true,
         }
+    }
+
+    /// Seen in CI: a tab's join sent just after a publish was sent reached the app before the
+    /// publish did, and its receipt was counted unexpected. Until the publish is answered, a
+    /// join sent is in flight with it: grey; one sent after the answer is out.
+    #[test]
+    fn a_join_sent_while_a_publish_is_on_its_way_is_grey_and_one_after_its_answer_is_out() {
+        let joined = member("r", 120, Some(130));
+        assert_eq!(joined.state_at(100, 125), Some(State::Grey));
+        assert_eq!(joined.state_at(100, 100), None);
+        assert_eq!(joined.state_at(140, 150), Some(State::Owed));
+        let tabs = vec![TabRecord {
+            memberships: vec![joined],
+            receipts: vec![(1, 135), (2, 136)],
+            ..TabRecord::default()
+        }];
+        let publishes = [
+            Publish {
+                answered_us: Some(125),
+                ..publish(1, 1, 100, Audience::Room)
+            },
+            Publish {
+                answered_us: Some(110),
+                ..publish(2, 1, 100, Audience::Room)
+            },
+        ];
+        let j = judge(&publishes, &tabs, 1, Rules::default());
+        assert_eq!((j.grey, j.grey_received), (1, 1));
+        assert_eq!(
+            j.total.unexpected, 1,
+            "publish 2 was answered before the join was sent"
+        );
     }
 
     #[test]
