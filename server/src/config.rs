@@ -19,6 +19,21 @@ pub struct Cli {
 pub enum Command {
     /// Print a bearer token signed with the server's secret (for scripts and load tests).
     MintToken(MintTokenArgs),
+    /// Serve what the Socket.IO protocol test-suite (`socketio/socket.io-protocol`,
+    /// `test-suite/`) expects: namespaces `/` and `/custom` that echo, ping every 300 ms, through
+    /// this server's listener, limits and middlewares; the other server flags apply. No
+    /// bookings: nothing is stored.
+    Conformance(ConformanceArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ConformanceArgs {
+    /// TCP port; the suite connects to 3000.
+    #[arg(long, default_value_t = 3000)]
+    pub port: u16,
+    /// Address to bind.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: String,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -113,6 +128,12 @@ pub struct ServerConfig {
     /// CONNECT with its token) before it is closed, e.g. `10s`.
     #[arg(long, env = "HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub handshake_timeout: std::time::Duration,
+    /// How often the server pings each Engine.IO session, e.g. `25s`.
+    #[arg(long, env = "PING_INTERVAL", default_value = "25s", value_parser = parse_duration)]
+    pub ping_interval: std::time::Duration,
+    /// How long a session may take to answer a ping before it is closed, e.g. `20s`.
+    #[arg(long, env = "PING_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    pub ping_timeout: std::time::Duration,
     /// How long a REST request may take before it is answered 503 `timeout`; a write goes on
     /// to its end all the same (retry with the same `Idempotency-Key` for its outcome), e.g.
     /// `30s`. Socket.IO long-polling is not timed by it.
@@ -171,6 +192,11 @@ pub struct ServerConfig {
     /// stays consistent). Ignored on PostgreSQL (its `synchronous_commit` decides there).
     #[arg(long, env = "SQLITE_SYNCHRONOUS", value_enum, default_value_t = crate::db::SqliteSynchronous::Full)]
     pub sqlite_synchronous: crate::db::SqliteSynchronous,
+    /// Threads of the runtime REST writes run on, apart from the one serving the sockets, so
+    /// that a heavy fan-out does not hold a write (and the writes queued behind its turn) off
+    /// the CPU; 0 runs them on the shared runtime.
+    #[arg(long, env = "WRITE_THREADS", default_value_t = 1)]
+    pub write_threads: usize,
     /// Size of the database connection pool.
     #[arg(long, env = "DB_POOL_SIZE", default_value_t = 8)]
     pub db_pool_size: u32,
@@ -178,6 +204,10 @@ pub struct ServerConfig {
     /// the database restarts, say), e.g. `2s`, `500ms`.
     #[arg(long, env = "DB_ACQUIRE_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
     pub db_acquire_timeout: std::time::Duration,
+    /// Set by `booking-server conformance` (see `realtime::conformance`): the protocol
+    /// test-suite's namespaces instead of the booking one.
+    #[arg(skip)]
+    pub conformance: bool,
 }
 
 /// How long the event log keeps events.

@@ -15,7 +15,7 @@ const FILES_BESIDES_CONNECTIONS: u64 = 64;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Some(Command::MintToken(args)) = cli.command {
+    if let Some(Command::MintToken(args)) = &cli.command {
         if let Err(why) = booking_server::config::check_secret(&args.auth_secret) {
             eprintln!("error: {why}");
             std::process::exit(2);
@@ -31,6 +31,11 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let mut config = cli.server;
+    if let Some(Command::Conformance(args)) = &cli.command {
+        booking_server::realtime::conformance::profile(&mut config);
+        config.port = args.port;
+        config.bind.clone_from(&args.bind);
+    }
     let traces =
         telemetry::otel::provider_from_env("booking-server").map_err(anyhow::Error::msg)?;
     telemetry::init_logging(&config.log_level, config.log_format, traces.as_ref());
@@ -76,8 +81,16 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {addr}"))?;
     let local = listener.local_addr()?;
-    tracing::info!(addr = %local, "booking server listening");
-    announce_web_app(&state, local);
+    if state.config.conformance {
+        tracing::info!(
+            addr = %local,
+            namespaces = ?booking_server::realtime::conformance::NAMESPACES,
+            "conformance mode: serving the Socket.IO protocol test-suite's handlers (no bookings)"
+        );
+    } else {
+        tracing::info!(addr = %local, "booking server listening");
+        announce_web_app(&state, local);
+    }
     serve(listener, state, shutdown_signal()).await?;
     if let Some(traces) = traces {
         let _ = traces.shutdown();

@@ -5,6 +5,7 @@
 
 mod background;
 pub mod cluster;
+pub mod conformance;
 pub mod delivery;
 pub mod editing;
 mod emit;
@@ -107,6 +108,8 @@ impl Realtime {
             .with_adapter::<ClusterAdapter>(link.adapter(&config.redis_prefix))
             .max_buffer_size(config.socket_queue_size)
             .connect_timeout(config.handshake_timeout)
+            .ping_interval(config.ping_interval)
+            .ping_timeout(config.ping_timeout)
             .max_payload(cap as u64)
             .ws_max_message_size(cap)
             .ws_max_frame_size(cap)
@@ -172,6 +175,9 @@ pub type RoomSizes = [(&'static str, usize, usize); 3];
 /// Registers the `/` namespace: auth middleware, connect, join, leave, disconnect; with Redis,
 /// the adapter's channels are subscribed in the background (the link may be down at start).
 pub async fn register(state: &AppState) -> Result<(), StartError> {
+    if state.config.conformance {
+        return conformance::register(state).await;
+    }
     let st = state.clone();
     let authenticate = move |s: SocketRef, TryData(auth): TryData<HandshakeAuth>| {
         let st = st.clone();

@@ -39,16 +39,8 @@ pub(super) async fn authenticate(
             return Err(reason);
         }
     };
+    take_place(st, s)?;
     let connections = &st.realtime.connections;
-    if !connections.take() {
-        st.metrics.connects_refused.increment(1);
-        st.metrics.limit_hit(Limit::Connections).increment(1);
-        tracing::warn!(socket = %s.id, max = connections.max(), "socket refused: server full");
-        return Err(format!(
-            "server full: it holds at most {} connections; try again later or another server",
-            connections.max()
-        ));
-    }
     // Admins are not held to it (see `limits`); a socket that took a place carries it.
     let place = (!user.is_admin()).then(|| UserPlace(user.id.clone()));
     let per_user = &st.realtime.user_sockets;
@@ -79,6 +71,22 @@ pub(super) async fn authenticate(
     s.extensions.insert(ConnectedAt(Instant::now()));
     register_handlers(st, s);
     Ok(())
+}
+
+/// Takes one of the server's places for sockets (`--max-connections`), given back by
+/// [`closed`]; or the refusal a full server answers.
+pub(super) fn take_place(st: &AppState, s: &SocketRef) -> Result<(), String> {
+    let connections = &st.realtime.connections;
+    if connections.take() {
+        return Ok(());
+    }
+    st.metrics.connects_refused.increment(1);
+    st.metrics.limit_hit(Limit::Connections).increment(1);
+    tracing::warn!(socket = %s.id, max = connections.max(), "socket refused: server full");
+    Err(format!(
+        "server full: it holds at most {} connections; try again later or another server",
+        connections.max()
+    ))
 }
 
 /// The place a socket holds among its user's (`--max-sockets-per-user`), given back when it
@@ -173,26 +181,28 @@ fn register_handlers(st: &AppState, s: &SocketRef) {
         },
     );
     s.on_disconnect(move |s: SocketRef, reason: DisconnectReason| {
-        let st = st.clone();
-        // The places were taken by the auth middleware, whether or not the connection completed.
-        st.realtime.connections.give_back();
-        if let Some(UserPlace(id)) = s.extensions.get::<UserPlace>() {
-            st.realtime.user_sockets.give_back(&id);
-        }
-        let counted_in = life.end();
-        async move {
-            if !counted_in {
-                tracing::info!(socket = %s.id, "socket closed before its connection completed");
-                return;
-            }
-            st.metrics.sockets_connected.decrement(1.0);
-            let label = disconnect_label(reason);
-            st.metrics
-                .labelled_counter(DISCONNECTS, &[("reason", label.to_string())])
-                .increment(1);
-            tracing::info!(socket = %s.id, reason = label, "socket disconnected");
-        }
+        closed(&st, &s, reason, &life);
+        std::future::ready(())
     });
+}
+
+/// A socket's disconnect: its places go back (taken by the auth middleware, whether or not the
+/// connection completed) and, if it was counted in, it is counted out.
+pub(super) fn closed(st: &AppState, s: &SocketRef, reason: DisconnectReason, life: &SocketLife) {
+    st.realtime.connections.give_back();
+    if let Some(UserPlace(id)) = s.extensions.get::<UserPlace>() {
+        st.realtime.user_sockets.give_back(&id);
+    }
+    if !life.end() {
+        tracing::info!(socket = %s.id, "socket closed before its connection completed");
+        return;
+    }
+    st.metrics.sockets_connected.decrement(1.0);
+    let label = disconnect_label(reason);
+    st.metrics
+        .labelled_counter(DISCONNECTS, &[("reason", label.to_string())])
+        .increment(1);
+    tracing::info!(socket = %s.id, reason = label, "socket disconnected");
 }
 
 /// A socket lives no longer than its token: once the token is past its expiry (and the leeway

@@ -4,6 +4,7 @@
 mod binary;
 mod browser;
 mod cluster;
+mod conformance;
 mod durability;
 mod hostile;
 mod hostile_socketio;
