@@ -3,9 +3,10 @@
 # booking-server (SQLite in memory) and then against the Node.js peer on the official
 # socket.io package (examples/node-server, in memory), one after the other, each as its own
 # process on this machine over loopback. Prints each run's loadgen summary, then one table:
-# verified deliveries/s, lost, fan-out p50/p99, CPU seconds per 100k verified deliveries of
-# the server and of the generator (whole run, from /proc), RSS per tab of each, and the
-# seconds the generator was saturated (when it was, its latency figures are its own).
+# verified deliveries/s, lost, writes done and writes answered 503 (unavailable), fan-out
+# p50/p99, CPU seconds per 100k verified deliveries of the server and of the generator (whole
+# run, from /proc), RSS per tab of each, and the seconds the generator was saturated (when it
+# was, its latency figures are its own).
 #
 #   scripts/bench.sh                                   # 3000 tabs, 30 s, 20 actions/s, seed 7
 #   TABS=3000 RATE=60 scripts/bench.sh                 # heavier
@@ -21,6 +22,8 @@ RUNS=${RUNS:-1}
 SERVERS=${SERVERS:-rust node}
 PORT=${PORT:-5077}
 OUT=${OUT:-target/bench}
+# Extra flags of the Rust server, e.g. RUST_FLAGS="--write-threads 0".
+RUST_FLAGS=${RUST_FLAGS:-}
 SECRET=bench-secret-of-a-loopback-only-server
 
 cargo build --release -q -p booking-server -p booking-loadgen
@@ -40,7 +43,7 @@ start_server() {
     case $1 in
         rust)
             AUTH_SECRET=$SECRET DATABASE_URL=sqlite::memory: LOG_LEVEL=warn \
-                ./target/release/booking-server --port "$PORT" &
+                ./target/release/booking-server --port "$PORT" $RUST_FLAGS &
             ;;
         node)
             AUTH_SECRET=$SECRET PORT=$PORT \
@@ -88,7 +91,8 @@ echo
 echo "bench: $TABS tabs, $DURATION of actions at $RATE/s, seed $SEED, on $(nproc) cores ($(uname -m)), $(date -u +%Y-%m-%d)"
 node - "${rows[@]}" <<'JS'
 const fs = require("fs");
-const head = ["server", "run", "verified deliveries/s", "lost", "fan-out p50 / p99 ms",
+const head = ["server", "run", "verified deliveries/s", "lost", "writes ok / unavailable",
+  "fan-out p50 / p99 ms",
   "server CPU-s per 100k", "generator CPU-s per 100k", "server KiB/tab", "generator KiB/tab",
   "generator saturated s"];
 const lines = [`| ${head.join(" | ")} |`, `|${head.map(() => "---").join("|")}|`];
@@ -98,9 +102,11 @@ for (const row of process.argv.slice(2)) {
   const delivered = Math.max(r.delivery.delivered, 1);
   const per100k = (cpu) => (cpu / delivered * 1e5).toFixed(2);
   const f = r.latency_ms.fanout;
+  const a = r.actions;
   lines.push(`| ${[name, run,
     Math.round(r.throughput.deliveries_per_s).toLocaleString("en"),
     r.delivery.lost,
+    `${a.created + a.updated + a.cancelled + a.deleted} / ${a.unavailable}`,
     `${f.p50.toFixed(1)} / ${f.p99.toFixed(1)}`,
     per100k(after - before),
     per100k(r.generator.cpu_s),

@@ -72,6 +72,42 @@ impl Drop for Running {
     }
 }
 
+/// The runtime REST writes run on, apart from the one that serves the sockets: under a
+/// heavy fan-out, thousands of socket tasks are ready at once on the shared runtime, and a
+/// write woken by its database reply waited behind them while it held the write turn; the
+/// writes behind it timed out waiting (503, seen at 3,000 tabs and 60 actions/s). Here the
+/// kernel shares the CPU between its threads and the shared runtime's instead.
+/// `--write-threads 0`: none (writes run on the shared runtime).
+pub struct WriteRuntime(Option<tokio::runtime::Runtime>);
+
+impl WriteRuntime {
+    pub fn start(threads: usize) -> std::io::Result<Self> {
+        if threads == 0 {
+            return Ok(Self(None));
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("booking-writes")
+            .enable_all()
+            .build()?;
+        Ok(Self(Some(runtime)))
+    }
+
+    pub fn handle(&self) -> Option<tokio::runtime::Handle> {
+        self.0.as_ref().map(|r| r.handle().clone())
+    }
+}
+
+impl Drop for WriteRuntime {
+    fn drop(&mut self) {
+        // Dropped from inside the shared runtime (the last handle on the state may be a task's):
+        // a blocking shutdown would panic there.
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
 pub(super) fn cors_layer(origins: &[HeaderValue]) -> CorsLayer {
     let layer = CorsLayer::new()
         .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
@@ -120,13 +156,19 @@ pub(super) async fn writes_run_to_completion(
         };
     }
     let span = tracing::Span::current();
+    let write_runtime = state.write_runtime.handle();
     let running = Running::start(state);
     let write = async move {
         let response = next.run(req).await;
         drop(running);
         response
     };
-    let task = tokio::spawn(write.instrument(span));
+    // A REST write runs on the write runtime (`--write-threads`), so that it does not queue
+    // behind the fan-out to thousands of sockets on the shared one; Socket.IO polling stays.
+    let task = match (&write_runtime, timed) {
+        (Some(runtime), true) => runtime.spawn(write.instrument(span)),
+        _ => tokio::spawn(write.instrument(span)),
+    };
     let finished = if timed {
         match tokio::time::timeout(limit, task).await {
             Ok(finished) => finished,

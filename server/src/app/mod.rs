@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use health::{MEMO_FOR, Memo};
-pub use middleware::InFlight;
+pub use middleware::{InFlight, WriteRuntime};
 
 use crate::auth::Auth;
 use crate::config::ServerConfig;
@@ -53,6 +53,8 @@ pub struct Inner {
     pub generated_secret: bool,
     /// Writes running now: shutdown lets them commit and emit before it closes the sockets.
     pub writes: InFlight,
+    /// Where REST writes run (`--write-threads`).
+    pub write_runtime: WriteRuntime,
     /// Each user's REST writes a second (`--max-writes-per-user`).
     pub write_rates: crate::realtime::limits::WriteRates,
     /// `/ready`'s last database check: `/ready` needs no token, and each check takes a
@@ -124,6 +126,8 @@ impl AppState {
         metrics.last_seq.set(last_seq as f64);
         let realtime = Realtime::new(&config, metrics.clone())?;
         let write_rates = crate::realtime::limits::WriteRates::new(config.max_writes_per_user);
+        let write_runtime = WriteRuntime::start(config.write_threads)
+            .map_err(|e| StartError::Config(format!("cannot start the write runtime: {e}")))?;
         let state = AppState(Arc::new(Inner {
             db,
             auth: Auth::new(&secret),
@@ -133,6 +137,7 @@ impl AppState {
             origins,
             generated_secret,
             writes: InFlight::default(),
+            write_runtime,
             write_rates,
             ready_check: Memo::default(),
             room_walk: Memo::default(),

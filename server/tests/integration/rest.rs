@@ -1148,3 +1148,76 @@ async fn a_flood_of_metrics_scrapes_walks_the_rooms_about_once_a_second() {
     );
     tab.close().await;
 }
+
+/// Writes are not starved by a saturated socket runtime (issue 19, item 10): the runtime the
+/// server shares with its sockets is kept busy by always-ready tasks, as a fan-out to
+/// thousands of sockets keeps it, while 24 users write at once. On the shared runtime a
+/// write woken by each database reply waits for a free worker while it holds the write turn,
+/// and the writes behind it time out waiting (503); on the write runtime (`--write-threads`,
+/// the default) none does. The first half shows the storm is real.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_keep_their_turn_while_the_socket_runtime_is_saturated() {
+    let shared = writes_unavailable_in_a_storm(0).await;
+    assert!(
+        shared > 0,
+        "on the shared runtime the storm starves writes (else the test proves nothing)"
+    );
+    let own = writes_unavailable_in_a_storm(1).await;
+    eprintln!("storm: 503 for {shared} of 24 writes on the shared runtime, {own} on their own");
+    assert_eq!(
+        own, 0,
+        "on their own runtime no write waits out its turn (shared: {shared} answered 503)"
+    );
+}
+
+/// How many of 24 simultaneous writes are answered 503 while the test's runtime is saturated.
+async fn writes_unavailable_in_a_storm(write_threads: usize) -> usize {
+    const WRITERS: u32 = 24;
+    let mut config = ServerConfig::defaults_for("sqlite::memory:");
+    config.write_threads = write_threads;
+    config.db_acquire_timeout = Duration::from_secs(1);
+    let app = spawn_with(config).await;
+    let room = app.boardroom("Storm", 10).await;
+    let tokens: Vec<String> = (0..WRITERS).map(|i| app.token(&format!("w{i}"))).collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Always ready, 1 ms of CPU a poll: the shared runtime's queues never empty.
+    let storm: Vec<_> = (0..200)
+        .map(|_| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let until = std::time::Instant::now() + Duration::from_millis(1);
+                    while std::time::Instant::now() < until {
+                        std::hint::spin_loop();
+                    }
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    let writes = tokens.iter().enumerate().map(|(hour, token)| {
+        app.call(
+            "POST",
+            "/api/bookings",
+            token,
+            Some(booking_body(room, hour as u32, 1)),
+        )
+    });
+    let answers = tokio::time::timeout(
+        Duration::from_secs(60),
+        futures_util::future::join_all(writes),
+    )
+    .await
+    .expect("every write answered within a minute");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for task in storm {
+        task.await.unwrap();
+    }
+    for (status, body) in &answers {
+        assert!(
+            [201, 503].contains(status),
+            "a write is created or refused as unavailable: {status} {body}"
+        );
+    }
+    answers.iter().filter(|(status, _)| *status == 503).count()
+}
