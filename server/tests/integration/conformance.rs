@@ -136,17 +136,7 @@ fn polling(app: &TestApp, query: &str) -> String {
 
 /// Opens a long-polling session; returns its sid.
 async fn polling_session(app: &TestApp) -> String {
-    let body = app
-        .http
-        .get(polling(app, "EIO=4&transport=polling"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let open: Value = serde_json::from_str(&body[1..]).expect("an OPEN packet");
-    open["sid"].as_str().expect("a sid").to_string()
+    crate::realtime::Polling::open(app).await.sid().to_string()
 }
 
 async fn status_of(request: reqwest::RequestBuilder) -> u16 {
@@ -475,19 +465,12 @@ async fn socket_io_messages_and_acks_with_and_without_binary_attachments() {
         Frame::Text(r#"42["message-back",1,"2",{"3":[true]}]"#.into())
     );
 
-    ws.send(r#"452-["message",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#)
-        .await;
-    ws.send_binary(&[1, 2, 3]).await;
-    ws.send_binary(&[4, 5, 6]).await;
-    assert_eq!(
-        ws.packet().await,
-        Frame::Text(
-            r#"452-["message-back",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#
-                .into()
-        )
-    );
-    assert_eq!(ws.packet().await, Frame::Binary(vec![1, 2, 3]));
-    assert_eq!(ws.packet().await, Frame::Binary(vec![4, 5, 6]));
+    binary_round_trip(
+        &mut ws,
+        r#"452-["message",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#,
+        r#"452-["message-back",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#,
+    )
+    .await;
 
     ws.send(r#"42456["message-with-ack",1,"2",{"3":[false]}]"#)
         .await;
@@ -496,18 +479,21 @@ async fn socket_io_messages_and_acks_with_and_without_binary_attachments() {
         Frame::Text(r#"43456[1,"2",{"3":[false]}]"#.into())
     );
 
-    ws.send(
+    binary_round_trip(
+        &mut ws,
         r#"452-789["message-with-ack",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#,
+        r#"462-789[{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#,
     )
     .await;
+}
+
+/// Sends `packet` with the attachments [1, 2, 3] and [4, 5, 6]; the answer is `answer` with
+/// the same attachments, in order.
+async fn binary_round_trip(ws: &mut Ws, packet: &str, answer: &str) {
+    ws.send(packet).await;
     ws.send_binary(&[1, 2, 3]).await;
     ws.send_binary(&[4, 5, 6]).await;
-    assert_eq!(
-        ws.packet().await,
-        Frame::Text(
-            r#"462-789[{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#.into()
-        )
-    );
+    assert_eq!(ws.packet().await, Frame::Text(answer.into()));
     assert_eq!(ws.packet().await, Frame::Binary(vec![1, 2, 3]));
     assert_eq!(ws.packet().await, Frame::Binary(vec![4, 5, 6]));
 }

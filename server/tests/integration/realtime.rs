@@ -537,6 +537,11 @@ impl<'a> Polling<'a> {
         }
     }
 
+    /// The session's id.
+    pub(crate) fn sid(&self) -> &str {
+        self.url.rsplit_once("sid=").map_or("", |(_, sid)| sid)
+    }
+
     /// A session connected with `token` and in `room`: the session, and the join's ack.
     pub(crate) async fn joined(
         app: &'a crate::support::TestApp,
