@@ -108,6 +108,9 @@ pub async fn run(config: Config) -> Result<Outcome, RunError> {
     let mut app_run =
         AppRun::new(file, csv, plan, url.clone(), nonce, shard, &tls).map_err(RunError::Setup)?;
     app_run.stages = config.stages.clone();
+    app_run.client = config
+        .tab_client(app_run.file.target.transport)
+        .map_err(|e| RunError::Setup(format!("{}: {e}", path.display())))?;
     let app = AppWorkload {
         run: Arc::new(app_run),
         config,

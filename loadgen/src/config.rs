@@ -20,6 +20,16 @@ pub enum Transport {
     Polling,
 }
 
+/// The Socket.IO client every tab speaks through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TabClientKind {
+    /// The loadgen's own (`sio`): WebSocket only, and cheap per receipt.
+    Own,
+    /// rust_socketio, the reference client: WebSocket and long-polling.
+    #[value(name = "rust_socketio", alias = "rust-socketio")]
+    RustSocketio,
+}
+
 /// Simulated browser tabs that book boardrooms over REST and verify, for every Socket.IO
 /// subscriber, that each booking event it was owed arrived: none lost, duplicated, leaked or
 /// out of order, and how fast.
@@ -55,6 +65,10 @@ pub struct Config {
     /// The Engine.IO transport of every tab (default websocket; with --app, the file's).
     #[arg(long, env = "LOADGEN_TRANSPORT", value_enum)]
     pub transport: Option<Transport>,
+    /// The tabs' Socket.IO client: `own` (the loadgen's, WebSocket only) or `rust_socketio`
+    /// (the reference client). Default: own over a WebSocket, rust_socketio for long-polling.
+    #[arg(long, env = "LOADGEN_CLIENT", value_enum)]
+    pub client: Option<TabClientKind>,
     /// A header every tab's handshake carries, `Name: value`; repeatable (with --app, over
     /// the file's of the same name).
     #[arg(long = "header", env = "LOADGEN_HEADER", value_delimiter = '\n', value_parser = parse_header)]
@@ -346,8 +360,24 @@ impl Config {
         }
     }
 
+    /// The tabs' client for `transport` (the transport in effect: the flag's, or an app
+    /// file's): `--client`, or by default the loadgen's own over a WebSocket and
+    /// rust_socketio for long-polling, which the own client does not speak.
+    pub fn tab_client(&self, transport: Transport) -> Result<TabClientKind, String> {
+        match (self.client, transport) {
+            (Some(TabClientKind::Own), Transport::Polling) => Err(
+                "--client own speaks WebSocket only: long-polling needs --client rust_socketio (or no --client)"
+                    .into(),
+            ),
+            (Some(client), _) => Ok(client),
+            (None, Transport::Websocket) => Ok(TabClientKind::Own),
+            (None, Transport::Polling) => Ok(TabClientKind::RustSocketio),
+        }
+    }
+
     /// Checks what clap cannot: ranges and combinations.
     pub fn validate(&self) -> Result<(), String> {
+        self.tab_client(self.transport.unwrap_or_default())?;
         let share = |name: &str, v: f64| {
             if (0.0..=1.0).contains(&v) {
                 Ok(())

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::drive::client::{self, ConnectOptions, Connection, TabClient};
+use crate::drive::client::{ConnectOptions, Connection, TabClient};
+use crate::drive::connect;
 use crate::drive::life::{Back, Lifeline, TabKind};
 use crate::judge::truth::{Found, Membership, Publish, TabRecord, at_path, find_marker, marker};
 use crate::plan::Shard;
@@ -58,6 +59,8 @@ pub struct AppRun {
     expected: Vec<Expected>,
     pub http: reqwest::Client,
     tls_connector: Option<native_tls::TlsConnector>,
+    /// The tabs' Socket.IO client (`--client`, for the file's transport).
+    pub client: crate::config::TabClientKind,
     pub receipts: AtomicU64,
     pub foreign: AtomicU64,
     /// Expected events without a marker, and events no publisher expects, by name.
@@ -128,6 +131,7 @@ impl AppRun {
         let tls_connector = tls.connector()?;
         Ok(Self {
             tls_connector,
+            client: crate::config::TabClientKind::Own,
             file,
             csv,
             plan,
@@ -230,6 +234,7 @@ impl AppRun {
             path: t.path.clone(),
             namespace: t.namespace.clone(),
             transport: t.transport,
+            client: self.client,
             auth: plan.auth.clone(),
             headers: plan.headers.clone(),
             query: plan.query.clone(),
@@ -240,7 +245,7 @@ impl AppRun {
         let dropped = self.clone();
         let connecting_us = now_us();
         let generation = self.tabs[index].conn.begin();
-        let connected = client::connect(
+        let connected = connect::open(
             &options,
             Arc::new(move |event, args| heard.heard(index, event, args)),
             Arc::new(move |why| dropped.dropped(index, generation, &why)),

@@ -10,7 +10,8 @@ use booking_server::realtime::protocol::{BookingEventKind, EDITING, EventStamp, 
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::drive::client::{self, ConnectOptions};
+use crate::drive::client::ConnectOptions;
+use crate::drive::connect;
 
 use crate::drive::run::Run;
 use crate::drive::tab::SOCKET_TIMEOUT;
@@ -29,6 +30,7 @@ pub async fn connect(run: &Arc<Run>, index: usize) -> Result<(), String> {
         path: "/socket.io".into(),
         namespace: c.namespace.clone().unwrap_or_else(|| "/".into()),
         transport: c.transport.unwrap_or_default(),
+        client: run.tab_client,
         auth: Some(json!({ "token": tab.token })),
         headers: c.headers.clone(),
         query: c.query.clone(),
@@ -36,7 +38,7 @@ pub async fn connect(run: &Arc<Run>, index: usize) -> Result<(), String> {
         tls: run.tls_connector.clone(),
     };
     let (received, failed) = (run.clone(), run.clone());
-    let client = client::connect(
+    let client = connect::open(
         &options,
         Arc::new(move |name, args| on_named_event(&received, index, generation, name, args)),
         // A lost transport (node killed, connection reset) or a Socket.IO disconnect.

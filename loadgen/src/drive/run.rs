@@ -57,6 +57,8 @@ pub struct Run {
     pub http: reqwest::Client,
     /// The tabs' TLS connector, with `--ca-cert` or `--insecure` (none: the system's roots).
     pub tls_connector: Option<native_tls::TlsConnector>,
+    /// The tabs' Socket.IO client (`--client`).
+    pub tab_client: crate::config::TabClientKind,
     /// Receive spans, when traces are on.
     pub traces: Option<crate::record::traces::ReceiveSpans>,
     /// Keeps the embedded server running for the run.
@@ -90,6 +92,9 @@ impl Run {
             .build()
             .map_err(|e| RunError::Setup(format!("http client: {e}")))?;
         let tls_connector = tls.connector().map_err(RunError::Setup)?;
+        let tab_client = config
+            .tab_client(config.transport.unwrap_or_default())
+            .map_err(RunError::Setup)?;
         let (hosts, secret, server) = if config.hosts.is_empty() {
             let server = embedded::Embedded::start(config.inject_faults.clone()).await?;
             (
@@ -186,6 +191,7 @@ impl Run {
             .collect();
         Ok(Run {
             tls_connector,
+            tab_client,
             seed,
             run_id,
             hosts,

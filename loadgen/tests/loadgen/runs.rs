@@ -566,3 +566,48 @@ async fn a_server_with_retention_is_verified_and_one_that_prunes_the_run_says_so
         "{why}"
     );
 }
+
+/// The loadgen's own client (the default over a WebSocket) and rust_socketio, the reference
+/// client, verify one seed alike: the same actions, owed, delivered and lost. The own client
+/// speaks no long-polling, and says so before anything runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_seed_through_either_client_is_owed_and_delivered_the_same() {
+    let args = ["--tabs", "40", "--duration", "4s", "--seed", "11"];
+    let mut counts = Vec::new();
+    for client in ["own", "rust_socketio"] {
+        let mut with = args.to_vec();
+        with.extend(["--client", client]);
+        let outcome = run(&with).await;
+        let r = &outcome.report;
+        assert!(outcome.passed(), "{client}: {}", r.summary());
+        assert!(r.delivery.owed > 100, "{client}: {}", r.summary());
+        let a = &r.actions;
+        counts.push((
+            (a.created, a.updated, a.cancelled, a.deleted),
+            (r.delivery.owed, r.delivery.delivered, r.delivery.lost),
+        ));
+    }
+    assert_eq!(counts[0], counts[1], "own, then rust_socketio");
+
+    let polling = booking_loadgen::run(config(&[
+        "--tabs",
+        "2",
+        "--duration",
+        "1s",
+        "--client",
+        "own",
+        "--transport",
+        "polling",
+    ]))
+    .await;
+    match polling {
+        Err(booking_loadgen::RunError::Setup(why)) => {
+            assert!(why.contains("--client own speaks WebSocket only"), "{why}");
+        }
+        Err(e) => panic!("--client own with polling must be refused at setup, not: {e}"),
+        Ok(o) => panic!(
+            "--client own with polling must be refused at setup, yet it ran: {}",
+            o.report.summary()
+        ),
+    }
+}
