@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::drive::client::{ConnectOptions, Connection, TabClient};
 use crate::drive::connect;
@@ -180,16 +181,19 @@ impl AppRun {
     }
 
     /// The receive path: an event reached tab `index`. Only the marker is read.
-    fn heard(&self, index: usize, event: &str, args: &[Value]) {
+    fn heard(&self, index: usize, event: &str, args: &[&RawValue]) {
         let now = now_us();
         let mut expected = false;
         for e in self.expected.iter().filter(|e| e.event == event) {
             expected = true;
-            let Some(text) = args
+            // Only the argument that holds the marker is read into a tree.
+            let Some(arg) = args
                 .get(e.arg)
-                .and_then(|a| at_path(a, &e.marker))
-                .and_then(Value::as_str)
+                .and_then(|a| serde_json::from_str::<Value>(a.get()).ok())
             else {
+                continue;
+            };
+            let Some(text) = at_path(&arg, &e.marker).and_then(Value::as_str) else {
                 continue;
             };
             match find_marker(text, self.run) {

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 pub use crate::config::{TabClientKind, Transport};
 
@@ -33,8 +34,9 @@ pub struct ConnectOptions {
     pub tls: Option<native_tls::TlsConnector>,
 }
 
-/// Every named event the tab hears: its name and arguments.
-pub type OnEvent = Arc<dyn Fn(&str, &[Value]) + Send + Sync>;
+/// Every named event the tab hears: its name and each argument's JSON as it came (with the
+/// own client, borrowed from the frame: a receipt reads what it needs and skips the rest).
+pub type OnEvent = Arc<dyn Fn(&str, &[&RawValue]) + Send + Sync>;
 /// The connection was closed or lost by the other side, with why.
 pub type OnDrop = Arc<dyn Fn(String) + Send + Sync>;
 

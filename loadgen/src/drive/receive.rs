@@ -6,9 +6,12 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use booking_server::realtime::protocol::{BookingEventKind, EDITING, EventStamp, RESYNC};
+use std::borrow::Cow;
+
+use booking_server::realtime::protocol::{BookingEventKind, EDITING, RESYNC};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
+use serde_json::value::RawValue;
 
 use crate::drive::client::ConnectOptions;
 use crate::drive::connect;
@@ -53,26 +56,42 @@ pub async fn connect(run: &Arc<Run>, index: usize) -> Result<(), String> {
 
 /// Routes a named Socket.IO event of tab `index` (connection `generation`) to its handler;
 /// names the tab does not listen for are ignored.
-fn on_named_event(run: &Run, index: usize, generation: u64, name: &str, args: &[Value]) {
+fn on_named_event(run: &Run, index: usize, generation: u64, name: &str, args: &[&RawValue]) {
     if let Some(kind) = BookingEventKind::from_name(name) {
-        if let Some(value) = args.first() {
-            booking_event(run, index, kind, value);
+        if let Some(payload) = args.first() {
+            booking_event(run, index, kind, payload);
         }
     } else if name == EDITING {
-        if let Some(value) = args.first() {
-            run.volatile.received(value, now_us());
+        if let Some(payload) = args.first() {
+            run.volatile.received(payload, now_us());
         }
     } else if name == RESYNC {
-        run.tabs[index].on_resync(&run.stats, generation, args.first());
+        run.tabs[index].on_resync(&run.stats, generation, args.first().copied());
     }
+}
+
+/// What a receipt reads of a booking event's payload, borrowed from it; the rest (the
+/// booking itself) is skipped unread.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stamp<'a> {
+    pub seq: i64,
+    pub boardroom_id: i64,
+    #[serde(default)]
+    pub previous_boardroom_id: Option<i64>,
+    pub emitted_at: i64,
+    #[serde(default, borrow)]
+    pub node: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub traceparent: Option<Cow<'a, str>>,
 }
 
 /// A live booking event reached tab `index`: the hot path, run in the tab's Socket.IO
 /// callback for every receipt, so it only reads the stamp and counts.
-pub fn booking_event(run: &Run, index: usize, kind: BookingEventKind, value: &Value) {
+pub fn booking_event(run: &Run, index: usize, kind: BookingEventKind, payload: &RawValue) {
     let now = now_us();
     // A payload without a stamp is not recorded: the event it should have been counts lost.
-    let Some(stamp) = stamp_of(value) else {
+    let Some(stamp) = stamp_of(payload) else {
         tracing::warn!(
             tab = index,
             "received an event without seq/boardroomId/emittedAt"
@@ -85,7 +104,7 @@ pub fn booking_event(run: &Run, index: usize, kind: BookingEventKind, value: &Va
         let in_order = stamp.seq >= ledger.last_live();
         (ledger.record_live_at(stamp.seq, now), in_order)
     };
-    let event_node = value.get("node").and_then(Value::as_str);
+    let event_node = stamp.node.as_deref();
     let path = tab.with_node(|tab_node| path(event_node, tab_node));
     run.stats.live_by_path[path].fetch_add(1, Ordering::Relaxed);
     if path == PATH_CROSS {
@@ -94,7 +113,7 @@ pub fn booking_event(run: &Run, index: usize, kind: BookingEventKind, value: &Va
     let nth = run.stats.deliveries.fetch_add(1, Ordering::Relaxed);
     if let Some(traces) = &run.traces
         && nth.is_multiple_of(traces.every)
-        && let Some(traceparent) = value.get("traceparent").and_then(Value::as_str)
+        && let Some(traceparent) = stamp.traceparent.as_deref()
     {
         traces.receipt(traceparent, index, stamp.seq, stamp.emitted_at, now);
     }
@@ -130,6 +149,6 @@ pub fn booking_event(run: &Run, index: usize, kind: BookingEventKind, value: &Va
 }
 
 /// The stamp of a received event, or `None` when it is not one of ours.
-pub fn stamp_of(value: &Value) -> Option<EventStamp> {
-    EventStamp::deserialize(value).ok()
+pub fn stamp_of(payload: &RawValue) -> Option<Stamp<'_>> {
+    serde_json::from_str(payload.get()).ok()
 }

@@ -9,6 +9,7 @@ use futures_util::future::BoxFuture;
 use rust_socketio::asynchronous::{Client, ClientBuilder};
 use rust_socketio::{Event, Payload, TransportType};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::drive::client::{ConnectOptions, OnDrop, OnEvent, TabClient, Transport, encode};
@@ -60,7 +61,15 @@ pub async fn connect(
         };
         if let Some(name) = name {
             match &payload {
-                Payload::Text(values) => on_event(name, values),
+                Payload::Text(values) => {
+                    // rust_socketio parsed them: written back to JSON for the tab's reading.
+                    let raw: Vec<Box<RawValue>> = values
+                        .iter()
+                        .filter_map(|v| serde_json::value::to_raw_value(v).ok())
+                        .collect();
+                    let args: Vec<&RawValue> = raw.iter().map(|r| &**r).collect();
+                    on_event(name, &args);
+                }
                 // Binary attachments are not looked into: counted as an event of the app's.
                 _ => on_event(name, &[]),
             }

@@ -167,11 +167,16 @@ impl Tab {
         true
     }
 
-    pub fn on_resync(&self, stats: &Stats, generation: u64, payload: Option<&Value>) {
+    pub fn on_resync(
+        &self,
+        stats: &Stats,
+        generation: u64,
+        payload: Option<&serde_json::value::RawValue>,
+    ) {
         if !self.conn.is_current(generation) {
             return;
         }
-        let resync = payload.and_then(|v| Resync::deserialize(v).ok());
+        let resync = payload.and_then(|p| serde_json::from_str::<Resync>(p.get()).ok());
         let Some(resync) = resync else {
             tracing::warn!(tab = self.index, "a resync without a readable payload");
             return;

@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::plan::{Page, Plan};
 use crate::record::latency::{Percentiles, histogram};
@@ -53,9 +52,16 @@ impl VolatileStats {
     }
 
     /// An `editing` notice arrived at `now_us` (wall clock).
-    pub fn received(&self, notice: &Value, now_us: i64) {
+    pub fn received(&self, notice: &serde_json::value::RawValue, now_us: i64) {
+        /// What a receipt reads of an `editing` notice.
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Sent {
+            sent_at: Option<i64>,
+        }
         self.received.fetch_add(1, Ordering::Relaxed);
-        if let Some(sent_at) = notice.get("sentAt").and_then(Value::as_i64) {
+        let sent = serde_json::from_str::<Sent>(notice.get()).ok();
+        if let Some(sent_at) = sent.and_then(|s| s.sent_at) {
             let mut latency = self.latency.lock().expect("poisoned");
             let _ = latency
                 .get_or_insert_with(histogram)
@@ -119,8 +125,10 @@ mod tests {
         let stats = VolatileStats::default();
         stats.sent(&plan, 0, Page::Calendar(0));
         stats.sent(&plan, 0, Page::Dashboard);
-        stats.received(&json!({ "sentAt": 1_000 }), 3_000);
-        stats.received(&json!({ "sentAt": 1_000 }), 2_000);
+        let notice =
+            serde_json::value::to_raw_value(&json!({ "sentAt": 1_000, "by": "x" })).unwrap();
+        stats.received(&notice, 3_000);
+        stats.received(&notice, 2_000);
         let r = stats.report();
         assert_eq!((r.sent, r.expected, r.received), (2, 3, 2));
         assert!((r.ratio - 2.0 / 3.0).abs() < 1e-9);

@@ -7,7 +7,10 @@
 //! of an Engine.IO message (`4`): `<type>[<attachments>-][<namespace>,][<ack id>][<JSON>]`,
 //! the namespace left out when it is `/`.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
+
+use serde_json::value::RawValue;
 
 use serde_json::Value;
 
@@ -201,16 +204,76 @@ pub struct Open {
     pub max_payload: Option<u64>,
 }
 
-/// An EVENT's name and its arguments' JSON, borrowed from the packet's data.
-pub fn event_parts(data: &str) -> Result<(String, Vec<&serde_json::value::RawValue>), Malformed> {
-    let mut parts: Vec<&serde_json::value::RawValue> =
-        serde_json::from_str(data).map_err(|_| Malformed("an EVENT whose data is not an array"))?;
-    if parts.is_empty() {
-        return Err(Malformed("an EVENT without its name"));
+/// Arguments an EVENT holds without a heap allocation; one with more spills to a `Vec`.
+const INLINE_ARGS: usize = 8;
+
+/// An EVENT's name and its arguments' JSON, borrowed from the packet's data: reading them
+/// allocates nothing (unless the name has escapes, or there are more than [`INLINE_ARGS`]).
+pub struct EventParts<'a> {
+    pub name: Cow<'a, str>,
+    inline: [&'a RawValue; INLINE_ARGS],
+    len: usize,
+    spilled: Vec<&'a RawValue>,
+}
+
+impl<'a> EventParts<'a> {
+    /// The arguments after the name, each its JSON as sent.
+    pub fn args(&self) -> &[&'a RawValue] {
+        if self.spilled.is_empty() {
+            &self.inline[..self.len]
+        } else {
+            &self.spilled
+        }
     }
-    let name: String = serde_json::from_str(parts.remove(0).get())
-        .map_err(|_| Malformed("an EVENT whose name is not a string"))?;
-    Ok((name, parts))
+}
+
+/// The name of an EVENT, borrowed when it has no escapes.
+#[derive(serde::Deserialize)]
+struct Name<'a>(#[serde(borrow)] Cow<'a, str>);
+
+impl<'de> serde::Deserialize<'de> for EventParts<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Parts;
+        impl<'de> serde::de::Visitor<'de> for Parts {
+            type Value = EventParts<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an array of an event's name and its arguments")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let Some(Name(name)) = seq.next_element()? else {
+                    return Err(serde::de::Error::invalid_length(0, &self));
+                };
+                let mut parts = EventParts {
+                    name,
+                    inline: [RawValue::NULL; INLINE_ARGS],
+                    len: 0,
+                    spilled: Vec::new(),
+                };
+                while let Some(arg) = seq.next_element::<&'de RawValue>()? {
+                    if parts.len < INLINE_ARGS {
+                        parts.inline[parts.len] = arg;
+                        parts.len += 1;
+                    } else {
+                        if parts.spilled.is_empty() {
+                            parts.spilled.extend_from_slice(&parts.inline);
+                        }
+                        parts.spilled.push(arg);
+                    }
+                }
+                Ok(parts)
+            }
+        }
+        d.deserialize_seq(Parts)
+    }
+}
+
+/// An EVENT's name and arguments (see [`EventParts`]).
+pub fn event_parts(data: &str) -> Result<EventParts<'_>, Malformed> {
+    serde_json::from_str(data)
+        .map_err(|_| Malformed("an EVENT whose data is not an array starting with its name"))
 }
 
 #[cfg(test)]
@@ -367,12 +430,30 @@ mod tests {
 
     #[test]
     fn an_events_name_and_arguments_are_read_without_copying_them() {
-        let (name, args) = event_parts(r#"["booking-created",{"seq":7},[1,2]]"#).unwrap();
-        assert_eq!(name, "booking-created");
-        let args: Vec<&str> = args.iter().map(|a| a.get()).collect();
+        let data = r#"["booking-created",{"seq":7},[1,2]]"#;
+        let parts = event_parts(data).unwrap();
+        assert!(matches!(parts.name, Cow::Borrowed("booking-created")));
+        let args: Vec<&str> = parts.args().iter().map(|a| a.get()).collect();
         assert_eq!(args, [r#"{"seq":7}"#, "[1,2]"]);
-        assert!(event_parts("[]").is_err());
-        assert!(event_parts("[1]").is_err());
-        assert!(event_parts("{}").is_err());
+        // Borrowed from the frame itself.
+        let range = data.as_bytes().as_ptr_range();
+        assert!(
+            parts
+                .args()
+                .iter()
+                .all(|a| range.contains(&a.get().as_ptr()))
+        );
+        assert_eq!(event_parts(r#"["a\"b"]"#).unwrap().name, "a\"b");
+        let many = format!(
+            "[\"m\",{}]",
+            (0..20).map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+        );
+        let parts = event_parts(&many).unwrap();
+        let args: Vec<&str> = parts.args().iter().map(|a| a.get()).collect();
+        assert_eq!(args, (0..20).map(|i| i.to_string()).collect::<Vec<_>>());
+        assert_eq!(event_parts(r#"["only"]"#).unwrap().args().len(), 0);
+        for bad in ["[]", "[1]", "{}", "", "[\"a\",]"] {
+            assert!(event_parts(bad).is_err(), "{bad}");
+        }
     }
 }
