@@ -55,6 +55,8 @@ impl Limits {
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Sample {
     pub cpu_share: f64,
+    /// CPU seconds the process used in the second.
+    pub cpu_s: f64,
     pub lag_ms: f64,
     pub backlog_bytes: u64,
 }
@@ -100,6 +102,10 @@ pub struct GeneratorReport {
     /// CPU seconds the process used from its start to the verdict (with the embedded server,
     /// the server's too).
     pub cpu_s: f64,
+    /// CPU seconds over the sampled seconds only (the start of actions to the end of the
+    /// settle): the steady state, without the connects before it or the log read after.
+    #[serde(default)]
+    pub window_cpu_s: f64,
     pub cpu_share_mean: f64,
     pub cpu_share_max: f64,
     pub lag_ms_max: f64,
@@ -160,6 +166,7 @@ pub fn summarize(samples: &[Sample], limits: Limits, cores: usize) -> GeneratorR
         r.saturated_by_lag_s += u64::from(crossed.lag);
         r.saturated_by_backlog_s += u64::from(crossed.backlog);
         cpu_sum += s.cpu_share;
+        r.window_cpu_s += s.cpu_s;
         r.cpu_share_max = r.cpu_share_max.max(s.cpu_share);
         r.lag_ms_max = r.lag_ms_max.max(s.lag_ms);
         r.backlog_bytes_max = r.backlog_bytes_max.max(s.backlog_bytes);
@@ -221,11 +228,13 @@ pub async fn watch(watch: &Watch) {
         let now = Instant::now();
         let cpu_now = cpu_seconds();
         let wall = now.duration_since(at).as_secs_f64().max(1e-3);
+        let used = match (cpu, cpu_now) {
+            (Some(before), Some(after)) => (after - before).max(0.0),
+            _ => 0.0,
+        };
         let sample = Sample {
-            cpu_share: match (cpu, cpu_now) {
-                (Some(before), Some(after)) => ((after - before) / wall / cores).max(0.0),
-                _ => 0.0,
-            },
+            cpu_share: used / wall / cores,
+            cpu_s: used,
             lag_ms: lag.as_secs_f64() * 1e3,
             backlog_bytes: if n.is_multiple_of(BACKLOG_EVERY) {
                 backlog = receive_backlog().unwrap_or(0);
@@ -315,6 +324,8 @@ mod tests {
     fn sample(cpu_share: f64, lag_ms: f64, backlog_bytes: u64) -> Sample {
         Sample {
             cpu_share,
+            // Two cores.
+            cpu_s: cpu_share * 2.0,
             lag_ms,
             backlog_bytes,
         }
@@ -343,6 +354,7 @@ mod tests {
         assert_eq!((r.cpu_share_max, r.lag_ms_max), (0.95, 40.0));
         assert_eq!(r.backlog_bytes_max, 2 << 20);
         assert!((r.cpu_share_mean - 0.718).abs() < 1e-9);
+        assert!((r.window_cpu_s - 0.718 * 5.0 * 2.0).abs() < 1e-9);
         assert_eq!(
             r.reasons(),
             "cpu >= 90%: 2 s, scheduling lag >= 20 ms: 1 s, receive backlog >= 1024 KiB: 1 s"

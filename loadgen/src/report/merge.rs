@@ -199,6 +199,7 @@ pub fn merge_with(
     g.saturated_by_lag_s = most(|r| r.generator.saturated_by_lag_s);
     g.saturated_by_backlog_s = most(|r| r.generator.saturated_by_backlog_s);
     g.cpu_s = reports.iter().map(|r| r.generator.cpu_s).sum();
+    g.window_cpu_s = reports.iter().map(|r| r.generator.window_cpu_s).sum();
     g.cpu_share_mean = reports
         .iter()
         .map(|r| r.generator.cpu_share_mean)

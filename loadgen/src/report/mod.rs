@@ -845,6 +845,15 @@ impl Report {
             g.backlog_bytes_max / 1024,
             self.memory.rss_per_tab_bytes as f64 / 1024.0
         );
+        let delivered = self.delivery.delivered.max(1) as f64;
+        let _ = writeln!(
+            out,
+            "           cpu per verified delivery {:.1} µs while acting ({:.2} s), {:.1} µs over the whole run ({:.2} s, connects and the final log read included)",
+            g.window_cpu_s * 1e6 / delivered,
+            g.window_cpu_s,
+            g.cpu_s * 1e6 / delivered,
+            g.cpu_s,
+        );
         if g.saturated() {
             let _ = writeln!(
                 out,
