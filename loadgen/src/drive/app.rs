@@ -9,9 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use serde_json::value::RawValue;
 
-use crate::drive::client::{ConnectOptions, Connection, TabClient};
+use crate::drive::client::{Args, ConnectOptions, Connection, TabClient};
 use crate::drive::connect;
 use crate::drive::life::{Back, Lifeline, TabKind};
 use crate::judge::truth::{Found, Membership, Publish, TabRecord, at_path, find_marker, marker};
@@ -181,16 +180,13 @@ impl AppRun {
     }
 
     /// The receive path: an event reached tab `index`. Only the marker is read.
-    fn heard(&self, index: usize, event: &str, args: &[&RawValue]) {
+    fn heard(&self, index: usize, event: &str, args: &Args<'_>) {
         let now = now_us();
         let mut expected = false;
         for e in self.expected.iter().filter(|e| e.event == event) {
             expected = true;
             // Only the argument that holds the marker is read into a tree.
-            let Some(arg) = args
-                .get(e.arg)
-                .and_then(|a| serde_json::from_str::<Value>(a.get()).ok())
-            else {
+            let Some(arg) = args.nth::<Value>(e.arg) else {
                 continue;
             };
             let Some(text) = at_path(&arg, &e.marker).and_then(Value::as_str) else {

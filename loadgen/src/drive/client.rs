@@ -9,7 +9,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use std::marker::PhantomData;
+
 use futures_util::future::BoxFuture;
+
+use serde::Deserialize;
+use serde::de::{IgnoredAny, SeqAccess, Visitor};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
@@ -34,9 +39,59 @@ pub struct ConnectOptions {
     pub tls: Option<native_tls::TlsConnector>,
 }
 
-/// Every named event the tab hears: its name and each argument's JSON as it came (with the
-/// own client, borrowed from the frame: a receipt reads what it needs and skips the rest).
-pub type OnEvent = Arc<dyn Fn(&str, &[&RawValue]) + Send + Sync>;
+/// Every named event the tab hears: its name and its arguments as they came, read on demand.
+pub type OnEvent = Arc<dyn Fn(&str, &Args<'_>) + Send + Sync>;
+
+/// A heard event's arguments, unread until a handler asks for one: a receipt reads what it
+/// needs, borrowed, and skips the rest.
+pub enum Args<'a> {
+    /// The EVENT's whole JSON array, its name first (the own client: borrowed from the frame).
+    Array(&'a str),
+    /// Each argument's JSON (rust_socketio: written back from the values it parsed).
+    Each(&'a [&'a RawValue]),
+}
+
+impl<'a> Args<'a> {
+    /// Argument `n` (0 is the first after the name) read as `T`, or `None` when there is no
+    /// such argument, it is not a `T`, or the array is malformed. Over an array this is one
+    /// pass: what comes before and after it is skipped, not parsed into anything.
+    pub fn nth<T: Deserialize<'a>>(&self, n: usize) -> Option<T> {
+        match self {
+            Args::Array(data) => {
+                let mut de = serde_json::Deserializer::from_str(data);
+                let found =
+                    serde::Deserializer::deserialize_seq(&mut de, Nth::<T>(n, PhantomData)).ok()?;
+                de.end().ok()?;
+                found
+            }
+            Args::Each(args) => serde_json::from_str(args.get(n)?.get()).ok(),
+        }
+    }
+}
+
+/// Reads argument `.0` of an event's array (after its name) as `T`, skipping the others.
+struct Nth<T>(usize, PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for Nth<T> {
+    type Value = Option<T>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an event's array: its name, then its arguments")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Option<T>, A::Error> {
+        for _ in 0..=self.0 {
+            if seq.next_element::<IgnoredAny>()?.is_none() {
+                return Ok(None);
+            }
+        }
+        // An argument that is not a `T` ends the read: `nth` is `None` then.
+        let found = seq.next_element::<T>()?;
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(found)
+    }
+}
+
 /// The connection was closed or lost by the other side, with why.
 pub type OnDrop = Arc<dyn Fn(String) + Send + Sync>;
 
@@ -120,4 +175,47 @@ pub fn encode(text: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::borrow::Cow;
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    struct Stamp<'a> {
+        seq: i64,
+        #[serde(borrow)]
+        node: Cow<'a, str>,
+    }
+
+    #[test]
+    fn an_argument_is_read_in_one_pass_and_borrowed_from_the_array() {
+        let data =
+            r#"["booking-created",{"booking":{"title":"x","seq":0},"seq":7,"node":"a"},2,"3"]"#;
+        let array = Args::Array(data);
+        let stamp: Stamp = array.nth(0).unwrap();
+        assert_eq!(stamp.seq, 7);
+        assert!(matches!(stamp.node, Cow::Borrowed("a")));
+        assert_eq!(array.nth::<i64>(1), Some(2));
+        assert_eq!(array.nth::<String>(2).as_deref(), Some("3"));
+        assert_eq!(array.nth::<i64>(3), None, "no such argument");
+        assert_eq!(array.nth::<i64>(2), None, "not an i64");
+        assert_eq!(
+            Args::Array(r#"["e",{"seq":1,"node":"a"},"#).nth::<Stamp>(0),
+            None
+        );
+        assert_eq!(Args::Array(r#"["e"]"#).nth::<Value>(0), None);
+
+        // rust_socketio's arguments, each on its own, read alike.
+        let each: Vec<Box<RawValue>> = [r#"{"seq":7,"node":"a"}"#, "2"]
+            .iter()
+            .map(|a| RawValue::from_string(a.to_string()).unwrap())
+            .collect();
+        let each: Vec<&RawValue> = each.iter().map(|a| &**a).collect();
+        let each = Args::Each(&each);
+        assert_eq!(each.nth::<Stamp>(0).map(|s| s.seq), Some(7));
+        assert_eq!(each.nth::<i64>(1), Some(2));
+        assert_eq!(each.nth::<i64>(2), None);
+    }
 }

@@ -11,9 +11,8 @@ use std::borrow::Cow;
 use booking_server::realtime::protocol::{BookingEventKind, EDITING, RESYNC};
 use serde::Deserialize;
 use serde_json::json;
-use serde_json::value::RawValue;
 
-use crate::drive::client::ConnectOptions;
+use crate::drive::client::{Args, ConnectOptions};
 use crate::drive::connect;
 
 use crate::drive::run::Run;
@@ -56,17 +55,21 @@ pub async fn connect(run: &Arc<Run>, index: usize) -> Result<(), String> {
 
 /// Routes a named Socket.IO event of tab `index` (connection `generation`) to its handler;
 /// names the tab does not listen for are ignored.
-fn on_named_event(run: &Run, index: usize, generation: u64, name: &str, args: &[&RawValue]) {
+fn on_named_event(run: &Run, index: usize, generation: u64, name: &str, args: &Args<'_>) {
     if let Some(kind) = BookingEventKind::from_name(name) {
-        if let Some(payload) = args.first() {
-            booking_event(run, index, kind, payload);
-        }
+        booking_event(run, index, kind, args);
     } else if name == EDITING {
-        if let Some(payload) = args.first() {
-            run.volatile.received(payload, now_us());
+        /// What a receipt reads of an `editing` notice.
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Sent {
+            sent_at: Option<i64>,
+        }
+        if let Some(sent) = args.nth::<Sent>(0) {
+            run.volatile.received(sent.sent_at, now_us());
         }
     } else if name == RESYNC {
-        run.tabs[index].on_resync(&run.stats, generation, args.first().copied());
+        run.tabs[index].on_resync(&run.stats, generation, args.nth(0));
     }
 }
 
@@ -88,10 +91,10 @@ pub struct Stamp<'a> {
 
 /// A live booking event reached tab `index`: the hot path, run in the tab's Socket.IO
 /// callback for every receipt, so it only reads the stamp and counts.
-pub fn booking_event(run: &Run, index: usize, kind: BookingEventKind, payload: &RawValue) {
+pub fn booking_event(run: &Run, index: usize, kind: BookingEventKind, args: &Args<'_>) {
     let now = now_us();
     // A payload without a stamp is not recorded: the event it should have been counts lost.
-    let Some(stamp) = stamp_of(payload) else {
+    let Some(stamp) = args.nth::<Stamp>(0) else {
         tracing::warn!(
             tab = index,
             "received an event without seq/boardroomId/emittedAt"
@@ -146,9 +149,4 @@ pub fn booking_event(run: &Run, index: usize, kind: BookingEventKind, payload: &
     if samples.len() < run.config.goose_samples_per_turn {
         samples.push((kind, (now - stamp.emitted_at).max(0) as u64));
     }
-}
-
-/// The stamp of a received event, or `None` when it is not one of ours.
-pub fn stamp_of(payload: &RawValue) -> Option<Stamp<'_>> {
-    serde_json::from_str(payload.get()).ok()
 }

@@ -12,7 +12,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::drive::client::{ConnectOptions, OnDrop, OnEvent, TabClient, Transport, encode};
+use crate::drive::client::{Args, ConnectOptions, OnDrop, OnEvent, TabClient, Transport, encode};
 
 /// The URL rust_socketio is given: base, path and query (it appends `EIO` and `transport`).
 fn socket_url(o: &ConnectOptions) -> String {
@@ -68,10 +68,10 @@ pub async fn connect(
                         .filter_map(|v| serde_json::value::to_raw_value(v).ok())
                         .collect();
                     let args: Vec<&RawValue> = raw.iter().map(|r| &**r).collect();
-                    on_event(name, &args);
+                    on_event(name, &Args::Each(&args));
                 }
                 // Binary attachments are not looked into: counted as an event of the app's.
-                _ => on_event(name, &[]),
+                _ => on_event(name, &Args::Each(&[])),
             }
         }
         async {}.boxed()

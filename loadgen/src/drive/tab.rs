@@ -167,16 +167,10 @@ impl Tab {
         true
     }
 
-    pub fn on_resync(
-        &self,
-        stats: &Stats,
-        generation: u64,
-        payload: Option<&serde_json::value::RawValue>,
-    ) {
+    pub fn on_resync(&self, stats: &Stats, generation: u64, resync: Option<Resync>) {
         if !self.conn.is_current(generation) {
             return;
         }
-        let resync = payload.and_then(|p| serde_json::from_str::<Resync>(p.get()).ok());
         let Some(resync) = resync else {
             tracing::warn!(tab = self.index, "a resync without a readable payload");
             return;

@@ -52,16 +52,10 @@ impl VolatileStats {
     }
 
     /// An `editing` notice arrived at `now_us` (wall clock).
-    pub fn received(&self, notice: &serde_json::value::RawValue, now_us: i64) {
-        /// What a receipt reads of an `editing` notice.
-        #[derive(serde::Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Sent {
-            sent_at: Option<i64>,
-        }
+    /// A notice arrived at `now_us`, sent at `sent_at` (its `sentAt`).
+    pub fn received(&self, sent_at: Option<i64>, now_us: i64) {
         self.received.fetch_add(1, Ordering::Relaxed);
-        let sent = serde_json::from_str::<Sent>(notice.get()).ok();
-        if let Some(sent_at) = sent.and_then(|s| s.sent_at) {
+        if let Some(sent_at) = sent_at {
             let mut latency = self.latency.lock().expect("poisoned");
             let _ = latency
                 .get_or_insert_with(histogram)
@@ -125,10 +119,8 @@ mod tests {
         let stats = VolatileStats::default();
         stats.sent(&plan, 0, Page::Calendar(0));
         stats.sent(&plan, 0, Page::Dashboard);
-        let notice =
-            serde_json::value::to_raw_value(&json!({ "sentAt": 1_000, "by": "x" })).unwrap();
-        stats.received(&notice, 3_000);
-        stats.received(&notice, 2_000);
+        stats.received(Some(1_000), 3_000);
+        stats.received(Some(1_000), 2_000);
         let r = stats.report();
         assert_eq!((r.sent, r.expected, r.received), (2, 3, 2));
         assert!((r.ratio - 2.0 / 3.0).abs() < 1e-9);

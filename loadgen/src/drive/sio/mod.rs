@@ -28,7 +28,7 @@ use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-use crate::drive::client::{ConnectOptions, OnDrop, OnEvent, TabClient, encode};
+use crate::drive::client::{Args, ConnectOptions, OnDrop, OnEvent, TabClient, encode};
 use packet::{Engine, Kind};
 
 /// A tab's read buffer: events are small, and a bigger frame still grows it.
@@ -273,6 +273,9 @@ impl Connection {
         tokio::pin!(quiet);
         let end = loop {
             tokio::select! {
+                // Frames first: a receipt polls nothing else while more are ready (tokio's
+                // budget still hands the thread on after a long burst).
+                biased;
                 frame = ws.next() => match frame {
                     Some(Ok(Message::Text(text))) => match self.text(&text) {
                         Ok(Some(reply)) => {
@@ -341,9 +344,9 @@ impl Connection {
         self.attachments = p.attachments;
         match p.kind {
             Kind::Event | Kind::BinaryEvent => {
-                let parts =
-                    packet::event_parts(p.data).map_err(|e| format!("protocol error: {e}"))?;
-                (self.on_event)(&parts.name, parts.args());
+                let name =
+                    packet::event_name(p.data).map_err(|e| format!("protocol error: {e}"))?;
+                (self.on_event)(&name, &Args::Array(p.data));
                 // An event asking for an ack is not answered: tabs ack nothing.
             }
             Kind::Ack | Kind::BinaryAck => {
@@ -520,8 +523,11 @@ mod tests {
         let h = heard.clone();
         let client = connect(
             &chat(&url),
-            Arc::new(move |name, args| {
-                let args = args.iter().map(|a| a.get().to_string()).collect();
+            Arc::new(move |name, args: &Args<'_>| {
+                let args = (0..)
+                    .map_while(|n| args.nth::<&serde_json::value::RawValue>(n))
+                    .map(|a| a.get().to_string())
+                    .collect();
                 h.lock().unwrap().push((name.into(), args))
             }),
             Arc::new(move |w| {

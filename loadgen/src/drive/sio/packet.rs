@@ -10,8 +10,6 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
-use serde_json::value::RawValue;
-
 use serde_json::Value;
 
 /// An Engine.IO packet of a text frame.
@@ -204,76 +202,21 @@ pub struct Open {
     pub max_payload: Option<u64>,
 }
 
-/// Arguments an EVENT holds without a heap allocation; one with more spills to a `Vec`.
-const INLINE_ARGS: usize = 8;
-
-/// An EVENT's name and its arguments' JSON, borrowed from the packet's data: reading them
-/// allocates nothing (unless the name has escapes, or there are more than [`INLINE_ARGS`]).
-pub struct EventParts<'a> {
-    pub name: Cow<'a, str>,
-    inline: [&'a RawValue; INLINE_ARGS],
-    len: usize,
-    spilled: Vec<&'a RawValue>,
-}
-
-impl<'a> EventParts<'a> {
-    /// The arguments after the name, each its JSON as sent.
-    pub fn args(&self) -> &[&'a RawValue] {
-        if self.spilled.is_empty() {
-            &self.inline[..self.len]
-        } else {
-            &self.spilled
-        }
-    }
-}
-
 /// The name of an EVENT, borrowed when it has no escapes.
 #[derive(serde::Deserialize)]
 struct Name<'a>(#[serde(borrow)] Cow<'a, str>);
 
-impl<'de> serde::Deserialize<'de> for EventParts<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Parts;
-        impl<'de> serde::de::Visitor<'de> for Parts {
-            type Value = EventParts<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an array of an event's name and its arguments")
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<Self::Value, A::Error> {
-                let Some(Name(name)) = seq.next_element()? else {
-                    return Err(serde::de::Error::invalid_length(0, &self));
-                };
-                let mut parts = EventParts {
-                    name,
-                    inline: [RawValue::NULL; INLINE_ARGS],
-                    len: 0,
-                    spilled: Vec::new(),
-                };
-                while let Some(arg) = seq.next_element::<&'de RawValue>()? {
-                    if parts.len < INLINE_ARGS {
-                        parts.inline[parts.len] = arg;
-                        parts.len += 1;
-                    } else {
-                        if parts.spilled.is_empty() {
-                            parts.spilled.extend_from_slice(&parts.inline);
-                        }
-                        parts.spilled.push(arg);
-                    }
-                }
-                Ok(parts)
-            }
-        }
-        d.deserialize_seq(Parts)
-    }
-}
-
-/// An EVENT's name and arguments (see [`EventParts`]).
-pub fn event_parts(data: &str) -> Result<EventParts<'_>, Malformed> {
-    serde_json::from_str(data)
-        .map_err(|_| Malformed("an EVENT whose data is not an array starting with its name"))
+/// An EVENT's name, read from the start of its array (`["name", ...]`) and nothing after it:
+/// the arguments are left for the handler to read as it needs (see `client::Args`).
+pub fn event_name(data: &str) -> Result<Cow<'_, str>, Malformed> {
+    let rest = data
+        .trim_start()
+        .strip_prefix('[')
+        .ok_or(Malformed("an EVENT whose data is not an array"))?;
+    let mut de = serde_json::Deserializer::from_str(rest);
+    let Name(name) = serde::Deserialize::deserialize(&mut de)
+        .map_err(|_| Malformed("an EVENT that does not start with its name"))?;
+    Ok(name)
 }
 
 #[cfg(test)]
@@ -429,31 +372,14 @@ mod tests {
     }
 
     #[test]
-    fn an_events_name_and_arguments_are_read_without_copying_them() {
-        let data = r#"["booking-created",{"seq":7},[1,2]]"#;
-        let parts = event_parts(data).unwrap();
-        assert!(matches!(parts.name, Cow::Borrowed("booking-created")));
-        let args: Vec<&str> = parts.args().iter().map(|a| a.get()).collect();
-        assert_eq!(args, [r#"{"seq":7}"#, "[1,2]"]);
-        // Borrowed from the frame itself.
-        let range = data.as_bytes().as_ptr_range();
-        assert!(
-            parts
-                .args()
-                .iter()
-                .all(|a| range.contains(&a.get().as_ptr()))
-        );
-        assert_eq!(event_parts(r#"["a\"b"]"#).unwrap().name, "a\"b");
-        let many = format!(
-            "[\"m\",{}]",
-            (0..20).map(|i| i.to_string()).collect::<Vec<_>>().join(",")
-        );
-        let parts = event_parts(&many).unwrap();
-        let args: Vec<&str> = parts.args().iter().map(|a| a.get()).collect();
-        assert_eq!(args, (0..20).map(|i| i.to_string()).collect::<Vec<_>>());
-        assert_eq!(event_parts(r#"["only"]"#).unwrap().args().len(), 0);
-        for bad in ["[]", "[1]", "{}", "", "[\"a\",]"] {
-            assert!(event_parts(bad).is_err(), "{bad}");
+    fn an_events_name_is_read_without_copying_it_or_reading_on() {
+        let name = event_name(r#"["booking-created",{"seq":7},[1,2]]"#).unwrap();
+        assert!(matches!(name, Cow::Borrowed("booking-created")));
+        assert_eq!(event_name(r#" [ "a\"b" ]"#).unwrap(), "a\"b");
+        // What follows the name is not looked at here.
+        assert_eq!(event_name(r#"["m",{"#).unwrap(), "m");
+        for bad in ["[]", "[1]", "{}", "", "\"m\""] {
+            assert!(event_name(bad).is_err(), "{bad}");
         }
     }
 }
