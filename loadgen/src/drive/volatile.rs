@@ -108,7 +108,6 @@ impl VolatileStats {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn a_signal_is_owed_to_the_other_calendar_tabs_of_its_boardroom() {
