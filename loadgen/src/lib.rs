@@ -15,10 +15,14 @@ pub mod plan;
 pub mod record;
 pub mod report;
 
+use std::path::Path;
+use std::process::ExitCode;
+
 pub use booking::faults_from_metrics;
-use config::Config;
+use config::{Command, Config};
 pub use engine::Outcome;
 pub use error::RunError;
+use report::Report;
 
 /// `loadgen merge` of any run's shards: an app run's shards are judged again from their logs.
 pub fn merge_reports(reports: &[report::Report]) -> Result<report::Report, String> {
@@ -63,6 +67,142 @@ pub async fn run_with_traces(
     traces: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
 ) -> Result<Outcome, RunError> {
     booking::run(config, traces).await
+}
+
+/// The `loadgen` binary: parse flags, run the load test (or `compare`, `merge`), print the
+/// summary, write the reports, and exit 0 (every gate passed), 1 (a gate failed; reports
+/// still written) or 2 (could not run). It lives here, not in the binary, so that the binary
+/// instantiates no generic code of its own: a release build compiles it in seconds.
+pub fn main() -> std::process::ExitCode {
+    use clap::Parser;
+    let config = Config::parse();
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(cli(config)),
+        Err(e) => {
+            eprintln!("loadgen: could not start the runtime: {e}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+async fn cli(config: Config) -> ExitCode {
+    if let Some(Command::Compare(args)) = &config.command {
+        return match crate::report::compare::compare_files(args) {
+            Ok(compared) => {
+                print!("{}", compared.text);
+                if let Some(path) = &args.report_html
+                    && let Err(e) = std::fs::write(path, &compared.html)
+                {
+                    eprintln!("loadgen compare: could not write {}: {e}", path.display());
+                    return ExitCode::from(2);
+                }
+                if compared.passed {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                }
+            }
+            Err(e) => {
+                eprintln!("loadgen compare: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    raise_open_files_limit();
+    if let Some(Command::Merge(args)) = &config.command {
+        return match crate::merge_files(args) {
+            Ok(report) => {
+                println!("{}", report.summary());
+                let written = write_reports(
+                    &report,
+                    args.report_json.as_deref(),
+                    args.report_html.as_deref(),
+                    args.report_junit.as_deref(),
+                );
+                if let Err(e) = written {
+                    eprintln!("loadgen merge: {e}");
+                    ExitCode::from(2)
+                } else if report.passed() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                }
+            }
+            Err(e) => {
+                eprintln!("loadgen merge: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let report_path = config.report_json.clone();
+    let junit_path = config.report_junit.clone();
+    let html_path = config.report_html.clone();
+    let outcome = match crate::run(config).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            eprintln!("loadgen: could not run: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    println!("{}", outcome.report.summary());
+    if outcome.goose_thresholds_failed {
+        println!("goose: one or more --threshold rules failed");
+    }
+    let written = write_reports(
+        &outcome.report,
+        report_path.as_deref(),
+        html_path.as_deref(),
+        junit_path.as_deref(),
+    );
+    if let Err(e) = written {
+        eprintln!("loadgen: {e}");
+        return ExitCode::from(2);
+    }
+    if outcome.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// Writes the JSON, HTML and JUnit forms of `report` that were asked for.
+fn write_reports(
+    report: &Report,
+    json: Option<&Path>,
+    html: Option<&Path>,
+    junit: Option<&Path>,
+) -> Result<(), String> {
+    type Render = fn(&Report) -> String;
+    let forms: [(Option<&Path>, Render); 3] = [
+        (json, |r| {
+            serde_json::to_string_pretty(r).expect("reports serialize")
+        }),
+        (html, crate::report::html::report_page),
+        (junit, crate::report::junit::junit),
+    ];
+    for (path, render) in forms {
+        if let Some(path) = path {
+            std::fs::write(path, render(report))
+                .map_err(|e| format!("could not write {}: {e}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Each tab holds a socket: lift the soft open-files limit as far as the hard one allows.
+fn raise_open_files_limit() {
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        eprintln!("loadgen: could not raise the open-files limit: {e}");
+    }
 }
 
 #[cfg(test)]

@@ -126,13 +126,31 @@ async fn open(
             .map_err(|e| format!("connect failed: TLS with {host}: {e}"))?;
         let (ws, _) = tokio_tungstenite::client_async_with_config(request, stream, Some(config))
             .await
-            .map_err(|e| format!("connect failed: {e}"))?;
+            .map_err(upgrade_failed)?;
         handshake(ws, o, on_event, on_drop).await
     } else {
         let (ws, _) = tokio_tungstenite::client_async_with_config(request, tcp, Some(config))
             .await
-            .map_err(|e| format!("connect failed: {e}"))?;
+            .map_err(upgrade_failed)?;
         handshake(ws, o, on_event, on_drop).await
+    }
+}
+
+/// Why the WebSocket upgrade failed; a refusal says its status and what the server said (a
+/// full server's "server full: ...", say).
+fn upgrade_failed(e: tokio_tungstenite::tungstenite::Error) -> String {
+    use tokio_tungstenite::tungstenite::Error;
+    match e {
+        Error::Http(response) => {
+            let body = response
+                .body()
+                .as_deref()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default();
+            let body: String = body.trim().chars().take(300).collect();
+            format!("connect failed: HTTP {}: {body}", response.status())
+        }
+        e => format!("connect failed: {e}"),
     }
 }
 
@@ -616,6 +634,33 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(why.as_deref(), Some("disconnected by the server"));
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_refused_upgrade_says_the_status_and_the_servers_words() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 4096];
+            let _ = tcp.read(&mut request).await.unwrap();
+            let body = r#"{"code":1,"message":"server full: it holds at most 2 connections"}"#;
+            let response = format!(
+                "HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            tcp.write_all(response.as_bytes()).await.unwrap();
+        });
+        let why = connect(&chat(&url), Arc::new(|_, _| {}), Arc::new(|_| {}))
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            why.contains("HTTP 403") && why.contains("server full: it holds at most 2"),
+            "{why}"
+        );
         server.await.unwrap();
     }
 
