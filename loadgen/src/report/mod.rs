@@ -848,11 +848,16 @@ impl Report {
         let delivered = self.delivery.delivered.max(1) as f64;
         let _ = writeln!(
             out,
-            "           cpu per verified delivery {:.1} µs while acting ({:.2} s), {:.1} µs over the whole run ({:.2} s, connects and the final log read included)",
+            "           cpu per verified delivery {:.1} µs while acting ({:.2} s), {:.1} µs over the whole run ({:.2} s, connects and the final log read included){}",
             g.window_cpu_s * 1e6 / delivered,
             g.window_cpu_s,
             g.cpu_s * 1e6 / delivered,
             g.cpu_s,
+            if self.embedded_server {
+                "; the embedded server's CPU is in these figures too"
+            } else {
+                ""
+            },
         );
         if g.saturated() {
             let _ = writeln!(
