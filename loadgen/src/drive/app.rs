@@ -183,13 +183,20 @@ impl AppRun {
     fn heard(&self, index: usize, event: &str, args: &Args<'_>) {
         let now = now_us();
         let mut expected = false;
+        // Only an argument that holds a marker is read into a tree, once per receipt however
+        // many publishers expect this event there.
+        let mut read: Option<(usize, Option<Value>)> = None;
         for e in self.expected.iter().filter(|e| e.event == event) {
             expected = true;
-            // Only the argument that holds the marker is read into a tree.
-            let Some(arg) = args.nth::<Value>(e.arg) else {
-                continue;
-            };
-            let Some(text) = at_path(&arg, &e.marker).and_then(Value::as_str) else {
+            if read.as_ref().is_none_or(|(n, _)| *n != e.arg) {
+                read = Some((e.arg, args.nth::<Value>(e.arg)));
+            }
+            let Some(text) = read
+                .as_ref()
+                .and_then(|(_, arg)| arg.as_ref())
+                .and_then(|arg| at_path(arg, &e.marker))
+                .and_then(Value::as_str)
+            else {
                 continue;
             };
             match find_marker(text, self.run) {

@@ -5,18 +5,15 @@
 //! there) or rust_socketio (`drive::rust_socketio`), the reference client, which carries
 //! long-polling too.
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use std::marker::PhantomData;
-
 use futures_util::future::BoxFuture;
-
 use serde::Deserialize;
 use serde::de::{IgnoredAny, SeqAccess, Visitor};
 use serde_json::Value;
-use serde_json::value::RawValue;
 
 pub use crate::config::{TabClientKind, Transport};
 
@@ -47,8 +44,8 @@ pub type OnEvent = Arc<dyn Fn(&str, &Args<'_>) + Send + Sync>;
 pub enum Args<'a> {
     /// The EVENT's whole JSON array, its name first (the own client: borrowed from the frame).
     Array(&'a str),
-    /// Each argument's JSON (rust_socketio: written back from the values it parsed).
-    Each(&'a [&'a RawValue]),
+    /// Each argument as rust_socketio parsed it.
+    Values(&'a [Value]),
 }
 
 impl<'a> Args<'a> {
@@ -64,7 +61,7 @@ impl<'a> Args<'a> {
                 de.end().ok()?;
                 found
             }
-            Args::Each(args) => serde_json::from_str(args.get(n)?.get()).ok(),
+            Args::Values(args) => T::deserialize(args.get(n)?).ok(),
         }
     }
 }
@@ -207,15 +204,17 @@ mod tests {
         );
         assert_eq!(Args::Array(r#"["e"]"#).nth::<Value>(0), None);
 
-        // rust_socketio's arguments, each on its own, read alike.
-        let each: Vec<Box<RawValue>> = [r#"{"seq":7,"node":"a"}"#, "2"]
-            .iter()
-            .map(|a| RawValue::from_string(a.to_string()).unwrap())
-            .collect();
-        let each: Vec<&RawValue> = each.iter().map(|a| &**a).collect();
-        let each = Args::Each(&each);
-        assert_eq!(each.nth::<Stamp>(0).map(|s| s.seq), Some(7));
-        assert_eq!(each.nth::<i64>(1), Some(2));
-        assert_eq!(each.nth::<i64>(2), None);
+        // rust_socketio's parsed arguments read alike, their strings borrowed from the values.
+        let values = [
+            serde_json::json!({"seq": 7, "node": "a"}),
+            serde_json::json!(2),
+        ];
+        let values = Args::Values(&values);
+        let stamp: Stamp = values.nth(0).unwrap();
+        assert_eq!(stamp.seq, 7);
+        assert!(matches!(stamp.node, Cow::Borrowed("a")));
+        assert_eq!(values.nth::<i64>(1), Some(2));
+        assert_eq!(values.nth::<i64>(2), None);
+        assert_eq!(values.nth::<String>(1), None, "not a string");
     }
 }

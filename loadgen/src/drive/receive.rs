@@ -6,9 +6,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use std::borrow::Cow;
-
-use booking_server::realtime::protocol::{BookingEventKind, EDITING, RESYNC};
+use booking_server::realtime::protocol::{BookingEventKind, EDITING, EventStamp, RESYNC};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -73,28 +71,12 @@ fn on_named_event(run: &Run, index: usize, generation: u64, name: &str, args: &A
     }
 }
 
-/// What a receipt reads of a booking event's payload, borrowed from it; the rest (the
-/// booking itself) is skipped unread.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Stamp<'a> {
-    pub seq: i64,
-    pub boardroom_id: i64,
-    #[serde(default)]
-    pub previous_boardroom_id: Option<i64>,
-    pub emitted_at: i64,
-    #[serde(default, borrow)]
-    pub node: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    pub traceparent: Option<Cow<'a, str>>,
-}
-
 /// A live booking event reached tab `index`: the hot path, run in the tab's Socket.IO
 /// callback for every receipt, so it only reads the stamp and counts.
 pub fn booking_event(run: &Run, index: usize, kind: BookingEventKind, args: &Args<'_>) {
     let now = now_us();
     // A payload without a stamp is not recorded: the event it should have been counts lost.
-    let Some(stamp) = args.nth::<Stamp>(0) else {
+    let Some(stamp) = args.nth::<EventStamp>(0) else {
         tracing::warn!(
             tab = index,
             "received an event without seq/boardroomId/emittedAt"

@@ -9,7 +9,6 @@ use futures_util::future::BoxFuture;
 use rust_socketio::asynchronous::{Client, ClientBuilder};
 use rust_socketio::{Event, Payload, TransportType};
 use serde_json::Value;
-use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::drive::client::{Args, ConnectOptions, OnDrop, OnEvent, TabClient, Transport, encode};
@@ -61,17 +60,9 @@ pub async fn connect(
         };
         if let Some(name) = name {
             match &payload {
-                Payload::Text(values) => {
-                    // rust_socketio parsed them: written back to JSON for the tab's reading.
-                    let raw: Vec<Box<RawValue>> = values
-                        .iter()
-                        .filter_map(|v| serde_json::value::to_raw_value(v).ok())
-                        .collect();
-                    let args: Vec<&RawValue> = raw.iter().map(|r| &**r).collect();
-                    on_event(name, &Args::Each(&args));
-                }
+                Payload::Text(values) => on_event(name, &Args::Values(values)),
                 // Binary attachments are not looked into: counted as an event of the app's.
-                _ => on_event(name, &Args::Each(&[])),
+                _ => on_event(name, &Args::Values(&[])),
             }
         }
         async {}.boxed()

@@ -51,8 +51,7 @@ impl VolatileStats {
         self.expected.fetch_add(others, Ordering::Relaxed);
     }
 
-    /// An `editing` notice arrived at `now_us` (wall clock).
-    /// A notice arrived at `now_us`, sent at `sent_at` (its `sentAt`).
+    /// An `editing` notice arrived at `now_us` (wall clock), sent at `sent_at` (its `sentAt`).
     pub fn received(&self, sent_at: Option<i64>, now_us: i64) {
         self.received.fetch_add(1, Ordering::Relaxed);
         if let Some(sent_at) = sent_at {

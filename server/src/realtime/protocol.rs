@@ -292,10 +292,11 @@ pub struct BookingEventPayload {
     pub node: Option<String>,
 }
 
-/// The few fields a verifier needs from an event, parsed without the booking body.
-#[derive(Debug, Clone, Copy, Deserialize)]
+/// The few fields a verifier needs from an event, parsed without the booking body (which is
+/// skipped unread), its strings borrowed from the payload when they have no escapes.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct EventStamp {
+pub struct EventStamp<'a> {
     pub seq: i64,
     pub boardroom_id: i64,
     #[serde(default)]
@@ -303,6 +304,10 @@ pub struct EventStamp {
     pub emitted_at: i64,
     #[serde(default)]
     pub replayed: bool,
+    #[serde(default, borrow)]
+    pub node: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub traceparent: Option<std::borrow::Cow<'a, str>>,
 }
 
 /// Response header of a booking change: the `seq` of the event it logged, so a client can

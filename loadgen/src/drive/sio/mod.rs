@@ -2,12 +2,12 @@
 //! (`/socket.io/?EIO=4&transport=websocket`), Socket.IO v5 packets (CONNECT with auth and
 //! CONNECT_ERROR, EVENT, ACK with this socket's ack ids, DISCONNECT), the heartbeat (the
 //! server's `2` answered `3`, and a session that hears no ping within `pingInterval +
-//! pingTimeout` is lost), and binary attachments counted and skipped.
+//! pingTimeout` is lost), and binary frames (attachments) skipped unread.
 //!
 //! One task per connection owns the WebSocket: it reads each frame, hands an EVENT to the
 //! tab's callback from the frame's own text, and writes what the tab sends. A receipt takes
-//! no lock, no timer and no task hop. rust_socketio (`drive::client`) stays as the reference
-//! client, and for long-polling.
+//! no lock, no timer and no task hop. rust_socketio (`drive::rust_socketio`) stays as the
+//! reference client, and for long-polling.
 
 pub mod packet;
 
@@ -216,7 +216,6 @@ where
         pending: pending.clone(),
         on_event,
         on_drop,
-        attachments: 0,
     };
     tokio::spawn(task.run(ws, rx, silence));
     Ok(Arc::new(OwnClient {
@@ -266,8 +265,6 @@ struct Connection {
     pending: Pending,
     on_event: OnEvent,
     on_drop: OnDrop,
-    /// Binary frames still to skip: the attachments of the last binary packet.
-    attachments: usize,
 }
 
 /// How a connection's task ended.
@@ -280,7 +277,7 @@ enum End {
 
 impl Connection {
     async fn run<S>(
-        mut self,
+        self,
         mut ws: WebSocketStream<S>,
         mut rx: mpsc::UnboundedReceiver<Out>,
         silence: Duration,
@@ -305,13 +302,11 @@ impl Connection {
                         Ok(None) => {}
                         Err(why) => break End::Lost(why),
                     },
-                    Some(Ok(Message::Binary(_))) => {
-                        // An attachment of the last binary packet: counted, not read.
-                        self.attachments = self.attachments.saturating_sub(1);
-                    }
                     Some(Ok(Message::Close(_))) | None => {
                         break End::Lost("closed by the server".into());
                     }
+                    // Binary frames (a binary packet's attachments) are skipped unread;
+                    // tungstenite answers WebSocket pings itself.
                     Some(Ok(_)) => {}
                     Some(Err(e)) => break End::Lost(format!("transport error: {e}")),
                 },
@@ -347,7 +342,7 @@ impl Connection {
 
     /// Reads a text frame: the reply to write (a ping's pong), nothing, or why the session
     /// ended.
-    fn text(&mut self, text: &str) -> Result<Option<String>, String> {
+    fn text(&self, text: &str) -> Result<Option<String>, String> {
         let packet = match packet::engine(text) {
             Ok(Engine::Message(data)) => data,
             Ok(Engine::Ping(data)) => return Ok(Some(format!("3{data}"))),
@@ -359,7 +354,6 @@ impl Connection {
         if p.namespace != self.namespace {
             return Ok(None);
         }
-        self.attachments = p.attachments;
         match p.kind {
             Kind::Event | Kind::BinaryEvent => {
                 let name =
