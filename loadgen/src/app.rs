@@ -547,6 +547,7 @@ fn base_report(run: &AppRun, path: &Path, log: &AppLog, window: f64) -> Report {
             rss_bytes: rss,
             rss_per_tab_bytes: rss / tabs.max(1),
             ledger_bytes,
+            judged_during_run: 0,
         },
         app: Some(AppReport {
             name: f.name.clone(),

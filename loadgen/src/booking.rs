@@ -13,11 +13,12 @@ use goose::prelude::*;
 
 use crate::config::Config;
 use crate::drive::browser::{Browser, BrowserTab, Harness};
-use crate::drive::run::Run;
+use crate::drive::run::{Judging, LogNames, LogRead, Run};
+use crate::drive::tab::Tab;
 use crate::engine::{Acted, Outcome, Workload};
 use crate::error::RunError;
 use crate::judge::fault::Scenario;
-use crate::judge::verify::{LogEvent, PATHS, RoomRef, Verdict, judge_tab};
+use crate::judge::verify::{Joined, LogEvent, PATHS, RoomRef, TabView, Verdict, judge_tab};
 use crate::plan::ROOM_CLASSES;
 use crate::record::latency::{Percentiles, histogram, now_us};
 use crate::record::stats::{Action, Stats, UNAVAILABLE};
@@ -413,6 +414,10 @@ fn spawn_background(run: &Arc<Run>, ramp: Duration) -> Vec<tokio::task::JoinHand
         let r = run.clone();
         tasks.push(tokio::spawn(async move { r.track_committed().await }));
     }
+    if !run.config.ledger_window.is_zero() {
+        let r = run.clone();
+        tasks.push(tokio::spawn(async move { judge_as_it_goes(&r).await }));
+    }
     tasks
 }
 
@@ -459,52 +464,104 @@ fn progress_line(run: &Run, last: &mut (u64, u64, Instant)) -> String {
     line
 }
 
+/// What tab `tab` is judged by besides its ledger: its rooms (user rooms interned by `names`)
+/// and the nodes it was on.
+fn judged_by(tab: &Tab, names: &mut LogNames) -> (Vec<Joined>, Vec<(i64, Option<u32>)>) {
+    let nodes = tab
+        .node_segments()
+        .into_iter()
+        .map(|(from, node)| (from, node.map(|n| names.node(&n))))
+        .collect();
+    let joined = tab
+        .joined
+        .lock()
+        .expect("poisoned")
+        .iter()
+        .map(|(name, j)| match j.room {
+            RoomRef::User(_) => Joined {
+                room: names.room(name).unwrap_or(j.room),
+                ..*j
+            },
+            _ => *j,
+        })
+        .collect();
+    (joined, nodes)
+}
+
+/// Every [`judge::window::pass_every`] of the run, judges each steady tab up to the horizon
+/// (what was committed `--ledger-window` ago) and drops those bits of its ledger, so long
+/// runs keep a window's worth a tab (`judge::window`). A read that fails skips the pass.
+async fn judge_as_it_goes(run: &Run) {
+    let every = judge::window::pass_every(run.config.ledger_window);
+    loop {
+        tokio::time::sleep(every).await;
+        let mut judging = run.judging.lock().await;
+        if let Some(end) = run.read_last_seq().await {
+            judging.horizon.read(Instant::now(), end);
+        }
+        let Some(horizon) = judging.horizon.at(Instant::now()) else {
+            continue;
+        };
+        if horizon > judging.log.through
+            && let Err(e) = run.read_log_after(&mut judging.log, Some(horizon), 0).await
+        {
+            tracing::warn!(error = %e, "reading the event log to judge as the run goes failed");
+            continue;
+        }
+        let Judging { log, settled, .. } = &mut *judging;
+        let horizon = log.through;
+        let mut tabs = 0;
+        for tab in run.tabs.iter().filter(|t| t.steady()) {
+            let (joined, nodes) = judged_by(tab, &mut log.names);
+            let view = TabView {
+                tab: tab.index,
+                joined: &joined,
+                nodes: &nodes,
+                events: &log.events,
+            };
+            let mut ledger = tab.ledger.lock().expect("poisoned");
+            judge::window::settle_tab(&view, &mut ledger, horizon, settled);
+            tabs += 1;
+        }
+        tracing::debug!(
+            horizon,
+            tabs,
+            owed = settled.total.owed,
+            "judged as the run goes"
+        );
+    }
+}
+
 async fn verify_and_report(
     run: &Arc<Run>,
     window_end: Instant,
     pages: Option<(&[BrowserTab], Vec<Harness>)>,
 ) -> Result<Report, RunError> {
-    let (events, log_end, mut users) = run.read_log().await?;
-    let mut verdict = Verdict::default();
+    let mut judging = run.judging.lock().await;
+    let log_end = run.read_log(&mut judging.log).await?;
+    let Judging { log, settled, .. } = &mut *judging;
+    let LogRead { events, names, .. } = log;
+    let (events, users) = (&events[..], names);
+    let judged_during_run = settled.total.owed;
+    let mut verdict = std::mem::take(settled);
     let mut ledger_bytes = 0;
     for tab in &run.tabs {
-        let nodes: Vec<_> = tab
-            .node_segments()
-            .into_iter()
-            .map(|(from, node)| (from, node.map(|n| users.node(&n))))
-            .collect();
-        let joined: Vec<_> = tab
-            .joined
-            .lock()
-            .expect("poisoned")
-            .iter()
-            .map(|(name, j)| match j.room {
-                RoomRef::User(_) => judge::verify::Joined {
-                    room: users.room(name).unwrap_or(j.room),
-                    ..*j
-                },
-                _ => *j,
-            })
-            .collect();
+        let (joined, nodes) = judged_by(tab, users);
+        let view = TabView {
+            tab: tab.index,
+            joined: &joined,
+            nodes: &nodes,
+            events,
+        };
         let ledger = tab.ledger.lock().expect("poisoned");
         ledger_bytes += ledger.heap_bytes() as u64;
-        verdict.merge(&judge_tab(
-            tab.index, &joined, &nodes, &ledger, &events, log_end,
-        ));
+        judge_tab(&view, &ledger, log_end, &mut verdict);
     }
 
     let protocol = verdict.total;
     let browser = pages.map(|(tabs, pages)| {
         let first = run.tabs.len();
-        drive::browser::judge(
-            tabs,
-            &pages,
-            run.start_seq,
-            first,
-            &events,
-            log_end,
-            &mut users,
-        )
+        drive::browser::judge(tabs, &pages, run.start_seq, first, events, log_end, users)
     });
     if let Some(b) = &browser {
         verdict.merge(&b.verdict);
@@ -546,7 +603,7 @@ async fn verify_and_report(
         unavailable: all(UNAVAILABLE),
     };
     let acked = run.acked.lock().expect("poisoned").clone();
-    let acked_missing = missing_from_log(&acked, &events);
+    let acked_missing = missing_from_log(&acked, events);
     let _ = s.verdict.set(verdict.total);
     let latency = LatencyReport {
         fanout: Percentiles::of(&fanout_total),
@@ -715,6 +772,7 @@ async fn verify_and_report(
             rss_bytes: rss,
             rss_per_tab_bytes: rss / run.tabs.len().max(1) as u64,
             ledger_bytes,
+            judged_during_run,
         },
         generator,
         examples: Examples {

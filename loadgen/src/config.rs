@@ -150,6 +150,11 @@ pub struct Config {
     /// Wait after the last action before the verdict, for deliveries in flight.
     #[arg(long, env = "LOADGEN_SETTLE", default_value = "2s", value_parser = parse_duration)]
     pub settle: Duration,
+    /// Booking runs: a tab's receipts of events committed longer ago than this are judged
+    /// while the run goes and their bits dropped, so a tab's ledger stays a window's worth on
+    /// runs of any length; the verdict is the same. 0 keeps every bit to the end.
+    #[arg(long, env = "LOADGEN_LEDGER_WINDOW", default_value = "30s", value_parser = parse_duration)]
+    pub ledger_window: Duration,
     /// Pause of each tab between its turns (reconnect checks, goose records).
     #[arg(long, env = "LOADGEN_THINK_TIME", default_value = "1s", value_parser = parse_duration)]
     pub think_time: Duration,

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use crate::drive::life::{Back, Lifeline, TabKind};
 use crate::drive::reconnect::{SIO, rejoin, resync};
 use crate::drive::run::Run;
+use crate::drive::tab::Hold;
 use crate::judge::verify::{Joined, RoomRef};
 use crate::record::latency::now_us;
 
@@ -43,10 +44,14 @@ impl TabKind for Run {
     }
 
     async fn open(self: &Arc<Self>, index: usize) -> bool {
-        connect_and_join(self, index).await
+        let joined = connect_and_join(self, index).await;
+        // What the tab is owed is known now (a room it could not join stays unjoined).
+        self.tabs[index].release(Hold::Opening);
+        joined
     }
 
-    fn closing(&self, _index: usize) -> i64 {
+    fn closing(&self, index: usize) -> i64 {
+        self.tabs[index].hold(Hold::Closing);
         self.committed.load(Ordering::Relaxed)
     }
 
@@ -60,6 +65,8 @@ impl TabKind for Run {
         if joined {
             self.stats.tabs_left.fetch_add(1, Ordering::Relaxed);
         }
+        // Where its rooms end is known now: what is left of it can be judged.
+        tab.release(Hold::Closing);
         let error = (!failed.is_empty()).then(|| format!("could not leave {}", failed.join(", ")));
         self.feed.record(
             SIO,
@@ -74,6 +81,7 @@ impl TabKind for Run {
     /// is already gone. The replay will start a safe while before the drop (see `Ledger`).
     async fn down(self: &Arc<Self>, index: usize, dropped: Option<Instant>) -> i64 {
         let tab = &self.tabs[index];
+        tab.hold(Hold::Reconnecting);
         tab.disconnect().await;
         let since = dropped.map_or(Duration::ZERO, |at| at.elapsed());
         let drop_us = now_us() - since.as_micros() as i64;
@@ -94,6 +102,7 @@ impl TabKind for Run {
     }
 
     async fn back(self: &Arc<Self>, index: usize, back: Back) {
+        self.tabs[index].release(Hold::Reconnecting);
         if back.unexpected {
             self.recovered(back.started, back.result.is_ok());
         }
@@ -118,6 +127,7 @@ impl TabKind for Run {
         let tab = &self.tabs[index];
         if let Some(after) = tab.take_resync() {
             resync(self, tab, after).await;
+            tab.resynced();
         }
         let samples: Vec<_> = std::mem::take(&mut *tab.samples.lock().expect("poisoned"));
         for (kind, fanout_us) in samples {

@@ -506,14 +506,13 @@ pub fn judge(
         }
         out.reconnects += page.reconnects;
         out.editing += page.editing.len() as u64;
-        out.verdict.merge(&verify::judge_tab(
-            first_index + tab.index,
-            &joined,
-            &nodes,
-            &ledger,
+        let view = verify::TabView {
+            tab: first_index + tab.index,
+            joined: &joined,
+            nodes: &nodes,
             events,
-            log_end,
-        ));
+        };
+        verify::judge_tab(&view, &ledger, log_end, &mut out.verdict);
     }
     out.fanout = Some(fanout);
     out

@@ -78,6 +78,16 @@ pub struct Run {
     pub committed: AtomicI64,
     /// The tabs' Socket.IO records waiting for goose's reporter user.
     pub feed: crate::record::goose_feed::GooseFeed,
+    /// The log read so far and the verdict on what is settled (`judge::window`).
+    pub judging: tokio::sync::Mutex<Judging>,
+}
+
+/// A run's judging as it goes: the log read so far, where it is settled, and the verdict on
+/// what every tab was judged of up to there.
+pub struct Judging {
+    pub log: LogRead,
+    pub horizon: crate::judge::window::Horizon,
+    pub settled: crate::judge::verify::Verdict,
 }
 
 impl Run {
@@ -220,6 +230,15 @@ impl Run {
             timeline: crate::record::timeline::Timeline::default(),
             committed: AtomicI64::new(start_seq),
             feed: Default::default(),
+            judging: tokio::sync::Mutex::new(Judging {
+                log: LogRead {
+                    events: Vec::new(),
+                    names: LogNames::default(),
+                    through: start_seq,
+                },
+                horizon: crate::judge::window::Horizon::new(config.ledger_window),
+                settled: Default::default(),
+            }),
             config,
         })
     }
@@ -383,16 +402,29 @@ impl Run {
         Some(seq)
     }
 
-    /// Reads the event log from the start `seq` to its end, as the verifier needs it, from the
-    /// first host that answers (a node may have been killed; the database may still be coming
-    /// back, so a failed read is retried for a while).
-    pub async fn read_log(&self) -> Result<(Vec<LogEvent>, i64, LogNames), RunError> {
-        let mut names = LogNames::default();
-        let mut events = Vec::new();
-        let mut after = self.start_seq;
-        let mut log_end = self.start_seq;
+    /// Reads the event log after what `log` holds to its end, as the verifier needs it, from
+    /// the first host that answers (a node may have been killed; the database may still be
+    /// coming back, so a failed read is retried for a while). Returns the last `seq` judged:
+    /// what was read, not events committed after the last page.
+    pub async fn read_log(&self, log: &mut LogRead) -> Result<i64, RunError> {
+        self.read_log_after(log, None, LOG_READ_RETRIES).await?;
+        Ok(log.through)
+    }
+
+    /// Reads the log after `log.through` into `log`, up to `upto` (`None`: to its end),
+    /// retrying a failed page `retries` times a second apart. `log` changes only if the read
+    /// succeeds.
+    pub async fn read_log_after(
+        &self,
+        log: &mut LogRead,
+        upto: Option<i64>,
+        retries: u32,
+    ) -> Result<(), RunError> {
+        let mut fresh = Vec::new();
+        let mut after = log.through;
+        let mut log_end = log.through;
         let mut host = 0;
-        let mut retries = 0;
+        let mut tries = 0;
         loop {
             let page = match self.read_page_any(&mut host, after, 5000).await {
                 Ok(page) => page,
@@ -410,8 +442,8 @@ impl Run {
                         after + 1
                     )));
                 }
-                Err(e) if retries < LOG_READ_RETRIES => {
-                    retries += 1;
+                Err(e) if tries < retries => {
+                    tries += 1;
                     tracing::warn!(error = %e, "reading the event log failed; retrying");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
@@ -421,9 +453,9 @@ impl Run {
             log_end = log_end.max(page.last_seq);
             for e in &page.events {
                 let kind = BookingEventKind::from_name(&e.event).map_or(0, kind_index);
-                let rooms = e.rooms.iter().filter_map(|r| names.room(r)).collect();
-                let node = e.payload.node.as_deref().map(|n| names.node(n));
-                events.push(LogEvent {
+                let rooms = e.rooms.iter().filter_map(|r| log.names.room(r)).collect();
+                let node = e.payload.node.as_deref().map(|n| log.names.node(n));
+                fresh.push(LogEvent {
                     seq: e.payload.seq,
                     kind,
                     rooms,
@@ -431,18 +463,32 @@ impl Run {
                 });
             }
             after = page.next_after;
-            if !page.has_more {
+            if !page.has_more || upto.is_some_and(|u| after >= u) {
                 break;
             }
         }
-        // Judge only what was read: events committed after the last page are not in `events`.
-        let log_end = events
+        // Judge only what was read: events committed after the last page are not in `fresh`.
+        let through = fresh
             .last()
-            .map_or(self.start_seq, |e| e.seq)
+            .map_or(log.through, |e| e.seq)
             .max(after)
-            .min(log_end);
-        Ok((events, log_end, names))
+            .min(log_end)
+            .min(upto.unwrap_or(i64::MAX))
+            .max(log.through);
+        fresh.retain(|e| e.seq <= through);
+        log.events.append(&mut fresh);
+        log.through = through;
+        Ok(())
     }
+}
+
+/// The event log as the verdict reads it, from the run's start on, with its users and nodes
+/// interned.
+pub struct LogRead {
+    pub events: Vec<LogEvent>,
+    pub names: LogNames,
+    /// Every event at or below this `seq` has been read into `events`.
+    pub through: i64,
 }
 
 /// Reads of the event log at the end are retried this many times, a second apart.

@@ -4,7 +4,7 @@
 //! tab's turn to reconnect (the client's own reconnect is off: it would not rejoin or
 //! replay).
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -51,6 +51,21 @@ pub struct Tab {
     pub samples: Mutex<Vec<(BookingEventKind, u64)>>,
     /// When this tab last sent an `editing` signal.
     editing: Throttle,
+    /// Why the run may not judge this tab's receipts as it goes now ([`Hold`] bits).
+    holds: AtomicU8,
+}
+
+/// Why the run must not judge a tab's receipts as it goes (`judge::window`): while its first
+/// joins are under way, what it is owed is not known yet; while it closes, nor is where its
+/// rooms end; while it recovers (reconnects or replays a resync), receipts of old `seq`s are
+/// on their way, which judging now would only make late.
+#[derive(Debug, Clone, Copy)]
+#[repr(u8)]
+pub enum Hold {
+    Opening = 1,
+    Closing = 2,
+    Reconnecting = 4,
+    Resyncing = 8,
 }
 
 impl Tab {
@@ -71,7 +86,21 @@ impl Tab {
             nodes: Mutex::new(Vec::new()),
             samples: Mutex::new(Vec::new()),
             editing: Throttle::new(crate::drive::volatile::SIGNAL_GAP),
+            holds: AtomicU8::new(Hold::Opening as u8),
         }
+    }
+
+    pub fn hold(&self, why: Hold) {
+        self.holds.fetch_or(why as u8, Ordering::SeqCst);
+    }
+
+    pub fn release(&self, why: Hold) {
+        self.holds.fetch_and(!(why as u8), Ordering::SeqCst);
+    }
+
+    /// Nothing holds the tab: the run may judge what of it is settled.
+    pub fn steady(&self) -> bool {
+        self.holds.load(Ordering::SeqCst) == 0
     }
 
     /// Says "I am editing booking `booking`" (of boardroom `boardroom_id`) to the other tabs of
@@ -184,11 +213,20 @@ impl Tab {
     pub fn request_resync(&self, after: i64) {
         let mut pending = self.resync_after.lock().expect("poisoned");
         *pending = Some(pending.map_or(after, |p| p.min(after)));
+        self.hold(Hold::Resyncing);
         self.life.wake();
     }
 
     pub fn take_resync(&self) -> Option<i64> {
         self.resync_after.lock().expect("poisoned").take()
+    }
+
+    /// The resync replay taken is done: the hold goes unless another was asked for meanwhile.
+    pub fn resynced(&self) {
+        let pending = self.resync_after.lock().expect("poisoned");
+        if pending.is_none() {
+            self.release(Hold::Resyncing);
+        }
     }
 
     /// Index into the run's hosts of the server the tab talks to now.

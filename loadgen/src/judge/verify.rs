@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::plan::ROOM_CLASSES;
-use crate::record::ledger::Ledger;
+use crate::record::ledger::{Judged, Late, Ledger, insert_sorted, remove_sorted};
 
 /// A room as the verifier compares it: users interned to numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -122,6 +122,17 @@ impl DeliveryCounts {
         self.unexpected += o.unexpected;
         self.out_of_order += o.out_of_order;
     }
+
+    /// Takes back counts [`DeliveryCounts::add`] added.
+    fn sub(&mut self, o: &DeliveryCounts) {
+        self.owed -= o.owed;
+        self.delivered -= o.delivered;
+        self.recovered -= o.recovered;
+        self.lost -= o.lost;
+        self.duplicated -= o.duplicated;
+        self.unexpected -= o.unexpected;
+        self.out_of_order -= o.out_of_order;
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -171,77 +182,244 @@ impl Verdict {
     }
 }
 
-/// Judges one tab against the log (`events` ascending by `seq`, complete up to `log_end`);
-/// `nodes` are the tab's node segments (see [`node_at`]).
-pub fn judge_tab(
-    tab: usize,
-    joined: &[Joined],
-    nodes: &[(i64, Option<u32>)],
+/// What one tab is judged by: its rooms, the nodes it was on, and the log (`events`
+/// ascending by `seq`).
+#[derive(Clone, Copy)]
+pub struct TabView<'a> {
+    pub tab: usize,
+    pub joined: &'a [Joined],
+    /// The tab's node segments (see [`node_at`]).
+    pub nodes: &'a [(i64, Option<u32>)],
+    pub events: &'a [LogEvent],
+}
+
+/// How an owed pair ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Delivered,
+    Recovered,
+    Lost,
+}
+
+impl Outcome {
+    fn counts(self) -> DeliveryCounts {
+        let one = |o| u64::from(self == o);
+        DeliveryCounts {
+            owed: 1,
+            delivered: one(Outcome::Delivered),
+            recovered: one(Outcome::Recovered),
+            lost: one(Outcome::Lost),
+            ..Default::default()
+        }
+    }
+}
+
+impl TabView<'_> {
+    /// The join that owes the tab `event`, if any.
+    fn owed_by(&self, event: &LogEvent) -> Option<&Joined> {
+        self.joined.iter().find(|j| {
+            event.seq > j.watermark && event.seq <= j.until && event.rooms.contains(&j.room)
+        })
+    }
+
+    fn event(&self, seq: i64) -> Option<&LogEvent> {
+        let at = self.events.binary_search_by_key(&seq, |e| e.seq).ok()?;
+        Some(&self.events[at])
+    }
+
+    /// Whether `event` is of a room the tab joined at all (a receipt of it is not unexpected).
+    fn expects(&self, event: Option<&LogEvent>) -> bool {
+        event.is_some_and(|e| self.joined.iter().any(|j| e.rooms.contains(&j.room)))
+    }
+}
+
+impl Verdict {
+    /// Counts the owed pair (tab, `event`), owed through `j`, as `outcome` (`undo`: takes a
+    /// count of it back).
+    fn count(
+        &mut self,
+        view: &TabView,
+        event: &LogEvent,
+        j: &Joined,
+        outcome: Outcome,
+        undo: bool,
+    ) {
+        let counts = outcome.counts();
+        let path = path(event.node, node_at(view.nodes, event.seq));
+        for c in [
+            &mut self.total,
+            &mut self.by_kind[event.kind],
+            &mut self.by_class[j.class],
+            &mut self.by_path[path],
+        ] {
+            if undo { c.sub(&counts) } else { c.add(&counts) }
+        }
+        let (tab, seq) = (view.tab, event.seq);
+        let by_seq = match outcome {
+            Outcome::Delivered => return,
+            Outcome::Recovered => &mut self.recovered_by_seq,
+            Outcome::Lost => &mut self.lost_by_seq,
+        };
+        if undo {
+            if let Some(n) = by_seq.get_mut(&seq) {
+                *n -= 1;
+                if *n == 0 {
+                    by_seq.remove(&seq);
+                }
+            }
+            if outcome == Outcome::Lost {
+                self.lost_examples.retain(|pair| *pair != (tab, seq));
+            }
+        } else {
+            *by_seq.entry(seq).or_default() += 1;
+            if outcome == Outcome::Lost && self.lost_examples.len() < EXAMPLES {
+                self.lost_examples.push((tab, seq));
+            }
+        }
+    }
+
+    fn unexpected(&mut self, tab: usize, seq: i64, event: Option<&LogEvent>) {
+        self.total.unexpected += 1;
+        if let Some(e) = event {
+            self.by_kind[e.kind].unexpected += 1;
+        }
+        if self.unexpected_examples.len() < EXAMPLES {
+            self.unexpected_examples.push((tab, seq));
+        }
+    }
+}
+
+/// Judges the tab's `seq`s in (`from`, `to`] (`to` at most the log's end): each owed pair
+/// ends delivered, recovered or lost, and each live receipt of an event none of whose rooms
+/// the tab joined is unexpected. With `judged`, notes the `seq`s a later receipt could still
+/// change (see [`Judged`]), in ascending order.
+pub fn judge_span(
+    view: &TabView,
     ledger: &Ledger,
-    events: &[LogEvent],
-    log_end: i64,
-) -> Verdict {
-    let mut v = Verdict::default();
-    v.total.duplicated = ledger.duplicates;
-    v.total.out_of_order = ledger.out_of_order;
-    let from = joined.iter().map(|j| j.watermark).min();
-    if let Some(from) = from {
-        let start = events.partition_point(|e| e.seq <= from);
-        for event in events[start..].iter().take_while(|e| e.seq <= log_end) {
-            let owed_by = joined.iter().find(|j| {
-                event.seq > j.watermark && event.seq <= j.until && event.rooms.contains(&j.room)
-            });
-            let Some(j) = owed_by else { continue };
-            let outcome = if ledger.got_live(event.seq) {
-                DeliveryCounts {
-                    delivered: 1,
-                    ..Default::default()
-                }
-            } else if ledger.got_replayed(event.seq) {
-                *v.recovered_by_seq.entry(event.seq).or_default() += 1;
-                DeliveryCounts {
-                    recovered: 1,
-                    ..Default::default()
-                }
-            } else {
-                if v.lost_examples.len() < EXAMPLES {
-                    v.lost_examples.push((tab, event.seq));
-                }
-                *v.lost_by_seq.entry(event.seq).or_default() += 1;
-                DeliveryCounts {
-                    lost: 1,
-                    ..Default::default()
-                }
+    (from, to): (i64, i64),
+    v: &mut Verdict,
+    mut judged: Option<&mut Judged>,
+) {
+    if let Some(lowest) = view.joined.iter().map(|j| j.watermark).min() {
+        let from = from.max(lowest);
+        let start = view.events.partition_point(|e| e.seq <= from);
+        for event in view.events[start..].iter().take_while(|e| e.seq <= to) {
+            let Some(j) = view.owed_by(event) else {
+                continue;
             };
-            let outcome = DeliveryCounts { owed: 1, ..outcome };
-            v.total.add(&outcome);
-            v.by_kind[event.kind].add(&outcome);
-            v.by_class[j.class].add(&outcome);
-            v.by_path[path(event.node, node_at(nodes, event.seq))].add(&outcome);
-        }
-    }
-    for seq in ledger.live_seqs().filter(|s| *s <= log_end) {
-        let event = events
-            .binary_search_by_key(&seq, |e| e.seq)
-            .ok()
-            .map(|i| &events[i]);
-        let expected = event.is_some_and(|e| joined.iter().any(|j| e.rooms.contains(&j.room)));
-        if !expected {
-            v.total.unexpected += 1;
-            if let Some(e) = event {
-                v.by_kind[e.kind].unexpected += 1;
-            }
-            if v.unexpected_examples.len() < EXAMPLES {
-                v.unexpected_examples.push((tab, seq));
+            let outcome = if ledger.got_live(event.seq) {
+                Outcome::Delivered
+            } else if ledger.got_replayed(event.seq) {
+                Outcome::Recovered
+            } else {
+                Outcome::Lost
+            };
+            v.count(view, event, j, outcome, false);
+            if let Some(judged) = judged.as_deref_mut() {
+                match outcome {
+                    Outcome::Delivered => {}
+                    Outcome::Recovered => judged.recovered.push(event.seq),
+                    Outcome::Lost => judged.lost.push(event.seq),
+                }
             }
         }
     }
-    v
+    for seq in ledger
+        .live_seqs()
+        .skip_while(|s| *s <= from)
+        .take_while(|s| *s <= to)
+    {
+        let event = view.event(seq);
+        if !view.expects(event) {
+            v.unexpected(view.tab, seq, event);
+        }
+        if let Some(judged) = judged.as_deref_mut()
+            && event.and_then(|e| view.owed_by(e)).is_none()
+        {
+            judged.not_owed.push(seq);
+        }
+    }
+}
+
+/// Judges receipts that came for `seq`s already judged ([`Late`]), as the whole bitmap would
+/// have: a live receipt turns a lost or recovered pair delivered, and is a duplicate of a
+/// delivered one; a replayed one turns a lost pair recovered; a live receipt of an event the
+/// tab was not owed is a duplicate if one came before, and otherwise unexpected unless the
+/// event is of a room the tab joined. `judged` is updated.
+pub fn judge_late(view: &TabView, late: &[(i64, Late)], judged: &mut Judged, v: &mut Verdict) {
+    for &(seq, how) in late {
+        let event = view.event(seq);
+        let owed = event.and_then(|e| view.owed_by(e).map(|j| (e, j)));
+        match (how, owed) {
+            (Late::Live, Some((e, j))) => {
+                let was = if remove_sorted(&mut judged.lost, seq) {
+                    Outcome::Lost
+                } else if remove_sorted(&mut judged.recovered, seq) {
+                    Outcome::Recovered
+                } else {
+                    v.total.duplicated += 1;
+                    continue;
+                };
+                v.count(view, e, j, was, true);
+                v.count(view, e, j, Outcome::Delivered, false);
+            }
+            (Late::Live, None) => {
+                if !insert_sorted(&mut judged.not_owed, seq) {
+                    v.total.duplicated += 1;
+                } else if !view.expects(event) {
+                    v.unexpected(view.tab, seq, event);
+                }
+            }
+            (Late::Replayed, Some((e, j))) => {
+                if remove_sorted(&mut judged.lost, seq) {
+                    insert_sorted(&mut judged.recovered, seq);
+                    v.count(view, e, j, Outcome::Lost, true);
+                    v.count(view, e, j, Outcome::Recovered, false);
+                }
+            }
+            (Late::Replayed, None) => {}
+        }
+    }
+}
+
+/// Judges what is left of one tab at the end of the run into `v` (which holds what was
+/// judged of it as the run went, if anything was): its late receipts, everything above the
+/// ledger's base up to `log_end` (the last `seq` read from the log), its receipts of events
+/// before the run, and its duplicate and order counters. With a ledger never advanced, this
+/// is the whole tab's verdict.
+pub fn judge_tab(view: &TabView, ledger: &Ledger, log_end: i64, v: &mut Verdict) {
+    v.total.duplicated += ledger.duplicates;
+    v.total.out_of_order += ledger.out_of_order;
+    let mut judged = ledger.judged.clone();
+    judge_late(view, ledger.late(), &mut judged, v);
+    judge_span(view, ledger, (ledger.base(), log_end), v, None);
+    for &seq in ledger.before_start() {
+        v.unexpected(view.tab, seq, None);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn judge_tab(
+        tab: usize,
+        joined: &[Joined],
+        nodes: &[(i64, Option<u32>)],
+        ledger: &Ledger,
+        events: &[LogEvent],
+        log_end: i64,
+    ) -> Verdict {
+        let view = TabView {
+            tab,
+            joined,
+            nodes,
+            events,
+        };
+        let mut v = Verdict::default();
+        super::judge_tab(&view, ledger, log_end, &mut v);
+        v
+    }
 
     fn event(seq: i64, rooms: &[RoomRef]) -> LogEvent {
         LogEvent {

@@ -1,7 +1,14 @@
 //! What one tab received, kept small: a bitmap of live `seq`s and one of replayed `seq`s
-//! above the run's starting `seq`, plus duplicate and order counters. No payloads. Also a short
+//! above the settled mark, plus duplicate and order counters. No payloads. Also a short
 //! history of the live high mark, so a replay can start from a `seq` that is safe with several
 //! servers (their events arrive slightly out of `seq` order).
+//!
+//! On long runs the bitmaps would grow by a bit per event for the whole run; instead the run
+//! judges what is settled as it goes (`judge::window`) and the ledger drops those bits
+//! ([`Ledger::advance`]). What it keeps of the judged part is the few `seq`s whose verdict a
+//! later receipt could still change (lost, recovered, unexpected), and receipts that come for
+//! it after all wait in `late` for the next judging, so the verdict is the one the whole
+//! bitmap would have given.
 
 use std::collections::VecDeque;
 
@@ -15,12 +22,19 @@ const SAMPLE_EVERY_US: i64 = 250_000;
 /// Receipts of one tab.
 #[derive(Debug, Default)]
 pub struct Ledger {
-    /// Bit `i` stands for `seq = base + 1 + i`.
+    /// The run's start: nothing at or below it is owed.
+    start: i64,
+    /// Bit `i` stands for `seq = base + 1 + i`; `base` starts at `start` and moves up as the
+    /// run judges what is settled.
     base: i64,
     live: Vec<u64>,
     replayed: Vec<u64>,
-    /// Live receipts at or below `base` (they cannot be owed; kept to judge them unexpected).
+    /// Live receipts at or below `start` (they cannot be owed; kept to judge them unexpected).
     below_base: Vec<i64>,
+    /// Receipts of judged `seq`s (above `start`, at or below `base`), waiting to be judged.
+    late: Vec<(i64, Late)>,
+    /// What the judged part ended as, where a later receipt could change it: ascending.
+    pub judged: Judged,
     pub live_count: u64,
     pub duplicates: u64,
     pub out_of_order: u64,
@@ -66,6 +80,49 @@ impl LiveHistory {
 pub enum Receipt {
     First,
     Duplicate,
+    /// Of a `seq` already judged: it waits to be judged again ([`Ledger::take_late`]).
+    Late,
+}
+
+/// How a receipt of a judged `seq` came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Late {
+    Live,
+    Replayed,
+}
+
+/// The `seq`s of a tab's judged part whose verdict a later receipt changes: owed and lost
+/// (a live receipt makes it delivered, a replayed one recovered), owed and recovered (a live
+/// receipt makes it delivered), and received live though not owed (a second receipt is a
+/// duplicate). Each ascending; in a healthy run the first two are empty and the last holds
+/// the few receipts at a join's watermark or after a leave.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Judged {
+    pub lost: Vec<i64>,
+    pub recovered: Vec<i64>,
+    pub not_owed: Vec<i64>,
+}
+
+/// Inserts `seq` in the ascending `set`; false when it was there.
+pub fn insert_sorted(set: &mut Vec<i64>, seq: i64) -> bool {
+    match set.binary_search(&seq) {
+        Ok(_) => false,
+        Err(at) => {
+            set.insert(at, seq);
+            true
+        }
+    }
+}
+
+/// Removes `seq` from the ascending `set`; false when it was not there.
+pub fn remove_sorted(set: &mut Vec<i64>, seq: i64) -> bool {
+    match set.binary_search(&seq) {
+        Ok(at) => {
+            set.remove(at);
+            true
+        }
+        Err(_) => false,
+    }
 }
 
 fn bit(bits: &[u64], i: usize) -> bool {
@@ -82,12 +139,54 @@ fn set(bits: &mut Vec<u64>, i: usize) -> bool {
 }
 
 impl Ledger {
-    pub fn new(base: i64) -> Self {
+    pub fn new(start: i64) -> Self {
         Self {
-            base,
-            last_live: base,
+            start,
+            base: start,
+            last_live: start,
             ..Self::default()
         }
+    }
+
+    /// Everything at or below this is judged (the run's start until the first judging).
+    pub fn base(&self) -> i64 {
+        self.base
+    }
+
+    /// Where the ledger can move its base to when everything up to `horizon` is settled: the
+    /// highest whole word of bits at or below it (bits go a word at a time).
+    pub fn advance_point(&self, horizon: i64) -> i64 {
+        if horizon <= self.base {
+            return self.base;
+        }
+        self.base + (horizon - self.base) / 64 * 64
+    }
+
+    /// Drops the bits of every `seq` at or below `to` (an [`Ledger::advance_point`], judged by
+    /// the caller first); receipts of them from now on are late.
+    pub fn advance(&mut self, to: i64) {
+        debug_assert_eq!((to - self.base) % 64, 0, "whole words only");
+        if to <= self.base {
+            return;
+        }
+        let words = ((to - self.base) / 64) as usize;
+        for bits in [&mut self.live, &mut self.replayed] {
+            bits.drain(..words.min(bits.len()));
+            if bits.capacity() > 2 * bits.len() + 8 {
+                bits.shrink_to_fit();
+            }
+        }
+        self.base = to;
+    }
+
+    /// The late receipts so far, in arrival order.
+    pub fn late(&self) -> &[(i64, Late)] {
+        &self.late
+    }
+
+    /// The late receipts so far, in arrival order, for judging.
+    pub fn take_late(&mut self) -> Vec<(i64, Late)> {
+        std::mem::take(&mut self.late)
     }
 
     fn index(&self, seq: i64) -> Option<usize> {
@@ -109,6 +208,10 @@ impl Ledger {
         self.last_live = self.last_live.max(seq);
         let first = match self.index(seq) {
             Some(i) => set(&mut self.live, i),
+            None if seq > self.start => {
+                self.late.push((seq, Late::Live));
+                return Receipt::Late;
+            }
             None if self.below_base.contains(&seq) => false,
             None => {
                 self.below_base.push(seq);
@@ -128,6 +231,10 @@ impl Ledger {
     pub fn record_replayed(&mut self, seq: i64) -> bool {
         match self.index(seq) {
             Some(i) => set(&mut self.replayed, i) && !bit(&self.live, i),
+            None if seq > self.start => {
+                self.late.push((seq, Late::Replayed));
+                false
+            }
             None => false,
         }
     }
@@ -152,19 +259,29 @@ impl Ledger {
         self.history.safe_start(at_us).unwrap_or(floor).max(floor)
     }
 
-    /// Every distinct `seq` received live, ascending.
+    /// Every distinct `seq` above the base received live, ascending.
     pub fn live_seqs(&self) -> impl Iterator<Item = i64> + '_ {
-        let above = self.live.iter().enumerate().flat_map(move |(w, word)| {
+        self.live.iter().enumerate().flat_map(move |(w, word)| {
             (0..64)
                 .filter(move |b| word & (1 << b) != 0)
                 .map(move |b| self.base + 1 + (w * 64 + b) as i64)
-        });
-        self.below_base.iter().copied().chain(above)
+        })
+    }
+
+    /// The distinct live receipts at or below the run's start (never owed).
+    pub fn before_start(&self) -> &[i64] {
+        &self.below_base
     }
 
     /// Bytes held, for the memory report.
     pub fn heap_bytes(&self) -> usize {
-        (self.live.capacity() + self.replayed.capacity()) * 8 + self.below_base.capacity() * 8
+        let sets = &self.judged;
+        let seqs = self.below_base.capacity()
+            + sets.lost.capacity()
+            + sets.recovered.capacity()
+            + sets.not_owed.capacity();
+        (self.live.capacity() + self.replayed.capacity() + seqs) * 8
+            + self.late.capacity() * std::mem::size_of::<(i64, Late)>()
     }
 }
 
@@ -198,7 +315,8 @@ mod tests {
         assert_eq!(l.record_live(9), Receipt::First);
         assert_eq!(l.record_live(9), Receipt::Duplicate);
         assert!(!l.got_live(9), "at or below the base nothing is owed");
-        assert_eq!(l.live_seqs().collect::<Vec<_>>(), vec![9]);
+        assert_eq!(l.before_start(), [9]);
+        assert_eq!(l.live_seqs().count(), 0);
         l.record_live(200);
         assert!(l.got_live(200) && l.heap_bytes() >= 24);
         assert!(

@@ -190,6 +190,7 @@ pub fn merge_with(
     ];
     out.memory.rss_bytes = sum(|r| r.memory.rss_bytes);
     out.memory.ledger_bytes = sum(|r| r.memory.ledger_bytes);
+    out.memory.judged_during_run = sum(|r| r.memory.judged_during_run);
     out.memory.rss_per_tab_bytes = out.memory.rss_bytes / out.tabs.max(1);
 
     let g = &mut out.generator;

@@ -613,8 +613,11 @@ pub struct Memory {
     /// Resident set of the whole process (with the embedded server, when there is one).
     pub rss_bytes: u64,
     pub rss_per_tab_bytes: u64,
-    /// Bytes of the delivery ledgers, all tabs.
+    /// Bytes of the delivery ledgers, all tabs, at the end.
     pub ledger_bytes: u64,
+    /// Owed pairs judged while the run went, their bits dropped (`--ledger-window`).
+    #[serde(default)]
+    pub judged_during_run: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

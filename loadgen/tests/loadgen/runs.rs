@@ -611,3 +611,56 @@ async fn one_seed_through_either_client_is_owed_and_delivered_the_same() {
         ),
     }
 }
+
+/// Judging as the run goes (`--ledger-window`) drops what is settled from the tabs' ledgers
+/// and changes no count: one seed, every bit kept to the end or a quarter of a second's
+/// worth, is owed, delivered and lost the same; and with churn and a storm, the replays of
+/// what was judged already still recover it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn judging_as_the_run_goes_changes_no_count() {
+    let args = ["--tabs", "40", "--duration", "5s", "--seed", "11"];
+    let mut counts = Vec::new();
+    for window in ["0s", "250ms"] {
+        let mut with = args.to_vec();
+        with.extend(["--ledger-window", window]);
+        let outcome = run(&with).await;
+        let r = &outcome.report;
+        assert!(outcome.passed(), "{window}: {}", r.summary());
+        counts.push((
+            (r.delivery.owed, r.delivery.delivered, r.delivery.lost),
+            r.delivery.unexpected + r.delivery.duplicated,
+        ));
+        let judged = r.memory.judged_during_run;
+        match window {
+            "0s" => assert_eq!(judged, 0),
+            _ => assert!(
+                judged * 2 > r.delivery.owed,
+                "most pairs are judged as the run goes: {judged} of {}",
+                r.delivery.owed
+            ),
+        }
+    }
+    assert_eq!(counts[0], counts[1], "every bit kept, then a window");
+
+    let churned = run(&[
+        "--tabs",
+        "30",
+        "--duration",
+        "6s",
+        "--seed",
+        "14",
+        "--churn",
+        "4",
+        "--storm-at",
+        "2s",
+        "--ledger-window",
+        "250ms",
+    ])
+    .await;
+    let r = &churned.report;
+    assert!(r.reconnects >= 30, "{}", r.summary());
+    assert!(r.memory.judged_during_run > 0, "{}", r.summary());
+    assert_eq!(r.delivery.lost, 0, "{}", r.summary());
+    assert_eq!(r.delivery.delivered + r.delivery.recovered, r.delivery.owed);
+    assert!(churned.passed(), "{}", r.summary());
+}
