@@ -69,7 +69,7 @@ pub async fn run(
     };
     let every = config.trace_every;
     let mut run = Run::setup(config).await?;
-    run.traces = traces.map(|p| record::traces::ReceiveSpans::new(p, every));
+    run.rec.traces = traces.map(|p| record::traces::ReceiveSpans::new(p, every));
     let booking = Booking {
         run: Arc::new(run),
         chromium,
@@ -85,15 +85,15 @@ pub async fn run(
 
 impl Workload for Booking {
     fn config(&self) -> &Config {
-        &self.run.config
+        &self.run.setup.config
     }
 
     fn seed(&self) -> u64 {
-        self.run.seed
+        self.run.setup.seed
     }
 
     fn generator(&self) -> &record::saturation::Watch {
-        &self.run.generator
+        &self.run.rec.generator
     }
 
     fn own_tabs(&self) -> Vec<usize> {
@@ -118,15 +118,15 @@ impl Workload for Booking {
             let browser = open_browser_tabs(run, chromium).await?;
             *self.browser.lock().await = Some(browser);
         }
-        let ramp = match &run.config.stages {
+        let ramp = match &run.setup.config.stages {
             // Every life starts at once; if some tabs never join, act 1 s + 15 s after.
             Some(_) => Duration::from_secs(1),
-            None => Duration::from_secs_f64(run.tabs.len() as f64 / run.config.ramp_up),
+            None => Duration::from_secs_f64(run.tabs.len() as f64 / run.setup.config.ramp_up),
         };
-        if let Some(stages) = &run.config.stages {
+        if let Some(stages) = &run.setup.config.stages {
             run.start_actions();
             let zero = wall_us(run.actions_start().await);
-            run.timeline.set_stage_ends(
+            run.rec.timeline.set_stage_ends(
                 stages
                     .bounds()
                     .into_iter()
@@ -139,7 +139,7 @@ impl Workload for Booking {
         };
         *self.sampler.lock().expect("poisoned") = Some(sampler);
         *self.background.lock().expect("poisoned") = spawn_background(run, ramp);
-        *self.fault.lock().expect("poisoned") = (run.config.scenario != Scenario::None)
+        *self.fault.lock().expect("poisoned") = (run.setup.config.scenario != Scenario::None)
             .then(|| tokio::spawn(drive::fault::run_fault(run.clone())));
         // The tabs live outside goose; goose starts with the actions and drives the REST
         // actors.
@@ -149,7 +149,8 @@ impl Workload for Booking {
                 let window = match run.stage_window(index) {
                     Some((open_at, close_at)) => drive::life::Window { open_at, close_at },
                     None => drive::life::Window {
-                        open_at: start + Duration::from_secs_f64(index as f64 / run.config.ramp_up),
+                        open_at: start
+                            + Duration::from_secs_f64(index as f64 / run.setup.config.ramp_up),
                         close_at: None,
                     },
                 };
@@ -188,7 +189,7 @@ impl Workload for Booking {
         if let Some(fault) = fault {
             // Never leave the system broken: let a heal command still running finish.
             let healed = async {
-                while !run.fault.heal_done() && !fault.is_finished() {
+                while !run.rec.fault.heal_done() && !fault.is_finished() {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             };
@@ -213,9 +214,9 @@ impl Workload for Booking {
         if let Some(sampler) = self.sampler.lock().expect("poisoned").take() {
             sampler.abort();
         }
-        run.timeline.sample(
+        run.rec.timeline.sample(
             timeline_counters(run),
-            run.latency.fanout().total(),
+            run.rec.latency.fanout().total(),
             now_us(),
         );
         let browser = self.browser.lock().await.take();
@@ -227,7 +228,7 @@ impl Workload for Booking {
         if let Some(browser) = browser {
             browser.close().await;
         }
-        if let Some(traces) = &run.traces {
+        if let Some(traces) = &run.rec.traces {
             let _ = traces.provider.force_flush();
         }
         report
@@ -248,8 +249,7 @@ impl Workload for Booking {
         for tab in &self.run.tabs {
             tab.disconnect().await;
         }
-        let server = self.run.server.lock().expect("poisoned").take();
-        if let Some(server) = server {
+        if let Some(server) = self.run.take_server() {
             server.stop().await;
         }
     }
@@ -330,7 +330,7 @@ const TURN_GRACE: Duration = Duration::from_secs(20);
 async fn goose_attack(run: &Arc<Run>) -> Result<(), GooseError> {
     let users = drive::scenario::users(run);
     let mut goose = GooseConfiguration::default();
-    goose.host = Some(run.hosts[0].clone());
+    goose.host = Some(run.setup.hosts[0].clone());
     goose.users = Some(users);
     goose.increase_rate = Some(format!("{}", users * 10));
     // The actions' window, and their think time and a little more, from now.
@@ -340,15 +340,15 @@ async fn goose_attack(run: &Arc<Run>) -> Result<(), GooseError> {
     // What the tabs recorded before goose started (connects and joins of the ramp) is handed
     // to goose as soon as the reporter starts: keep it.
     goose.no_reset_metrics = true;
-    goose.report_file = run.config.report_file.clone();
-    goose.threshold = run.config.thresholds.clone();
-    goose.baseline_file = run.config.goose_baseline_file.clone();
-    goose.no_print_metrics = !run.config.goose_metrics;
+    goose.report_file = run.setup.config.report_file.clone();
+    goose.threshold = run.setup.config.thresholds.clone();
+    goose.baseline_file = run.setup.config.goose_baseline_file.clone();
+    goose.no_print_metrics = !run.setup.config.goose_metrics;
     goose.quiet = 1;
     goose.no_telnet = true;
     // Each user's client is replaced by the loadgen's own when it starts (scenario::start).
     let client = goose::client::GooseClientBuilder::new()
-        .accept_invalid_certs(run.config.insecure)
+        .accept_invalid_certs(run.setup.config.insecure)
         .without_cookies()
         .timeout(Duration::from_secs(30));
     tracing::info!(users, ?run_time, "starting goose");
@@ -375,20 +375,21 @@ fn goose_reason(e: &GooseError) -> String {
 
 /// Samples the timeline once a second from now on.
 async fn sample_timeline(run: &Run) {
-    run.timeline.start(now_us());
+    run.rec.timeline.start(now_us());
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
     loop {
         tick.tick().await;
-        let fanout = run.latency.fanout().total();
-        run.timeline
+        let fanout = run.rec.latency.fanout().total();
+        run.rec
+            .timeline
             .sample(timeline_counters(run), fanout, now_us());
     }
 }
 
 fn timeline_counters(run: &Run) -> record::timeline::Counters {
-    let s = &run.stats;
+    let s = &run.rec.stats;
     record::timeline::Counters {
         tabs_connected: Stats::get(&s.tabs_connected),
         tabs_joined: Stats::get(&s.tabs_joined),
@@ -410,11 +411,11 @@ fn spawn_background(run: &Arc<Run>, ramp: Duration) -> Vec<tokio::task::JoinHand
             tracing::warn!("not every tab joined: actions start without them");
         }
     }));
-    if run.config.stages.is_some() {
+    if run.setup.config.stages.is_some() {
         let r = run.clone();
         tasks.push(tokio::spawn(async move { r.track_committed().await }));
     }
-    if !run.config.ledger_window.is_zero() {
+    if !run.setup.config.ledger_window.is_zero() {
         let r = run.clone();
         tasks.push(tokio::spawn(async move { judge_as_it_goes(&r).await }));
     }
@@ -424,12 +425,12 @@ fn spawn_background(run: &Arc<Run>, ramp: Duration) -> Vec<tokio::task::JoinHand
 /// A progress line of a booking run: tabs, actions and deliveries with their rates since the
 /// last line, fan-out, reconnects, and the generator's load.
 fn progress_line(run: &Run, last: &mut (u64, u64, Instant)) -> String {
-    let s = &run.stats;
+    let s = &run.rec.stats;
     let (actions, deliveries) = (s.actions(), Stats::get(&s.deliveries));
     let secs = last.2.elapsed().as_secs_f64().max(1e-3);
-    let fanout = Percentiles::of(&run.latency.fanout().total());
-    let generator = run.generator.last().map_or(String::new(), |g| {
-        let mark = if crate::record::saturation::Limits::of(&run.config)
+    let fanout = Percentiles::of(&run.rec.latency.fanout().total());
+    let generator = run.rec.generator.last().map_or(String::new(), |g| {
+        let mark = if crate::record::saturation::Limits::of(&run.setup.config)
             .check(&g)
             .any()
         {
@@ -492,7 +493,7 @@ fn judged_by(tab: &Tab, names: &mut LogNames) -> (Vec<Joined>, Vec<(i64, Option<
 /// (what was committed `--ledger-window` ago) and drops those bits of its ledger, so long
 /// runs keep a window's worth a tab (`judge::window`). A read that fails skips the pass.
 async fn judge_as_it_goes(run: &Run) {
-    let every = judge::window::pass_every(run.config.ledger_window);
+    let every = judge::window::pass_every(run.setup.config.ledger_window);
     loop {
         tokio::time::sleep(every).await;
         let mut judging = run.judging.lock().await;
@@ -561,7 +562,15 @@ async fn verify_and_report(
     let protocol = verdict.total;
     let browser = pages.map(|(tabs, pages)| {
         let first = run.tabs.len();
-        drive::browser::judge(tabs, &pages, run.start_seq, first, events, log_end, users)
+        drive::browser::judge(
+            tabs,
+            &pages,
+            run.setup.start_seq,
+            first,
+            events,
+            log_end,
+            users,
+        )
     });
     if let Some(b) = &browser {
         verdict.merge(&b.verdict);
@@ -570,13 +579,13 @@ async fn verify_and_report(
     let started = run.actions_started.get().copied().unwrap_or(window_end);
     let window = window_end
         .saturating_duration_since(started)
-        .min(run.config.duration)
+        .min(run.setup.config.duration)
         .as_secs_f64()
         .max(1e-3);
-    let fanout = run.latency.fanout();
+    let fanout = run.rec.latency.fanout();
     let fanout_total = fanout.total();
     let (mut action, mut spread) = (histogram(), histogram());
-    let timings = run.latency.timings();
+    let timings = run.rec.latency.timings();
     for timing in timings.values() {
         if let (Some(first), Some(last)) = (timing.first_receipt_us, timing.last_receipt_us) {
             let _ = spread.record((last - first).max(1) as u64);
@@ -585,7 +594,7 @@ async fn verify_and_report(
             }
         }
     }
-    let s = &run.stats;
+    let s = &run.rec.stats;
     let all = |result: usize| {
         Action::ALL
             .iter()
@@ -602,25 +611,26 @@ async fn verify_and_report(
         errors: all(2),
         unavailable: all(UNAVAILABLE),
     };
-    let acked = run.acked.lock().expect("poisoned").clone();
+    let acked = run.rec.acked_seqs();
     let acked_missing = missing_from_log(&acked, events);
     let _ = s.verdict.set(verdict.total);
     let latency = LatencyReport {
         fanout: Percentiles::of(&fanout_total),
         action: Percentiles::of(&action),
         spread: Percentiles::of(&spread),
-        schedule_lag: Percentiles::of(&run.schedule_lag.lock().expect("poisoned")),
+        schedule_lag: Percentiles::of(&run.rec.schedule_lags()),
     };
     let throughput = Throughput {
         deliveries_per_s: verdict.total.delivered as f64 / window,
         actions_per_s: s.actions() as f64 / window,
         // With --stages: what they offer over their total time.
         target_actions_per_s: run
+            .setup
             .config
             .stages
             .as_ref()
-            .map_or(run.config.actions_per_sec, |s| {
-                s.offered(run.config.actions_per_sec) / s.total().as_secs_f64()
+            .map_or(run.setup.config.actions_per_sec, |s| {
+                s.offered(run.setup.config.actions_per_sec) / s.total().as_secs_f64()
             }),
     };
     let fault = fault_report(run, &verdict, &actions, acked.len() as u64, acked_missing);
@@ -628,25 +638,26 @@ async fn verify_and_report(
         cpu_s: record::saturation::cpu_seconds().unwrap_or(0.0),
         ..run.generator_report()
     };
-    let seconds = run.timeline.seconds(
+    let seconds = run.rec.timeline.seconds(
         &timings,
         &record::timeline::Outcomes {
             recovered: &verdict.recovered_by_seq,
             lost: &verdict.lost_by_seq,
         },
     );
-    let stages = match (&run.config.stages, run.actions_started.get()) {
+    let stages = match (&run.setup.config.stages, run.actions_started.get()) {
         (Some(stages), Some(zero)) => stages.reports(report::stages::StageInputs {
-            base_rate: run.config.actions_per_sec,
+            base_rate: run.setup.config.actions_per_sec,
             zero_us: wall_us(*zero),
-            timeline_zero_us: run.timeline.zero_us().unwrap_or_default(),
+            timeline_zero_us: run.rec.timeline.zero_us().unwrap_or_default(),
             seconds: &seconds,
-            fanout: run.timeline.stage_fanout(),
+            fanout: run.rec.timeline.stage_fanout(),
             timings: &timings,
         }),
         _ => Vec::new(),
     };
     let judged_stage = run
+        .setup
         .config
         .gate_stage
         .and_then(|n| stages.get(n.saturating_sub(1)));
@@ -664,7 +675,7 @@ async fn verify_and_report(
             1,
             Gate::of(
                 GateKind::BrowserTabsJoined,
-                run.config.browser_tabs as f64,
+                run.setup.config.browser_tabs as f64,
                 b.joined as f64,
                 None,
             ),
@@ -678,7 +689,7 @@ async fn verify_and_report(
         None,
     ));
     if let Some(f) = &fault {
-        gates.extend(fault_gates(run.config.scenario, f));
+        gates.extend(fault_gates(run.setup.config.scenario, f));
     }
     let by_event_type = BookingEventKind::ALL
         .iter()
@@ -706,7 +717,7 @@ async fn verify_and_report(
         fanout: record::latency::encode(&fanout_total),
         action: record::latency::encode(&action),
         spread: record::latency::encode(&spread),
-        schedule_lag: record::latency::encode(&run.schedule_lag.lock().expect("poisoned")),
+        schedule_lag: record::latency::encode(&run.rec.schedule_lags()),
         fanout_by_event_type: BookingEventKind::ALL
             .iter()
             .enumerate()
@@ -730,11 +741,8 @@ async fn verify_and_report(
     };
     let rss = report::rss_bytes();
     let faults_injected = run
-        .server
-        .lock()
-        .expect("poisoned")
-        .as_ref()
-        .map(|server| faults_from_metrics(&server.metrics()))
+        .embedded_metrics()
+        .map(|metrics| faults_from_metrics(&metrics))
         .unwrap_or_default();
     let report = Report {
         verdict: String::new(),
@@ -742,10 +750,10 @@ async fn verify_and_report(
         tabs_connected: Stats::get(&s.tabs_connected),
         tabs_joined: Stats::get(&s.tabs_joined),
         duration_s: window,
-        seed: run.seed,
-        run: Some(crate::report::RunInfo::of(&run.config)),
-        hosts: run.hosts.clone(),
-        embedded_server: run.embedded,
+        seed: run.setup.seed,
+        run: Some(crate::report::RunInfo::of(&run.setup.config)),
+        hosts: run.setup.hosts.clone(),
+        embedded_server: run.setup.embedded,
         actions,
         delivery: verdict.total,
         latency_ms: latency,
@@ -760,14 +768,14 @@ async fn verify_and_report(
             .collect(),
         by_client,
         volatile: report::Volatile {
-            editing: run.volatile.report(),
+            editing: run.rec.volatile.report(),
         },
         reconnects: Stats::get(&s.reconnects),
         drops: Stats::get(&s.drops),
         resyncs: Stats::get(&s.resyncs),
         events_replayed: Stats::get(&s.replayed),
         events_logged: events.len() as u64,
-        seq_range: [run.start_seq, log_end],
+        seq_range: [run.setup.start_seq, log_end],
         memory: Memory {
             rss_bytes: rss,
             rss_per_tab_bytes: rss / run.tabs.len().max(1) as u64,
@@ -801,7 +809,7 @@ fn by_client(
         "protocol".to_string(),
         ClientRow {
             tabs: run.tabs.len() as u64,
-            tabs_joined: Stats::get(&run.stats.tabs_joined),
+            tabs_joined: Stats::get(&run.rec.stats.tabs_joined),
             delivery: protocol,
             fanout_ms: latency.fanout,
             ..ClientRow::default()
@@ -811,7 +819,7 @@ fn by_client(
     rows.insert(
         "browser".to_string(),
         ClientRow {
-            tabs: run.config.browser_tabs as u64,
+            tabs: run.setup.config.browser_tabs as u64,
             tabs_joined: b.joined,
             delivery: b.verdict.total,
             fanout_ms: b.fanout.as_ref().map(Percentiles::of).unwrap_or_default(),
@@ -838,11 +846,11 @@ fn fault_report(
     acked_writes: u64,
     acked_writes_missing: u64,
 ) -> Option<FaultReport> {
-    let scenario = run.config.scenario;
+    let scenario = run.setup.config.scenario;
     if scenario == Scenario::None {
         return None;
     }
-    let t = &run.fault;
+    let t = &run.rec.fault;
     let started = run.actions_started.get().copied();
     let since = |at: Option<Instant>| Some(at?.saturating_duration_since(started?).as_secs_f64());
     let (fault_at, heal_at) = (t.fault_at.get().copied(), t.heal_at.get().copied());
@@ -851,10 +859,10 @@ fn fault_report(
         |from: Option<Instant>| Some(recovered?.saturating_duration_since(from?).as_secs_f64());
     let (after_fault, after_heal) = (after(fault_at), after(heal_at));
     let mut recovery_ms = histogram();
-    for d in run.recoveries.lock().expect("poisoned").iter() {
+    for d in run.rec.recoveries().iter() {
         let _ = recovery_ms.record((d.as_micros() as u64).max(1));
     }
-    let s = &run.stats;
+    let s = &run.rec.stats;
     Some(FaultReport {
         scenario: scenario.name().to_string(),
         fault_at_s: since(fault_at),
@@ -911,7 +919,7 @@ fn gates(
     generator: &record::saturation::GeneratorReport,
     stage: Option<&report::StageReport>,
 ) -> Vec<Gate> {
-    let c = &run.config;
+    let c = &run.setup.config;
     let allowed = report::Allowed {
         lost: c.allow_lost,
         duplicated: c.allow_duplicated,
@@ -927,7 +935,10 @@ fn gates(
     };
     let mut gates = report::delivery_gates(
         allowed,
-        (run.tabs.len() as u64, Stats::get(&run.stats.tabs_joined)),
+        (
+            run.tabs.len() as u64,
+            Stats::get(&run.rec.stats.tabs_joined),
+        ),
         &v.total,
         (GateKind::ActionErrors, a.errors + unavailable),
     );

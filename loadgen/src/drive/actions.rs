@@ -43,7 +43,7 @@ impl Actor {
     pub fn new(run: &Run, ordinal: usize) -> Actor {
         Actor {
             ordinal,
-            rng: StdRng::seed_from_u64(run.seed ^ (0x9e37_79b9_7f4a_7c15 + ordinal as u64)),
+            rng: StdRng::seed_from_u64(run.setup.seed ^ (0x9e37_79b9_7f4a_7c15 + ordinal as u64)),
             next_ticket: 0,
             next_slot: 0,
             owned: Vec::new(),
@@ -53,16 +53,16 @@ impl Actor {
     /// When this actor's next ticket is due, or `None` past the end of the action window.
     fn due(&self, run: &Run) -> Option<Instant> {
         let started = *run.actions_started.get()?;
-        let rate = run.config.actions_per_sec;
-        let n = self.next_ticket * run.actor_count as u64 + self.ordinal as u64;
-        if let Some(stages) = &run.config.stages {
+        let rate = run.setup.config.actions_per_sec;
+        let n = self.next_ticket * run.setup.actor_count as u64 + self.ordinal as u64;
+        if let Some(stages) = &run.setup.config.stages {
             return stages.ticket_at(n, rate).map(|at| started + at);
         }
         if rate <= 0.0 {
             return None;
         }
         let offset = Duration::from_secs_f64(n as f64 / rate);
-        (offset < run.config.duration).then(|| started + offset)
+        (offset < run.setup.config.duration).then(|| started + offset)
     }
 
     /// One actor turn: performs every ticket due before `deadline`, then waits for it.
@@ -70,11 +70,7 @@ impl Actor {
         while let Some(due) = self.due(run).filter(|d| *d < deadline) {
             tokio::time::sleep_until(due.into()).await;
             let lag = due.elapsed().as_micros() as u64;
-            let _ = run
-                .schedule_lag
-                .lock()
-                .expect("poisoned")
-                .record(lag.max(1));
+            run.rec.schedule_lag(lag);
             self.next_ticket += 1;
             self.act(run, user, tab).await;
         }
@@ -102,7 +98,7 @@ impl Actor {
         }
         let roll = self.rng.random::<f64>();
         if roll < 0.45 {
-            if self.rng.random::<f64>() < run.config.conflict_share {
+            if self.rng.random::<f64>() < run.setup.config.conflict_share {
                 Action::Conflict
             } else {
                 Action::Create
@@ -118,16 +114,16 @@ impl Actor {
 
     /// A fresh hour no other actor of this run uses.
     fn fresh_hour(&mut self, run: &Run) -> i64 {
-        let slot = self.next_slot * run.actor_count as i64 + self.ordinal as i64;
+        let slot = self.next_slot * run.setup.actor_count as i64 + self.ordinal as i64;
         self.next_slot += 1;
-        BASE_HOUR + (run.run_id as i64 % 5_000) * HOURS_PER_RUN + slot
+        BASE_HOUR + (run.setup.run_id as i64 % 5_000) * HOURS_PER_RUN + slot
     }
 
     async fn act(&mut self, run: &Run, user: &mut GooseUser, tab: usize) {
         let token = run.tabs[tab].token.clone();
         match self.pick(run) {
             Action::Create => {
-                let boardroom = popular_boardroom(&mut self.rng, run.boardroom_ids.len());
+                let boardroom = popular_boardroom(&mut self.rng, run.setup.boardroom_ids.len());
                 let hour = self.fresh_hour(run);
                 let body = booking_body(run, boardroom, hour, hour + 1, 2);
                 let (status, value) = send(
@@ -142,7 +138,7 @@ impl Actor {
                 )
                 .await;
                 // A 409 here means another generator booked this hour: counted as a conflict.
-                if run.stats.action(Action::Create, status, 201)
+                if run.rec.stats.action(Action::Create, status, 201)
                     && let Some(id) = value["id"].as_i64()
                 {
                     self.owned.push(Owned {
@@ -170,7 +166,7 @@ impl Actor {
                     409,
                 )
                 .await;
-                run.stats.action(Action::Conflict, status, 409);
+                run.rec.stats.action(Action::Conflict, status, 409);
             }
             Action::Update => {
                 let i = self.rng.random_range(0..self.owned.len());
@@ -178,11 +174,12 @@ impl Actor {
                 // The user edits the booking before saving it: the room hears "editing".
                 let boardroom = self.owned[i].boardroom;
                 if run.tabs[tab]
-                    .signal_editing(run.boardroom_ids[boardroom], id)
+                    .signal_editing(run.setup.boardroom_ids[boardroom], id)
                     .await
                 {
-                    run.volatile
-                        .sent(&run.plan, boardroom, run.tabs[tab].plan.page);
+                    run.rec
+                        .volatile
+                        .sent(&run.setup.plan, boardroom, run.tabs[tab].plan.page);
                 }
                 // What the booking becomes once the server says 200; until then it is unchanged.
                 let mut after = self.owned[i].clone();
@@ -194,9 +191,10 @@ impl Actor {
                     }
                     1 => json!({ "attendees": attendees(self.rng.random_range(1..5)) }),
                     _ => {
-                        let boardroom = popular_boardroom(&mut self.rng, run.boardroom_ids.len());
+                        let boardroom =
+                            popular_boardroom(&mut self.rng, run.setup.boardroom_ids.len());
                         after.boardroom = boardroom;
-                        json!({ "boardroomId": run.boardroom_ids[boardroom], "title": "Moved" })
+                        json!({ "boardroomId": run.setup.boardroom_ids[boardroom], "title": "Moved" })
                     }
                 };
                 let path = format!("/api/bookings/{id}");
@@ -211,7 +209,7 @@ impl Actor {
                     200,
                 )
                 .await;
-                run.stats.action(Action::Update, status, 200);
+                run.rec.stats.action(Action::Update, status, 200);
                 self.updated(i, after, status);
             }
             action @ (Action::Cancel | Action::Delete) => {
@@ -225,7 +223,7 @@ impl Actor {
                     (GooseMethod::Delete, path, "delete booking")
                 };
                 let (status, _) = send(run, user, &token, method, &path, name, None, 200).await;
-                run.stats.action(action, status, 200);
+                run.rec.stats.action(action, status, 200);
             }
         }
     }
@@ -252,7 +250,7 @@ fn booking_body(
     people: usize,
 ) -> Value {
     json!({
-        "boardroomId": run.boardroom_ids[boardroom],
+        "boardroomId": run.setup.boardroom_ids[boardroom],
         "title": format!("Load test {start_hour}"),
         "startTime": instant(start_hour),
         "endTime": instant(end_hour),
@@ -301,12 +299,12 @@ async fn send(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<i64>().ok());
     if let Some(seq) = seq {
-        run.latency.sent(seq, sent_us);
+        run.rec.latency.sent(seq, sent_us);
     }
     if response.status().is_success() {
-        run.fault.write_ok();
+        run.rec.fault.write_ok();
         if let Some(seq) = seq {
-            run.acked.lock().expect("poisoned").push(seq);
+            run.rec.acked(seq);
         }
     }
     let value = response.json::<Value>().await.unwrap_or(Value::Null);

@@ -28,7 +28,7 @@ impl TabKind for Run {
     }
 
     fn turn_every(&self) -> Option<Duration> {
-        Some(self.config.think_time.max(Duration::from_millis(10)))
+        Some(self.setup.config.think_time.max(Duration::from_millis(10)))
     }
 
     /// A closing tab stays in its rooms `--settle` after its cutoff, so every event up to the
@@ -36,7 +36,7 @@ impl TabKind for Run {
     /// leave's ack alone covers what its own server emitted, not what another's is still
     /// sending).
     fn close_lead(&self) -> Duration {
-        self.config.settle
+        self.setup.config.settle
     }
 
     fn give_up_at(&self) -> Option<Instant> {
@@ -63,12 +63,12 @@ impl TabKind for Run {
         let failed = tab.leave_all(cutoff).await;
         tab.disconnect().await;
         if joined {
-            self.stats.tabs_left.fetch_add(1, Ordering::Relaxed);
+            self.rec.stats.tabs_left.fetch_add(1, Ordering::Relaxed);
         }
         // Where its rooms end is known now: what is left of it can be judged.
         tab.release(Hold::Closing);
         let error = (!failed.is_empty()).then(|| format!("could not leave {}", failed.join(", ")));
-        self.feed.record(
+        self.rec.feed.record(
             SIO,
             "leave rooms",
             started.elapsed(),
@@ -85,8 +85,8 @@ impl TabKind for Run {
         tab.disconnect().await;
         let since = dropped.map_or(Duration::ZERO, |at| at.elapsed());
         let drop_us = now_us() - since.as_micros() as i64;
-        let floor = tab.first_watermark().unwrap_or(self.start_seq);
-        self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+        let floor = tab.first_watermark().unwrap_or(self.setup.start_seq);
+        self.rec.stats.reconnects.fetch_add(1, Ordering::Relaxed);
         let ledger = tab.ledger.lock().expect("poisoned");
         ledger.replay_start(drop_us, floor)
     }
@@ -98,16 +98,16 @@ impl TabKind for Run {
     async fn failed(self: &Arc<Self>, index: usize) {
         let tab = &self.tabs[index];
         tab.disconnect().await;
-        tab.next_host(self.hosts.len());
+        tab.next_host(self.setup.hosts.len());
     }
 
     async fn back(self: &Arc<Self>, index: usize, back: Back) {
         self.tabs[index].release(Hold::Reconnecting);
         if back.unexpected {
-            self.recovered(back.started, back.result.is_ok());
+            self.rec.recovered(back.started, back.result.is_ok());
         }
         let error = back.result.as_ref().err().map(String::as_str);
-        self.feed.record(
+        self.rec.feed.record(
             SIO,
             if back.unexpected {
                 "recover"
@@ -131,7 +131,7 @@ impl TabKind for Run {
         }
         let samples: Vec<_> = std::mem::take(&mut *tab.samples.lock().expect("poisoned"));
         for (kind, fanout_us) in samples {
-            self.feed.record(
+            self.rec.feed.record(
                 SIO,
                 format!("receive {}", kind.name()),
                 Duration::from_micros(fanout_us),
@@ -149,13 +149,14 @@ async fn connect_and_join(run: &Arc<Run>, index: usize) -> bool {
     let started = Instant::now();
     let connected = crate::drive::receive::connect(run, index).await;
     let error = connected.as_ref().err().map(String::as_str);
-    run.feed
+    run.rec
+        .feed
         .record(SIO, "connect", started.elapsed(), connected.is_ok(), error);
     if let Err(e) = connected {
         tracing::warn!(tab = index, error = %e, "tab could not connect");
         return false;
     }
-    run.stats.tabs_connected.fetch_add(1, Ordering::Relaxed);
+    run.rec.stats.tabs_connected.fetch_add(1, Ordering::Relaxed);
     let mut all_joined = true;
     let (mut lowest, mut node) = (i64::MAX, None);
     for (room, class) in run.rooms_of(tab) {
@@ -173,12 +174,13 @@ async fn connect_and_join(run: &Arc<Run>, index: usize) -> bool {
             "boardroom" => 1,
             _ => 2,
         };
-        run.stats.joins[kind][usize::from(!ok)].fetch_add(1, Ordering::Relaxed);
-        run.feed
+        run.rec.stats.joins[kind][usize::from(!ok)].fetch_add(1, Ordering::Relaxed);
+        run.rec
+            .feed
             .record(SIO, label, started.elapsed(), ok, error.as_deref());
         match ack {
             Ok(a) if a.ok => {
-                let watermark = a.watermark.unwrap_or(run.start_seq);
+                let watermark = a.watermark.unwrap_or(run.setup.start_seq);
                 lowest = lowest.min(watermark);
                 node = node.or(a.node);
                 let room = match room {
@@ -209,7 +211,7 @@ async fn connect_and_join(run: &Arc<Run>, index: usize) -> bool {
         tab.on_node(lowest, node);
     }
     if all_joined {
-        let joined = run.stats.tabs_joined.fetch_add(1, Ordering::Relaxed) + 1;
+        let joined = run.rec.stats.tabs_joined.fetch_add(1, Ordering::Relaxed) + 1;
         if joined as usize == run.tabs.len() {
             run.start_actions();
         }

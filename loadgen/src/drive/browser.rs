@@ -153,13 +153,13 @@ impl Drop for Browser {
 }
 
 impl Browser {
-    /// Starts Chromium and opens `run.config.browser_tabs` pages, spread over the hosts, each
+    /// Starts Chromium and opens `run.setup.config.browser_tabs` pages, spread over the hosts, each
     /// signed in as a user of its own (with `--token`, as that token's user).
     pub async fn open(run: &Run, chromium: &Path) -> Result<Browser, String> {
         let profile = std::env::temp_dir().join(format!(
             "loadgen-chromium-{}-{}",
             std::process::id(),
-            run.run_id
+            run.setup.run_id
         ));
         std::fs::create_dir_all(&profile)
             .map_err(|e| format!("browser profile {}: {e}", profile.display()))?;
@@ -190,7 +190,7 @@ impl Browser {
             cdp,
             tabs: Vec::new(),
         };
-        for index in 0..run.config.browser_tabs {
+        for index in 0..run.setup.config.browser_tabs {
             let tab = browser.open_page(run, index).await?;
             browser.tabs.push(tab);
         }
@@ -205,7 +205,7 @@ impl Browser {
 
     async fn open_page(&self, run: &Run, index: usize) -> Result<BrowserTab, String> {
         let (user, token) = run.browser_user(index);
-        let boardrooms = run.boardroom_ids.len();
+        let boardrooms = run.setup.boardroom_ids.len();
         // Even pages on the dashboard; odd ones on the calendars, most popular first.
         let (view, route, class) = if index.is_multiple_of(2) {
             (
@@ -215,14 +215,14 @@ impl Browser {
             )
         } else {
             let k = (index / 2) % boardrooms;
-            let id = run.boardroom_ids[k];
+            let id = run.setup.boardroom_ids[k];
             (
                 format!("boardroom-{id}"),
                 format!("#/boardrooms/{id}"),
-                run.plan.boardroom_class(k),
+                run.setup.plan.boardroom_class(k),
             )
         };
-        let host = &run.hosts[index % run.hosts.len()];
+        let host = &run.setup.hosts[index % run.setup.hosts.len()];
         // The token rides in the fragment, which never reaches a server or its logs.
         let url = format!("{host}/{route}?token={token}");
         let context = self

@@ -15,13 +15,13 @@ use crate::record::stats::Stats;
 /// The fault timeline of a run: wait for `--fault-at`, break, wait `--fault-for`, heal, then
 /// watch for the recovery. Prints `[fault]` lines as it goes.
 pub async fn run_fault(run: Arc<Run>) {
-    let c = &run.config;
+    let c = &run.setup.config;
     let flags = c.fault_flags();
     let scenario = c.scenario;
     let name = scenario.name();
     let started = run.actions_start().await;
     let since = |at: Instant| at.saturating_duration_since(started).as_secs_f64();
-    let tracker = &run.fault;
+    let tracker = &run.rec.fault;
     tokio::time::sleep_until((started + flags.fault_at()).into()).await;
     let fault_at = Instant::now();
     let _ = tracker.fault_at.set(fault_at);
@@ -52,7 +52,7 @@ pub async fn run_fault(run: Arc<Run>) {
     eprintln!(
         "[fault] {name}: healing at {:.1}s (tabs dropped so far {}): {cmd}",
         since(heal_at),
-        Stats::get(&run.stats.drops)
+        Stats::get(&run.rec.stats.drops)
     );
     let result = run_command("heal", &cmd, since(heal_at)).await;
     report_command(&result);
@@ -61,7 +61,7 @@ pub async fn run_fault(run: Arc<Run>) {
     // Watch until the scenario's recovery shows (the task is aborted when the run ends).
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let down = run.stats.tabs_down.load(Ordering::Relaxed);
+        let down = run.rec.stats.tabs_down.load(Ordering::Relaxed);
         if scenario == Scenario::NodeKill && down > 0 {
             continue;
         }
@@ -78,9 +78,9 @@ pub async fn run_fault(run: Arc<Run>) {
                 "[fault] {name}: {what} {:.1}s after the heal ({:.1}s after the fault); drops {}, resyncs {}, unavailable {}",
                 at.saturating_duration_since(heal_at).as_secs_f64(),
                 at.saturating_duration_since(fault_at).as_secs_f64(),
-                Stats::get(&run.stats.drops),
-                Stats::get(&run.stats.resyncs),
-                run.stats.unavailable(),
+                Stats::get(&run.rec.stats.drops),
+                Stats::get(&run.rec.stats.resyncs),
+                run.rec.stats.unavailable(),
             );
             return;
         }

@@ -24,18 +24,18 @@ use crate::record::latency::{kind_index, now_us};
 pub async fn connect(run: &Arc<Run>, index: usize) -> Result<(), String> {
     let tab = &run.tabs[index];
     let generation = tab.next_generation();
-    let c = &run.config;
+    let c = &run.setup.config;
     let options = ConnectOptions {
-        url: run.hosts[tab.host()].clone(),
+        url: run.setup.hosts[tab.host()].clone(),
         path: "/socket.io".into(),
         namespace: c.namespace.clone().unwrap_or_else(|| "/".into()),
         transport: c.transport.unwrap_or_default(),
-        client: run.tab_client,
+        client: run.setup.tab_client,
         auth: Some(json!({ "token": tab.token })),
         headers: c.headers.clone(),
         query: c.query.clone(),
         timeout: SOCKET_TIMEOUT,
-        tls: run.tls_connector.clone(),
+        tls: run.setup.tls_connector.clone(),
     };
     let (received, failed) = (run.clone(), run.clone());
     let client = connect::open(
@@ -43,7 +43,7 @@ pub async fn connect(run: &Arc<Run>, index: usize) -> Result<(), String> {
         Arc::new(move |name, args| on_named_event(&received, index, generation, name, args)),
         // A lost transport (node killed, connection reset) or a Socket.IO disconnect.
         Arc::new(move |why| {
-            failed.tabs[index].on_drop(&failed.stats, generation, &why);
+            failed.tabs[index].on_drop(&failed.rec.stats, generation, &why);
         }),
     )
     .await?;
@@ -64,10 +64,10 @@ fn on_named_event(run: &Run, index: usize, generation: u64, name: &str, args: &A
             sent_at: Option<i64>,
         }
         if let Some(sent) = args.nth::<Sent>(0) {
-            run.volatile.received(sent.sent_at, now_us());
+            run.rec.volatile.received(sent.sent_at, now_us());
         }
     } else if name == RESYNC {
-        run.tabs[index].on_resync(&run.stats, generation, args.nth(0));
+        run.tabs[index].on_resync(&run.rec.stats, generation, args.nth(0));
     }
 }
 
@@ -91,35 +91,37 @@ pub fn booking_event(run: &Run, index: usize, kind: BookingEventKind, args: &Arg
     };
     let event_node = stamp.node.as_deref();
     let path = tab.with_node(|tab_node| path(event_node, tab_node));
-    run.stats.live_by_path[path].fetch_add(1, Ordering::Relaxed);
+    run.rec.stats.live_by_path[path].fetch_add(1, Ordering::Relaxed);
     if path == PATH_CROSS {
-        run.fault.cross_node_delivery(stamp.seq, stamp.emitted_at);
+        run.rec
+            .fault
+            .cross_node_delivery(stamp.seq, stamp.emitted_at);
     }
-    let nth = run.stats.deliveries.fetch_add(1, Ordering::Relaxed);
-    if let Some(traces) = &run.traces
+    let nth = run.rec.stats.deliveries.fetch_add(1, Ordering::Relaxed);
+    if let Some(traces) = &run.rec.traces
         && nth.is_multiple_of(traces.every)
         && let Some(traceparent) = stamp.traceparent.as_deref()
     {
         traces.receipt(traceparent, index, stamp.seq, stamp.emitted_at, now);
     }
     if receipt == crate::record::ledger::Receipt::Duplicate {
-        run.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+        run.rec.stats.duplicates.fetch_add(1, Ordering::Relaxed);
     }
     if !in_order {
-        run.stats.out_of_order.fetch_add(1, Ordering::Relaxed);
+        run.rec.stats.out_of_order.fetch_add(1, Ordering::Relaxed);
     }
     let class = match tab.plan.page {
         Page::Dashboard => CLASS_BOOKINGS,
         Page::Calendar(k) => {
-            let id = run.boardroom_ids[k];
+            let id = run.setup.boardroom_ids[k];
             if stamp.boardroom_id == id || stamp.previous_boardroom_id == Some(id) {
-                run.plan.boardroom_class(k)
+                run.setup.plan.boardroom_class(k)
             } else {
                 CLASS_USER
             }
         }
     };
-    run.latency.receipt(
+    run.rec.latency.receipt(
         index,
         kind_index(kind),
         class,
@@ -128,7 +130,7 @@ pub fn booking_event(run: &Run, index: usize, kind: BookingEventKind, args: &Arg
         now,
     );
     let mut samples = tab.samples.lock().expect("poisoned");
-    if samples.len() < run.config.goose_samples_per_turn {
+    if samples.len() < run.setup.config.goose_samples_per_turn {
         samples.push((kind, (now - stamp.emitted_at).max(0) as u64));
     }
 }

@@ -16,13 +16,13 @@ pub const SIO: &str = "SIO";
 /// One attempt: connect to the tab's host, join its rooms, replay the gap.
 pub async fn rejoin(run: &Arc<Run>, tab: &Tab, replay_from: i64) -> Result<(), String> {
     crate::drive::receive::connect(run, tab.index).await?;
-    let (mut lowest, mut highest, mut node) = (i64::MAX, run.start_seq, None);
+    let (mut lowest, mut highest, mut node) = (i64::MAX, run.setup.start_seq, None);
     for name in tab.room_names() {
         let ack = tab.join(&name).await?;
         if !ack.ok {
             return Err(ack.error.unwrap_or_else(|| format!("join {name} refused")));
         }
-        let watermark = ack.watermark.unwrap_or(run.start_seq);
+        let watermark = ack.watermark.unwrap_or(run.setup.start_seq);
         lowest = lowest.min(watermark);
         highest = highest.max(watermark);
         node = node.or(ack.node);
@@ -44,12 +44,12 @@ pub async fn replay(
     until: Option<i64>,
 ) -> Result<u64, String> {
     let rooms = tab.room_names().join(",");
-    let host = &run.hosts[tab.host()];
+    let host = &run.setup.hosts[tab.host()];
     let mut recovered = 0;
     while until.is_none_or(|u| after < u) {
         let started = Instant::now();
-        let page = read_page(&run.http, host, &tab.token, after, Some(&rooms), 1000).await;
-        run.feed.record(
+        let page = read_page(&run.setup.http, host, &tab.token, after, Some(&rooms), 1000).await;
+        run.rec.feed.record(
             "GET",
             "replay /api/events",
             started.elapsed(),
@@ -61,7 +61,7 @@ pub async fn replay(
             // Retention removed what the tab missed: asking again changes nothing. The tab
             // goes on live (the web app reloads); the run's own log read says it cannot judge.
             Err(PageError::Gone { oldest_seq }) => {
-                run.stats.replays_gone.fetch_add(1, Ordering::Relaxed);
+                run.rec.stats.replays_gone.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
                     tab = tab.index,
                     after,
@@ -78,7 +78,8 @@ pub async fn replay(
                 recovered += u64::from(ledger.record_replayed(event.payload.seq));
             }
         }
-        run.stats
+        run.rec
+            .stats
             .replayed
             .fetch_add(page.events.len() as u64, Ordering::Relaxed);
         if !page.has_more || page.next_after <= after {
@@ -96,7 +97,8 @@ pub async fn replay(
 pub async fn resync(run: &Arc<Run>, tab: &Tab, after: i64) {
     match replay(run, tab, after, None).await {
         Ok(recovered) => {
-            run.stats
+            run.rec
+                .stats
                 .resync_recovered
                 .fetch_add(recovered, Ordering::Relaxed);
         }

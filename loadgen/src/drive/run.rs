@@ -1,5 +1,8 @@
-//! The state one run shares between its tabs, actors and reporters, and its setup: the
-//! embedded server when no host is given, tokens, boardrooms, the starting `seq`.
+//! One booking run, shared by its tabs, actors and reporters, in three parts: its `Setup`
+//! (fixed once it starts: config, hosts, tokens, plan, boardrooms, the starting `seq`, the
+//! clients; the embedded server when no host is given), its tabs, and its `Recorders` (what
+//! it counts and times as it goes, each behind its own atomics or lock); besides, the
+//! committed `seq` lately read and the log read so far (`judge::window`).
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -24,7 +27,25 @@ use crate::record::stats::Stats;
 /// tenth of a second (`lib::goose_attack`).
 pub const ACTORS_LEAD: Duration = Duration::from_millis(500);
 
+/// One run, shared by its tabs, actors and reporters: what it was set up with (fixed once it
+/// starts), its tabs, what it records as it goes, and the little state of its own.
 pub struct Run {
+    pub setup: Setup,
+    pub tabs: Vec<Tab>,
+    pub rec: Recorders,
+    /// When every tab had joined its rooms: actions are scheduled from here.
+    pub actions_started: OnceLock<Instant>,
+    /// The highest committed `seq` lately read from the log ([`Run::read_last_seq`]; with
+    /// `--stages`, a quarter of a second fresh, see [`Run::track_committed`]).
+    pub committed: AtomicI64,
+    /// Keeps the embedded server running for the run.
+    server: Mutex<Option<embedded::Embedded>>,
+    /// The log read so far and the verdict on what is settled (`judge::window`).
+    pub judging: tokio::sync::Mutex<Judging>,
+}
+
+/// What a run is set up with: nothing here changes once it starts.
+pub struct Setup {
     pub config: Config,
     pub seed: u64,
     /// Short id of this run, in user and boardroom names so concurrent runs do not collide.
@@ -41,45 +62,99 @@ pub struct Run {
     pub boardroom_ids: Vec<i64>,
     /// The highest `seq` before the run: every watermark is at or above it.
     pub start_seq: i64,
-    pub tabs: Vec<Tab>,
-    pub stats: Stats,
-    pub latency: Latency,
-    /// The volatile `editing` signals: sent, expected, received, latency.
-    pub volatile: crate::drive::volatile::VolatileStats,
     /// This generator's actors: (ordinal among all the plan's actors, tab index here).
     pub actors: Vec<(usize, usize)>,
     /// Actors of the whole plan (all shards): tickets and hours are dealt among them.
     pub actor_count: usize,
-    /// When every tab had joined its rooms: actions are scheduled from here.
-    pub actions_started: OnceLock<Instant>,
-    /// (ticket due -> request sent) lag of actions, µs.
-    pub schedule_lag: Mutex<hdrhistogram::Histogram<u64>>,
     pub http: reqwest::Client,
     /// The tabs' TLS connector, with `--ca-cert` or `--insecure` (none: the system's roots).
     pub tls_connector: Option<native_tls::TlsConnector>,
     /// The tabs' Socket.IO client (`--client`).
     pub tab_client: crate::config::TabClientKind,
+}
+
+/// What a run records as it goes, each recorder with its own lock or atomics.
+pub struct Recorders {
+    pub stats: Stats,
+    pub latency: Latency,
+    /// The volatile `editing` signals: sent, expected, received, latency.
+    pub volatile: crate::drive::volatile::VolatileStats,
+    /// (ticket due -> request sent) lag of actions, µs.
+    schedule_lag: Mutex<hdrhistogram::Histogram<u64>>,
     /// Receive spans, when traces are on.
     pub traces: Option<crate::record::traces::ReceiveSpans>,
-    /// Keeps the embedded server running for the run.
-    pub server: Mutex<Option<embedded::Embedded>>,
     /// The fault scenario's timeline (`--scenario`).
     pub fault: FaultTracker,
     /// How long each dropped tab took to rejoin and replay.
-    pub recoveries: Mutex<Vec<Duration>>,
+    recoveries: Mutex<Vec<Duration>>,
     /// `seq`s of this run's writes answered 2xx: each must be in the log at the end.
-    pub acked: Mutex<Vec<i64>>,
+    acked: Mutex<Vec<i64>>,
     /// Once-a-second samples of the generator's own CPU, scheduling lag and receive backlog.
     pub generator: crate::record::saturation::Watch,
     /// The run second by second.
     pub timeline: crate::record::timeline::Timeline,
-    /// The highest committed `seq` lately read from the log ([`Run::read_last_seq`]; with
-    /// `--stages`, a quarter of a second fresh, see [`Run::track_committed`]).
-    pub committed: AtomicI64,
     /// The tabs' Socket.IO records waiting for goose's reporter user.
     pub feed: crate::record::goose_feed::GooseFeed,
-    /// The log read so far and the verdict on what is settled (`judge::window`).
-    pub judging: tokio::sync::Mutex<Judging>,
+}
+
+impl Recorders {
+    fn new() -> Self {
+        Self {
+            stats: Stats::default(),
+            latency: Latency::new(),
+            volatile: Default::default(),
+            schedule_lag: Mutex::new(crate::record::latency::histogram()),
+            traces: None,
+            fault: FaultTracker::new(),
+            recoveries: Mutex::new(Vec::new()),
+            acked: Mutex::new(Vec::new()),
+            generator: Default::default(),
+            timeline: Default::default(),
+            feed: Default::default(),
+        }
+    }
+
+    /// An action was sent `lag_us` after its ticket was due.
+    pub fn schedule_lag(&self, lag_us: u64) {
+        let _ = self
+            .schedule_lag
+            .lock()
+            .expect("poisoned")
+            .record(lag_us.max(1));
+    }
+
+    pub fn schedule_lags(&self) -> hdrhistogram::Histogram<u64> {
+        self.schedule_lag.lock().expect("poisoned").clone()
+    }
+
+    /// A write was answered 2xx with event `seq`.
+    pub fn acked(&self, seq: i64) {
+        self.acked.lock().expect("poisoned").push(seq);
+    }
+
+    pub fn acked_seqs(&self) -> Vec<i64> {
+        self.acked.lock().expect("poisoned").clone()
+    }
+
+    pub fn recoveries(&self) -> Vec<Duration> {
+        self.recoveries.lock().expect("poisoned").clone()
+    }
+
+    /// A dropped tab's reconnect, started at `dropped`, ended (`ok`: rejoined and replayed).
+    pub fn recovered(&self, dropped: Instant, ok: bool) {
+        if !ok {
+            self.stats.gave_up.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.recoveries
+            .lock()
+            .expect("poisoned")
+            .push(dropped.elapsed());
+        let down = self.stats.tabs_down.fetch_sub(1, Ordering::Relaxed) - 1;
+        if down <= 0 && self.fault.fault_at.get().is_some() {
+            *self.fault.all_recovered.lock().expect("poisoned") = Some(Instant::now());
+        }
+    }
 }
 
 /// A run's judging as it goes: the log read so far, where it is settled, and the verdict on
@@ -199,63 +274,67 @@ impl Run {
                 Some((ordinal, local))
             })
             .collect();
+        let ledger_window = config.ledger_window;
         Ok(Run {
-            tls_connector,
-            tab_client,
-            seed,
-            run_id,
-            hosts,
-            embedded,
-            admin_token,
-            secret,
-            shared_user,
-            plan,
-            boardroom_ids,
-            start_seq,
+            setup: Setup {
+                tls_connector,
+                tab_client,
+                seed,
+                run_id,
+                hosts,
+                embedded,
+                admin_token,
+                secret,
+                shared_user,
+                plan,
+                boardroom_ids,
+                start_seq,
+                actors,
+                actor_count,
+                http,
+                config,
+            },
             tabs,
-            stats: Stats::default(),
-            latency: Latency::new(),
-            volatile: crate::drive::volatile::VolatileStats::default(),
-            actors,
-            actor_count,
+            rec: Recorders::new(),
             actions_started: OnceLock::new(),
-            schedule_lag: Mutex::new(crate::record::latency::histogram()),
-            http,
-            server: Mutex::new(server),
-            traces: None,
-            fault: FaultTracker::new(),
-            recoveries: Mutex::new(Vec::new()),
-            acked: Mutex::new(Vec::new()),
-            generator: crate::record::saturation::Watch::default(),
-            timeline: crate::record::timeline::Timeline::default(),
             committed: AtomicI64::new(start_seq),
-            feed: Default::default(),
+            server: Mutex::new(server),
             judging: tokio::sync::Mutex::new(Judging {
                 log: LogRead {
                     events: Vec::new(),
                     names: LogNames::default(),
                     through: start_seq,
                 },
-                horizon: crate::judge::window::Horizon::new(config.ledger_window),
+                horizon: crate::judge::window::Horizon::new(ledger_window),
                 settled: Default::default(),
             }),
-            config,
         })
+    }
+
+    /// The embedded server, to stop it (none when the run reached hosts of its own).
+    pub fn take_server(&self) -> Option<embedded::Embedded> {
+        self.server.lock().expect("poisoned").take()
+    }
+
+    /// The embedded server's metrics page, if the run has one.
+    pub fn embedded_metrics(&self) -> Option<String> {
+        let server = self.server.lock().expect("poisoned");
+        server.as_ref().map(embedded::Embedded::metrics)
     }
 
     /// User and token of browser page `index`: a user of its own when the secret is known,
     /// else the shared `--token`'s.
     pub fn browser_user(&self, index: usize) -> (String, String) {
-        match (&self.shared_user, &self.secret) {
+        match (&self.setup.shared_user, &self.setup.secret) {
             (None, Some(secret)) => {
-                let user = format!("lg{}-b{index}", self.run_id);
+                let user = format!("lg{}-b{index}", self.setup.run_id);
                 let name = format!("Browser {index}");
                 let token = mint_with_secret(secret, &user, Role::User, Some(&name), 24 * 3600);
                 (user, token)
             }
             (shared, _) => (
                 shared.clone().unwrap_or_else(|| "admin".into()),
-                self.admin_token.clone(),
+                self.setup.admin_token.clone(),
             ),
         }
     }
@@ -265,8 +344,8 @@ impl Run {
         let page = match tab.plan.page {
             Page::Dashboard => (Room::Bookings, CLASS_BOOKINGS),
             Page::Calendar(k) => (
-                Room::Boardroom(self.boardroom_ids[k]),
-                self.plan.boardroom_class(k),
+                Room::Boardroom(self.setup.boardroom_ids[k]),
+                self.setup.plan.boardroom_class(k),
             ),
         };
         vec![page, (Room::User(tab.user.clone()), CLASS_USER)]
@@ -276,19 +355,21 @@ impl Run {
     /// at `--actions-at` when that is later (the instant set lies ahead; tickets are due from
     /// it). Only the first call counts.
     pub fn start_actions(&self) -> bool {
-        let at = Instant::now() + self.config.until_actions_at().max(ACTORS_LEAD);
+        let at = Instant::now() + self.setup.config.until_actions_at().max(ACTORS_LEAD);
         self.actions_started.set(at).is_ok()
     }
 
     /// With `--stages`: when tab `local` of this generator opens and closes (`None` for the
     /// close: it stays open to the end). A tab beyond every stage's count opens at the end.
     pub fn stage_window(&self, local: usize) -> Option<(Instant, Option<Instant>)> {
-        let stages = self.config.stages.as_ref()?;
+        let stages = self.setup.config.stages.as_ref()?;
         let zero = *self.actions_started.get()?;
-        Some(match stages.window(self.config.shard.plan_index(local)) {
-            Some((open, close)) => (zero + open, close.map(|c| zero + c)),
-            None => (zero + stages.total(), None),
-        })
+        Some(
+            match stages.window(self.setup.config.shard.plan_index(local)) {
+                Some((open, close)) => (zero + open, close.map(|c| zero + c)),
+                None => (zero + stages.total(), None),
+            },
+        )
     }
 
     /// Keeps [`Run::committed`] a quarter of a second fresh, for the cutoffs of closing
@@ -313,7 +394,7 @@ impl Run {
 
     /// When goose's run ends (about): a tab still reconnecting then gives up.
     pub fn end_at(&self) -> Option<Instant> {
-        let c = &self.config;
+        let c = &self.setup.config;
         let started = *self.actions_started.get()?;
         Some(started + c.duration + c.think_time + Duration::from_secs(2))
     }
@@ -322,31 +403,16 @@ impl Run {
     pub fn generator_report(&self) -> crate::record::saturation::GeneratorReport {
         crate::record::saturation::summarize(
             &self
+                .rec
                 .generator
                 .samples_since(self.actions_started.get().copied()),
-            crate::record::saturation::Limits::of(&self.config),
+            crate::record::saturation::Limits::of(&self.setup.config),
             crate::record::saturation::cores(),
         )
     }
 
     pub fn past_end(&self) -> bool {
         self.end_at().is_some_and(|end| Instant::now() >= end)
-    }
-
-    /// A dropped tab's reconnect, started at `dropped`, ended (`ok`: rejoined and replayed).
-    pub fn recovered(&self, dropped: Instant, ok: bool) {
-        if !ok {
-            self.stats.gave_up.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        self.recoveries
-            .lock()
-            .expect("poisoned")
-            .push(dropped.elapsed());
-        let down = self.stats.tabs_down.fetch_sub(1, Ordering::Relaxed) - 1;
-        if down <= 0 && self.fault.fault_at.get().is_some() {
-            *self.fault.all_recovered.lock().expect("poisoned") = Some(Instant::now());
-        }
     }
 
     /// One page of the log from the first host that answers, trying `hosts[*first]` first
@@ -358,12 +424,12 @@ impl Run {
         limit: usize,
     ) -> Result<ReplayPage, PageError> {
         let mut last = None;
-        for k in 0..self.hosts.len() {
-            let i = (*first + k) % self.hosts.len();
+        for k in 0..self.setup.hosts.len() {
+            let i = (*first + k) % self.setup.hosts.len();
             match read_page(
-                &self.http,
-                &self.hosts[i],
-                &self.admin_token,
+                &self.setup.http,
+                &self.setup.hosts[i],
+                &self.setup.admin_token,
                 after,
                 None,
                 limit,
@@ -387,8 +453,10 @@ impl Run {
     pub async fn read_last_seq(&self) -> Option<i64> {
         let from = self.committed.load(Ordering::Relaxed);
         let read = async {
-            for host in &self.hosts {
-                if let Ok(seq) = last_seq(&self.http, host, &self.admin_token, from).await {
+            for host in &self.setup.hosts {
+                if let Ok(seq) =
+                    last_seq(&self.setup.http, host, &self.setup.admin_token, from).await
+                {
                     return Some(seq);
                 }
             }
@@ -429,7 +497,7 @@ impl Run {
             let page = match self.read_page_any(&mut host, after, 5000).await {
                 Ok(page) => page,
                 Err(PageError::Gone { oldest_seq }) => {
-                    let refused = self.stats.replays_gone.load(Ordering::Relaxed);
+                    let refused = self.rec.stats.replays_gone.load(Ordering::Relaxed);
                     let tabs = match refused {
                         0 => String::new(),
                         n => format!("; {n} tab replays were refused the same way"),

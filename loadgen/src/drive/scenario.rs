@@ -26,7 +26,7 @@ where
 
 /// goose's users for this run: [`users`] of them, the actors first, then the reporter.
 pub fn users(run: &Run) -> usize {
-    run.actors.len() + 1
+    run.setup.actors.len() + 1
 }
 
 /// The scenario, bound to this run.
@@ -65,12 +65,12 @@ fn start(run: &Arc<Run>, user: &mut GooseUser) -> TransactionResult {
     // The REST actors share the loadgen's own client: it trusts what --ca-cert and --insecure
     // say (goose's client builder takes no CA), and one pool serves every user, as goose's
     // shared client would.
-    user.client = run.http.clone();
-    let role = match run.actors.get(index) {
+    user.client = run.setup.http.clone();
+    let role = match run.setup.actors.get(index) {
         Some(&(ordinal, tab)) => {
             let host = run.tabs[tab].host();
-            if run.hosts.len() > 1 {
-                user.set_base_url(&run.hosts[host])?;
+            if run.setup.hosts.len() > 1 {
+                user.set_base_url(&run.setup.hosts[host])?;
             }
             Role::Actor {
                 actor: Some(Box::new(Actor::new(run, ordinal))),
@@ -85,7 +85,7 @@ fn start(run: &Arc<Run>, user: &mut GooseUser) -> TransactionResult {
 }
 
 async fn turn(run: &Arc<Run>, user: &mut GooseUser) -> TransactionResult {
-    let deadline = Instant::now() + run.config.think_time.max(Duration::from_millis(10));
+    let deadline = Instant::now() + run.setup.config.think_time.max(Duration::from_millis(10));
     let role = user.get_session_data_mut::<Role>().map(|r| match r {
         Role::Actor { actor, tab, .. } => Some((actor.take(), *tab)),
         Role::Reporter => None,
@@ -106,7 +106,7 @@ async fn turn(run: &Arc<Run>, user: &mut GooseUser) -> TransactionResult {
 
 /// The reporter's turn: records in goose what the tabs queued, then waits a little.
 async fn report(run: &Run, user: &mut GooseUser) -> TransactionResult {
-    for r in run.feed.take() {
+    for r in run.rec.feed.take() {
         user.record_custom_request_duration(
             r.method,
             &r.name,
@@ -132,7 +132,7 @@ fn follow_host(run: &Run, user: &mut GooseUser, tab: usize) -> Result<(), Box<Tr
         _ => false,
     };
     if moved {
-        user.set_base_url(&run.hosts[host])?;
+        user.set_base_url(&run.setup.hosts[host])?;
     }
     Ok(())
 }

@@ -106,7 +106,7 @@ pub fn delivery_lines(out: &mut String, c: &DeliveryCounts) {
 
 /// The Prometheus text exposition of the run now.
 pub fn render(run: &Run) -> String {
-    let s = &run.stats;
+    let s = &run.rec.stats;
     let mut out = String::new();
     let connected = run
         .tabs
@@ -162,7 +162,7 @@ pub fn render(run: &Run) -> String {
         "histogram",
         "Server emit to tab receipt, seconds, by event",
     );
-    let grid = run.latency.fanout();
+    let grid = run.rec.latency.fanout();
     for (k, kind) in BookingEventKind::ALL.iter().enumerate() {
         histogram_lines(
             &mut out,
@@ -178,7 +178,7 @@ pub fn render(run: &Run) -> String {
         "REST request sent to last owed tab received, seconds",
     );
     let mut action = histogram();
-    for t in run.latency.timings().values() {
+    for t in run.rec.latency.timings().values() {
         if let (Some(sent), Some(last)) = (t.sent_us, t.last_receipt_us) {
             let _ = action.record((last - sent).max(1) as u64);
         }
@@ -235,7 +235,7 @@ pub fn render(run: &Run) -> String {
         "gauge",
         "Fault scenario phase (1 for the current one): before, fault, healed, recovered",
     );
-    let now = run.fault.phase.load(Ordering::Relaxed) as usize;
+    let now = run.rec.fault.phase.load(Ordering::Relaxed) as usize;
     for (i, phase) in PHASES.iter().enumerate() {
         let _ = writeln!(
             out,
@@ -249,7 +249,7 @@ pub fn render(run: &Run) -> String {
         "counter",
         "Volatile `editing` signals (not logged, never owed): sent by actors, receipts expected (the boardroom's other calendar tabs), received",
     );
-    let (sent, expected, received) = run.volatile.counts();
+    let (sent, expected, received) = run.rec.volatile.counts();
     for (outcome, n) in [
         ("sent", sent),
         ("expected", expected),
@@ -270,10 +270,10 @@ pub fn render(run: &Run) -> String {
         &mut out,
         VOLATILE_LATENCY,
         "event=\"editing\"",
-        &run.volatile.latency(),
+        &run.rec.volatile.latency(),
     );
-    if run.config.shard.count > 1 {
-        out = with_label(&out, "shard", &run.config.shard.to_string());
+    if run.setup.config.shard.count > 1 {
+        out = with_label(&out, "shard", &run.setup.config.shard.to_string());
     }
     out
 }
@@ -342,7 +342,7 @@ pub async fn serve(
 
 /// The generator's own load (see `saturation`): its last second, and its saturated seconds.
 fn generator_lines(out: &mut String, run: &Run) {
-    let last = run.generator.last().unwrap_or_default();
+    let last = run.rec.generator.last().unwrap_or_default();
     generator_load(out, last, run.generator_report().saturated_s);
 }
 
