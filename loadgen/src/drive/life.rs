@@ -259,7 +259,9 @@ async fn live<K: TabKind>(kind: &Arc<K>, shared: &Shared, index: usize, window: 
         return;
     }
     life.take_down();
-    let mut phase = Phase::Open(kind.open(index).await);
+    // The kind's futures (a connect, a replay's requests) are boxed: inline, the largest of
+    // them would size every tab's idle life at several KiB.
+    let mut phase = Phase::Open(Box::pin(kind.open(index)).await);
     shared.opened.fetch_add(1, Ordering::SeqCst);
     shared.opens.notify_waiters();
     let lead_at = window
@@ -276,7 +278,7 @@ async fn live<K: TabKind>(kind: &Arc<K>, shared: &Shared, index: usize, window: 
             if now >= close
                 && let Some(taken) = closing.take()
             {
-                kind.close(index, joined, taken).await;
+                Box::pin(kind.close(index, joined, taken)).await;
                 phase = Phase::Closed;
             }
         }
@@ -284,9 +286,9 @@ async fn live<K: TabKind>(kind: &Arc<K>, shared: &Shared, index: usize, window: 
         if let Some(dropped) = life.take_down()
             && matches!(phase, Phase::Open(_))
         {
-            reconnect(kind, shared, index, dropped).await;
+            Box::pin(reconnect(kind, shared, index, dropped)).await;
         }
-        kind.turn(index).await;
+        Box::pin(kind.turn(index)).await;
         let change = match phase {
             Phase::Open(_) if closing.is_none() => lead_at,
             Phase::Open(_) => window.close_at,
