@@ -216,9 +216,13 @@ async fn churn_and_a_storm_lose_nothing_after_replay() {
         "2s",
         "--dashboard-share",
         "0.5",
+        // Judged as it goes: what the storm's tabs replay was partly judged already.
+        "--ledger-window",
+        "250ms",
     ];
     let outcome = run(&args).await;
     let r = &outcome.report;
+    assert!(r.memory.judged_during_run > 0, "{}", r.summary());
     assert!(
         r.reconnects >= 30,
         "the storm reconnects every tab: {}",
@@ -573,20 +577,18 @@ async fn a_server_with_retention_is_verified_and_one_that_prunes_the_run_says_so
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_seed_through_either_client_is_owed_and_delivered_the_same() {
     let args = ["--tabs", "40", "--duration", "4s", "--seed", "11"];
-    let mut counts = Vec::new();
-    for client in ["own", "rust_socketio"] {
-        let mut with = args.to_vec();
-        with.extend(["--client", client]);
-        let outcome = run(&with).await;
-        let r = &outcome.report;
-        assert!(outcome.passed(), "{client}: {}", r.summary());
-        assert!(r.delivery.owed > 100, "{client}: {}", r.summary());
-        let a = &r.actions;
-        counts.push((
-            (a.created, a.updated, a.cancelled, a.deleted),
-            (r.delivery.owed, r.delivery.delivered, r.delivery.lost),
-        ));
-    }
+    let reports = passing_runs(&args, "--client", &["own", "rust_socketio"]).await;
+    let counts: Vec<_> = reports
+        .iter()
+        .map(|r| {
+            assert!(r.delivery.owed > 100, "{}", r.summary());
+            let a = &r.actions;
+            (
+                (a.created, a.updated, a.cancelled, a.deleted),
+                (r.delivery.owed, r.delivery.delivered, r.delivery.lost),
+            )
+        })
+        .collect();
     assert_eq!(counts[0], counts[1], "own, then rust_socketio");
 
     let polling = booking_loadgen::run(config(&[
@@ -614,53 +616,50 @@ async fn one_seed_through_either_client_is_owed_and_delivered_the_same() {
 
 /// Judging as the run goes (`--ledger-window`) drops what is settled from the tabs' ledgers
 /// and changes no count: one seed, every bit kept to the end or a quarter of a second's
-/// worth, is owed, delivered and lost the same; and with churn and a storm, the replays of
-/// what was judged already still recover it.
+/// worth, is owed, delivered and lost the same (the churn test runs with a window too).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn judging_as_the_run_goes_changes_no_count() {
     let args = ["--tabs", "40", "--duration", "5s", "--seed", "11"];
-    let mut counts = Vec::new();
-    for window in ["0s", "250ms"] {
-        let mut with = args.to_vec();
-        with.extend(["--ledger-window", window]);
-        let outcome = run(&with).await;
-        let r = &outcome.report;
-        assert!(outcome.passed(), "{window}: {}", r.summary());
-        counts.push((
-            (r.delivery.owed, r.delivery.delivered, r.delivery.lost),
-            r.delivery.unexpected + r.delivery.duplicated,
-        ));
-        let judged = r.memory.judged_during_run;
-        match window {
-            "0s" => assert_eq!(judged, 0),
-            _ => assert!(
-                judged * 2 > r.delivery.owed,
-                "most pairs are judged as the run goes: {judged} of {}",
-                r.delivery.owed
-            ),
-        }
-    }
-    assert_eq!(counts[0], counts[1], "every bit kept, then a window");
+    let [whole, windowed] = &passing_runs(&args, "--ledger-window", &["0s", "250ms"]).await[..]
+    else {
+        unreachable!("two runs")
+    };
+    let counts = |r: &booking_loadgen::report::Report| {
+        let d = &r.delivery;
+        ((d.owed, d.delivered, d.lost), d.unexpected + d.duplicated)
+    };
+    assert_eq!(
+        counts(whole),
+        counts(windowed),
+        "every bit kept, then a window"
+    );
+    assert_eq!(whole.memory.judged_during_run, 0);
+    let judged = windowed.memory.judged_during_run;
+    assert!(
+        judged * 2 > windowed.delivery.owed,
+        "most pairs are judged as the run goes: {judged} of {}",
+        windowed.delivery.owed
+    );
+}
 
-    let churned = run(&[
-        "--tabs",
-        "30",
-        "--duration",
-        "6s",
-        "--seed",
-        "14",
-        "--churn",
-        "4",
-        "--storm-at",
-        "2s",
-        "--ledger-window",
-        "250ms",
-    ])
-    .await;
-    let r = &churned.report;
-    assert!(r.reconnects >= 30, "{}", r.summary());
-    assert!(r.memory.judged_during_run > 0, "{}", r.summary());
-    assert_eq!(r.delivery.lost, 0, "{}", r.summary());
-    assert_eq!(r.delivery.delivered + r.delivery.recovered, r.delivery.owed);
-    assert!(churned.passed(), "{}", r.summary());
+/// One run of `args` with each of `values` for `flag`, each of which must pass: the reports,
+/// in order.
+async fn passing_runs(
+    args: &[&str],
+    flag: &str,
+    values: &[&str],
+) -> Vec<booking_loadgen::report::Report> {
+    let mut reports = Vec::new();
+    for value in values {
+        let mut with = args.to_vec();
+        with.extend([flag, *value]);
+        let outcome = run(&with).await;
+        assert!(
+            outcome.passed(),
+            "{flag} {value}: {}",
+            outcome.report.summary()
+        );
+        reports.push(outcome.report);
+    }
+    reports
 }
