@@ -11,7 +11,13 @@ use serde::Serialize;
 
 use crate::plan::ROOM_CLASSES;
 
-const SHARDS: usize = 16;
+/// How many locks the receipts' histograms and timings are spread over: two for each core
+/// (receipts come on the runtime's worker threads, one a core), 2 to 16. Each shard's grid
+/// of fan-out histograms is about 400 KB, so 16 on a 2-core machine held 6.6 MB for nothing.
+fn shards() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    (2 * cores).clamp(2, 16)
+}
 /// Largest latency kept exactly: a minute; anything slower is clamped to it.
 const MAX_MICROS: u64 = 60_000_000;
 
@@ -168,13 +174,15 @@ impl Default for Latency {
 impl Latency {
     pub fn new() -> Self {
         Self {
-            fanout: (0..SHARDS).map(|_| Mutex::new(FanoutGrid::new())).collect(),
-            timings: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            fanout: (0..shards())
+                .map(|_| Mutex::new(FanoutGrid::new()))
+                .collect(),
+            timings: (0..shards()).map(|_| Mutex::new(HashMap::new())).collect(),
         }
     }
 
     fn timing_shard(&self, seq: i64) -> &Mutex<HashMap<i64, EventTiming>> {
-        &self.timings[seq.rem_euclid(SHARDS as i64) as usize]
+        &self.timings[seq.rem_euclid(self.timings.len() as i64) as usize]
     }
 
     /// A live receipt by tab `tab` of event `seq` at `now_us`, emitted at `emitted_us`.
@@ -188,7 +196,7 @@ impl Latency {
         now_us: i64,
     ) {
         let fanout = (now_us - emitted_us).max(0) as u64;
-        self.fanout[tab % SHARDS]
+        self.fanout[tab % self.fanout.len()]
             .lock()
             .expect("poisoned")
             .record(kind, class, fanout);
