@@ -454,6 +454,72 @@ mod tests {
         async fn turn(self: &Arc<Self>, _index: usize) {}
     }
 
+    /// A kind each of whose futures holds 16 KiB across an await, as a connect or a replay's
+    /// requests hold their state.
+    struct Heavy(Lifeline);
+
+    async fn heavy() -> usize {
+        let state = [7u8; 16 * 1024];
+        tokio::task::yield_now().await;
+        state.iter().map(|b| usize::from(*b)).sum()
+    }
+
+    impl TabKind for Heavy {
+        type Resume = ();
+        type Closing = ();
+        fn lifeline(&self, _index: usize) -> &Lifeline {
+            &self.0
+        }
+        fn turn_every(&self) -> Option<Duration> {
+            None
+        }
+        fn close_lead(&self) -> Duration {
+            Duration::ZERO
+        }
+        fn give_up_at(&self) -> Option<Instant> {
+            None
+        }
+        async fn open(self: &Arc<Self>, _index: usize) -> bool {
+            heavy().await > 0
+        }
+        fn closing(&self, _index: usize) {}
+        async fn close(self: &Arc<Self>, _index: usize, _joined: bool, _closing: ()) {
+            heavy().await;
+        }
+        async fn down(self: &Arc<Self>, _index: usize, _dropped: Option<Instant>) {
+            heavy().await;
+        }
+        async fn attempt(self: &Arc<Self>, _index: usize, _resume: &()) -> Result<(), String> {
+            heavy().await;
+            Ok(())
+        }
+        async fn failed(self: &Arc<Self>, _index: usize) {
+            heavy().await;
+        }
+        async fn back(self: &Arc<Self>, _index: usize, _back: Back) {
+            heavy().await;
+        }
+        async fn turn(self: &Arc<Self>, _index: usize) {
+            heavy().await;
+        }
+    }
+
+    /// Every tab's life is a task for the whole run, mostly pausing: the kind's futures go
+    /// boxed, so what they hold for a moment is not the size of every idle life (a booking
+    /// tab's was 9,464 bytes).
+    #[test]
+    fn a_life_is_small_whatever_its_kind_holds_for_a_moment() {
+        let kind = Arc::new(Heavy(Lifeline::default()));
+        let shared = Shared::default();
+        let window = Window {
+            open_at: Instant::now(),
+            close_at: None,
+        };
+        let life = live(&kind, &shared, 0, window);
+        let size = std::mem::size_of_val(&life);
+        assert!(size < 2048, "a life of {size} bytes");
+    }
+
     async fn until_said(diary: &Diary, line: &str) {
         let waited = tokio::time::timeout(Duration::from_secs(10), async {
             while !diary.said().iter().any(|l| l == line) {
