@@ -792,27 +792,15 @@ impl AppRun {
 
 /// An app tab's part of the one tab life (`life`): it opens by connecting and joining as its
 /// plan says, closes by leaving the rooms it joined itself, and comes back after a cut or a
-/// drop by opening again and asking the app's replay, if the file names one.
+/// drop by opening again and asking the app's replay, if the file names one. It takes the
+/// life's defaults: no turns between its changes, no lead before a close (the settle of a
+/// close is its own, see [`AppRun::close_tab`]), and a reconnect tries until the lives stop.
 impl TabKind for AppRun {
     type Resume = ();
     type Closing = ();
 
     fn lifeline(&self, index: usize) -> &Lifeline {
         &self.tabs[index].life
-    }
-
-    /// An app tab has nothing to do between its changes.
-    fn turn_every(&self) -> Option<Duration> {
-        None
-    }
-
-    /// The settle of a close is its own (see [`AppRun::close_tab`]).
-    fn close_lead(&self) -> Duration {
-        Duration::ZERO
-    }
-
-    fn give_up_at(&self) -> Option<Instant> {
-        None
     }
 
     async fn open(self: &Arc<Self>, index: usize) -> bool {

@@ -117,13 +117,20 @@ pub trait TabKind: Send + Sync + 'static {
     type Closing: Send;
 
     fn lifeline(&self, index: usize) -> &Lifeline;
-    /// How long a turn lasts with nothing asked of the tab (`None`: until it is woken).
-    fn turn_every(&self) -> Option<Duration>;
-    /// How long before a staged close [`TabKind::closing`] is taken.
-    fn close_lead(&self) -> Duration;
-    /// When a reconnect still trying gives up (`None`: when the lives stop; a reconnect under
-    /// way when they stop goes on until then).
-    fn give_up_at(&self) -> Option<Instant>;
+    /// How long a turn lasts with nothing asked of the tab (`None`, the default: until it is
+    /// woken).
+    fn turn_every(&self) -> Option<Duration> {
+        None
+    }
+    /// How long before a staged close [`TabKind::closing`] is taken (none by default).
+    fn close_lead(&self) -> Duration {
+        Duration::ZERO
+    }
+    /// When a reconnect still trying gives up (`None`, the default: when the lives stop; a
+    /// reconnect under way when they stop goes on until then).
+    fn give_up_at(&self) -> Option<Instant> {
+        None
+    }
 
     /// Connects the tab and joins its rooms, the first time; true when it joined them all.
     fn open(self: &Arc<Self>, index: usize) -> impl Future<Output = bool> + Send;
@@ -411,14 +418,8 @@ mod tests {
         fn lifeline(&self, index: usize) -> &Lifeline {
             &self.lines[index]
         }
-        fn turn_every(&self) -> Option<Duration> {
-            None
-        }
         fn close_lead(&self) -> Duration {
             Duration::from_millis(20)
-        }
-        fn give_up_at(&self) -> Option<Instant> {
-            None
         }
         async fn open(self: &Arc<Self>, index: usize) -> bool {
             self.say(format!("open {index}"));
@@ -469,15 +470,6 @@ mod tests {
         type Closing = ();
         fn lifeline(&self, _index: usize) -> &Lifeline {
             &self.0
-        }
-        fn turn_every(&self) -> Option<Duration> {
-            None
-        }
-        fn close_lead(&self) -> Duration {
-            Duration::ZERO
-        }
-        fn give_up_at(&self) -> Option<Instant> {
-            None
         }
         async fn open(self: &Arc<Self>, _index: usize) -> bool {
             heavy().await > 0
