@@ -480,8 +480,8 @@ impl Run {
     }
 
     /// Reads the log after `log.through` into `log`, up to `upto` (`None`: to its end),
-    /// retrying a failed page `retries` times a second apart. `log` changes only if the read
-    /// succeeds.
+    /// retrying a failed page `retries` times a second apart. Its events and `through` change
+    /// only if the read succeeds (names met on the way stay interned, which is harmless).
     pub async fn read_log_after(
         &self,
         log: &mut LogRead,

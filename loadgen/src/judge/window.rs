@@ -16,7 +16,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::judge::verify::{TabView, Verdict, judge_late, judge_span};
-use crate::record::ledger::{Judged, Ledger};
+use crate::record::ledger::Ledger;
 
 /// How often a run with a ledger window of `window` judges what is settled: every 10 s, or
 /// every window when it is shorter (a quarter of a second at least).
@@ -32,11 +32,8 @@ pub fn settle_tab(view: &TabView, ledger: &mut Ledger, horizon: i64, v: &mut Ver
     judge_late(view, &late, &mut judged, v);
     let to = ledger.advance_point(horizon);
     if to > ledger.base() {
-        let mut fresh = Judged::default();
-        judge_span(view, ledger, (ledger.base(), to), v, Some(&mut fresh));
-        judged.lost.extend(fresh.lost);
-        judged.recovered.extend(fresh.recovered);
-        judged.not_owed.extend(fresh.not_owed);
+        // What it notes lies above the base, so `judged` stays ascending.
+        judge_span(view, ledger, (ledger.base(), to), v, Some(&mut judged));
         ledger.advance(to);
     }
     ledger.judged = judged;

@@ -173,11 +173,10 @@ impl Default for Latency {
 
 impl Latency {
     pub fn new() -> Self {
+        let shards = shards();
         Self {
-            fanout: (0..shards())
-                .map(|_| Mutex::new(FanoutGrid::new()))
-                .collect(),
-            timings: (0..shards()).map(|_| Mutex::new(HashMap::new())).collect(),
+            fanout: (0..shards).map(|_| Mutex::new(FanoutGrid::new())).collect(),
+            timings: (0..shards).map(|_| Mutex::new(HashMap::new())).collect(),
         }
     }
 
