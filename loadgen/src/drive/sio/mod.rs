@@ -4,75 +4,107 @@
 //! server's `2` answered `3`, and a session that hears no ping within `pingInterval +
 //! pingTimeout` is lost), and binary frames (attachments) skipped unread.
 //!
-//! One task per connection owns the WebSocket: it reads each frame, hands an EVENT to the
-//! tab's callback from the frame's own text, and writes what the tab sends. A receipt takes
-//! no lock, no timer and no task hop. rust_socketio (`drive::rust_socketio`) stays as the
-//! reference client, and for long-polling.
+//! One task per connection reads its socket (`ws`: frames read in place from a scratch
+//! buffer each thread shares) and hands an EVENT to the tab's callback from the frame's own
+//! bytes; the tab writes its emits itself, under the connection's write lock. A receipt takes
+//! no lock, no allocation and no task hop. rust_socketio (`drive::rust_socketio`) stays as
+//! the reference client, and for long-polling.
 
 pub mod packet;
+pub mod ws;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio::sync::oneshot;
 
 use crate::drive::client::{Args, ConnectOptions, OnDrop, OnEvent, TabClient, encode};
 use packet::{Engine, Kind};
+use ws::{Flow, Frames, Message, Writer};
 
-/// A tab's read buffer: events are small, and a bigger frame still grows it.
-const READ_BUFFER_BYTES: usize = 4096;
+/// Where a tab's WebSocket goes.
+#[derive(Debug, PartialEq, Eq)]
+struct Target {
+    secure: bool,
+    /// The host to connect to and to name in TLS (an IPv6 literal without its brackets).
+    host: String,
+    port: u16,
+    /// The `Host` header: the URL's authority.
+    authority: String,
+    /// The path and query the upgrade asks for.
+    resource: String,
+}
 
-/// The WebSocket URL of `o`: `ws(s)://host:port/<path>/?<query>&EIO=4&transport=websocket`.
-fn socket_url(o: &ConnectOptions) -> Result<String, String> {
+/// Where `o` connects: `ws(s)://host:port/<path>/?<query>&EIO=4&transport=websocket`.
+fn target(o: &ConnectOptions) -> Result<Target, String> {
     let base = o.url.trim_end_matches('/');
-    let base = if let Some(rest) = base.strip_prefix("https://") {
-        format!("wss://{rest}")
+    let (secure, rest) = if let Some(rest) = base.strip_prefix("https://") {
+        (true, rest)
     } else if let Some(rest) = base.strip_prefix("http://") {
-        format!("ws://{rest}")
-    } else if base.starts_with("ws://") || base.starts_with("wss://") {
-        base.to_string()
+        (false, rest)
+    } else if let Some(rest) = base.strip_prefix("wss://") {
+        (true, rest)
+    } else if let Some(rest) = base.strip_prefix("ws://") {
+        (false, rest)
     } else {
         return Err(format!(
             "{}: a tab's URL must start with http://, https://, ws:// or wss://",
             o.url
         ));
     };
-    let path = o.path.trim_end_matches('/');
-    let mut url = format!("{base}{path}/?");
-    for (k, v) in &o.query {
-        url.push_str(&encode(k));
-        url.push('=');
-        url.push_str(&encode(v));
-        url.push('&');
+    let (authority, prefix) = match rest.find('/') {
+        Some(at) => rest.split_at(at),
+        None => (rest, ""),
+    };
+    if authority.is_empty() || authority.contains('@') {
+        return Err(format!("{}: a tab's URL needs a host (and no user)", o.url));
     }
-    url.push_str("EIO=4&transport=websocket");
-    Ok(url)
-}
-
-/// What the tab asks its connection's task to write. It goes boxed: the channel keeps a
-/// block of 32 slots for each connection whether or not anything is sent, so a slot of 8
-/// bytes, not 32, saves 768 bytes a tab (writes are rare: joins, leaves, `editing`).
-enum Out {
-    /// A text frame, and who waits for it to be written.
-    Text(String, oneshot::Sender<Result<(), String>>),
-    /// DISCONNECT, then close the WebSocket; no `on_drop`.
-    Hangup(oneshot::Sender<()>),
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) if !port.contains(']') => {
+            let port = port
+                .parse()
+                .map_err(|_| format!("{}: {port} is not a port", o.url))?;
+            (host, port)
+        }
+        _ => (authority, if secure { 443 } else { 80 }),
+    };
+    let path = o.path.trim_end_matches('/');
+    let mut resource = format!("{prefix}{path}/?");
+    if !resource.starts_with('/') {
+        resource.insert(0, '/');
+    }
+    for (k, v) in &o.query {
+        resource.push_str(&encode(k));
+        resource.push('=');
+        resource.push_str(&encode(v));
+        resource.push('&');
+    }
+    resource.push_str("EIO=4&transport=websocket");
+    Ok(Target {
+        secure,
+        host: host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
+        port,
+        authority: authority.to_string(),
+        resource,
+    })
 }
 
 /// Acks this socket waits for, by id.
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Vec<Value>>>>>;
+
+/// A connection's writing side, shared by the tab (its emits) and the reading task (pongs);
+/// `None` once the connection is over.
+type Shared<W> = Arc<tokio::sync::Mutex<Option<Writer<W>>>>;
 
 /// Opens a connection and waits for the namespace CONNECT (or its refusal), within
 /// `o.timeout`.
@@ -91,103 +123,61 @@ async fn open(
     on_event: OnEvent,
     on_drop: OnDrop,
 ) -> Result<Arc<dyn TabClient>, String> {
-    let url = socket_url(o)?;
-    let mut request = url
-        .as_str()
-        .into_client_request()
-        .map_err(|e| format!("connect failed: {url}: {e}"))?;
-    for (k, v) in &o.headers {
-        let name = HeaderName::from_bytes(k.as_bytes())
-            .map_err(|e| format!("connect failed: header {k}: {e}"))?;
-        let value =
-            HeaderValue::from_str(v).map_err(|e| format!("connect failed: header {k}: {e}"))?;
-        request.headers_mut().append(name, value);
-    }
-    let uri = request.uri().clone();
-    let host = uri.host().unwrap_or_default().to_string();
-    let secure = uri.scheme_str() == Some("wss");
-    let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
-    // A bracketed IPv6 literal is connected to without its brackets.
-    let address = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
-    let tcp = TcpStream::connect((address.as_str(), port))
+    let t = target(o)?;
+    let mut tcp = TcpStream::connect((t.host.as_str(), t.port))
         .await
-        .map_err(|e| format!("connect failed: {host}:{port}: {e}"))?;
+        .map_err(|e| format!("connect failed: {}: {e}", t.authority))?;
     let _ = tcp.set_nodelay(true);
-    let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER_BYTES);
-    if secure {
+    if t.secure {
         let tls = match &o.tls {
             Some(tls) => tls.clone(),
             None => native_tls::TlsConnector::new().map_err(|e| format!("TLS: {e}"))?,
         };
-        let stream = tokio_native_tls::TlsConnector::from(tls)
-            .connect(&address, tcp)
+        let mut stream = tokio_native_tls::TlsConnector::from(tls)
+            .connect(&t.host, tcp)
             .await
-            .map_err(|e| format!("connect failed: TLS with {host}: {e}"))?;
-        let (ws, _) = tokio_tungstenite::client_async_with_config(request, stream, Some(config))
-            .await
-            .map_err(upgrade_failed)?;
-        handshake(ws, o, on_event, on_drop).await
+            .map_err(|e| format!("connect failed: TLS with {}: {e}", t.host))?;
+        let leftover = ws::upgrade(&mut stream, &t.authority, &t.resource, &o.headers).await?;
+        let (r, w) = tokio::io::split(stream);
+        handshake(r, w, Frames::after(leftover), o, on_event, on_drop).await
     } else {
-        let (ws, _) = tokio_tungstenite::client_async_with_config(request, tcp, Some(config))
-            .await
-            .map_err(upgrade_failed)?;
-        handshake(ws, o, on_event, on_drop).await
+        let leftover = ws::upgrade(&mut tcp, &t.authority, &t.resource, &o.headers).await?;
+        let (r, w) = tcp.into_split();
+        handshake(r, w, Frames::after(leftover), o, on_event, on_drop).await
     }
 }
 
-/// Why the WebSocket upgrade failed; a refusal says its status and what the server said (a
-/// full server's "server full: ...", say).
-fn upgrade_failed(e: tokio_tungstenite::tungstenite::Error) -> String {
-    use tokio_tungstenite::tungstenite::Error;
-    match e {
-        Error::Http(response) => {
-            let body = response
-                .body()
-                .as_deref()
-                .map(String::from_utf8_lossy)
-                .unwrap_or_default();
-            let body: String = body.trim().chars().take(300).collect();
-            format!("connect failed: HTTP {}: {body}", response.status())
-        }
-        e => format!("connect failed: {e}"),
-    }
-}
-
-/// Reads the OPEN, sends the CONNECT and reads its answer, then hands the WebSocket to the
-/// connection's task.
-async fn handshake<S>(
-    mut ws: WebSocketStream<S>,
+/// Reads the OPEN, sends the CONNECT and reads its answer, then hands the reading side to
+/// the connection's task.
+async fn handshake<R, W>(
+    mut r: R,
+    w: W,
+    mut frames: Frames,
     o: &ConnectOptions,
     on_event: OnEvent,
     on_drop: OnDrop,
 ) -> Result<Arc<dyn TabClient>, String>
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
 {
+    let mut w = Writer::new(w);
     let opened: packet::Open = loop {
-        match next_text(&mut ws).await? {
-            Some(text) => match packet::engine(&text) {
-                Ok(Engine::Open(json)) => {
-                    break serde_json::from_str(json).map_err(|e| {
-                        format!("connect failed: an OPEN without its session: {e}")
-                    })?;
-                }
-                Ok(_) => {}
-                Err(e) => return Err(format!("connect failed: {e}")),
-            },
-            None => continue,
+        let text = next_text(&mut frames, &mut r, &mut w).await?;
+        match packet::engine(&text) {
+            Ok(Engine::Open(json)) => {
+                break serde_json::from_str(json)
+                    .map_err(|e| format!("connect failed: an OPEN without its session: {e}"))?;
+            }
+            Ok(_) => {}
+            Err(e) => return Err(format!("connect failed: {e}")),
         }
     };
-    send(&mut ws, packet::connect(&o.namespace, o.auth.as_ref())).await?;
+    send(&mut w, &packet::connect(&o.namespace, o.auth.as_ref())).await?;
     loop {
-        let Some(text) = next_text(&mut ws).await? else {
-            continue;
-        };
+        let text = next_text(&mut frames, &mut r, &mut w).await?;
         match packet::engine(&text).map_err(|e| format!("connect failed: {e}"))? {
-            Engine::Ping(data) => send(&mut ws, format!("3{data}")).await?,
+            Engine::Ping(data) => send(&mut w, &format!("3{data}")).await?,
             Engine::Close => return Err("connect failed: the server closed the session".into()),
             Engine::Message(data) => {
                 let p = packet::socket(data).map_err(|e| format!("connect failed: {e}"))?;
@@ -197,7 +187,7 @@ where
                 match p.kind {
                     Kind::Connect => break,
                     Kind::ConnectError => {
-                        let _ = ws.close(None).await;
+                        let _ = w.close().await;
                         return Err(format!("refused: {}", refusal(p.data)));
                     }
                     Kind::Disconnect => {
@@ -209,23 +199,25 @@ where
             _ => {}
         }
     }
-    let (tx, rx) = mpsc::unbounded_channel();
+    let writer: Shared<W> = Arc::new(tokio::sync::Mutex::new(Some(w)));
     let pending = Pending::default();
     // The server pings every `pingInterval`; one missing `pingTimeout` after that is a loss.
     let silence = Duration::from_millis(opened.ping_interval + opened.ping_timeout);
     let task = Connection {
         namespace: o.namespace.clone(),
         pending: pending.clone(),
+        writer: writer.clone(),
         on_event,
         on_drop,
     };
-    tokio::spawn(task.run(ws, rx, silence));
+    let reader = tokio::spawn(task.run(r, frames, silence)).abort_handle();
     Ok(Arc::new(OwnClient {
         namespace: o.namespace.clone(),
-        tx,
+        writer,
         pending,
         next_ack: AtomicU64::new(0),
         timeout: o.timeout,
+        reader,
     }))
 }
 
@@ -237,124 +229,129 @@ fn refusal(data: &str) -> String {
         .unwrap_or_else(|| data.to_string())
 }
 
-/// The next text frame (`None` for other frames), or why the connection ended.
-async fn next_text<S>(ws: &mut WebSocketStream<S>) -> Result<Option<Utf8Bytes>, String>
+/// The next text message, copied (binary ones are skipped, the server's pings answered), or
+/// why the connection ended.
+async fn next_text<R, W>(
+    frames: &mut Frames,
+    r: &mut R,
+    w: &mut Writer<W>,
+) -> Result<String, String>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
 {
-    match ws.next().await {
-        Some(Ok(Message::Text(text))) => Ok(Some(text)),
-        Some(Ok(Message::Close(_))) | None => {
-            Err("connect failed: the server closed the connection".into())
+    loop {
+        let mut text = None;
+        let read = frames
+            .read(r, |m| {
+                Ok(match m {
+                    Message::Text(t) => {
+                        text = Some(t.to_string());
+                        Flow::Stop
+                    }
+                    Message::Binary(_) => Flow::Go,
+                })
+            })
+            .await
+            .map_err(|e| format!("connect failed: {e}"))?;
+        for reply in &read.replies {
+            w.reply(reply)
+                .await
+                .map_err(|e| format!("connect failed: {e}"))?;
         }
-        Some(Ok(_)) => Ok(None),
-        Some(Err(e)) => Err(format!("connect failed: {e}")),
+        if let Some(text) = text {
+            return Ok(text);
+        }
+        if read.closed {
+            return Err("connect failed: the server closed the connection".into());
+        }
     }
 }
 
-async fn send<S>(ws: &mut WebSocketStream<S>, text: String) -> Result<(), String>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    ws.send(Message::Text(text.into()))
+async fn send<W: AsyncWrite + Unpin>(w: &mut Writer<W>, text: &str) -> Result<(), String> {
+    w.text(text)
         .await
         .map_err(|e| format!("connect failed: {e}"))
 }
 
 /// One connection's task: what it needs to read and dispatch frames.
-struct Connection {
+struct Connection<W> {
     namespace: String,
     pending: Pending,
+    writer: Shared<W>,
     on_event: OnEvent,
     on_drop: OnDrop,
 }
 
-/// How a connection's task ended.
-enum End {
-    /// Lost or closed by the server: the tab is told why.
-    Lost(String),
-    /// Hung up by the tab.
-    HungUp,
-}
-
-impl Connection {
-    async fn run<S>(
-        self,
-        mut ws: WebSocketStream<S>,
-        mut rx: mpsc::UnboundedReceiver<Box<Out>>,
-        silence: Duration,
-    ) where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+impl<W: AsyncWrite + Unpin + Send + 'static> Connection<W> {
+    async fn run<R>(self, mut r: R, mut frames: Frames, silence: Duration)
+    where
+        R: AsyncRead + Unpin + Send + 'static,
     {
         let quiet = tokio::time::sleep(silence);
         tokio::pin!(quiet);
-        let end = loop {
+        let why = loop {
             tokio::select! {
-                // Frames first: a receipt polls nothing else while more are ready (tokio's
-                // budget still hands the thread on after a long burst).
+                // Frames first: a burst is read before the timer is looked at.
                 biased;
-                frame = ws.next() => match frame {
-                    Some(Ok(Message::Text(text))) => match self.text(&text) {
-                        Ok(Some(reply)) => {
+                read = frames.read(&mut r, |m| self.message(m)) => match read {
+                    Ok(read) => {
+                        // A text reply is the Engine.IO pong: the server's ping came.
+                        if read.replies.iter().any(|r| matches!(r, ws::Reply::Text(_))) {
                             quiet.as_mut().reset(tokio::time::Instant::now() + silence);
-                            if let Err(e) = ws.send(Message::Text(reply.into())).await {
-                                break End::Lost(format!("transport error: {e}"));
+                        }
+                        if !read.replies.is_empty() {
+                            let mut writer = self.writer.lock().await;
+                            let Some(w) = writer.as_mut() else {
+                                return; // hung up by the tab
+                            };
+                            let mut failed = None;
+                            for reply in &read.replies {
+                                if let Err(e) = w.reply(reply).await {
+                                    failed = Some(format!("transport error: {e}"));
+                                    break;
+                                }
+                            }
+                            if let Some(why) = failed.filter(|_| !read.closed) {
+                                break why;
                             }
                         }
-                        Ok(None) => {}
-                        Err(why) => break End::Lost(why),
-                    },
-                    Some(Ok(Message::Close(_))) | None => {
-                        break End::Lost("closed by the server".into());
-                    }
-                    // Binary frames (a binary packet's attachments) are skipped unread;
-                    // tungstenite answers WebSocket pings itself.
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => break End::Lost(format!("transport error: {e}")),
-                },
-                out = rx.recv() => match out.map(|out| *out) {
-                    Some(Out::Text(text, done)) => {
-                        let sent = ws.send(Message::Text(text.into())).await;
-                        let failed = sent.as_ref().err().map(|e| format!("transport error: {e}"));
-                        let _ = done.send(sent.map_err(|e| e.to_string()));
-                        if let Some(why) = failed {
-                            break End::Lost(why);
+                        if read.closed {
+                            break "closed by the server".to_string();
                         }
                     }
-                    Some(Out::Hangup(done)) => {
-                        let _ = ws.send(Message::Text(packet::disconnect(&self.namespace).into())).await;
-                        let _ = ws.close(None).await;
-                        let _ = done.send(());
-                        break End::HungUp;
-                    }
-                    // Every handle is gone: nobody can hear this connection any more.
-                    None => break End::HungUp,
+                    Err(why) => break why,
                 },
                 () = &mut quiet => {
-                    break End::Lost(format!("ping timeout: no ping from the server in {} ms", silence.as_millis()));
+                    break format!("ping timeout: no ping from the server in {} ms", silence.as_millis());
                 }
             }
         };
-        // Acks still awaited will not come: their waiters are told by the closed channel.
-        self.pending.lock().expect("poisoned").clear();
-        if let End::Lost(why) = end {
-            (self.on_drop)(why);
+        // The connection is over: the tab's emits fail from now on, and acks still awaited
+        // will not come (their waiters are told by the closed channel).
+        if self.writer.lock().await.take().is_none() {
+            return; // hung up by the tab meanwhile
         }
+        self.pending.lock().expect("poisoned").clear();
+        (self.on_drop)(why);
     }
 
-    /// Reads a text frame: the reply to write (a ping's pong), nothing, or why the session
-    /// ended.
-    fn text(&self, text: &str) -> Result<Option<String>, String> {
+    /// Reads a text message: the reply to write (a ping's pong), nothing, or why the session
+    /// ended. Binary messages (a binary packet's attachments) are skipped unread.
+    fn message(&self, m: Message<'_>) -> Result<Flow, String> {
+        let Message::Text(text) = m else {
+            return Ok(Flow::Go);
+        };
         let packet = match packet::engine(text) {
             Ok(Engine::Message(data)) => data,
-            Ok(Engine::Ping(data)) => return Ok(Some(format!("3{data}"))),
+            Ok(Engine::Ping(data)) => return Ok(Flow::Reply(format!("3{data}"))),
             Ok(Engine::Close) => return Err("closed by the server".into()),
-            Ok(_) => return Ok(None),
+            Ok(_) => return Ok(Flow::Go),
             Err(e) => return Err(format!("protocol error: {e}")),
         };
         let p = packet::socket(packet).map_err(|e| format!("protocol error: {e}"))?;
         if p.namespace != self.namespace {
-            return Ok(None);
+            return Ok(Flow::Go);
         }
         match p.kind {
             Kind::Event | Kind::BinaryEvent => {
@@ -375,39 +372,45 @@ impl Connection {
             Kind::Disconnect => return Err("disconnected by the server".into()),
             Kind::Connect | Kind::ConnectError => {}
         }
-        Ok(None)
+        Ok(Flow::Go)
     }
 }
 
-/// A tab's handle on its connection's task.
-struct OwnClient {
+/// A tab's handle on its connection.
+struct OwnClient<W> {
     namespace: String,
-    tx: mpsc::UnboundedSender<Box<Out>>,
+    writer: Shared<W>,
     pending: Pending,
     next_ack: AtomicU64,
     timeout: Duration,
+    /// The reading task: stopped when the tab hangs up or lets go.
+    reader: tokio::task::AbortHandle,
 }
 
-impl OwnClient {
-    /// Writes `text` and waits until it is written.
-    async fn write(&self, event: &str, text: String) -> Result<(), String> {
-        let (done, written) = oneshot::channel();
-        self.tx
-            .send(Box::new(Out::Text(text, done)))
-            .map_err(|_| format!("{event}: the connection is closed"))?;
-        match written.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(format!("{event}: {e}")),
-            Err(_) => Err(format!("{event}: the connection is closed")),
-        }
+impl<W> Drop for OwnClient<W> {
+    fn drop(&mut self) {
+        self.reader.abort();
     }
 }
 
-impl TabClient for OwnClient {
+impl<W: AsyncWrite + Unpin + Send> OwnClient<W> {
+    /// Writes `text` as one frame.
+    async fn write(&self, event: &str, text: &str) -> Result<(), String> {
+        let mut writer = self.writer.lock().await;
+        let Some(w) = writer.as_mut() else {
+            return Err(format!("{event}: the connection is closed"));
+        };
+        w.text(text)
+            .await
+            .map_err(|e| format!("{event}: transport error: {e}"))
+    }
+}
+
+impl<W: AsyncWrite + Unpin + Send + 'static> TabClient for OwnClient<W> {
     fn emit<'a>(&'a self, event: &'a str, args: Vec<Value>) -> BoxFuture<'a, Result<(), String>> {
         async move {
             let text = packet::event(&self.namespace, None, event, &args);
-            self.write(event, text).await
+            self.write(event, &text).await
         }
         .boxed()
     }
@@ -422,7 +425,7 @@ impl TabClient for OwnClient {
             let (tx, rx) = oneshot::channel();
             self.pending.lock().expect("poisoned").insert(id, tx);
             let text = packet::event(&self.namespace, Some(id), event, &args);
-            if let Err(e) = self.write(event, text).await {
+            if let Err(e) = self.write(event, &text).await {
                 self.pending.lock().expect("poisoned").remove(&id);
                 return Err(e);
             }
@@ -437,12 +440,19 @@ impl TabClient for OwnClient {
         .boxed()
     }
 
+    /// DISCONNECT, then a close frame and the end of the stream; no `on_drop`.
     fn disconnect(&self) -> BoxFuture<'_, ()> {
         async move {
-            let (done, closed) = oneshot::channel();
-            if self.tx.send(Box::new(Out::Hangup(done))).is_ok() {
-                let _ = tokio::time::timeout(Duration::from_secs(5), closed).await;
-            }
+            let hangup = async {
+                let mut writer = self.writer.lock().await;
+                if let Some(mut w) = writer.take() {
+                    let _ = w.text(&packet::disconnect(&self.namespace)).await;
+                    let _ = w.close().await;
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(5), hangup).await;
+            self.reader.abort();
+            self.pending.lock().expect("poisoned").clear();
         }
         .boxed()
     }
@@ -452,6 +462,9 @@ impl TabClient for OwnClient {
 mod tests {
     use super::*;
     use crate::drive::client::Transport;
+    use futures_util::{SinkExt, StreamExt};
+    use tokio::sync::mpsc;
+    use tokio_tungstenite::tungstenite::Message;
 
     fn options(url: &str, path: &str, query: &[(&str, &str)]) -> ConnectOptions {
         ConnectOptions {
@@ -661,21 +674,38 @@ mod tests {
     }
 
     #[test]
-    fn the_websocket_url_carries_the_path_the_query_and_the_engine_io_version() {
+    fn the_websocket_target_carries_the_path_the_query_and_the_engine_io_version() {
+        let t = target(&options("http://127.0.0.1:3000/", "/socket.io", &[])).unwrap();
         assert_eq!(
-            socket_url(&options("http://127.0.0.1:3000/", "/socket.io", &[])).unwrap(),
-            "ws://127.0.0.1:3000/socket.io/?EIO=4&transport=websocket"
+            t,
+            Target {
+                secure: false,
+                host: "127.0.0.1".into(),
+                port: 3000,
+                authority: "127.0.0.1:3000".into(),
+                resource: "/socket.io/?EIO=4&transport=websocket".into(),
+            }
         );
+        let t = target(&options(
+            "https://example.test/app",
+            "/rt/",
+            &[("client", "load gen")],
+        ))
+        .unwrap();
+        assert!(t.secure);
+        assert_eq!((t.host.as_str(), t.port), ("example.test", 443));
         assert_eq!(
-            socket_url(&options(
-                "https://example.test",
-                "/rt/",
-                &[("client", "load gen")]
-            ))
-            .unwrap(),
-            "wss://example.test/rt/?client=load%20gen&EIO=4&transport=websocket"
+            t.resource,
+            "/app/rt/?client=load%20gen&EIO=4&transport=websocket"
         );
-        let bad = socket_url(&options("ftp://x", "/socket.io", &[])).unwrap_err();
+        let t = target(&options("ws://[::1]:4000", "/socket.io", &[])).unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("::1", 4000));
+        assert_eq!(t.authority, "[::1]:4000");
+        let t = target(&options("wss://[::1]", "/socket.io", &[])).unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("::1", 443));
+        let bad = target(&options("ftp://x", "/socket.io", &[])).unwrap_err();
         assert!(bad.contains("must start with http://"), "{bad}");
+        let bad = target(&options("http://x:http", "/socket.io", &[])).unwrap_err();
+        assert!(bad.contains("not a port"), "{bad}");
     }
 }
