@@ -1,7 +1,10 @@
 //! The Socket.IO protocol of the booking server, defined once: event names, room names,
 //! acks and payloads. The load generator uses these types; nothing re-types the strings.
 
-use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+
+use serde::de::Visitor;
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// Client -> server: join a room; acked with [`RoomAck`].
 pub const JOIN_ROOM: &str = "join-room";
@@ -304,10 +307,39 @@ pub struct EventStamp<'a> {
     pub emitted_at: i64,
     #[serde(default)]
     pub replayed: bool,
-    #[serde(default, borrow)]
-    pub node: Option<std::borrow::Cow<'a, str>>,
-    #[serde(default, borrow)]
-    pub traceparent: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "borrowed_text")]
+    pub node: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "borrowed_text")]
+    pub traceparent: Option<Cow<'a, str>>,
+}
+
+/// An optional string borrowed from the input when it has no escapes. serde's own
+/// `Option<Cow<str>>` always copies (its `borrow` reaches only a bare `Cow`), which cost a
+/// receipt two allocations.
+fn borrowed_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
+    struct Text;
+    impl<'de> Visitor<'de> for Text {
+        type Value = Option<Cow<'de, str>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string or null")
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_str(self)
+        }
+        fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Borrowed(v)))
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v.to_string())))
+        }
+    }
+    d.deserialize_option(Text)
 }
 
 /// Response header of a booking change: the `seq` of the event it logged, so a client can
@@ -348,6 +380,22 @@ pub struct Resync {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stamp_borrows_its_strings_unless_they_are_escaped() {
+        let text = r#"{"seq":3,"boardroomId":1,"emittedAt":9,"node":"n-1","traceparent":"00-ab\u002dcd","booking":{"title":"x"}}"#;
+        let stamp: EventStamp<'_> = serde_json::from_str(text).unwrap();
+        assert!(matches!(stamp.node, Some(Cow::Borrowed("n-1"))), "{stamp:?}");
+        assert!(
+            matches!(stamp.traceparent.as_ref(), Some(Cow::Owned(t)) if t == "00-ab-cd"),
+            "{stamp:?}"
+        );
+        let bare: EventStamp<'_> =
+            serde_json::from_str(r#"{"seq":3,"boardroomId":1,"emittedAt":9,"node":null}"#).unwrap();
+        assert_eq!((bare.node, bare.traceparent), (None, None));
+        let wrong = serde_json::from_str::<EventStamp<'_>>(r#"{"seq":3,"boardroomId":1,"emittedAt":9,"node":7}"#);
+        assert!(wrong.is_err());
+    }
 
     #[test]
     fn room_names_round_trip() {
