@@ -16,6 +16,7 @@
 #   TABS=3000 RATE=60 scripts/bench.sh                 # heavier
 #   SERVERS=rust CLIENTS=own RUNS=3 scripts/bench.sh   # one pair, three times
 #   PIN=0 scripts/bench.sh                             # no pinning
+#   LOADGEN=/tmp/loadgen-before scripts/bench.sh       # another build of the generator
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TABS=${TABS:-3000}
@@ -31,6 +32,8 @@ PORT=${PORT:-5077}
 OUT=${OUT:-target/bench}
 # Extra flags of the Rust server, e.g. RUST_FLAGS="--write-threads 0".
 RUST_FLAGS=${RUST_FLAGS:-}
+# The generator binary (another build's, to compare two).
+LOADGEN=${LOADGEN:-./target/release/loadgen}
 SECRET=bench-secret-of-a-loopback-only-server
 
 cargo build --release -q -p booking-server -p booking-loadgen
@@ -82,7 +85,7 @@ for run in $(seq 1 "$RUNS"); do
         before=$(cpu_s "$server")
         report="$OUT/$name-$client-$run.json"
         set +e
-        "${generator_on[@]}" ./target/release/loadgen --host "http://127.0.0.1:$PORT" \
+        "${generator_on[@]}" "$LOADGEN" --host "http://127.0.0.1:$PORT" \
             --auth-secret "$SECRET" --client "$client" \
             --tabs "$TABS" --ramp-up "$RAMP" --duration "$DURATION" --actions-per-sec "$RATE" \
             --seed "$SEED" --progress-every 10s --report-json "$report"

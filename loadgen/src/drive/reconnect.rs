@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use booking_server::events::ReplayPage;
+
 use crate::drive::run::{PageError, Run, read_page};
 use crate::drive::tab::Tab;
 
@@ -48,7 +50,9 @@ pub async fn replay(
     let mut recovered = 0;
     while until.is_none_or(|u| after < u) {
         let started = Instant::now();
-        let page = read_page(&run.setup.http, host, &tab.token, after, Some(&rooms), 1000).await;
+        let page =
+            read_page::<ReplayPage>(&run.setup.http, host, &tab.token, after, Some(&rooms), 1000)
+                .await;
         run.rec.feed.record(
             "GET",
             "replay /api/events",

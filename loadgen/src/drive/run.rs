@@ -9,7 +9,6 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use booking_server::auth::{Role, mint_with_secret};
-use booking_server::events::ReplayPage;
 use booking_server::realtime::protocol::{BookingEventKind, Room};
 use serde_json::{Value, json};
 
@@ -422,7 +421,7 @@ impl Run {
         first: &mut usize,
         after: i64,
         limit: usize,
-    ) -> Result<ReplayPage, PageError> {
+    ) -> Result<LogPage, PageError> {
         let mut last = None;
         for k in 0..self.setup.hosts.len() {
             let i = (*first + k) % self.setup.hosts.len();
@@ -618,14 +617,42 @@ impl From<PageError> for RunError {
     }
 }
 
-pub async fn read_page(
+/// A page of the event log as the judge reads it: what an event's verdict needs (its name,
+/// rooms, `seq` and node), the booking in it skipped unread. A page of the final read holds
+/// up to 5,000 events; parsed whole, their bookings took megabytes at the run's end.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogPage {
+    pub events: Vec<LoggedEvent>,
+    pub next_after: i64,
+    pub has_more: bool,
+    pub last_seq: i64,
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct LoggedEvent {
+    pub event: String,
+    pub rooms: Vec<String>,
+    pub payload: LoggedStamp,
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct LoggedStamp {
+    pub seq: i64,
+    #[serde(default)]
+    pub node: Option<String>,
+}
+
+/// A page of `GET /api/events` after `after`, read as `P`: a `booking_server::events::ReplayPage` where the events
+/// are replayed to a tab, a [`LogPage`] where they are judged.
+pub async fn read_page<P: serde::de::DeserializeOwned>(
     http: &reqwest::Client,
     host: &str,
     token: &str,
     after: i64,
     rooms: Option<&str>,
     limit: usize,
-) -> Result<ReplayPage, PageError> {
+) -> Result<P, PageError> {
     let mut url = format!("{host}/api/events?after={after}&limit={limit}");
     if let Some(rooms) = rooms {
         url.push_str(&format!("&rooms={rooms}"));
@@ -668,7 +695,7 @@ pub async fn last_seq(
     let mut after = from;
     // Retention may move on between two reads: a few tries, each from its new horizon.
     for _ in 0..3 {
-        match read_page(http, host, token, after, None, 1).await {
+        match read_page::<LogPage>(http, host, token, after, None, 1).await {
             Ok(page) => return Ok(page.last_seq),
             Err(PageError::Gone { oldest_seq }) => after = oldest_seq - 1,
             Err(e) => return Err(e),

@@ -385,7 +385,10 @@ mod tests {
     fn a_stamp_borrows_its_strings_unless_they_are_escaped() {
         let text = r#"{"seq":3,"boardroomId":1,"emittedAt":9,"node":"n-1","traceparent":"00-ab\u002dcd","booking":{"title":"x"}}"#;
         let stamp: EventStamp<'_> = serde_json::from_str(text).unwrap();
-        assert!(matches!(stamp.node, Some(Cow::Borrowed("n-1"))), "{stamp:?}");
+        assert!(
+            matches!(stamp.node, Some(Cow::Borrowed("n-1"))),
+            "{stamp:?}"
+        );
         assert!(
             matches!(stamp.traceparent.as_ref(), Some(Cow::Owned(t)) if t == "00-ab-cd"),
             "{stamp:?}"
@@ -393,7 +396,9 @@ mod tests {
         let bare: EventStamp<'_> =
             serde_json::from_str(r#"{"seq":3,"boardroomId":1,"emittedAt":9,"node":null}"#).unwrap();
         assert_eq!((bare.node, bare.traceparent), (None, None));
-        let wrong = serde_json::from_str::<EventStamp<'_>>(r#"{"seq":3,"boardroomId":1,"emittedAt":9,"node":7}"#);
+        let wrong = serde_json::from_str::<EventStamp<'_>>(
+            r#"{"seq":3,"boardroomId":1,"emittedAt":9,"node":7}"#,
+        );
         assert!(wrong.is_err());
     }
 

@@ -14,8 +14,10 @@ pub mod packet;
 pub mod ws;
 
 use std::collections::HashMap;
+use std::future::{Future, poll_fn};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -290,41 +292,61 @@ impl<W: AsyncWrite + Unpin + Send + 'static> Connection<W> {
     {
         let quiet = tokio::time::sleep(silence);
         tokio::pin!(quiet);
+        // Whether the timer has this task's waker for its deadline: it is polled once a
+        // deadline, then only looked at, so a wake for a frame does not touch the timer wheel.
+        let mut armed = false;
         let why = loop {
-            tokio::select! {
+            let step = poll_fn(|cx| {
                 // Frames first: a burst is read before the timer is looked at.
-                biased;
-                read = frames.read(&mut r, |m| self.message(m)) => match read {
-                    Ok(read) => {
-                        // A text reply is the Engine.IO pong: the server's ping came.
-                        if read.replies.iter().any(|r| matches!(r, ws::Reply::Text(_))) {
-                            quiet.as_mut().reset(tokio::time::Instant::now() + silence);
-                        }
-                        if !read.replies.is_empty() {
-                            let mut writer = self.writer.lock().await;
-                            let Some(w) = writer.as_mut() else {
-                                return; // hung up by the tab
-                            };
-                            let mut failed = None;
-                            for reply in &read.replies {
-                                if let Err(e) = w.reply(reply).await {
-                                    failed = Some(format!("transport error: {e}"));
-                                    break;
-                                }
-                            }
-                            if let Some(why) = failed.filter(|_| !read.closed) {
-                                break why;
-                            }
-                        }
-                        if read.closed {
-                            break "closed by the server".to_string();
-                        }
-                    }
-                    Err(why) => break why,
-                },
-                () = &mut quiet => {
-                    break format!("ping timeout: no ping from the server in {} ms", silence.as_millis());
+                if let Poll::Ready(read) = frames.poll_read(cx, &mut r, &mut |m| self.message(m)) {
+                    return Poll::Ready(Some(read));
                 }
+                let silent = if armed {
+                    quiet.is_elapsed()
+                } else {
+                    armed = true;
+                    quiet.as_mut().poll(cx).is_ready()
+                };
+                if silent {
+                    Poll::Ready(None)
+                } else {
+                    Poll::Pending
+                }
+            })
+            .await;
+            let read = match step {
+                Some(Ok(read)) => read,
+                Some(Err(why)) => break why,
+                None => {
+                    break format!(
+                        "ping timeout: no ping from the server in {} ms",
+                        silence.as_millis()
+                    );
+                }
+            };
+            // A text reply is the Engine.IO pong: the server's ping came.
+            if read.replies.iter().any(|r| matches!(r, ws::Reply::Text(_))) {
+                quiet.as_mut().reset(tokio::time::Instant::now() + silence);
+                armed = false;
+            }
+            if !read.replies.is_empty() {
+                let mut writer = self.writer.lock().await;
+                let Some(w) = writer.as_mut() else {
+                    return; // hung up by the tab
+                };
+                let mut failed = None;
+                for reply in &read.replies {
+                    if let Err(e) = w.reply(reply).await {
+                        failed = Some(format!("transport error: {e}"));
+                        break;
+                    }
+                }
+                if let Some(why) = failed.filter(|_| !read.closed) {
+                    break why;
+                }
+            }
+            if read.closed {
+                break "closed by the server".to_string();
             }
         };
         // The connection is over: the tab's emits fail from now on, and acks still awaited

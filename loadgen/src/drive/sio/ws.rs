@@ -24,8 +24,6 @@ pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
 const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// How much of a refused upgrade's body is read.
 const MAX_REFUSAL_BYTES: usize = 64 * 1024;
-/// A partial frame's buffer keeps at most this capacity once it is empty again.
-const KEPT_PARTIAL_BYTES: usize = 1024;
 /// RFC 6455 §1.3: appended to the key, hashed, to prove the server speaks WebSocket.
 const ACCEPT_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
@@ -113,7 +111,8 @@ impl Frames {
         poll_fn(|cx| self.poll_read(cx, r, &mut on)).await
     }
 
-    fn poll_read<R, F>(
+    /// [`Frames::read`] as a poll: `Pending` once `r` holds nothing more.
+    pub fn poll_read<R, F>(
         &mut self,
         cx: &mut Context<'_>,
         r: &mut R,
@@ -185,7 +184,8 @@ impl Frames {
         let (used, stopped) = taken?;
         self.partial.drain(..used);
         if self.partial.is_empty() {
-            self.partial.shrink_to(KEPT_PARTIAL_BYTES);
+            // Frames cut short are rare: an idle tab keeps no buffer.
+            self.partial = Vec::new();
         }
         self.unread = stopped && !self.partial.is_empty();
         self.closed = out.closed;
