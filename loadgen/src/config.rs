@@ -84,7 +84,8 @@ pub struct Config {
     /// Accept any certificate (self-signed, another name): for test servers only.
     #[arg(long, env = "LOADGEN_INSECURE")]
     pub insecure: bool,
-    /// Simulated browser tabs (one goose user and one Socket.IO connection each).
+    /// Simulated browser tabs (one Socket.IO connection and one task each; goose drives only
+    /// the REST actors).
     #[arg(long, env = "LOADGEN_TABS", default_value_t = 100)]
     pub tabs: usize,
     /// Real headless Chromium pages of the web app, opened among the protocol tabs and judged
