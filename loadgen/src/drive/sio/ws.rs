@@ -390,16 +390,13 @@ fn accept_of(key: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(sha.finalize())
 }
 
-/// Whether `name: value` may go in a request head as it is.
-fn header_problem(name: &str, value: &str) -> Option<&'static str> {
-    let token = |b: u8| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b);
-    if name.is_empty() || !name.bytes().all(token) {
-        Some("not a header name")
-    } else if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-        Some("a header value may not hold CR, LF or NUL")
-    } else {
-        None
-    }
+/// Why `name: value` may not go in a request head as it is (http's own rules for a header
+/// name and value, as before the own framing), if it may not.
+fn header_problem(name: &str, value: &str) -> Option<String> {
+    use reqwest::header::{HeaderName, HeaderValue};
+    let name_ok = HeaderName::from_bytes(name.as_bytes()).map_err(|e| e.to_string());
+    let value_ok = HeaderValue::from_str(value).map_err(|e| e.to_string());
+    name_ok.and(value_ok).err()
 }
 
 /// Upgrades `s` to a WebSocket: `GET resource` with `Host: host` and `headers`. Returns what
