@@ -5,7 +5,7 @@
 //! server, tokens, boardrooms); `scenario` the goose users, the REST actors and a reporter;
 //! `tab` a booking tab's state and `client` the one Socket.IO client interface every tab
 //! talks through, `connect` opening it through `sio` (the loadgen's own client) or
-//! `rust_socketio` (the reference client); `receive` the receive hot path; `actions` the REST writes; `reconnect` a
+//! `rust_socketio` (the reference client); `receive` the receive hot path and `stamp` its hand reading of a stamp; `actions` the REST writes; `reconnect` a
 //! booking tab's rejoin, replay and resync; `browser` real Chromium tabs; `fault` a
 //! `--scenario`'s fault and heal; `volatile` the `editing` signals; `embedded` the server a
 //! run starts when no `--host` is given; `app` an app run's tabs and publishers.
@@ -25,5 +25,6 @@ pub mod run;
 pub mod rust_socketio;
 pub mod scenario;
 pub mod sio;
+pub mod stamp;
 pub mod tab;
 pub mod volatile;

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::drive::client::{Args, ConnectOptions};
-use crate::drive::connect;
+use crate::drive::{connect, stamp};
 
 use crate::drive::run::Run;
 use crate::drive::tab::SOCKET_TIMEOUT;
@@ -76,7 +76,15 @@ fn on_named_event(run: &Run, index: usize, generation: u64, name: &str, args: &A
 pub fn booking_event(run: &Run, index: usize, kind: BookingEventKind, args: &Args<'_>) {
     let now = now_us();
     // A payload without a stamp is not recorded: the event it should have been counts lost.
-    let Some(stamp) = args.nth::<EventStamp>(0) else {
+    let read = match args {
+        Args::Array(array) => stamp::first(array),
+        Args::Values(_) => stamp::Read::Unsure,
+    };
+    let stamp = match read {
+        stamp::Read::Stamp(stamp) => Some(stamp),
+        stamp::Read::Unsure => args.nth::<EventStamp>(0),
+    };
+    let Some(stamp) = stamp else {
         tracing::warn!(
             tab = index,
             "received an event without seq/boardroomId/emittedAt"
