@@ -1,14 +1,18 @@
-//! The receipt's stamp read by hand: the few fields of an event's first argument that a
-//! receipt needs ([`EventStamp`]), found in one pass over the EVENT's array, with everything
-//! else checked for well-formed JSON and skipped. It allocates nothing and builds no visitor.
+//! A receipt's few fields read by hand: a booking event's stamp ([`EventStamp`]) and an app
+//! event's marker, each found in one pass over the EVENT's array, with everything else checked
+//! for well-formed JSON and skipped. Neither allocates or builds a visitor.
 //!
-//! It is a fast path, not a second definition. [`first`] answers a stamp only where it is sure
-//! that serde's reading (`Args::nth::<EventStamp>(0)`) gives the same one. On anything unusual
-//! it answers [`Read::Unsure`] and serde decides: an escape in a key or in `node`, a field
-//! named twice, a required field missing, a number that is not a plain integer of up to 18
-//! digits, values nested over 64 deep, or JSON that is not well formed. The skipping is as
-//! strict as serde_json's (no trailing commas, no leading zeros, no control characters in
-//! strings, valid escapes), so a payload serde refuses is never given a stamp here.
+//! They are fast paths, not second definitions. [`first`] answers a stamp only where it is
+//! sure that serde's reading (`Args::nth::<EventStamp>(0)`) gives the same one, and
+//! [`marker_at`] a marker only where reading the argument into a `serde_json::Value` and
+//! following the path gives the same text. On anything unusual they answer "unsure" and serde
+//! decides: an escape in a key or in the text read, a field named twice, a required field
+//! missing, a number that is not a plain integer of up to 18 digits where one is read,
+//! values nested over 64 deep, or JSON that is not well formed. The skipping is as strict as
+//! serde_json's (no trailing commas, no leading zeros, no control characters in strings,
+//! valid escapes), and in an argument serde would read into a tree also refuses what the tree
+//! refuses (`\u` escapes, which may be lone surrogates, and exponents, which may overflow), so
+//! a payload serde refuses is never read here.
 
 use std::borrow::Cow;
 
@@ -34,15 +38,45 @@ pub fn first(array: &str) -> Read<'_> {
 /// How deep a skipped value may nest before the reader gives up (serde has no such limit).
 const MAX_DEPTH: u32 = 64;
 
+/// What the hand reading found at an app's marker path.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Marker<'a> {
+    /// The text there, as the tree would give it.
+    Text(&'a str),
+    /// No text there: no such argument or path, or not a string.
+    Absent,
+    /// Not sure: ask serde.
+    Unsure,
+}
+
+/// The text at `path` (dotted keys and indexes, `$` the argument itself, as
+/// `judge::truth::at_path` reads them) of argument `arg` of an EVENT's array.
+pub fn marker_at<'a>(array: &'a str, arg: usize, path: &str) -> Marker<'a> {
+    match Scan::new(array).marker(arg, path) {
+        Some(Some(text)) => Marker::Text(text),
+        Some(None) => Marker::Absent,
+        None => Marker::Unsure,
+    }
+}
+
+/// How many keys a marker path may have before the reader gives up.
+const MAX_PATH: usize = 16;
+
 /// A cursor over the array's bytes. Every method answers `None` for "unsure".
 struct Scan<'a> {
     text: &'a str,
     at: usize,
+    /// Inside an argument serde reads into a tree: refuse what the tree refuses too.
+    strict: bool,
 }
 
 impl<'a> Scan<'a> {
     fn new(text: &'a str) -> Self {
-        Scan { text, at: 0 }
+        Scan {
+            text,
+            at: 0,
+            strict: false,
+        }
     }
 
     fn bytes(&self) -> &'a [u8] {
@@ -83,6 +117,124 @@ impl<'a> Scan<'a> {
             }
         }
         (self.peek().is_none()).then_some(stamp)
+    }
+
+    /// The whole event, with the text at `path` of argument `arg`: `Some(None)` where it holds
+    /// none.
+    fn marker(&mut self, arg: usize, path: &str) -> Option<Option<&'a str>> {
+        let keys: Vec<&str> = if path == "$" {
+            Vec::new()
+        } else {
+            path.split('.').collect()
+        };
+        if keys.len() > MAX_PATH {
+            return None;
+        }
+        self.eat(b'[')?;
+        // The name and the arguments before `arg`.
+        for _ in 0..=arg {
+            self.value()?;
+            match self.peek()? {
+                b',' => self.at += 1,
+                b']' => {
+                    self.at += 1;
+                    return self.peek().is_none().then_some(None);
+                }
+                _ => return None,
+            }
+        }
+        self.strict = true;
+        let found = self.follow(&keys)?;
+        self.strict = false;
+        loop {
+            match self.peek()? {
+                b',' => {
+                    self.at += 1;
+                    self.value()?;
+                }
+                b']' => {
+                    self.at += 1;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+        self.peek().is_none().then_some(found)
+    }
+
+    /// Reads a value, following `keys` into it: the text at their end, if there is one.
+    fn follow(&mut self, keys: &[&str]) -> Option<Option<&'a str>> {
+        let Some((key, rest)) = keys.split_first() else {
+            return match self.peek()? {
+                b'"' => {
+                    self.at += 1;
+                    match self.string()? {
+                        (text, false) => Some(Some(text)),
+                        (_, true) => None, // the tree holds it unescaped
+                    }
+                }
+                _ => self.value().map(|()| None),
+            };
+        };
+        match self.peek()? {
+            b'{' => {
+                self.at += 1;
+                let mut found = None;
+                if self.peek()? == b'}' {
+                    self.at += 1;
+                    return Some(None);
+                }
+                loop {
+                    self.eat(b'"')?;
+                    let (name, escaped) = self.string()?;
+                    if escaped {
+                        return None; // the tree matches the unescaped key
+                    }
+                    self.eat(b':')?;
+                    if name == *key {
+                        // A key named twice: the tree keeps the last one.
+                        once(&mut found, self.follow(rest)?)?;
+                    } else {
+                        self.value()?;
+                    }
+                    match self.peek()? {
+                        b',' => self.at += 1,
+                        b'}' => {
+                            self.at += 1;
+                            return Some(found.flatten());
+                        }
+                        _ => return None,
+                    }
+                }
+            }
+            b'[' => {
+                self.at += 1;
+                let wanted = key.parse::<usize>().ok();
+                let mut found = None;
+                if self.peek()? == b']' {
+                    self.at += 1;
+                    return Some(None);
+                }
+                for index in 0.. {
+                    if Some(index) == wanted {
+                        found = self.follow(rest)?;
+                    } else {
+                        self.value()?;
+                    }
+                    match self.peek()? {
+                        b',' => self.at += 1,
+                        b']' => {
+                            self.at += 1;
+                            break;
+                        }
+                        _ => return None,
+                    }
+                }
+                Some(found)
+            }
+            // A key into a string, a number or a literal finds nothing.
+            _ => self.value().map(|()| None),
+        }
     }
 
     /// The payload object: the stamp's fields read, the others skipped.
@@ -160,7 +312,7 @@ impl<'a> Scan<'a> {
                     escaped = true;
                     match *bytes.get(self.at + 1)? {
                         b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.at += 2,
-                        b'u' => {
+                        b'u' if !self.strict => {
                             let hex = bytes.get(self.at + 2..self.at + 6)?;
                             if !hex.iter().all(u8::is_ascii_hexdigit) {
                                 return None;
@@ -333,7 +485,7 @@ impl<'a> Scan<'a> {
         }
         let lead = at;
         let whole = digits(&mut at);
-        if whole == 0 || (whole > 1 && bytes[lead] == b'0') {
+        if whole == 0 || (whole > 1 && bytes[lead] == b'0') || (self.strict && whole > 300) {
             return None;
         }
         if bytes.get(at) == Some(&b'.') {
@@ -343,6 +495,9 @@ impl<'a> Scan<'a> {
             }
         }
         if let Some(b'e' | b'E') = bytes.get(at) {
+            if self.strict {
+                return None; // the tree refuses what overflows a float
+            }
             at += 1;
             if let Some(b'+' | b'-') = bytes.get(at) {
                 at += 1;
@@ -515,7 +670,8 @@ mod tests {
                     "1e9",
                     "-2.5E-3",
                     "12345678901234567890",
-                ][rng.random_range(0..8)],
+                    "1e400",
+                ][rng.random_range(0..9)],
             ),
             2..=4 => {
                 out.push('"');
@@ -523,7 +679,8 @@ mod tests {
                     out.push_str(
                         [
                             "a", "Zz", " ", "\\\"", "\\\\", "\\n", "\\u00e9", "\u{e9}", "/", "\\/",
-                        ][rng.random_range(0..10)],
+                            "\\ud800",
+                        ][rng.random_range(0..11)],
                     );
                 }
                 out.push('"');
@@ -686,6 +843,148 @@ mod tests {
         assert!(
             by_hand > by_serde / 2,
             "by hand {by_hand} of serde's {by_serde}"
+        );
+        assert!(broken_by_hand > 0, "no mutated event was read by hand");
+    }
+
+    /// The tree's reading of a marker, the definition.
+    fn by_tree(array: &str, arg: usize, path: &str) -> Option<String> {
+        use crate::judge::truth::at_path;
+        let value = Args::Array(array).nth::<serde_json::Value>(arg)?;
+        at_path(&value, path)?.as_str().map(str::to_owned)
+    }
+
+    /// Where the hand reading of a marker answers, the tree answers the same.
+    fn marker_agrees(array: &str, arg: usize, path: &str) -> bool {
+        let tree = by_tree(array, arg, path);
+        match marker_at(array, arg, path) {
+            Marker::Text(text) => {
+                assert_eq!(tree.as_deref(), Some(text), "{array} at {arg} {path}");
+                true
+            }
+            Marker::Absent => {
+                assert_eq!(tree, None, "{array} at {arg} {path}");
+                true
+            }
+            Marker::Unsure => false,
+        }
+    }
+
+    #[test]
+    fn an_apps_marker_is_read_by_hand_as_the_tree_gives_it() {
+        let chat = r#"["chat message", {"room": "r1", "text": "hi lgm-0000abcd-12", "n": [1, {"t": "x"}]}, 2]"#;
+        assert_eq!(
+            marker_at(chat, 0, "text"),
+            Marker::Text("hi lgm-0000abcd-12")
+        );
+        assert_eq!(marker_at(chat, 0, "n.1.t"), Marker::Text("x"));
+        assert_eq!(marker_at(chat, 0, "n.0"), Marker::Absent);
+        assert_eq!(marker_at(chat, 0, "n.7"), Marker::Absent);
+        assert_eq!(marker_at(chat, 0, "room.x"), Marker::Absent);
+        assert_eq!(marker_at(chat, 1, "$"), Marker::Absent);
+        assert_eq!(marker_at(chat, 2, "$"), Marker::Absent);
+        assert_eq!(
+            marker_at(r#"["m", "lgm-1"]"#, 0, "$"),
+            Marker::Text("lgm-1")
+        );
+        for (arg, path) in [(0, "text"), (0, "n.1.t"), (0, "n.7"), (2, "$")] {
+            assert!(marker_agrees(chat, arg, path));
+        }
+        // What the tree refuses in the argument it reads, or reads otherwise, is its to say.
+        for array in [
+            r#"["m", {"text": "a\nb"}]"#,
+            r#"["m", {"text": "a", "text": "b"}]"#,
+            r#"["m", {"t\u0065xt": "a"}]"#,
+            r#"["m", {"text": "a", "big": 1e400}]"#,
+            r#"["m", {"text": "a", "odd": "\ud800"}]"#,
+            r#"["m", {"text": "a",}]"#,
+        ] {
+            assert!(
+                !marker_agrees(array, 0, "text"),
+                "answered by hand: {array}"
+            );
+        }
+        // What it only skips may hold them.
+        let other = r#"["m", {"text": "a"}, {"big": 1e400, "odd": "\ud800"}]"#;
+        assert_eq!(marker_at(other, 0, "text"), Marker::Text("a"));
+        assert!(marker_agrees(other, 0, "text"));
+    }
+
+    /// A random argument shaped like an app's payload: objects and lists under the keys the
+    /// paths ask for, mostly strings at their ends, other values among them.
+    fn random_document(rng: &mut StdRng, depth: u32, out: &mut String) {
+        let list = rng.random_bool(0.2);
+        out.push(if list { '[' } else { '{' });
+        for i in 0..rng.random_range(1..4) {
+            if i > 0 {
+                out.push(',');
+            }
+            if !list {
+                let key = ["\"a\"", "\"booking\"", "\"id\"", "\"0\"", "\"1\""];
+                out.push_str(key[rng.random_range(0..key.len())]);
+                out.push(':');
+            }
+            match rng.random_range(0..10) {
+                0..=4 => {
+                    let text = ["\"lgm-0000abcd-7\"", "\"Standup lgm-1\"", "\"\"", "\"x y\""];
+                    out.push_str(text[rng.random_range(0..text.len())]);
+                }
+                5 => random_value(rng, 9, out), // deep enough for a scalar
+                6..=7 if depth < 3 => random_document(rng, depth + 1, out),
+                _ => random_value(rng, depth + 1, out),
+            }
+        }
+        out.push(if list { ']' } else { '}' });
+    }
+
+    #[test]
+    fn random_and_broken_events_give_a_marker_by_hand_only_where_the_tree_gives_the_same() {
+        let mut rng = StdRng::seed_from_u64(181);
+        let paths = [
+            "$",
+            "a",
+            "booking",
+            "booking.id",
+            "0",
+            "a.0",
+            "id",
+            "a.a",
+            "1.a",
+            "+0",
+            "",
+        ];
+        let (mut asked, mut by_hand, mut texts, mut broken_by_hand) = (0, 0, 0, 0);
+        let mut tree_texts = 0;
+        for _ in 0..20_000 {
+            let mut array = String::from("[");
+            random_value(&mut rng, 3, &mut array);
+            for _ in 0..rng.random_range(0..4) {
+                array.push(',');
+                if rng.random_bool(0.7) {
+                    random_document(&mut rng, 0, &mut array);
+                } else {
+                    random_value(&mut rng, 0, &mut array);
+                }
+            }
+            array.push(']');
+            let arg = rng.random_range(0..2);
+            let path = paths[rng.random_range(0..paths.len())];
+            asked += 1;
+            by_hand += usize::from(marker_agrees(&array, arg, path));
+            texts += usize::from(matches!(marker_at(&array, arg, path), Marker::Text(_)));
+            tree_texts += usize::from(by_tree(&array, arg, path).is_some());
+            let broken = mutate(&mut rng, &array);
+            broken_by_hand += usize::from(marker_agrees(&broken, arg, path));
+        }
+        assert!(by_hand > asked / 2, "by hand {by_hand} of {asked}");
+        // Hundreds of texts found both ways, most of the tree's found by hand too.
+        assert!(
+            tree_texts > asked / 50,
+            "the tree found {tree_texts} texts of {asked}"
+        );
+        assert!(
+            texts > tree_texts / 2,
+            "{texts} texts by hand of the tree's {tree_texts}"
         );
         assert!(broken_by_hand > 0, "no mutated event was read by hand");
     }
