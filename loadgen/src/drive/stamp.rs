@@ -92,6 +92,22 @@ impl<'a> Scan<'a> {
         bytes.get(self.at).copied()
     }
 
+    /// After a member of a container: a comma (`false`, another follows) or `close` (`true`,
+    /// the container ended), taken.
+    fn next_or(&mut self, close: u8) -> Option<bool> {
+        match self.peek()? {
+            b',' => {
+                self.at += 1;
+                Some(false)
+            }
+            byte if byte == close => {
+                self.at += 1;
+                Some(true)
+            }
+            _ => None,
+        }
+    }
+
     /// Takes `byte` after whitespace.
     fn eat(&mut self, byte: u8) -> Option<()> {
         (self.peek()? == byte).then(|| self.at += 1)
@@ -103,63 +119,42 @@ impl<'a> Scan<'a> {
         self.value()?;
         self.eat(b',')?;
         let stamp = self.stamp()?;
-        loop {
-            match self.peek()? {
-                b',' => {
-                    self.at += 1;
-                    self.value()?;
-                }
-                b']' => {
-                    self.at += 1;
-                    break;
-                }
-                _ => return None,
-            }
+        self.end_of_event()?;
+        Some(stamp)
+    }
+
+    /// The arguments left, skipped, the array's end, and nothing but whitespace after it.
+    fn end_of_event(&mut self) -> Option<()> {
+        while !self.next_or(b']')? {
+            self.value()?;
         }
-        (self.peek().is_none()).then_some(stamp)
+        self.peek().is_none().then_some(())
     }
 
     /// The whole event, with the text at `path` of argument `arg`: `Some(None)` where it holds
     /// none.
     fn marker(&mut self, arg: usize, path: &str) -> Option<Option<&'a str>> {
-        let keys: Vec<&str> = if path == "$" {
-            Vec::new()
-        } else {
-            path.split('.').collect()
-        };
-        if keys.len() > MAX_PATH {
-            return None;
+        let mut keys = [""; MAX_PATH];
+        let mut depth = 0;
+        if path != "$" {
+            for key in path.split('.') {
+                *keys.get_mut(depth)? = key;
+                depth += 1;
+            }
         }
         self.eat(b'[')?;
         // The name and the arguments before `arg`.
         for _ in 0..=arg {
             self.value()?;
-            match self.peek()? {
-                b',' => self.at += 1,
-                b']' => {
-                    self.at += 1;
-                    return self.peek().is_none().then_some(None);
-                }
-                _ => return None,
+            if self.next_or(b']')? {
+                return self.peek().is_none().then_some(None);
             }
         }
         self.strict = true;
-        let found = self.follow(&keys)?;
+        let found = self.follow(&keys[..depth])?;
         self.strict = false;
-        loop {
-            match self.peek()? {
-                b',' => {
-                    self.at += 1;
-                    self.value()?;
-                }
-                b']' => {
-                    self.at += 1;
-                    break;
-                }
-                _ => return None,
-            }
-        }
-        self.peek().is_none().then_some(found)
+        self.end_of_event()?;
+        Some(found)
     }
 
     /// Reads a value, following `keys` into it: the text at their end, if there is one.
@@ -197,13 +192,8 @@ impl<'a> Scan<'a> {
                     } else {
                         self.value()?;
                     }
-                    match self.peek()? {
-                        b',' => self.at += 1,
-                        b'}' => {
-                            self.at += 1;
-                            return Some(found.flatten());
-                        }
-                        _ => return None,
+                    if self.next_or(b'}')? {
+                        return Some(found.flatten());
                     }
                 }
             }
@@ -221,13 +211,8 @@ impl<'a> Scan<'a> {
                     } else {
                         self.value()?;
                     }
-                    match self.peek()? {
-                        b',' => self.at += 1,
-                        b']' => {
-                            self.at += 1;
-                            break;
-                        }
-                        _ => return None,
+                    if self.next_or(b']')? {
+                        break;
                     }
                 }
                 Some(found)
@@ -274,13 +259,8 @@ impl<'a> Scan<'a> {
                 b"traceparent" => once(&mut traceparent, self.text()?)?,
                 _ => self.value()?,
             }
-            match self.peek()? {
-                b',' => self.at += 1,
-                b'}' => {
-                    self.at += 1;
-                    break;
-                }
-                _ => return None,
+            if self.next_or(b'}')? {
+                break;
             }
         }
         Some(EventStamp {
