@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::drive::client::{Args, ConnectOptions, Connection, TabClient};
 use crate::drive::connect;
 use crate::drive::life::{Back, Lifeline, TabKind};
-use crate::drive::stamp::{self, Marker};
+use crate::drive::stamp;
 use crate::judge::truth::{Found, Membership, Publish, TabRecord, at_path, find_marker, marker};
 use crate::plan::Shard;
 use crate::plan::app::{Csv, Plan, TabVars};
@@ -184,33 +184,13 @@ impl AppRun {
     fn heard(&self, index: usize, event: &str, args: &Args<'_>) {
         let now = now_us();
         let mut expected = false;
-        // The marker is read by hand from the frame (`drive::stamp`); only where that reading
-        // is unsure is the argument read into a tree, once per receipt however many
-        // publishers expect this event there.
-        let mut read: Option<(usize, Option<Value>)> = None;
+        // Only the marker is read, by hand from the frame where it can be (`drive::stamp`).
         for e in self.expected.iter().filter(|e| e.event == event) {
             expected = true;
-            let by_hand = match args {
-                Args::Array(array) => stamp::marker_at(array, e.arg, &e.marker),
-                Args::Values(_) => Marker::Unsure,
-            };
-            let text = match by_hand {
-                Marker::Text(text) => Some(text),
-                Marker::Absent => None,
-                Marker::Unsure => {
-                    if read.as_ref().is_none_or(|(n, _)| *n != e.arg) {
-                        read = Some((e.arg, args.nth::<Value>(e.arg)));
-                    }
-                    read.as_ref()
-                        .and_then(|(_, arg)| arg.as_ref())
-                        .and_then(|arg| at_path(arg, &e.marker))
-                        .and_then(Value::as_str)
-                }
-            };
-            let Some(text) = text else {
+            let Some(text) = stamp::marker_text(args, e.arg, &e.marker) else {
                 continue;
             };
-            match find_marker(text, self.run) {
+            match find_marker(&text, self.run) {
                 Found::Ours(seq) => {
                     self.receipts.fetch_add(1, Ordering::Relaxed);
                     let tab = &self.tabs[index];

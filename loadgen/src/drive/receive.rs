@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use booking_server::realtime::protocol::{BookingEventKind, EDITING, EventStamp, RESYNC};
+use booking_server::realtime::protocol::{BookingEventKind, EDITING, RESYNC};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -76,15 +76,7 @@ fn on_named_event(run: &Run, index: usize, generation: u64, name: &str, args: &A
 pub fn booking_event(run: &Run, index: usize, kind: BookingEventKind, args: &Args<'_>) {
     let now = now_us();
     // A payload without a stamp is not recorded: the event it should have been counts lost.
-    let read = match args {
-        Args::Array(array) => stamp::first(array),
-        Args::Values(_) => stamp::Read::Unsure,
-    };
-    let stamp = match read {
-        stamp::Read::Stamp(stamp) => Some(stamp),
-        stamp::Read::Unsure => args.nth::<EventStamp>(0),
-    };
-    let Some(stamp) = stamp else {
+    let Some(stamp) = stamp::read(args) else {
         tracing::warn!(
             tab = index,
             "received an event without seq/boardroomId/emittedAt"

@@ -17,22 +17,38 @@
 use std::borrow::Cow;
 
 use booking_server::realtime::protocol::EventStamp;
+use serde_json::Value;
 
-/// What the hand reading found.
-#[derive(Debug)]
-pub enum Read<'a> {
-    /// The stamp, as serde would read it.
-    Stamp(EventStamp<'a>),
-    /// Not sure: ask serde.
-    Unsure,
+use crate::drive::client::Args;
+use crate::judge::truth::at_path;
+
+/// A booking receipt's stamp: argument 0 of the event, read by hand where it can be, by serde
+/// where the hand reading is unsure; `None` where the event carries none.
+pub fn read<'a>(args: &Args<'a>) -> Option<EventStamp<'a>> {
+    match args {
+        Args::Array(array) => first(array).or_else(|| args.nth(0)),
+        Args::Values(_) => args.nth(0),
+    }
 }
 
-/// The stamp of argument 0 of an EVENT's array `[name, payload, ...]`.
-pub fn first(array: &str) -> Read<'_> {
-    match Scan::new(array).event() {
-        Some(stamp) => Read::Stamp(stamp),
-        None => Read::Unsure,
+/// An app receipt's marker text: at `path` (dotted keys and indexes, `$` the argument itself,
+/// as `judge::truth::at_path` reads them) of argument `arg`, read by hand where it can be
+/// (borrowed from the frame), from the argument's tree where the hand reading is unsure.
+pub fn marker_text<'a>(args: &Args<'a>, arg: usize, path: &str) -> Option<Cow<'a, str>> {
+    if let Args::Array(array) = args {
+        match marker_at(array, arg, path) {
+            Marker::Text(text) => return Some(Cow::Borrowed(text)),
+            Marker::Absent => return None,
+            Marker::Unsure => {}
+        }
     }
+    let tree = args.nth::<Value>(arg)?;
+    Some(Cow::Owned(at_path(&tree, path)?.as_str()?.to_owned()))
+}
+
+/// The stamp of argument 0 of an EVENT's array `[name, payload, ...]`: `None` where unsure.
+fn first(array: &str) -> Option<EventStamp<'_>> {
+    Scan::new(array).event()
 }
 
 /// How deep a skipped value may nest before the reader gives up (serde has no such limit).
@@ -40,7 +56,7 @@ const MAX_DEPTH: u32 = 64;
 
 /// What the hand reading found at an app's marker path.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Marker<'a> {
+enum Marker<'a> {
     /// The text there, as the tree would give it.
     Text(&'a str),
     /// No text there: no such argument or path, or not a string.
@@ -49,9 +65,8 @@ pub enum Marker<'a> {
     Unsure,
 }
 
-/// The text at `path` (dotted keys and indexes, `$` the argument itself, as
-/// `judge::truth::at_path` reads them) of argument `arg` of an EVENT's array.
-pub fn marker_at<'a>(array: &'a str, arg: usize, path: &str) -> Marker<'a> {
+/// The text at `path` of argument `arg` of an EVENT's array.
+fn marker_at<'a>(array: &'a str, arg: usize, path: &str) -> Marker<'a> {
     match Scan::new(array).marker(arg, path) {
         Some(Some(text)) => Marker::Text(text),
         Some(None) => Marker::Absent,
@@ -161,13 +176,7 @@ impl<'a> Scan<'a> {
     fn follow(&mut self, keys: &[&str]) -> Option<Option<&'a str>> {
         let Some((key, rest)) = keys.split_first() else {
             return match self.peek()? {
-                b'"' => {
-                    self.at += 1;
-                    match self.string()? {
-                        (text, false) => Some(Some(text)),
-                        (_, true) => None, // the tree holds it unescaped
-                    }
-                }
+                b'"' => self.plain_string().map(Some),
                 _ => self.value().map(|()| None),
             };
         };
@@ -180,13 +189,7 @@ impl<'a> Scan<'a> {
                     return Some(None);
                 }
                 loop {
-                    self.eat(b'"')?;
-                    let (name, escaped) = self.string()?;
-                    if escaped {
-                        return None; // the tree matches the unescaped key
-                    }
-                    self.eat(b':')?;
-                    if name == *key {
+                    if self.plain_key()? == *key {
                         // A key named twice: the tree keeps the last one.
                         once(&mut found, self.follow(rest)?)?;
                     } else {
@@ -236,13 +239,7 @@ impl<'a> Scan<'a> {
             return None; // no fields: required ones are missing
         }
         loop {
-            self.eat(b'"')?;
-            let (key, escaped) = self.string()?;
-            if escaped {
-                return None; // serde matches the unescaped key
-            }
-            self.eat(b':')?;
-            match key.as_bytes() {
+            match self.plain_key()?.as_bytes() {
                 b"seq" => once(&mut seq, self.integer()?)?,
                 b"boardroomId" => once(&mut boardroom_id, self.integer()?)?,
                 b"previousBoardroomId" => {
@@ -307,28 +304,34 @@ impl<'a> Scan<'a> {
         }
     }
 
-    /// `null` after whitespace, taken if it is there.
-    fn null(&mut self) -> bool {
-        let there = self.peek() == Some(b'n') && self.literal(b"null").is_some();
-        if there {
-            self.at += 4;
+    /// A string without escapes, its opening quote after whitespace: one with escapes is
+    /// serde's to read (it unescapes it into a copy, and matches a key unescaped).
+    fn plain_string(&mut self) -> Option<&'a str> {
+        self.eat(b'"')?;
+        match self.string()? {
+            (text, false) => Some(text),
+            (_, true) => None,
         }
-        there
     }
 
-    /// Whether `word` starts at the cursor (not taken).
-    fn literal(&self, word: &[u8]) -> Option<()> {
-        self.bytes()[self.at..].starts_with(word).then_some(())
+    /// An object's key without escapes, and its colon.
+    fn plain_key(&mut self) -> Option<&'a str> {
+        let key = self.plain_string()?;
+        self.eat(b':')?;
+        Some(key)
+    }
+
+    /// `null` after whitespace, taken if it is there.
+    fn null(&mut self) -> bool {
+        self.peek() == Some(b'n') && self.word(b"null").is_some()
     }
 
     fn boolean(&mut self) -> Option<bool> {
-        let value = match self.peek()? {
-            b't' => self.literal(b"true").map(|()| true)?,
-            b'f' => self.literal(b"false").map(|()| false)?,
-            _ => return None,
-        };
-        self.at += if value { 4 } else { 5 };
-        Some(value)
+        match self.peek()? {
+            b't' => self.word(b"true").map(|()| true),
+            b'f' => self.word(b"false").map(|()| false),
+            _ => None,
+        }
     }
 
     /// A string without escapes, or `null`.
@@ -336,11 +339,7 @@ impl<'a> Scan<'a> {
         if self.null() {
             return Some(None);
         }
-        self.eat(b'"')?;
-        match self.string()? {
-            (text, false) => Some(Some(text)),
-            (_, true) => None, // serde unescapes it into a copy
-        }
+        self.plain_string().map(Some)
     }
 
     /// A plain integer of at most 18 digits, so it cannot overflow (no fraction, no exponent
@@ -417,19 +416,12 @@ impl<'a> Scan<'a> {
                     return Some(());
                 }
                 let object = open & 1 == 1;
-                match self.peek()? {
-                    b',' => {
-                        self.at += 1;
-                        if object {
-                            self.key()?;
-                        }
-                        break;
+                if !self.next_or(if object { b'}' } else { b']' })? {
+                    if object {
+                        self.key()?;
                     }
-                    b'}' if object => {}
-                    b']' if !object => {}
-                    _ => return None,
+                    break;
                 }
-                self.at += 1;
                 open >>= 1;
                 depth -= 1;
             }
@@ -443,10 +435,11 @@ impl<'a> Scan<'a> {
         self.eat(b':')
     }
 
+    /// Takes `word` if it starts at the cursor.
     fn word(&mut self, word: &[u8]) -> Option<()> {
-        self.literal(word)?;
-        self.at += word.len();
-        Some(())
+        self.bytes()[self.at..]
+            .starts_with(word)
+            .then(|| self.at += word.len())
     }
 
     /// A JSON number: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
@@ -532,7 +525,6 @@ fn once<T>(slot: &mut Option<T>, value: T) -> Option<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::drive::client::Args;
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
 
@@ -554,7 +546,7 @@ mod tests {
     /// Where the hand reading answers, serde answers the same; returns whether it answered.
     fn agrees(array: &str) -> bool {
         match first(array) {
-            Read::Stamp(hand) => {
+            Some(hand) => {
                 let Some(by_serde) = serde(array) else {
                     panic!("a stamp serde refuses: {array}");
                 };
@@ -565,7 +557,7 @@ mod tests {
                 assert!(matches!(hand.node, None | Some(Cow::Borrowed(_))));
                 true
             }
-            Read::Unsure => false,
+            None => false,
         }
     }
 
@@ -581,7 +573,7 @@ mod tests {
         });
         let array =
             serde_json::to_string(&serde_json::json!(["booking-updated", payload])).unwrap();
-        let Read::Stamp(stamp) = first(&array) else {
+        let Some(stamp) = first(&array) else {
             panic!("unsure of {array}");
         };
         assert!(agrees(&array));
@@ -591,7 +583,7 @@ mod tests {
         // Whitespace anywhere JSON allows it, a replayed flag, nulls and more arguments.
         let spaced = " [ \"booking-created\" ,\n{ \"seq\" : -7 , \"boardroomId\":1,\t\"emittedAt\":\r0,\
             \"replayed\" : true, \"node\": null, \"previousBoardroomId\": null } , [ ] , { } ] ";
-        let Read::Stamp(stamp) = first(spaced) else {
+        let Some(stamp) = first(spaced) else {
             panic!("unsure of {spaced}");
         };
         assert!(agrees(spaced));
@@ -626,9 +618,16 @@ mod tests {
         ] {
             assert!(!agrees(array), "answered by hand: {array}");
         }
-        // Escaped keys and escaped node names are serde's, and serde reads them.
+        // Escaped keys and escaped node names are serde's, and `read` has serde read them.
         let escaped = r#"["e",{"s\u0065q":1,"boardroomId":1,"emittedAt":1,"node":"a\nb"}]"#;
-        assert_eq!(serde(escaped).unwrap().node.as_deref(), Some("a\nb"));
+        let stamp = read(&Args::Array(escaped)).expect("serde reads it");
+        assert_eq!((stamp.seq, stamp.node.as_deref()), (1, Some("a\nb")));
+        assert!(
+            read(&Args::Array(
+                r#"["e",{"seq":1.0,"boardroomId":1,"emittedAt":1}]"#
+            ))
+            .is_none()
+        );
     }
 
     /// Random JSON of the kinds payloads hold, escapes and odd numbers included.
@@ -829,8 +828,7 @@ mod tests {
 
     /// The tree's reading of a marker, the definition.
     fn by_tree(array: &str, arg: usize, path: &str) -> Option<String> {
-        use crate::judge::truth::at_path;
-        let value = Args::Array(array).nth::<serde_json::Value>(arg)?;
+        let value = Args::Array(array).nth::<Value>(arg)?;
         at_path(&value, path)?.as_str().map(str::to_owned)
     }
 
@@ -884,6 +882,15 @@ mod tests {
                 "answered by hand: {array}"
             );
         }
+        // `marker_text` has the tree read those.
+        let escaped = Args::Array(r#"["m", {"text": "a\nb", "big": 1e400}]"#);
+        assert_eq!(marker_text(&escaped, 0, "text"), None);
+        let escaped = Args::Array(r#"["m", {"text": "a\nb"}]"#);
+        assert_eq!(marker_text(&escaped, 0, "text").as_deref(), Some("a\nb"));
+        assert!(matches!(
+            marker_text(&Args::Array(chat), 0, "text"),
+            Some(Cow::Borrowed(_))
+        ));
         // What it only skips may hold them.
         let other = r#"["m", {"text": "a"}, {"big": 1e400, "odd": "\ud800"}]"#;
         assert_eq!(marker_at(other, 0, "text"), Marker::Text("a"));
